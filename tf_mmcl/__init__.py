@@ -1,0 +1,11 @@
+"""tf_mmcl: multimodal contrastive learning beyond pairs, in TensorFlow / Keras 3.
+
+Importing the package registers every serialisable class, so ``.keras`` files load after
+``import tf_mmcl``.
+"""
+
+__version__ = "0.1.0"
+
+from tf_mmcl import losses, ops  # noqa: E402
+
+__all__ = ["losses", "ops", "__version__"]

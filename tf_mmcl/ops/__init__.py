@@ -1,0 +1,22 @@
+"""Similarity math: one source of truth for losses, evaluation and serving."""
+
+from tf_mmcl.ops.checks import check_representations
+from tf_mmcl.ops.similarity import (
+    dot_scores,
+    gram_volume_matrix,
+    mip,
+    mip_scores,
+    triangle_area_matrix,
+)
+from tf_mmcl.ops.symile_logits import shuffled_negative_logits, streamed_logsumexp
+
+__all__ = [
+    "check_representations",
+    "dot_scores",
+    "gram_volume_matrix",
+    "mip",
+    "mip_scores",
+    "shuffled_negative_logits",
+    "streamed_logsumexp",
+    "triangle_area_matrix",
+]
