@@ -72,6 +72,9 @@ class ContrastiveLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if modalities is not None:
             modalities = [str(m) for m in modalities]
+            bad = [m for m in modalities if "+" in m or m == LOGIT_SCALE_KEY]
+            if bad:
+                raise ValueError(f"Modality names may not contain '+' or be {LOGIT_SCALE_KEY!r}: {bad}.")
             if len(set(modalities)) != len(modalities):
                 raise ValueError(f"modalities contains duplicates: {modalities}.")
         self.modalities = modalities
@@ -107,7 +110,8 @@ class ContrastiveLoss(keras.losses.Loss):
         return names, [y_pred[n] for n in names], as_logit_scale(scale)
 
     def _is_extra_key(self, key):
-        return False
+        # Fused-pair embeddings ("a+b") travel in the same dict; modality names never hold "+".
+        return "+" in key
 
     def get_config(self):
         config = super().get_config()

@@ -107,9 +107,6 @@ class ConFuLoss(ContrastiveLoss):
             raise ValueError(f"lam must be in [0, 1], got {lam}.")
         self.lam = float(lam)
 
-    def _is_extra_key(self, key):
-        return "+" in key
-
     def call(self, y_true, y_pred):
         names, reps, scale = self.split(y_pred)
         fused = None
