@@ -197,3 +197,63 @@ def test_half_precision_inputs_give_float32_loss(dtype):
         assert out.dtype == tf.float32
         # Same as the float32 loss of the rounded inputs.
         np.testing.assert_allclose(out, fn([tf.cast(r, "float32") for r in reps]), rtol=1e-6)
+
+
+def test_masks_all_present_equal_unmasked():
+    rng = np.random.default_rng(11)
+    reps = [unit_rows(rng, N, D) for _ in range(3)]
+    full = [np.ones(N, bool)] * 3
+    for fn in (clip_loss, gram_loss, triangle_loss):
+        np.testing.assert_allclose(fn(reps, 3.0, masks=full), fn(reps, 3.0), rtol=1e-6)
+    np.testing.assert_allclose(symile_loss(reps, 3.0, "n_squared", masks=full),
+                               symile_loss(reps, 3.0, "n_squared"), rtol=1e-6)
+    np.testing.assert_allclose(confu_loss(reps, reps, 3.0, masks=full), confu_loss(reps, reps, 3.0), rtol=1e-6)
+
+
+def test_clip_mask_equals_loss_on_present_rows():
+    rng = np.random.default_rng(12)
+    reps = [unit_rows(rng, N, D) for _ in range(2)]
+    present = np.array([1, 1, 0, 1, 0, 1], bool)
+    np.testing.assert_allclose(clip_loss(reps, 3.0, masks=[present, None]),
+                               clip_loss([r[present] for r in reps], 3.0), rtol=1e-5)
+    np.testing.assert_allclose(gram_loss(reps + reps[:1], 3.0, masks=[present, None, None]),
+                               gram_loss([r[present] for r in reps + reps[:1]], 3.0), rtol=1e-5)
+
+
+def test_symile_missing_factor_is_the_neutral_element():
+    rng = np.random.default_rng(13)
+    reps = [unit_rows(rng, N, D) for _ in range(3)]
+    present = np.array([1, 0, 1, 1, 1, 0], bool)
+    ones = np.where(present[:, None], reps[2], 1.0).astype("float32")
+    masked = symile_loss(reps, 3.0, "n_squared", masks=[None, None, present])
+    # Anchor c averages only its present rows; anchors a, b see ones in the missing c rows.
+    expected = 0.0
+    for a in range(3):
+        others = [r for j, r in enumerate(reps[:2] + [ones]) if j != a]
+        anchor = (reps[:2] + [ones])[a]
+        lse = tf.reduce_logsumexp(3.0 * anchor @ np.stack(
+            [np.prod([o[k] for o, k in zip(others, idx)], axis=0)
+             for idx in itertools.product(range(N), repeat=2)]).T, axis=1).numpy()
+        pos = 3.0 * np.sum(anchor * others[0] * others[1], axis=1)
+        per_row = lse - pos
+        expected += per_row[present].mean() if a == 2 else per_row.mean()
+    np.testing.assert_allclose(float(masked), expected / 3, rtol=1e-5)
+
+
+@pytest.mark.parametrize("sampling", ["n", "n_squared"])
+def test_fully_missing_modality_gives_finite_loss_and_gradients(sampling):
+    rng = np.random.default_rng(14)
+    reps = [tf.Variable(unit_rows(rng, N, D)) for _ in range(3)]
+    absent = np.zeros(N, bool)
+    with tf.GradientTape() as tape:
+        losses = [clip_loss(reps, 3.0, masks=[None, absent, None]),
+                  symile_loss(reps, 3.0, sampling, seed=1, masks=[None, absent, None]),
+                  gram_loss(reps, 3.0, masks=[None, absent, None]),
+                  triangle_loss(reps, 3.0, masks=[None, absent, None]),
+                  confu_loss(reps, reps, 3.0, masks=[None, absent, None])]
+        total = tf.add_n(losses)
+    grads = tape.gradient(total, reps)
+    assert all(np.isfinite(float(v)) for v in losses)
+    assert all(np.all(np.isfinite(g.numpy())) for g in grads)
+    # Gram and triangle need every modality: nothing left, loss 0.
+    assert float(losses[2]) == 0.0 and float(losses[3]) == 0.0

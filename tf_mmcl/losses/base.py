@@ -12,8 +12,11 @@ __all__ = [
     "LOGIT_SCALE_KEY",
     "ContrastiveLoss",
     "as_logit_scale",
+    "check_masks",
+    "combine_masks",
     "diagonal_cross_entropy",
     "fused_key",
+    "masked_mean",
     "symmetric_infonce",
 ]
 
@@ -34,20 +37,77 @@ def as_logit_scale(logit_scale):
     return ops.reshape(s, ())
 
 
-def diagonal_cross_entropy(logits):
+# Logit given to candidates that are absent (missing modality): finite, so that a row with no
+# valid candidate still has a finite log-sum-exp and finite (zero) gradients.
+_ABSENT_LOGIT = -1e9
+
+
+def masked_mean(values, valid=None):
+    """Mean of ``values`` over rows where ``valid`` (all rows when ``None``); 0 if none valid."""
+    if valid is None:
+        return ops.mean(values)
+    w = ops.cast(valid, "float32")
+    return ops.sum(values * w) / ops.maximum(ops.sum(w), 1.0)
+
+
+def diagonal_cross_entropy(logits, valid=None):
     """Mean over rows of CE(logits[i], label=i): ``mean_i(logsumexp(logits[i]) - logits[i, i])``.
 
     Works for non-square (N, C >= N) logits too (positives at column i).
+
+    Args:
+        logits: (N, C) float logits.
+        valid: optional bool (N,): rows (and, for square logits, the matching candidate
+            columns) that take part. Invalid rows are left out of the mean; invalid columns
+            are no candidates. Rows with fewer than 2 valid candidates contribute 0.
     """
     logits = ops.cast(logits, "float32")
     n = ops.shape(logits)[0]
+    if valid is not None:
+        valid = ops.cast(valid, "bool")
+        logits = ops.where(valid[None, :], logits, _ABSENT_LOGIT)
     positive = ops.take_along_axis(logits, ops.expand_dims(ops.arange(n), 1), axis=1)[:, 0]
-    return ops.mean(ops.logsumexp(logits, axis=1) - positive)
+    return masked_mean(ops.logsumexp(logits, axis=1) - positive, valid)
 
 
-def symmetric_infonce(logits):
-    """``0.5 * (CE(S) + CE(S^T))`` with positives on the diagonal of the square ``S``."""
-    return 0.5 * (diagonal_cross_entropy(logits) + diagonal_cross_entropy(ops.transpose(logits)))
+def symmetric_infonce(logits, valid=None):
+    """``0.5 * (CE(S) + CE(S^T))`` with positives on the diagonal of the square ``S``.
+
+    ``valid`` (bool (N,)) restricts both directions to the rows present in both modalities.
+    """
+    return 0.5 * (diagonal_cross_entropy(logits, valid) + diagonal_cross_entropy(ops.transpose(logits), valid))
+
+
+def combine_masks(masks, indices):
+    """Logical AND of ``masks[i]`` for ``i`` in ``indices`` (``None`` entries mean all present)."""
+    if masks is None:
+        return None
+    out = None
+    for i in indices:
+        m = masks[i]
+        if m is None:
+            continue
+        m = ops.cast(m, "bool")
+        out = m if out is None else ops.logical_and(out, m)
+    return out
+
+
+def check_masks(masks, num_modalities, name="masks"):
+    """Validates a list of optional (N,) presence masks, one per modality."""
+    if masks is None:
+        return None
+    if not isinstance(masks, (list, tuple)) or len(masks) != num_modalities:
+        raise ValueError(f"{name} must be a list of {num_modalities} (N,) boolean tensors or None entries.")
+    out = []
+    for i, m in enumerate(masks):
+        if m is None:
+            out.append(None)
+            continue
+        m = ops.convert_to_tensor(m)
+        if len(m.shape) != 1:
+            raise ValueError(f"{name}[{i}] must be a (N,) boolean vector, got shape {tuple(m.shape)}.")
+        out.append(ops.cast(m, "bool"))
+    return out
 
 
 class ContrastiveLoss(keras.losses.Loss):
@@ -55,6 +115,8 @@ class ContrastiveLoss(keras.losses.Loss):
 
     ``y_true`` is ignored (positives are the aligned rows). A learnable scale travels in
     ``y_pred["logit_scale"]``; without it the constructor's fixed ``logit_scale`` is used.
+    Presence masks travel as ``y_pred["<modality>_mask"]`` (bool (N,)); keys holding ``+``
+    (ConFu's fused pairs) are not modalities either.
 
     Args:
         modalities: modality names in the order the objective uses (anchor order, index order
@@ -90,7 +152,7 @@ class ContrastiveLoss(keras.losses.Loss):
         return self.call(y_true, y_pred)
 
     def split(self, y_pred):
-        """Returns (names, list of embeddings in order, logit scale tensor)."""
+        """Returns (names, embeddings in order, logit scale tensor, masks list or None)."""
         if not isinstance(y_pred, dict):
             raise TypeError(
                 f"{type(self).__name__} expects y_pred as a dict of embeddings keyed by modality, "
@@ -107,11 +169,13 @@ class ContrastiveLoss(keras.losses.Loss):
                 raise ValueError(f"Missing embeddings for modality(ies) {missing}; got keys {sorted(y_pred)}.")
             names = list(self.modalities)
         scale = y_pred.get(LOGIT_SCALE_KEY, self.logit_scale)
-        return names, [y_pred[n] for n in names], as_logit_scale(scale)
+        masks = [y_pred.get(f"{n}_mask") for n in names]
+        masks = None if all(mk is None for mk in masks) else masks
+        return names, [y_pred[n] for n in names], as_logit_scale(scale), masks
 
     def _is_extra_key(self, key):
         # Fused-pair embeddings ("a+b") travel in the same dict; modality names never hold "+".
-        return "+" in key
+        return "+" in key or key.endswith("_mask")
 
     def get_config(self):
         config = super().get_config()

@@ -6,21 +6,25 @@ import itertools
 
 import keras
 
-from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, symmetric_infonce
+from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, check_masks, combine_masks, symmetric_infonce
 from tf_mmcl.ops import check_representations, dot_scores
 
 __all__ = ["clip_loss", "CLIPLoss"]
 
 
-def clip_loss(representations, logit_scale, check_finite=False):
+def clip_loss(representations, logit_scale, masks=None, check_finite=False):
     """Mean over the M(M-1)/2 unordered pairs of ``0.5 * (CE(S) + CE(S^T))``.
 
     ``S = logit_scale * r_i @ r_j^T``; positives are the aligned rows. This is the trimodal CLIP
     baseline of the Gated Symile and ConFu reference code, for any M >= 2.
 
+    Missing modalities: a pair's term uses only the rows where both modalities are present
+    (absent rows are neither queries nor candidates).
+
     Args:
         representations: list of M >= 2 (N, d) L2-normalised embeddings.
         logit_scale: the multiplier applied to similarities (scalar).
+        masks: optional list of M bool (N,) presence masks (``None`` entries: all present).
         check_finite: assert finiteness inside ``tf.function`` too.
 
     Returns:
@@ -34,10 +38,11 @@ def clip_loss(representations, logit_scale, check_finite=False):
     """
     reps = check_representations(representations, check_finite_values=check_finite)
     scale = as_logit_scale(logit_scale)
+    masks = check_masks(masks, len(reps))
     pairs = list(itertools.combinations(range(len(reps)), 2))
     total = 0.0
     for i, j in pairs:
-        total = total + symmetric_infonce(scale * dot_scores(reps[i], reps[j]))
+        total = total + symmetric_infonce(scale * dot_scores(reps[i], reps[j]), combine_masks(masks, (i, j)))
     return total / len(pairs)
 
 
@@ -58,5 +63,5 @@ class CLIPLoss(ContrastiveLoss):
                          name=name, **kwargs)
 
     def call(self, y_true, y_pred):
-        _, reps, scale = self.split(y_pred)
-        return clip_loss(reps, scale, check_finite=self.check_finite)
+        _, reps, scale, masks = self.split(y_pred)
+        return clip_loss(reps, scale, masks=masks, check_finite=self.check_finite)

@@ -6,7 +6,14 @@ import itertools
 
 import keras
 
-from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, fused_key, symmetric_infonce
+from tf_mmcl.losses.base import (
+    ContrastiveLoss,
+    as_logit_scale,
+    check_masks,
+    combine_masks,
+    fused_key,
+    symmetric_infonce,
+)
 from tf_mmcl.ops import check_representations, dot_scores
 
 __all__ = ["confu_loss", "ConFuLoss", "confu_pairs"]
@@ -20,7 +27,7 @@ def confu_pairs(num_modalities):
     return list(itertools.combinations(range(num_modalities), 2))
 
 
-def confu_loss(representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, check_finite=False):
+def confu_loss(representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, masks=None, check_finite=False):
     """The ConFu objective of the authors' code, for any M >= 3.
 
     With ``L(u, v) = 0.5 * (CE(S) + CE(S^T))``, ``S = logit_scale * u v^T``:
@@ -32,12 +39,16 @@ def confu_loss(representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, c
       reference returns ``sum(P) / |P|`` (``/3``, not ``/6``) and needs no fused embeddings;
       we do the same, so the value jumps by 2x between lam = 0 and lam -> 0+ exactly as there.
 
+    Missing modalities: each term uses only the rows where every modality it involves is
+    present (both for ``L(z_i, z_j)``; i, j and k for ``L(z_ij, z_k)``).
+
     Args:
         representations: list of M >= 3 unimodal (N, d) L2-normalised embeddings.
         fused: list of fused (N, d) embeddings in :func:`confu_pairs` order (or a dict keyed by
             index pair ``(i, j)``); may be ``None`` when ``lam == 0``.
         logit_scale: multiplier, fixed at 1/0.07 in the authors' code.
         lam: weight of the fused terms, in [0, 1].
+        masks: optional list of M bool (N,) presence masks (``None`` entries: all present).
         check_finite: assert finiteness inside ``tf.function`` too.
 
     Returns:
@@ -54,10 +65,11 @@ def confu_loss(representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, c
     reps = check_representations(representations, min_modalities=3, check_finite_values=check_finite)
     scale = as_logit_scale(logit_scale)
     m = len(reps)
+    masks = check_masks(masks, m)
     pairs = confu_pairs(m)
     pair_total = 0.0
     for i, j in pairs:
-        pair_total = pair_total + symmetric_infonce(scale * dot_scores(reps[i], reps[j]))
+        pair_total = pair_total + symmetric_infonce(scale * dot_scores(reps[i], reps[j]), combine_masks(masks, (i, j)))
     if float(lam) == 0.0:
         return pair_total / len(pairs)
     if fused is None:
@@ -77,7 +89,8 @@ def confu_loss(representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, c
         for k in range(m):
             if k in (i, j):
                 continue
-            fused_total = fused_total + symmetric_infonce(scale * dot_scores(z_ij, reps[k]))
+            fused_total = fused_total + symmetric_infonce(scale * dot_scores(z_ij, reps[k]),
+                                                        combine_masks(masks, (i, j, k)))
             num_fused_terms += 1
     lam = float(lam)
     return (lam * fused_total + (1.0 - lam) * pair_total) / (len(pairs) + num_fused_terms)
@@ -108,7 +121,7 @@ class ConFuLoss(ContrastiveLoss):
         self.lam = float(lam)
 
     def call(self, y_true, y_pred):
-        names, reps, scale = self.split(y_pred)
+        names, reps, scale, masks = self.split(y_pred)
         fused = None
         if self.lam > 0.0:
             fused = []
@@ -117,7 +130,7 @@ class ConFuLoss(ContrastiveLoss):
                 if key not in y_pred:
                     raise ValueError(f"ConFuLoss needs the fused embedding {key!r} in y_pred when lam > 0.")
                 fused.append(y_pred[key])
-        return confu_loss(reps, fused, scale, lam=self.lam, check_finite=self.check_finite)
+        return confu_loss(reps, fused, scale, lam=self.lam, masks=masks, check_finite=self.check_finite)
 
     def get_config(self):
         config = super().get_config()

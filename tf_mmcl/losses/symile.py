@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, diagonal_cross_entropy
+from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, check_masks, diagonal_cross_entropy, masked_mean
 from tf_mmcl.ops import check_representations, mip, shuffled_negative_logits, streamed_logsumexp
 
 __all__ = ["symile_loss", "SymileLoss", "NEGATIVE_SAMPLING"]
@@ -42,7 +42,7 @@ def _draw_permutations(m, n, seed):
 
 
 def symile_loss(representations, logit_scale, negative_sampling="n", permutations=None, seed=None,
-                block_size=None, check_finite=False):
+                block_size=None, masks=None, check_finite=False):
     """The Symile objective, equal to the reference ``symile.Symile`` for every M >= 2.
 
     For each modality m as anchor, cross-entropy of ``logit_scale * MIP(anchor_i, candidate)``
@@ -64,6 +64,10 @@ def symile_loss(representations, logit_scale, negative_sampling="n", permutation
       N = 256, d = 256, M = 3: 64 MiB + 64 MiB, plus its list of N blocks and their gradients).
       Unlike the reference, M = 2 works (it is then one-directional InfoNCE per anchor).
 
+    Missing modalities: a missing row's embedding is replaced by the neutral element of the
+    multilinear product, the all-ones vector, so ``MIP`` reduces to the product of the present
+    modalities; anchor m's loss averages only over rows where m is present.
+
     Args:
         representations: list of M >= 2 (N, d) L2-normalised embeddings.
         logit_scale: multiplier applied to the MIP scores (scalar).
@@ -71,6 +75,7 @@ def symile_loss(representations, logit_scale, negative_sampling="n", permutation
         permutations: optional int array (M, M-1, N) for ``"n"``.
         seed: int or ``keras.random.SeedGenerator`` for the ``"n"`` permutations.
         block_size: prefix tuples per block for ``"n_squared"`` (``None``: automatic).
+        masks: optional list of M bool (N,) presence masks (``None`` entries: all present).
         check_finite: assert finiteness inside ``tf.function`` too.
 
     Returns:
@@ -90,6 +95,11 @@ def symile_loss(representations, logit_scale, negative_sampling="n", permutation
     reps = check_representations(representations, check_finite_values=check_finite)
     scale = as_logit_scale(logit_scale)
     m = len(reps)
+    masks = check_masks(masks, m)
+    if masks is not None:
+        reps = [r if mk is None else ops.where(mk[:, None], r, ops.ones_like(r)) for r, mk in zip(reps, masks)]
+    else:
+        masks = [None] * m
     n_static = reps[0].shape[0]
     if negative_sampling == "n":
         if permutations is not None:
@@ -104,11 +114,12 @@ def symile_loss(representations, logit_scale, negative_sampling="n", permutation
         others = [r for j, r in enumerate(reps) if j != a]
         if negative_sampling == "n":
             logits = scale * shuffled_negative_logits(anchor, others, perms[a])
-            losses.append(diagonal_cross_entropy(logits))
+            losses.append(diagonal_cross_entropy(logits) if masks[a] is None
+                          else masked_mean(ops.logsumexp(logits, axis=1) - ops.diagonal(logits), masks[a]))
         else:
             lse = streamed_logsumexp(scale * anchor, others, block_size=block_size)
             positive = scale * mip([anchor] + others)
-            losses.append(ops.mean(lse - positive))
+            losses.append(masked_mean(lse - positive, masks[a]))
     return ops.sum(ops.stack(losses)) / m
 
 
@@ -140,9 +151,9 @@ class SymileLoss(ContrastiveLoss):
         self._seed_generator = keras.random.SeedGenerator(seed) if negative_sampling == "n" else None
 
     def call(self, y_true, y_pred):
-        _, reps, scale = self.split(y_pred)
+        _, reps, scale, masks = self.split(y_pred)
         return symile_loss(reps, scale, self.negative_sampling, seed=self._seed_generator,
-                           block_size=self.block_size, check_finite=self.check_finite)
+                           block_size=self.block_size, masks=masks, check_finite=self.check_finite)
 
     def get_config(self):
         config = super().get_config()

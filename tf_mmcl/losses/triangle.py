@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import keras
 
-from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, symmetric_infonce
+from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, check_masks, combine_masks, symmetric_infonce
 from tf_mmcl.ops import check_representations, triangle_area_matrix
 
 __all__ = ["triangle_loss", "TriangleLoss"]
 
 
-def triangle_loss(representations, logit_scale, squared=True, eps=1e-8, check_finite=False):
+def triangle_loss(representations, logit_scale, squared=True, eps=1e-8, masks=None, check_finite=False):
     """Symmetric InfoNCE on ``-logit_scale * area``, averaged over the three anchor choices.
 
     Anchors (a; b, c), (b; a, c), (c; a, b) as the Gated Symile authors' baseline; ``area[i, j]``
     is the area of the triangle (anchor_i, b_j, c_j) (``squared=True``: the squared-area
-    surrogate ``0.5 * det``, their default). Defined for M = 3 only.
+    surrogate ``0.5 * det``, their default). Defined for M = 3 only. Missing modalities: only
+    rows with all three present take part.
 
     Note: the reference's "efficient" area matrix pairs ``b_i . c_j`` where its own naive form
     (and the geometry) needs ``b_j . c_j``; we follow the geometry (equal to their naive
@@ -26,6 +27,7 @@ def triangle_loss(representations, logit_scale, squared=True, eps=1e-8, check_fi
         logit_scale: multiplier (scalar).
         squared: squared-area surrogate (default) or the area itself.
         eps: added under the square root when ``squared=False``.
+        masks: optional list of 3 bool (N,) presence masks (``None`` entries: all present).
         check_finite: assert finiteness inside ``tf.function`` too.
 
     Returns:
@@ -40,11 +42,13 @@ def triangle_loss(representations, logit_scale, squared=True, eps=1e-8, check_fi
     reps = check_representations(representations, min_modalities=3, max_modalities=3,
                                  check_finite_values=check_finite)
     scale = as_logit_scale(logit_scale)
+    masks = check_masks(masks, 3)
+    valid = combine_masks(masks, range(3))
     total = 0.0
     for a in range(3):
         b, c = [r for j, r in enumerate(reps) if j != a]
         area = triangle_area_matrix(reps[a], b, c, squared=squared, eps=eps)
-        total = total + symmetric_infonce(-scale * area)
+        total = total + symmetric_infonce(-scale * area, valid)
     return total / 3.0
 
 
@@ -69,8 +73,9 @@ class TriangleLoss(ContrastiveLoss):
         self.eps = float(eps)
 
     def call(self, y_true, y_pred):
-        _, reps, scale = self.split(y_pred)
-        return triangle_loss(reps, scale, squared=self.squared, eps=self.eps, check_finite=self.check_finite)
+        _, reps, scale, masks = self.split(y_pred)
+        return triangle_loss(reps, scale, squared=self.squared, eps=self.eps, masks=masks,
+                             check_finite=self.check_finite)
 
     def get_config(self):
         config = super().get_config()

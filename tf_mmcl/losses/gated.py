@@ -1,0 +1,198 @@
+"""Gated Symile: the Symile objective with a :class:`~tf_mmcl.layers.gate.ContrastiveGate`
+(Rheude et al., "Hidden in the Multiplicative Interaction", 2026)."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+from tf_mmcl.layers.gate import ContrastiveGate
+from tf_mmcl.losses.base import as_logit_scale
+from tf_mmcl.losses.symile import _draw_permutations
+from tf_mmcl.ops import check_representations, mip, shuffled_negative_logits, streamed_logsumexp
+
+__all__ = ["gated_symile_loss", "GATED_NEGATIVE_SAMPLING", "variance_scale"]
+
+GATED_NEGATIVE_SAMPLING = ("pair", "n", "n_squared")
+
+
+def variance_scale(dim, num_modalities):
+    """Deterministic variance scaling ``d^((M-1)/2)`` of the authors' ``scale_mip_dvs``.
+
+    A MIP of M random unit vectors in d dimensions has a standard deviation of order
+    ``d^-((M-1)/2)``; multiplying by this factor brings the raw scores to order 1 before the
+    logit scale.
+
+    Example:
+        >>> variance_scale(16, 3)
+        16.0
+    """
+    return float(dim) ** ((num_modalities - 1) / 2.0)
+
+
+def _weighted_mean(values, weights):
+    """Mean of ``values`` over rows with weight 1 (all rows when ``weights`` is None); 0 if none."""
+    if weights is None:
+        return ops.mean(values)
+    return ops.sum(values * weights) / ops.maximum(ops.sum(weights), 1.0)
+
+
+def gated_symile_loss(representations, gate, logit_scale, negative_sampling="pair", num_negatives=None,
+                      distill_weight=0.1, variance_scaling=True, masks=None, seed=None, modalities=None):
+    """The Gated Symile objective (the authors' ``symile_gated``), for any M >= 3.
+
+    For each target modality t (the mean over the targets is returned):
+
+    * ``"pair"`` (the paper's candidate-conditioned path): row i scores each candidate c of the
+      target modality by ``MIP(c, prod_{m != t} G_m(i, c))``, with the gate run on the tuple
+      (candidate c, the other modalities of row i), so the weights differ for every candidate
+      (:meth:`ContrastiveGate.gated_scores`); cross-entropy with the positive (row i's own
+      target). With ``num_negatives=None`` the candidates of every row are all N target rows of
+      the batch (deterministic). With an ``alpha -> 0`` gate this is then the plain
+      "(M-1) -> 1" Symile loss: ``CE_i(S^T)`` for ``S[j, i] = MIP(t_j, others_i)``, i.e. for each
+      row the cross-entropy of its (M-1)-modality query product against every target row.
+      With ``num_negatives=K`` each row gets its positive plus K negatives drawn uniformly (with
+      replacement) from the other rows of the batch (K is clamped to N - 1), as the authors.
+    * ``"n"`` / ``"n_squared"`` (candidate-independent): each row's own tuple is gated once for
+      target t (:meth:`ContrastiveGate.gate_tuple`), and the anchor-t term of
+      :func:`tf_mmcl.losses.symile.symile_loss` is formed with the (ungated) target as anchor
+      and the gated other modalities ("n": shuffled negatives with the same permutations
+      ``symile_loss`` draws from ``seed``; "n_squared": every tuple of gated rows).
+
+    Scores are multiplied by ``logit_scale * d^((M-1)/2)`` when ``variance_scaling`` (the authors'
+    deterministic variance scaling, which they apply to their plain Symile and to retrieval as
+    well; note that :func:`~tf_mmcl.losses.symile.symile_loss` does *not* apply it, so compare
+    the two at the same effective scale). ``distill_weight`` adds, per target, the mean over the
+    M modalities of the MSE between each present ungated embedding and its (stop-gradient) gated
+    embedding in the row's own positive tuple (the target's own term is 0: the gate leaves the
+    target untouched), pulling the ungated encoders toward what the gate keeps. The authors'
+    released code carries this term commented out, so ``distill_weight=0`` reproduces it exactly.
+
+    Missing modalities (``masks[m][i]`` False) are replaced by their neutral direction with gate
+    weight 0 (see :class:`ContrastiveGate`); rows whose target is missing are left out of that
+    target's cross-entropy and missing entries out of the distillation term. A target missing in
+    the whole batch contributes 0; nothing becomes NaN.
+
+    Args:
+        representations: dict name -> (N, D) L2-normalised embeddings, every gate modality.
+        gate: a :class:`ContrastiveGate` over the same modalities (built on first use).
+        logit_scale: multiplier of the (variance-scaled) scores (scalar, e.g. ``exp(log_scale)``).
+        negative_sampling: ``"pair"``, ``"n"`` or ``"n_squared"``.
+        num_negatives: K sampled negatives per row for ``"pair"``; ``None``: all other rows.
+        distill_weight: weight (>= 0) of the distillation term.
+        variance_scaling: multiply scores by ``d^((M-1)/2)``.
+        masks: optional dict name -> (N,) bool, True = present.
+        seed: int or ``keras.random.SeedGenerator`` for the sampled negatives ("pair" with K) or
+            the "n" permutations.
+        modalities: the targets whose losses are averaged (default: all ``gate.modalities``).
+
+    Returns:
+        Scalar float32 loss.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> reps = {}
+        >>> for m in ["a", "b", "c"]:
+        ...     x = rng.normal(size=(6, 8)).astype("float32")
+        ...     reps[m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        >>> gate = ContrastiveGate(["a", "b", "c"], key_dim=8, seed=0)
+        >>> loss = gated_symile_loss(reps, gate, logit_scale=1.0)
+        >>> loss.shape, bool(np.isfinite(float(loss)))
+        (TensorShape([]), True)
+    """
+    if not isinstance(gate, ContrastiveGate):
+        raise ValueError(f"gate must be a ContrastiveGate, got {type(gate).__name__}.")
+    if negative_sampling not in GATED_NEGATIVE_SAMPLING:
+        raise ValueError(f"Unknown negative_sampling {negative_sampling!r}; expected one of "
+                         f"{GATED_NEGATIVE_SAMPLING}.")
+    if num_negatives is not None:
+        if negative_sampling != "pair":
+            raise ValueError('num_negatives only applies to negative_sampling="pair".')
+        if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives < 1:
+            raise ValueError(f"num_negatives must be a positive integer or None, got {num_negatives!r}.")
+    if (isinstance(distill_weight, bool) or not isinstance(distill_weight, (int, float))
+            or not math.isfinite(distill_weight) or distill_weight < 0):
+        raise ValueError(f"distill_weight must be a finite number >= 0, got {distill_weight!r}.")
+    if not isinstance(representations, dict):
+        raise ValueError(f"representations must be a dict of (N, D) embeddings keyed by modality, "
+                         f"got {type(representations).__name__}.")
+    names = gate.modalities
+    unknown = sorted(str(k) for k in representations if k not in names)
+    if unknown:
+        raise ValueError(f"representations: unknown modality name(s) {unknown}; the gate has {names}.")
+    missing = [m for m in names if m not in representations]
+    if missing:
+        raise ValueError(f"representations: missing modality(ies) {missing}; the gate needs all of {names}.")
+    if modalities is None:
+        targets = list(names)
+    else:
+        if isinstance(modalities, str):
+            modalities = [modalities]
+        targets = [str(m) for m in modalities]
+        bad = sorted(m for m in targets if m not in names)
+        if bad:
+            raise ValueError(f"modalities: unknown target name(s) {bad}; the gate has {names}.")
+        if not targets or len(set(targets)) != len(targets):
+            raise ValueError(f"modalities must be a non-empty list of distinct names, got {modalities!r}.")
+
+    reps = check_representations([representations[m] for m in names], min_modalities=3)
+    tensors, presence = gate._prepare(dict(zip(names, reps)), masks)
+    m_count = len(names)
+    scale = as_logit_scale(logit_scale)
+    if variance_scaling:
+        d = reps[0].shape[1]
+        scale = scale * variance_scale(int(d), m_count)
+    n = ops.shape(reps[0])[0]
+    n_static = reps[0].shape[0]
+
+    perms = None
+    if negative_sampling == "n":
+        perms = _draw_permutations(m_count, n, seed)
+
+    total = 0.0
+    for target in targets:
+        t = names.index(target)
+        others = [names[i] for i in range(m_count) if i != t]
+        present_t = presence[target]
+        if negative_sampling == "pair":
+            cand_pool = tensors[target]
+            if num_negatives is None:
+                raw = gate._candidate_scores(t, tensors, presence, cand_pool)  # (N, N), positive i at i
+                logits = scale * raw
+                positive = ops.take_along_axis(logits, ops.expand_dims(ops.arange(n), 1), axis=1)[:, 0]
+            else:
+                k = num_negatives
+                if n_static is not None:
+                    k = max(1, min(k, int(n_static) - 1))
+                neg = keras.random.randint((n, k), 0, n - 1, dtype="int32", seed=seed)
+                pos = ops.arange(n, dtype="int32")[:, None]
+                neg = neg + ops.cast(neg >= pos, "int32")  # skip the positive: uniform over the others
+                idx = ops.concatenate([pos, neg], axis=1)  # (N, K+1), positive in column 0
+                cands = ops.take(cand_pool, idx, axis=0)  # (N, K+1, D)
+                logits = scale * gate._candidate_scores(t, tensors, presence, cands)
+                positive = logits[:, 0]
+            row_loss = ops.logsumexp(logits, axis=1) - positive
+        else:
+            gated = gate._gated_tuple(t, tensors, presence)
+            anchor = tensors[target]
+            other_list = [gated[m] for m in others]
+            if negative_sampling == "n":
+                logits = shuffled_negative_logits(scale * anchor, other_list, perms[t])
+                row_loss = ops.logsumexp(logits, axis=1) - ops.diagonal(logits)
+            else:
+                lse = streamed_logsumexp(scale * anchor, other_list)
+                row_loss = lse - scale * mip([anchor] + other_list)
+        loss_t = _weighted_mean(row_loss, present_t)
+        if distill_weight:
+            gated = gate._gated_tuple(t, tensors, presence)
+            distill = 0.0
+            for m in others:
+                err = ops.mean(ops.square(tensors[m] - ops.stop_gradient(gated[m])), axis=-1)
+                distill = distill + _weighted_mean(err, presence[m])
+            loss_t = loss_t + float(distill_weight) * distill / m_count
+        total = total + loss_t
+    return ops.cast(total / len(targets), "float32")
+
