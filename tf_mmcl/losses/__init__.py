@@ -10,6 +10,7 @@ from tf_mmcl.losses.base import (
 )
 from tf_mmcl.losses.clip import CLIPLoss, clip_loss
 from tf_mmcl.losses.confu import ConFuLoss, confu_loss, confu_pairs
+from tf_mmcl.losses.gated import gated_symile_loss
 from tf_mmcl.losses.gram import GRAMLoss, gram_loss
 from tf_mmcl.losses.symile import SymileLoss, symile_loss
 from tf_mmcl.losses.triangle import TriangleLoss, triangle_loss
@@ -27,6 +28,7 @@ __all__ = [
     "confu_pairs",
     "diagonal_cross_entropy",
     "fused_key",
+    "gated_symile_loss",
     "gram_loss",
     "symile_loss",
     "symmetric_infonce",

@@ -1,0 +1,454 @@
+"""``MultimodalContrastiveModel``: one encoder per modality, a shared embedding space, and a
+contrastive objective over all modalities, trained with ``model.fit``."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import keras
+from keras import ops
+
+from tf_mmcl import losses as losses_lib
+from tf_mmcl import ops as sim
+from tf_mmcl.layers.fusion import FusionHead
+from tf_mmcl.layers.gate import ContrastiveGate
+from tf_mmcl.layers.heads import L2Normalize, LogitScale, ProjectionHead
+from tf_mmcl.losses.base import LOGIT_SCALE_KEY, fused_key
+from tf_mmcl.losses.gated import gated_symile_loss
+
+__all__ = ["MultimodalContrastiveModel", "OBJECTIVES"]
+
+# Options each objective accepts (with defaults); anything else is a clear error.
+_GATE_OPTIONS = {
+    "mode": "attention", "gate_type": "softmax", "use_null": True, "neutral": "random_trainable",
+    "key_dim": 256, "strength_logit_init": -6.0, "renormalize": True, "temperature_init": 1.0,
+}
+_OBJECTIVE_OPTIONS = {
+    "clip": {},
+    "symile": {"negative_sampling": "n", "seed": None, "block_size": None},
+    "confu": {"lam": 0.5, "fusion_hidden_dim": None, "fusion_layers": 2, "fusion_dropout": 0.1,
+              "mask_ratio": 0.0},
+    "gram": {"eps": 1e-8},
+    "triangle": {"squared": True, "eps": 1e-8},
+    "gated_symile": dict({"negative_sampling": "pair", "num_negatives": None, "distill_weight": 0.1,
+                          "variance_scaling": True, "seed": None}, **_GATE_OPTIONS),
+}
+OBJECTIVES = tuple(_OBJECTIVE_OPTIONS)
+# Non-modality keys a dataset may carry for evaluation; the model ignores them.
+_DEFAULT_PASSTHROUGH = ("label", "labels", "corruption", "latents")
+_MASK_SUFFIX = "_mask"
+
+
+@keras.saving.register_keras_serializable(package="tf_mmcl")
+class MultimodalContrastiveModel(keras.Model):
+    """Encoders per modality -> projection -> L2 normalise -> contrastive objective.
+
+    The batch is a dict keyed by modality name, plus optional presence masks
+    ``"<name>_mask"`` (bool (N,), True = present). ``call`` returns the L2-normalised
+    embeddings keyed by modality, plus the fused pair embeddings ``"a+b"`` for ConFu and the
+    gate weights ``"gate_weights/<target>"`` ((N, M), modality order) for Gated Symile.
+
+    Objectives (``objective=``) and their options (``**objective_options``):
+
+    * ``"clip"``: pairwise symmetric InfoNCE over every pair of modalities. Missing: a pair's
+      term uses the rows where both are present.
+    * ``"symile"``: ``negative_sampling="n" | "n_squared"``, ``seed``, ``block_size``. Missing:
+      the missing factor is the all-ones vector, the neutral element of the multilinear
+      product; an anchor's loss averages over rows where it is present.
+    * ``"confu"``: ``lam`` (0.5), ``fusion_hidden_dim``, ``fusion_layers`` (2),
+      ``fusion_dropout`` (0.1), ``mask_ratio`` (0). One ``FusionHead`` per modality pair over
+      the *encoder features*. The logit scale is fixed at 1/0.07 unless
+      ``learn_logit_scale=True`` (as the authors' code). Missing: each term uses the rows
+      where all the modalities it involves are present.
+    * ``"gram"`` (``eps``) and ``"triangle"`` (``squared``, ``eps``; exactly 3 modalities):
+      missing: only rows with every modality present take part.
+    * ``"gated_symile"``: ``negative_sampling="pair" | "n" | "n_squared"``, ``num_negatives``,
+      ``distill_weight``, ``variance_scaling``, ``seed`` and the gate's options (``mode``,
+      ``gate_type``, ``use_null``, ``neutral``, ``key_dim``, ``strength_logit_init``,
+      ``renormalize``, ``temperature_init``). Missing: a missing modality is replaced by its
+      neutral direction (gate weight 0).
+
+    A modality may be left out of a batch entirely if its mask is given (all False); its input
+    is then zeros of the shape the model was built with.
+
+    Logged metrics: ``loss``, ``top1_<modality>`` (in-batch retrieval of each modality from all
+    the others, by the objective's own score; ties count as misses) and ``logit_scale``.
+
+    Args:
+        encoders: dict modality name -> Keras layer mapping that modality's input to features.
+        embedding_dim: width of the shared embedding space.
+        objective: one of ``OBJECTIVES``.
+        projection_hidden_units: hidden widths of the projection heads (empty: linear).
+        logit_scale_init: initial logit scale (default 1/0.07).
+        learn_logit_scale: train the log-scale (default True; False for ConFu).
+        max_logit_scale: clamp of the scale (100).
+        passthrough_keys: non-modality input keys to ignore (labels, corruption kinds, ...).
+        **objective_options: the objective's options above.
+
+    Example:
+        >>> import numpy as np, keras, tf_mmcl
+        >>> model = MultimodalContrastiveModel(
+        ...     {m: tf_mmcl.layers.MLPEncoder(hidden_units=(8,)) for m in "abc"},
+        ...     embedding_dim=4, objective="symile", negative_sampling="n_squared")
+        >>> model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        >>> x = {m: np.random.rand(16, 3).astype("float32") for m in "abc"}
+        >>> _ = model.fit(x, epochs=1, batch_size=8, verbose=0)
+        >>> model.embed("c", x["c"]).shape
+        TensorShape([16, 4])
+        >>> model.score({"a": x["a"], "b": x["b"]}, "c", x["c"]).shape
+        TensorShape([16, 16])
+    """
+
+    def __init__(self, encoders, embedding_dim, objective="symile", projection_hidden_units=(),
+                 logit_scale_init=1.0 / 0.07, learn_logit_scale=None, max_logit_scale=100.0,
+                 passthrough_keys=_DEFAULT_PASSTHROUGH, name=None, **objective_options):
+        # Keras passes these through from_config/Model internals; they are not objective options.
+        base_kwargs = {k: objective_options.pop(k) for k in ("trainable", "dtype") if k in objective_options}
+        super().__init__(name=name, **base_kwargs)
+        if not isinstance(encoders, dict) or not encoders:
+            raise ValueError("encoders must be a non-empty dict modality name -> Keras layer.")
+        names = [str(n) for n in encoders]
+        for n in names:
+            if "+" in n or "/" in n or n.endswith(_MASK_SUFFIX) or n == LOGIT_SCALE_KEY or n in passthrough_keys:
+                raise ValueError(f"Invalid modality name {n!r}: no '+', '/', '{_MASK_SUFFIX}' suffix or reserved name.")
+        if len(names) < 2:
+            raise ValueError(f"A contrastive model needs at least 2 modalities, got {names}.")
+        if objective not in _OBJECTIVE_OPTIONS:
+            raise ValueError(f"Unknown objective {objective!r}; expected one of {OBJECTIVES}.")
+        allowed = _OBJECTIVE_OPTIONS[objective]
+        unknown = sorted(set(objective_options) - set(allowed))
+        if unknown:
+            raise ValueError(f"Unknown option(s) {unknown} for objective {objective!r}; "
+                             f"allowed: {sorted(allowed)}.")
+        if objective == "triangle" and len(names) != 3:
+            raise ValueError(f"The triangle objective needs exactly 3 modalities, got {names}.")
+        if objective in ("confu", "gated_symile") and len(names) < 3:
+            raise ValueError(f"The {objective} objective needs at least 3 modalities, got {names}.")
+        if not isinstance(embedding_dim, int) or embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be a positive int, got {embedding_dim!r}.")
+        for n, enc in encoders.items():
+            if not isinstance(enc, keras.layers.Layer):
+                raise ValueError(f"encoders[{n!r}] must be a Keras layer, got {type(enc).__name__}.")
+
+        self.modalities = names
+        self.embedding_dim = embedding_dim
+        self.objective = objective
+        self.options = dict(allowed, **objective_options)
+        self.projection_hidden_units = tuple(projection_hidden_units)
+        self.logit_scale_init = float(logit_scale_init)
+        self.learn_logit_scale = (objective != "confu") if learn_logit_scale is None else bool(learn_logit_scale)
+        self.max_logit_scale = float(max_logit_scale)
+        self.passthrough_keys = tuple(passthrough_keys)
+
+        self.encoders = dict(encoders)
+        self.projections = {n: ProjectionHead(embedding_dim, hidden_units=self.projection_hidden_units,
+                                              name=f"projection_{n}") for n in names}
+        self.normalize = L2Normalize(name="l2_normalize")
+        self.logit_scale = LogitScale(self.logit_scale_init, self.max_logit_scale,
+                                      trainable=self.learn_logit_scale, name="logit_scale")
+        self.fusion_heads = {}
+        if objective == "confu" and self.options["lam"] > 0:
+            for i, j in itertools.combinations(range(len(names)), 2):
+                key = fused_key(names[i], names[j])
+                self.fusion_heads[key] = FusionHead(
+                    embedding_dim, hidden_dim=self.options["fusion_hidden_dim"],
+                    num_layers=self.options["fusion_layers"], dropout=self.options["fusion_dropout"],
+                    mask_ratio=self.options["mask_ratio"], name=f"fusion_{names[i]}_{names[j]}")
+        self.gate = None
+        if objective == "gated_symile":
+            self.gate = ContrastiveGate(names, seed=self.options["seed"], name="contrastive_gate",
+                                        **{k: self.options[k] for k in _GATE_OPTIONS})
+            # Fresh sampled negatives / permutations every step, reproducible from the seed.
+            self._loss_seed = keras.random.SeedGenerator(self.options["seed"], name="loss_seed")
+        self.loss_object = self._make_loss()
+        self._modality_shapes = None
+        self._top1_trackers = {n: keras.metrics.Mean(name=f"top1_{n}") for n in names}
+        self._scale_tracker = keras.metrics.Mean(name="logit_scale")
+
+    # ------------------------------------------------------------------ construction
+    def _make_loss(self):
+        o = self.options
+        common = {"modalities": self.modalities}
+        if self.objective == "clip":
+            return losses_lib.CLIPLoss(**common)
+        if self.objective == "symile":
+            return losses_lib.SymileLoss(negative_sampling=o["negative_sampling"], seed=o["seed"],
+                                         block_size=o["block_size"], **common)
+        if self.objective == "confu":
+            return losses_lib.ConFuLoss(lam=o["lam"], **common)
+        if self.objective == "gram":
+            return losses_lib.GRAMLoss(eps=o["eps"], **common)
+        if self.objective == "triangle":
+            return losses_lib.TriangleLoss(squared=o["squared"], eps=o["eps"], **common)
+        return None  # gated_symile: the loss needs the gate layer, see compute_loss
+
+    def build(self, input_shape):
+        if not isinstance(input_shape, dict):
+            raise ValueError(f"{type(self).__name__} takes a dict of inputs keyed by modality, "
+                             f"got shape {input_shape!r}.")
+        shapes = {}
+        for n in self.modalities:
+            if n not in input_shape:
+                raise ValueError(f"Cannot build: no input for modality {n!r} (got {sorted(input_shape)}).")
+            shapes[n] = tuple(input_shape[n])
+        self._modality_shapes = shapes
+        features = {}
+        for n in self.modalities:
+            enc = self.encoders[n]
+            if not enc.built:
+                enc.build(shapes[n])
+            features[n] = tuple(enc.compute_output_shape(shapes[n]))
+            self.projections[n].build(features[n])
+        self.normalize.build((None, self.embedding_dim))
+        self.logit_scale.build()
+        for key, head in self.fusion_heads.items():
+            a, b = key.split("+")
+            head.build([features[a], features[b]])
+        if self.gate is not None:
+            self.gate.build({n: (None, self.embedding_dim) for n in self.modalities})
+        self.built = True
+
+    # ------------------------------------------------------------------ inputs
+    def _split_inputs(self, inputs, required=None):
+        """Returns (values, masks) dicts, checking names; fills missing-but-masked modalities."""
+        if not isinstance(inputs, dict):
+            raise ValueError(f"{type(self).__name__} expects a dict keyed by modality name "
+                             f"({self.modalities}), got {type(inputs).__name__}.")
+        required = self.modalities if required is None else required
+        known = set(self.modalities) | {n + _MASK_SUFFIX for n in self.modalities} | set(self.passthrough_keys)
+        unknown = sorted(k for k in inputs if k not in known)
+        if unknown:
+            raise ValueError(f"Unknown input key(s) {unknown}; modalities are {self.modalities} "
+                             f"(masks as '<name>{_MASK_SUFFIX}'; other keys via passthrough_keys).")
+        values, masks = {}, {}
+        for n in required:
+            mask = inputs.get(n + _MASK_SUFFIX)
+            if mask is not None:
+                mask = ops.convert_to_tensor(mask)
+                if len(mask.shape) != 1:
+                    raise ValueError(f"{n}{_MASK_SUFFIX} must be a (N,) boolean vector, got shape {tuple(mask.shape)}.")
+                masks[n] = ops.cast(mask, "bool")
+            if n in inputs:
+                values[n] = inputs[n]
+            elif mask is not None:
+                if self._modality_shapes is None:
+                    raise ValueError(f"Modality {n!r} is absent and the model is not built yet: pass it "
+                                     "(any placeholder values) with its mask at least once.")
+                shape = (ops.shape(mask)[0],) + tuple(self._modality_shapes[n][1:])
+                values[n] = ops.zeros(shape, dtype=self.encoders[n].compute_dtype)
+            else:
+                raise ValueError(f"Missing modality {n!r}: pass it, or pass '{n}{_MASK_SUFFIX}' "
+                                 "(all False) to mark it missing.")
+        return values, masks
+
+    def _features(self, values, training=None):
+        return {n: self.encoders[n](x, training=training) for n, x in values.items()}
+
+    def _embed_features(self, features, training=None):
+        return {n: self.normalize(self.projections[n](h, training=training)) for n, h in features.items()}
+
+    def _fused(self, features, training=None):
+        return {key: self.normalize(head([features[key.split("+")[0]], features[key.split("+")[1]]],
+                                         training=training))
+                for key, head in self.fusion_heads.items()}
+
+    def call(self, inputs, training=None):
+        values, masks = self._split_inputs(inputs)
+        features = self._features(values, training)
+        out = self._embed_features(features, training)
+        out.update(self._fused(features, training))
+        if self.gate is not None:
+            weights = self.gate(dict((n, out[n]) for n in self.modalities), masks=masks or None)
+            out.update({f"gate_weights/{t}": w for t, w in weights.items()})
+        return out
+
+    # ------------------------------------------------------------------ training
+    def _masks_list(self, x):
+        if not isinstance(x, dict):
+            return None
+        masks = [x.get(n + _MASK_SUFFIX) for n in self.modalities]
+        if all(m is None for m in masks):
+            return None
+        return [None if m is None else ops.cast(m, "bool") for m in masks]
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if sample_weight is not None:
+            raise ValueError("Contrastive objectives do not take sample_weight.")
+        scale = self.logit_scale.value()
+        masks = self._masks_list(x)
+        if self.objective == "gated_symile":
+            o = self.options
+            reps = {n: y_pred[n] for n in self.modalities}
+            mask_dict = None if masks is None else {n: m for n, m in zip(self.modalities, masks) if m is not None}
+            loss = gated_symile_loss(reps, self.gate, scale, negative_sampling=o["negative_sampling"],
+                                     num_negatives=o["num_negatives"], distill_weight=o["distill_weight"],
+                                     variance_scaling=o["variance_scaling"], masks=mask_dict,
+                                     seed=self._loss_seed, modalities=self.modalities)
+        else:
+            pred = {n: y_pred[n] for n in self.modalities}
+            pred.update({k: y_pred[k] for k in self.fusion_heads})
+            pred[LOGIT_SCALE_KEY] = scale
+            if masks is not None:
+                pred.update({n + _MASK_SUFFIX: m for n, m in zip(self.modalities, masks) if m is not None})
+            loss = self.loss_object(None, pred)
+        # Keras sums gradients over replicas: each replica returns its share of the mean.
+        return loss / _num_replicas()
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        masks = self._masks_list(x)
+        valid = None
+        if masks is not None:
+            for m in masks:
+                if m is not None:
+                    valid = m if valid is None else ops.logical_and(valid, m)
+        embeddings = {n: y_pred[n] for n in self.modalities}
+        for target in self.modalities:
+            queries = {n: e for n, e in embeddings.items() if n != target}
+            scores = self._similarity(queries, target, embeddings[target], fused=y_pred)
+            self._top1_trackers[target].update_state(_in_batch_top1(scores, valid))
+        self._scale_tracker.update_state(self.logit_scale.value())
+        return {m.name: m.result() for m in self.metrics}
+
+    @property
+    def metrics(self):
+        return super().metrics + list(self._top1_trackers.values()) + [self._scale_tracker]
+
+    # ------------------------------------------------------------------ evaluation API
+    def embed(self, modality, x, training=False):
+        """L2-normalised embeddings (N, embedding_dim) of raw inputs of one modality."""
+        if modality not in self.modalities:
+            raise ValueError(f"Unknown modality {modality!r}; expected one of {self.modalities}.")
+        features = self._features({modality: x}, training)
+        return self._embed_features(features, training)[modality]
+
+    def score(self, queries, candidate_modality, candidates, query_masks=None):
+        """Logits (B, C) of each candidate given each row of query inputs, raw inputs in.
+
+        Scores follow the objective: MIP for Symile ((M-1)->1 and 1->1 alike), the fused pair
+        embedding of two query modalities for ConFu (mean over query pairs for more than two;
+        cosine for 1->1), the per-candidate gated MIP for Gated Symile, ``-volume`` / ``-area``
+        for GRAM / TRIANGLE, and the sum of pairwise cosines for CLIP; all times the logit
+        scale. Query modalities left out are treated as missing.
+
+        Args:
+            queries: dict modality -> raw inputs (B, ...), not including the candidate modality.
+            candidate_modality: name of the modality to retrieve.
+            candidates: raw inputs (C, ...) of the candidate modality.
+            query_masks: optional dict modality -> bool (B,) presence.
+        """
+        if candidate_modality not in self.modalities:
+            raise ValueError(f"Unknown candidate modality {candidate_modality!r}; expected one of {self.modalities}.")
+        if not isinstance(queries, dict) or not queries:
+            raise ValueError("queries must be a non-empty dict modality -> inputs.")
+        bad = sorted(set(queries) - set(self.modalities))
+        if bad:
+            raise ValueError(f"Unknown query modality(ies) {bad}; expected among {self.modalities}.")
+        if candidate_modality in queries:
+            raise ValueError(f"The candidate modality {candidate_modality!r} cannot also be a query.")
+        names = [n for n in self.modalities if n in queries]
+        features = self._features({n: queries[n] for n in names}, training=False)
+        q_emb = self._embed_features(features, training=False)
+        fused = self._fused_for_queries(features, names)
+        cand = self.embed(candidate_modality, candidates)
+        return self.logit_scale.value() * self._similarity(q_emb, candidate_modality, cand, fused=fused,
+                                                           query_masks=query_masks)
+
+    def score_embeddings(self, query_embeddings, candidate_modality, candidate_embeddings,
+                         fused_embeddings=None, query_masks=None):
+        """Like :meth:`score` on precomputed embeddings (raw similarity, no logit scale).
+
+        ConFu's (M-1)->1 scores need the fused query embeddings (``call``'s ``"a+b"`` outputs)
+        in ``fused_embeddings``.
+        """
+        return self._similarity(query_embeddings, candidate_modality, candidate_embeddings,
+                                fused=fused_embeddings, query_masks=query_masks)
+
+    def _fused_for_queries(self, features, names):
+        out = {}
+        for key, head in self.fusion_heads.items():
+            a, b = key.split("+")
+            if a in features and b in features:
+                out[key] = self.normalize(head([features[a], features[b]], training=False))
+        return out
+
+    def _similarity(self, queries, target, candidates, fused=None, query_masks=None):
+        names = [n for n in self.modalities if n in queries and n != target]
+        qs = [queries[n] for n in names]
+        if self.objective == "gated_symile":
+            # Query modalities left out are missing: the gate puts their neutral direction in.
+            b = ops.shape(qs[0])[0]
+            full, masks = {}, dict(query_masks or {})
+            for n in self.modalities:
+                if n == target:
+                    continue
+                if n in queries:
+                    full[n] = queries[n]
+                else:
+                    full[n] = ops.zeros((b, self.embedding_dim), "float32")
+                    masks[n] = ops.zeros((b,), "bool")
+            return self.gate.gated_scores(target, full, candidates, query_masks=masks or None)
+        if len(qs) == 1 or self.objective == "symile":
+            # Symile: MIP with absent queries as the neutral element; 1->1 is the cosine for all.
+            return sim.mip_scores(qs, candidates)
+        if self.objective == "confu":
+            pair_keys = [fused_key(a, b) for a, b in itertools.combinations(names, 2)]
+            if fused is None or any(k not in fused for k in pair_keys):
+                raise ValueError(f"ConFu (M-1)->1 scores need the fused embeddings {pair_keys}.")
+            total = 0.0
+            for k in pair_keys:
+                total = total + sim.dot_scores(fused[k], candidates)
+            return total / len(pair_keys)
+        if self.objective == "gram":
+            return -ops.transpose(sim.gram_volume_matrix(candidates, qs, eps=self.options["eps"]))
+        if self.objective == "triangle":
+            return -ops.transpose(sim.triangle_area_matrix(candidates, qs[0], qs[1],
+                                                           squared=self.options["squared"], eps=self.options["eps"]))
+        total = 0.0  # clip: sum of pairwise cosine similarities
+        for q in qs:
+            total = total + sim.dot_scores(q, candidates)
+        return total
+
+    # ------------------------------------------------------------------ serialisation
+    def get_config(self):
+        config = {
+            "name": self.name,
+            "encoders": {n: keras.saving.serialize_keras_object(e) for n, e in self.encoders.items()},
+            "embedding_dim": self.embedding_dim,
+            "objective": self.objective,
+            "projection_hidden_units": list(self.projection_hidden_units),
+            "logit_scale_init": self.logit_scale_init,
+            "learn_logit_scale": self.learn_logit_scale,
+            "max_logit_scale": self.max_logit_scale,
+            "passthrough_keys": list(self.passthrough_keys),
+        }
+        config.update(self.options)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoders"] = {n: keras.saving.deserialize_keras_object(e) for n, e in config["encoders"].items()}
+        return cls(**config)
+
+
+def _num_replicas():
+    import tensorflow as tf  # distribution is TF-specific; kept out of the math above
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _in_batch_top1(scores, valid=None):
+    """Fraction of rows whose own candidate strictly beats every other (ties count as misses)."""
+    scores = ops.cast(scores, "float32")
+    n = ops.shape(scores)[0]
+    eye = ops.eye(n, dtype="bool")
+    if valid is not None:
+        scores = ops.where(valid[None, :], scores, -math.inf)
+    positive = ops.diagonal(scores)
+    others = ops.max(ops.where(eye, -math.inf, scores), axis=1)
+    correct = ops.cast(positive > others, "float32")
+    if valid is None:
+        return ops.mean(correct)
+    w = ops.cast(valid, "float32")
+    return ops.sum(correct * w) / ops.maximum(ops.sum(w), 1.0)
