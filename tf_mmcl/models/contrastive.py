@@ -317,8 +317,7 @@ class MultimodalContrastiveModel(keras.Model):
     # ------------------------------------------------------------------ evaluation API
     def embed(self, modality, x, training=False):
         """L2-normalised embeddings (N, embedding_dim) of raw inputs of one modality."""
-        if modality not in self.modalities:
-            raise ValueError(f"Unknown modality {modality!r}; expected one of {self.modalities}.")
+        self._check_modality(modality)
         features = self._features({modality: x}, training)
         return self._embed_features(features, training)[modality]
 
@@ -337,8 +336,18 @@ class MultimodalContrastiveModel(keras.Model):
             candidates: raw inputs (C, ...) of the candidate modality.
             query_masks: optional dict modality -> bool (B,) presence.
         """
-        if candidate_modality not in self.modalities:
-            raise ValueError(f"Unknown candidate modality {candidate_modality!r}; expected one of {self.modalities}.")
+        self._check_modality(candidate_modality, "candidate modality")
+        return self.score_candidate_embeddings(queries, candidate_modality,
+                                               self.embed(candidate_modality, candidates),
+                                               query_masks=query_masks)
+
+    def score_candidate_embeddings(self, queries, candidate_modality, candidate_embeddings, query_masks=None):
+        """Like :meth:`score` with precomputed candidate embeddings (C, embedding_dim).
+
+        This is what a retrieval service runs per request: candidates are embedded once
+        (``embed``), queries arrive raw.
+        """
+        self._check_modality(candidate_modality, "candidate modality")
         if not isinstance(queries, dict) or not queries:
             raise ValueError("queries must be a non-empty dict modality -> inputs.")
         bad = sorted(set(queries) - set(self.modalities))
@@ -350,9 +359,15 @@ class MultimodalContrastiveModel(keras.Model):
         features = self._features({n: queries[n] for n in names}, training=False)
         q_emb = self._embed_features(features, training=False)
         fused = self._fused_for_queries(features, names)
-        cand = self.embed(candidate_modality, candidates)
+        cand = ops.cast(candidate_embeddings, "float32")
+        if len(cand.shape) != 2 or (cand.shape[-1] is not None and int(cand.shape[-1]) != self.embedding_dim):
+            raise ValueError(f"candidate_embeddings must be (C, {self.embedding_dim}), got shape {tuple(cand.shape)}.")
         return self.logit_scale.value() * self._similarity(q_emb, candidate_modality, cand, fused=fused,
                                                            query_masks=query_masks)
+
+    def _check_modality(self, name, what="modality"):
+        if name not in self.modalities:
+            raise ValueError(f"Unknown {what} {name!r}; expected one of {self.modalities}.")
 
     def score_embeddings(self, query_embeddings, candidate_modality, candidate_embeddings,
                          fused_embeddings=None, query_masks=None):
