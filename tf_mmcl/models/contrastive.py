@@ -199,14 +199,16 @@ class MultimodalContrastiveModel(keras.Model):
             if not enc.built:
                 enc.build(shapes[n])
             features[n] = tuple(enc.compute_output_shape(shapes[n]))
-            self.projections[n].build(features[n])
-        self.normalize.build((None, self.embedding_dim))
-        self.logit_scale.build()
+            # Sublayers may already be built by an earlier embed()/score() on one modality.
+            _build_once(self.projections[n], features[n])
+        _build_once(self.normalize, (None, self.embedding_dim))
+        if not self.logit_scale.built:
+            self.logit_scale.build()
         for key, head in self.fusion_heads.items():
             a, b = key.split("+")
-            head.build([features[a], features[b]])
+            _build_once(head, [features[a], features[b]])
         if self.gate is not None:
-            self.gate.build({n: (None, self.embedding_dim) for n in self.modalities})
+            _build_once(self.gate, {n: (None, self.embedding_dim) for n in self.modalities})
         self.built = True
 
     # ------------------------------------------------------------------ inputs
@@ -231,6 +233,7 @@ class MultimodalContrastiveModel(keras.Model):
                 masks[n] = ops.cast(mask, "bool")
             if n in inputs:
                 values[n] = inputs[n]
+                self._check_input_shape(n, values[n])
             elif mask is not None:
                 if self._modality_shapes is None:
                     raise ValueError(f"Modality {n!r} is absent and the model is not built yet: pass it "
@@ -240,7 +243,25 @@ class MultimodalContrastiveModel(keras.Model):
             else:
                 raise ValueError(f"Missing modality {n!r}: pass it, or pass '{n}{_MASK_SUFFIX}' "
                                  "(all False) to mark it missing.")
+        batch = {int(v.shape[0]) for v in values.values() if getattr(v, "shape", None) is not None
+                 and len(v.shape) and v.shape[0] is not None}
+        if len(batch) > 1:
+            raise ValueError(f"Modalities have different batch sizes: "
+                             f"{ {n: tuple(v.shape) for n, v in values.items()} }.")
         return values, masks
+
+    def _check_input_shape(self, name, value):
+        """Once built, each modality's input must keep its rank and known trailing sizes."""
+        if self._modality_shapes is None or not hasattr(value, "shape"):
+            return
+        expected = self._modality_shapes[name]
+        shape = tuple(value.shape)
+        if len(shape) != len(expected):
+            raise ValueError(f"Input {name!r} has rank {len(shape)} (shape {shape}); the model was built "
+                             f"for rank {len(expected)} (shape {expected}).")
+        for got, want in zip(shape[1:], expected[1:]):
+            if got is not None and want is not None and int(got) != int(want):
+                raise ValueError(f"Input {name!r} has shape {shape}; the model was built for {expected}.")
 
     def _features(self, values, training=None):
         return {n: self.encoders[n](x, training=training) for n, x in values.items()}
@@ -273,11 +294,36 @@ class MultimodalContrastiveModel(keras.Model):
         return [None if m is None else ops.cast(m, "bool") for m in masks]
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The objective over the global batch, as this replica's share (``loss / replicas``).
+
+        Under a ``tf.distribute`` strategy every embedding (fused pairs and presence masks
+        included) is all-gathered to the global batch (``tf_mmcl.distribute.gather_batch``), so
+        the negatives of every objective span the global batch and each replica computes the
+        same global loss; returning it divided by the number of replicas makes Keras' gradient
+        all-reduce (SUM) give exactly the single-device gradient. ``model.global_negatives =
+        False`` keeps each replica's negatives local instead (a different objective).
+        ``model.symile_permutations`` (int (M, M-1, N_global), optional) fixes the permutations
+        of Symile's ``"n"`` negative sampling instead of drawing them from the seed.
+        """
+        from tf_mmcl import distribute  # TF-specific collectives live there
+
         if sample_weight is not None:
             raise ValueError("Contrastive objectives do not take sample_weight.")
         scale = self.logit_scale.value()
         masks = self._masks_list(x)
-        if self.objective == "gated_symile":
+        global_negatives = distribute.uses_global_negatives(self)
+        local_rows = ops.shape(y_pred[self.modalities[0]])[0]
+        keys = list(self.modalities) + list(self.fusion_heads)
+        y_pred = distribute.gather_batch({k: y_pred[k] for k in keys}, enabled=global_negatives)
+        masks = distribute.gather_batch(masks, enabled=global_negatives)
+        permutations = getattr(self, "symile_permutations", None)
+        if permutations is not None and not (self.objective == "symile"
+                                             and self.options["negative_sampling"] == "n"):
+            raise ValueError('symile_permutations only apply to objective="symile" with negative_sampling="n".')
+        if permutations is not None:
+            loss = losses_lib.symile_loss([y_pred[n] for n in self.modalities], scale, "n",
+                                          permutations=permutations, masks=masks)
+        elif self.objective == "gated_symile":
             o = self.options
             reps = {n: y_pred[n] for n in self.modalities}
             mask_dict = None if masks is None else {n: m for n, m in zip(self.modalities, masks) if m is not None}
@@ -293,10 +339,17 @@ class MultimodalContrastiveModel(keras.Model):
                 pred.update({n + _MASK_SUFFIX: m for n, m in zip(self.modalities, masks) if m is not None})
             loss = self.loss_object(None, pred)
         # Keras sums gradients over replicas: each replica returns its share of the mean.
-        return loss / _num_replicas()
+        if global_negatives:
+            return distribute.scale_loss(loss)
+        return distribute.local_share(loss, local_rows)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        masks = self._masks_list(x)
+        from tf_mmcl import distribute  # in-batch retrieval over the same batch as the loss
+
+        global_negatives = distribute.uses_global_negatives(self)
+        keys = list(self.modalities) + list(self.fusion_heads)
+        y_pred = distribute.gather_batch({k: y_pred[k] for k in keys}, enabled=global_negatives)
+        masks = distribute.gather_batch(self._masks_list(x), enabled=global_negatives)
         valid = None
         if masks is not None:
             for m in masks:
@@ -447,10 +500,15 @@ class MultimodalContrastiveModel(keras.Model):
         return cls(**config)
 
 
-def _num_replicas():
-    import tensorflow as tf  # distribution is TF-specific; kept out of the math above
+def _build_once(layer, shape):
+    if not layer.built:
+        layer.build(shape)
 
-    return tf.distribute.get_strategy().num_replicas_in_sync
+
+def _num_replicas():
+    from tf_mmcl import distribute  # distribution is TF-specific; kept out of the math above
+
+    return distribute.num_replicas()
 
 
 def _in_batch_top1(scores, valid=None):
