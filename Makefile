@@ -17,7 +17,7 @@ $(VENV)/.installed: $(PY) setup.py setup.cfg
 install: $(VENV)/.installed
 
 test: install
-	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
