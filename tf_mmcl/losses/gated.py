@@ -13,7 +13,7 @@ from tf_mmcl.losses.base import as_logit_scale
 from tf_mmcl.losses.symile import _draw_permutations
 from tf_mmcl.ops import check_representations, mip, shuffled_negative_logits, streamed_logsumexp
 
-__all__ = ["gated_symile_loss", "GATED_NEGATIVE_SAMPLING", "variance_scale"]
+__all__ = ["gated_symile_loss", "GATED_NEGATIVE_SAMPLING", "sample_candidate_indices", "variance_scale"]
 
 GATED_NEGATIVE_SAMPLING = ("pair", "n", "n_squared")
 
@@ -30,6 +30,28 @@ def variance_scale(dim, num_modalities):
         16.0
     """
     return float(dim) ** ((num_modalities - 1) / 2.0)
+
+
+def sample_candidate_indices(n, num_negatives, seed=None):
+    """Candidate rows for the sampled "pair" path: (N, K+1) int32, row i = [i, K negatives].
+
+    Negatives are drawn uniformly with replacement from the other N - 1 rows (a draw in
+    [0, N-2] shifted past i), as the authors; K is clamped to N - 1 when N is static.
+
+    Example:
+        >>> idx = sample_candidate_indices(4, 2, seed=0)
+        >>> tuple(idx.shape), [int(i) for i in idx[:, 0]]
+        ((4, 3), [0, 1, 2, 3])
+    """
+    k = int(num_negatives)
+    if isinstance(n, int):
+        if n < 2:
+            raise ValueError(f"sampled negatives need a batch of at least 2 rows, got {n}.")
+        k = max(1, min(k, n - 1))
+    neg = keras.random.randint((n, k), 0, n - 1, dtype="int32", seed=seed)
+    pos = ops.arange(n, dtype="int32")[:, None]
+    neg = neg + ops.cast(neg >= pos, "int32")  # skip the positive: uniform over the other rows
+    return ops.concatenate([pos, neg], axis=1)
 
 
 def _weighted_mean(values, weights):
@@ -146,7 +168,6 @@ def gated_symile_loss(representations, gate, logit_scale, negative_sampling="pai
         d = reps[0].shape[1]
         scale = scale * variance_scale(int(d), m_count)
     n = ops.shape(reps[0])[0]
-    n_static = reps[0].shape[0]
 
     perms = None
     if negative_sampling == "n":
@@ -164,13 +185,7 @@ def gated_symile_loss(representations, gate, logit_scale, negative_sampling="pai
                 logits = scale * raw
                 positive = ops.take_along_axis(logits, ops.expand_dims(ops.arange(n), 1), axis=1)[:, 0]
             else:
-                k = num_negatives
-                if n_static is not None:
-                    k = max(1, min(k, int(n_static) - 1))
-                neg = keras.random.randint((n, k), 0, n - 1, dtype="int32", seed=seed)
-                pos = ops.arange(n, dtype="int32")[:, None]
-                neg = neg + ops.cast(neg >= pos, "int32")  # skip the positive: uniform over the others
-                idx = ops.concatenate([pos, neg], axis=1)  # (N, K+1), positive in column 0
+                idx = sample_candidate_indices(n, num_negatives, seed)  # (N, K+1), positive in column 0
                 cands = ops.take(cand_pool, idx, axis=0)  # (N, K+1, D)
                 logits = scale * gate._candidate_scores(t, tensors, presence, cands)
                 positive = logits[:, 0]
