@@ -11,7 +11,9 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(PY) setup.py setup.cfg
-	$(PY) -m pip install --quiet -e ".[cpu,test]"
+	$(PY) -m pip install --quiet -e ".[cpu,test,serving]"
+	# The gRPC client; --no-deps so it does not pull the full tensorflow wheel beside tensorflow-cpu.
+	$(PY) -m pip install --quiet --no-deps "tensorflow-serving-api~=2.21.0"
 	touch $@
 
 install: $(VENV)/.installed

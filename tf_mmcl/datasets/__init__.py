@@ -13,6 +13,7 @@ Example:
 from tf_mmcl.datasets._synthetic_builder import TFDS_SPLITS, SyntheticBuilder, SyntheticConfig
 from tf_mmcl.datasets.confu_xor import Builder as ConfuXor
 from tf_mmcl.datasets.fragility import Builder as Fragility
+from tf_mmcl.datasets.m3_digits import Builder as M3Digits  # noqa: F401 (registers m3_digits)
 from tf_mmcl.datasets.misalignment import Builder as Misalignment
 from tf_mmcl.datasets.symile_xor import Builder as SymileXor
 
