@@ -62,7 +62,7 @@ def _weighted_mean(values, weights):
 
 
 def gated_symile_loss(representations, gate, logit_scale, negative_sampling="pair", num_negatives=None,
-                      distill_weight=0.1, variance_scaling=True, masks=None, seed=None, modalities=None):
+                      distill_weight=0.0, variance_scaling=True, masks=None, seed=None, modalities=None):
     """The Gated Symile objective (the authors' ``symile_gated``), for any M >= 3.
 
     For each target modality t (the mean over the targets is returned):
@@ -89,8 +89,10 @@ def gated_symile_loss(representations, gate, logit_scale, negative_sampling="pai
     the two at the same effective scale). ``distill_weight`` adds, per target, the mean over the
     M modalities of the MSE between each present ungated embedding and its (stop-gradient) gated
     embedding in the row's own positive tuple (the target's own term is 0: the gate leaves the
-    target untouched), pulling the ungated encoders toward what the gate keeps. The authors'
-    released code carries this term commented out, so ``distill_weight=0`` reproduces it exactly.
+    target untouched), pulling the ungated encoders toward what the gate keeps. The paper
+    describes a 0.1-weighted term, but the authors' released code (TillmannRheude/gated_symile)
+    computes none, so the default ``distill_weight=0`` reproduces that code; pass 0.1 for the
+    paper's variant.
 
     Missing modalities (``masks[m][i]`` False) are replaced by their neutral direction with gate
     weight 0 (see :class:`ContrastiveGate`); rows whose target is missing are left out of that

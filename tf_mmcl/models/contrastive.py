@@ -31,7 +31,7 @@ _OBJECTIVE_OPTIONS = {
               "mask_ratio": 0.0},
     "gram": {"eps": 1e-8},
     "triangle": {"squared": True, "eps": 1e-8},
-    "gated_symile": dict({"negative_sampling": "pair", "num_negatives": None, "distill_weight": 0.1,
+    "gated_symile": dict({"negative_sampling": "pair", "num_negatives": None, "distill_weight": 0.0,
                           "variance_scaling": True, "seed": None}, **_GATE_OPTIONS),
 }
 OBJECTIVES = tuple(_OBJECTIVE_OPTIONS)
