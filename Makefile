@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test install clean
+.PHONY: test install clean demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ install: $(VENV)/.installed
 
 test: install
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+# `make demo`: train CLIP, Symile, ConFu and Gated Symile on Symile XOR, print the table, export.
+demo: install
+	OPENBLAS_NUM_THREADS=1 $(PY) tools/demo.py --workdir demo_out
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

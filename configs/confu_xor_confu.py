@@ -1,0 +1,12 @@
+"""confu on the confu_xor benchmark (settings: tf_mmcl.training.BENCHMARKS["confu_xor"]).
+
+    python tools/train.py --config configs/confu_xor_confu.py --workdir workdir/confu_xor_confu [--config.epochs=10]
+"""
+
+from tf_mmcl.training import benchmark_config
+
+
+def get_config():
+    config = benchmark_config("confu_xor", "confu")
+    config.epochs = 6
+    return config

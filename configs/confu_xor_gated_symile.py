@@ -1,0 +1,12 @@
+"""gated_symile on the confu_xor benchmark (settings: tf_mmcl.training.BENCHMARKS["confu_xor"]).
+
+    python tools/train.py --config configs/confu_xor_gated_symile.py --workdir workdir/confu_xor_gated_symile [--config.epochs=10]
+"""
+
+from tf_mmcl.training import benchmark_config
+
+
+def get_config():
+    config = benchmark_config("confu_xor", "gated_symile")
+    config.epochs = 6
+    return config

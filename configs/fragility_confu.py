@@ -1,0 +1,11 @@
+"""confu on the fragility benchmark (settings: tf_mmcl.training.BENCHMARKS["fragility"]).
+
+    python tools/train.py --config configs/fragility_confu.py --workdir workdir/fragility_confu [--config.epochs=10]
+"""
+
+from tf_mmcl.training import benchmark_config
+
+
+def get_config():
+    config = benchmark_config("fragility", "confu")
+    return config

@@ -1,0 +1,11 @@
+"""gated_symile on the fragility benchmark (settings: tf_mmcl.training.BENCHMARKS["fragility"]).
+
+    python tools/train.py --config configs/fragility_gated_symile.py --workdir workdir/fragility_gated_symile [--config.epochs=10]
+"""
+
+from tf_mmcl.training import benchmark_config
+
+
+def get_config():
+    config = benchmark_config("fragility", "gated_symile")
+    return config

@@ -1,0 +1,81 @@
+"""Experiments from configs: build the dataset and model, train, evaluate, export.
+
+The command-line tools in ``tools/`` are thin layers over these functions:
+
+* :func:`train` (``tools/train.py``): ``model.fit`` with checkpoints, BackupAndRestore,
+  TensorBoard, CSV and JSON metrics; saves ``model.keras``.
+* :func:`evaluate` (``tools/evaluate.py``): retrieval on the test split -> Markdown table and
+  PNG plots; :func:`comparison_markdown` / :func:`plot_comparison` put several runs side by side.
+* :func:`export` (``tools/export.py``): a TF Serving SavedModel via
+  :func:`tf_mmcl.export.export_for_serving`.
+* :func:`prepare_tfds` (``tools/make_dataset.py``): generate a tfds builder's data.
+
+Configs are ``ml_collections.ConfigDict`` objects (:func:`benchmark_config`,
+:func:`default_config`); ``configs/<benchmark>_<objective>.py`` hold one per method x benchmark.
+
+Example:
+    >>> import tempfile
+    >>> from tf_mmcl import training
+    >>> config = training.benchmark_config("symile_xor", "symile")
+    >>> config.epochs, config.verbose = 1, 0
+    >>> config.dataset.params.update(n_train=256, n_val=64, n_test=64)
+    >>> run = training.train(config, tempfile.mkdtemp())  # doctest: +SKIP
+"""
+
+from tf_mmcl.training.config import (
+    BENCHMARKS,
+    DATASET_SOURCES,
+    apply_overrides,
+    benchmark_config,
+    default_config,
+    load_config_file,
+    validate_config,
+)
+from tf_mmcl.training.report import (
+    comparison_markdown,
+    evaluate,
+    evaluate_model,
+    plot_comparison,
+    plot_retrieval,
+    plot_training_curves,
+    results_markdown,
+)
+from tf_mmcl.training.runner import (
+    RUN_FILES,
+    TrainResult,
+    build_dataset,
+    build_model,
+    check_workdir,
+    export,
+    load_run,
+    prepare_tfds,
+    train,
+    train_inputs,
+)
+
+__all__ = [
+    "BENCHMARKS",
+    "DATASET_SOURCES",
+    "RUN_FILES",
+    "TrainResult",
+    "apply_overrides",
+    "benchmark_config",
+    "build_dataset",
+    "build_model",
+    "check_workdir",
+    "comparison_markdown",
+    "default_config",
+    "evaluate",
+    "evaluate_model",
+    "export",
+    "load_config_file",
+    "load_run",
+    "plot_comparison",
+    "plot_retrieval",
+    "plot_training_curves",
+    "prepare_tfds",
+    "results_markdown",
+    "train",
+    "train_inputs",
+    "validate_config",
+]

@@ -1,0 +1,316 @@
+"""Experiment configs: one ``ml_collections.ConfigDict`` schema for every method x benchmark.
+
+:func:`default_config` is the schema (every key a config may hold, with its default);
+:func:`benchmark_config` fills in the settings of one benchmark and objective, and the files in
+``configs/`` are one-line ``get_config()`` wrappers around it. :func:`validate_config` rejects
+unknown keys (with a did-you-mean), unknown datasets, sources and objectives, so a typo fails
+before any training starts.
+
+Layout of a config::
+
+    seed, batch_size, epochs, learning_rate, optimizer, weight_decay, steps_per_epoch,
+    verbose, jit_compile
+    dataset: name, source ("generator" | "tfds"), tfds_name, data_dir, params (the
+             generator's keyword arguments)
+    model:   objective, modalities (empty: the dataset's), embedding_dim, encoder
+             (MLPEncoder arguments), projection_hidden_units, logit_scale_init,
+             learn_logit_scale (None: the objective's default), objective_options
+    eval:    batch_size, ks
+    export:  name (empty: "<dataset>_<objective>"), partial_queries
+
+``dataset.params`` and ``model.objective_options`` are open: their keys are checked against
+the generator's signature and the objective's options when the dataset and model are built.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import inspect
+import os
+
+import ml_collections
+from ml_collections import config_dict
+
+from tf_mmcl.data.synthetic import GENERATORS
+from tf_mmcl.models import OBJECTIVES
+
+__all__ = [
+    "BENCHMARKS",
+    "DATASET_SOURCES",
+    "apply_overrides",
+    "benchmark_config",
+    "default_config",
+    "load_config_file",
+    "validate_config",
+]
+
+DATASET_SOURCES = ("generator", "tfds")
+# Sub-dicts whose keys are free (checked later against the generator / the objective).
+_OPEN_KEYS = ("dataset.params", "model.objective_options")
+
+# Per benchmark: generator parameters, model and training settings sized for a CPU in minutes.
+BENCHMARKS = {
+    "symile_xor": {
+        "params": dict(d_v=5, p_hat=1.0, n_train=4096, n_val=512, n_test=1000, num_modalities=3, seed=0),
+        "encoder": dict(hidden_units=(), output_dim=16),
+        "embedding_dim": 16, "batch_size": 128, "learning_rate": 0.02, "epochs": 5,
+    },
+    "confu_xor": {
+        "params": dict(d=5, p_hat=1.0, n_train=4096, n_val=512, n_test=1000,
+                       embed_dim=config_dict.placeholder(int), noise_std=0.0, seed=0),
+        "encoder": dict(hidden_units=(), output_dim=16),
+        "embedding_dim": 16, "batch_size": 128, "learning_rate": 0.02, "epochs": 5,
+    },
+    "fragility": {
+        "params": dict(n_bits=1, dim=32, p_misaligned=0.1, p_weak=0.1, p_missing=0.1, p_flip=0.1,
+                       a_rule="xor", embed_mode="xor_only", n_train=4096, n_val=512, n_test=1000, seed=0),
+        "encoder": dict(hidden_units=(64,), output_dim=32),
+        "embedding_dim": 32, "batch_size": 128, "learning_rate": 0.005, "epochs": 5,
+    },
+    "misalignment": {
+        "params": dict(semantics_n=6, modality_n=2, selected=(0, 1, 2, 3), perturbed=(3,),
+                       change_prob=0.75, n_train=4096, n_val=512, n_test=1000, cond_pool=2000, seed=0),
+        "encoder": dict(hidden_units=(64,), output_dim=32),
+        "embedding_dim": 8, "batch_size": 128, "learning_rate": 0.005, "epochs": 5,
+    },
+}
+
+# Objective options that make each method fast and effective on the small benchmarks.
+_OBJECTIVE_DEFAULTS = {
+    "clip": {},
+    "symile": {"negative_sampling": "n"},
+    "confu": {"lam": 0.5, "fusion_dropout": 0.0},
+    "gram": {},
+    "triangle": {},
+    # The gate's default key_dim (256) is far too slow for these benchmarks on a CPU.
+    "gated_symile": {"negative_sampling": "pair", "num_negatives": 15, "key_dim": 16},
+}
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The config schema with its defaults (Symile on the Symile XOR benchmark).
+
+    Returns:
+        A ``ConfigDict`` holding every key a config may have.
+    """
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.batch_size = 128
+    c.epochs = 5
+    c.learning_rate = 0.02
+    c.optimizer = "adam"  # adam | adamw | sgd
+    c.weight_decay = 0.0
+    c.steps_per_epoch = 0  # 0: one pass over the training split
+    c.verbose = 1  # Keras: 1 progress bar, 2 one line per epoch, 0 silent
+    c.jit_compile = False  # XLA compiles slowly on CPU for these small models
+
+    c.dataset = ml_collections.ConfigDict()
+    c.dataset.name = "symile_xor"
+    c.dataset.source = "generator"
+    c.dataset.tfds_name = ""  # e.g. "symile_xor/tiny" when source == "tfds"
+    c.dataset.data_dir = ""  # tfds data_dir ("" = the tfds default)
+    c.dataset.params = ml_collections.ConfigDict(dict(BENCHMARKS["symile_xor"]["params"]))
+
+    c.model = ml_collections.ConfigDict()
+    c.model.objective = "symile"
+    c.model.modalities = ()  # empty: every modality of the dataset
+    c.model.embedding_dim = 16
+    c.model.encoder = ml_collections.ConfigDict(dict(
+        hidden_units=(), output_dim=16, activation="relu", dropout=0.0, use_layer_norm=False))
+    c.model.projection_hidden_units = ()
+    c.model.logit_scale_init = 1.0 / 0.07
+    c.model.learn_logit_scale = config_dict.placeholder(bool)
+    c.model.objective_options = ml_collections.ConfigDict(dict(_OBJECTIVE_DEFAULTS["symile"]))
+
+    c.eval = ml_collections.ConfigDict(dict(batch_size=1024, ks=(1, 5, 10)))
+    c.export = ml_collections.ConfigDict(dict(name="", partial_queries=True))
+    return c
+
+
+def benchmark_config(benchmark: str, objective: str, **objective_options) -> ml_collections.ConfigDict:
+    """A complete config for one objective on one benchmark.
+
+    Args:
+        benchmark: a key of :data:`BENCHMARKS` (``symile_xor``, ``confu_xor``, ``fragility``,
+            ``misalignment``).
+        objective: one of :data:`tf_mmcl.models.OBJECTIVES`.
+        **objective_options: options added to (or replacing) the objective's defaults.
+
+    Returns:
+        The ``ConfigDict``; edit it further in the config file or on the command line.
+
+    Raises:
+        ValueError: for an unknown benchmark or objective.
+
+    Example:
+        >>> c = benchmark_config("symile_xor", "clip")
+        >>> c.model.objective, c.dataset.params.d_v
+        ('clip', 5)
+    """
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"Unknown benchmark {benchmark!r}; expected one of {sorted(BENCHMARKS)}.")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"Unknown objective {objective!r}; expected one of {OBJECTIVES}.")
+    preset = BENCHMARKS[benchmark]
+    c = default_config()
+    c.dataset.name = benchmark
+    c.dataset.params = ml_collections.ConfigDict(dict(preset["params"]))
+    c.model.objective = objective
+    c.model.embedding_dim = preset["embedding_dim"]
+    c.model.encoder.update(preset["encoder"])
+    options = dict(_OBJECTIVE_DEFAULTS[objective])
+    options.update(objective_options)
+    c.model.objective_options = ml_collections.ConfigDict(options)
+    c.batch_size = preset["batch_size"]
+    c.learning_rate = preset["learning_rate"]
+    c.epochs = preset["epochs"]
+    return c
+
+
+def _flatten(cfg, prefix=""):
+    out = {}
+    for key in cfg.keys():
+        path = f"{prefix}{key}"
+        value = cfg[key]
+        if isinstance(value, ml_collections.ConfigDict) and path not in _OPEN_KEYS:
+            out.update(_flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def validate_config(config) -> ml_collections.ConfigDict:
+    """Checks a config against the schema of :func:`default_config`.
+
+    Args:
+        config: a ``ConfigDict`` (or a plain dict, e.g. read back from ``config.json``).
+
+    Returns:
+        The config as a ``ConfigDict``.
+
+    Raises:
+        ValueError: naming every unknown or missing key (with close matches), or an unknown
+            dataset, dataset source or objective.
+    """
+    if isinstance(config, dict):
+        config = ml_collections.ConfigDict(config)
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ValueError(f"A config must be an ml_collections.ConfigDict, got {type(config).__name__}.")
+    known = _flatten(default_config())
+    given = _flatten(config)
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(f"Unknown config key(s): {', '.join(hints)}. Known keys: {sorted(known)}.")
+    missing = sorted(set(known) - set(given))
+    if missing:
+        raise ValueError(f"Config is missing the key(s) {missing}; start from "
+                         "tf_mmcl.training.benchmark_config(...) or default_config().")
+    if config.dataset.name not in GENERATORS:
+        raise ValueError(f"Unknown dataset {config.dataset.name!r}; expected one of {sorted(GENERATORS)}.")
+    if config.dataset.source not in DATASET_SOURCES:
+        raise ValueError(f"Unknown dataset source {config.dataset.source!r}; expected one of {DATASET_SOURCES}.")
+    if config.model.objective not in OBJECTIVES:
+        raise ValueError(f"Unknown objective {config.model.objective!r}; expected one of {OBJECTIVES}.")
+    params = config.dataset.params.to_dict() if isinstance(config.dataset.params, ml_collections.ConfigDict) \
+        else dict(config.dataset.params or {})
+    accepted = set(inspect.signature(GENERATORS[config.dataset.name]).parameters)
+    bad = sorted(set(params) - accepted)
+    if bad:
+        raise ValueError(f"Unknown dataset.params {bad} for dataset {config.dataset.name!r}; "
+                         f"its generator accepts {sorted(accepted)}.")
+    return config
+
+
+def load_config_file(path: str, overrides=()) -> ml_collections.ConfigDict:
+    """Loads ``get_config()`` from a config file and applies ``key=value`` overrides.
+
+    Args:
+        path: a Python file defining ``get_config()`` (as the files in ``configs/``).
+        overrides: ``"key.path=value"`` strings, see :func:`apply_overrides`.
+
+    Returns:
+        The validated ``ConfigDict``.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if it has no ``get_config`` or the config is invalid.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Config file {path!r} does not exist.")
+    spec = importlib.util.spec_from_file_location(f"_tf_mmcl_config_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "get_config", None)):
+        raise ValueError(f"Config file {path!r} defines no get_config().")
+    config = module.get_config()
+    apply_overrides(config, overrides)
+    return validate_config(config)
+
+
+def _parse_value(text):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare string such as clip or adam
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides=()) -> ml_collections.ConfigDict:
+    """Applies ``"a.b.c=value"`` overrides in place (values parsed as Python literals).
+
+    Like ``--config.a.b.c=value`` on the command line, an override may only set an existing
+    key (except inside the open ``dataset.params`` and ``model.objective_options``).
+
+    Args:
+        config: the ``ConfigDict`` to edit.
+        overrides: iterable of ``"key.path=value"`` strings.
+
+    Returns:
+        ``config``.
+
+    Raises:
+        ValueError: for a malformed override or an unknown key.
+
+    Example:
+        >>> c = apply_overrides(benchmark_config("symile_xor", "clip"), ["epochs=1", "model.objective=symile"])
+        >>> c.epochs, c.model.objective
+        (1, 'symile')
+    """
+    for item in overrides or ():
+        if "=" not in item:
+            raise ValueError(f"Override {item!r} must look like key.path=value.")
+        path, text = item.split("=", 1)
+        parts = path.strip().split(".")
+        node = config
+        for depth, part in enumerate(parts[:-1]):
+            if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+                raise ValueError(f"Unknown config key {'.'.join(parts[:depth + 1])!r} in override {item!r}.")
+            node = node[part]
+        leaf = parts[-1]
+        open_dict = ".".join(parts[:-1]) in _OPEN_KEYS
+        if leaf not in node and not open_dict:
+            close = difflib.get_close_matches(path.strip(), list(_flatten(default_config())), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"Unknown config key {path.strip()!r} in override {item!r}{hint}.")
+        value = _parse_value(text.strip())
+        with node.unlocked() if hasattr(node, "unlocked") else _nullcontext():
+            try:
+                node[leaf] = value
+            except TypeError:
+                # Same conversion rules as the command line: int -> float is fine, else a clear error.
+                raise ValueError(f"Override {item!r}: {path.strip()} holds a "
+                                 f"{type(node[leaf]).__name__}, got {value!r}.") from None
+    return config
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

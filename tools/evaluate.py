@@ -1,0 +1,54 @@
+#!/usr/bin/env python
+"""Evaluate trained runs: ``python tools/evaluate.py --workdir DIR [--workdir DIR2 ...]``.
+
+For each run writes ``DIR/eval/results.md`` (Markdown table of retrieval top-1 / Recall@k /
+MRR per direction), ``results.json``, ``retrieval.png`` and ``training_curves.png``, and
+prints the table. With several runs also prints a side-by-side table of their 1->1 and
+(M-1)->1 top-1 and writes it, with a plot, to ``--compare_dir`` (``comparison.md``,
+``comparison.png``).
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+from tf_mmcl import training  # noqa: E402
+
+_WORKDIRS = flags.DEFINE_multi_string("workdir", None, "A finished training run (repeat for several).")
+_COMPARE_DIR = flags.DEFINE_string("compare_dir", None,
+                                   "Where the comparison of several runs goes (default: the first run's "
+                                   "parent directory).")
+_USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+
+
+def main(argv):
+    logging.set_verbosity(logging.WARNING)  # TF's SavedModel INFO lines drown the output
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not _WORKDIRS.value:
+        raise app.UsageError("--workdir is required (a directory written by tools/train.py).")
+    try:
+        results = {}
+        for workdir in _WORKDIRS.value:
+            result = training.evaluate(workdir)
+            print(training.results_markdown(result, title=result["name"]))
+            for key, path in result["paths"].items():
+                print(f"  {key:16s} {path}")
+            results[os.path.basename(os.path.normpath(workdir))] = result
+        if len(results) > 1:
+            out = training.check_workdir(_COMPARE_DIR.value or os.path.dirname(os.path.abspath(_WORKDIRS.value[0])))
+            table = training.comparison_markdown(results)
+            with open(os.path.join(out, "comparison.md"), "w") as f:
+                f.write(table)
+            training.plot_comparison(results, os.path.join(out, "comparison.png"))
+            print(table)
+            print(f"  comparison       {os.path.join(out, 'comparison.md')}, {os.path.join(out, 'comparison.png')}")
+    except _USER_ERRORS as e:
+        sys.exit(f"evaluate.py: error: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main)

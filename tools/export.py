@@ -1,0 +1,47 @@
+#!/usr/bin/env python
+"""Export a trained run for TF Serving: ``python tools/export.py --workdir DIR``.
+
+Writes ``<export_dir>/<name>/<version>/`` (default ``DIR/export/<dataset>_<objective>/1``), a
+SavedModel with the ``serving_default``, ``embed_<m>`` and ``score_<m>...`` signatures of
+``tf_mmcl.export.export_for_serving`` and a warm-up file, plus ``<name>_candidates.npz`` (the
+candidate set and its embeddings) for benchmarks that have one. Serve it with::
+
+    docker run -p 8501:8501 -v <export_dir>/<name>:/models/<name> -e MODEL_NAME=<name> tensorflow/serving
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+from tf_mmcl import training  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A finished training run (written by tools/train.py).")
+_EXPORT_DIR = flags.DEFINE_string("export_dir", None, "TF Serving base directory (default: WORKDIR/export).")
+_NAME = flags.DEFINE_string("name", None, "Served model name (default: config.export.name or <dataset>_<objective>).")
+_VERSION = flags.DEFINE_integer("version", None, "Version number (default: one more than the highest existing).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
+_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+
+
+def main(argv):
+    logging.set_verbosity(logging.WARNING)  # TF's SavedModel INFO lines drown the output
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not _WORKDIR.value:
+        raise app.UsageError("--workdir is required (a directory written by tools/train.py).")
+    try:
+        out = training.export(_WORKDIR.value, export_dir=_EXPORT_DIR.value, name=_NAME.value,
+                              version=_VERSION.value, overwrite=_OVERWRITE.value)
+    except _USER_ERRORS as e:
+        sys.exit(f"export.py: error: {e}")
+    print(f"SavedModel for TF Serving: {out['saved_model']}")
+    print(f"  model_base_path {out['model_base_path']}  (MODEL_NAME={out['name']})")
+    if out["candidates"]:
+        print(f"  candidates      {out['candidates']}")
+
+
+if __name__ == "__main__":
+    app.run(main)
