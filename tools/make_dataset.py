@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """Generate a benchmark as a tensorflow-datasets dataset.
 
-``python tools/make_dataset.py --dataset symile_xor/default --data_dir DIR`` prepares the data
-(generated in process, nothing is downloaded) and prints the split sizes and where they are.
+``python tools/make_dataset.py --dataset symile_xor/default --data_dir DIR`` (or the name as the
+one argument: ``python tools/make_dataset.py m3_digits``) prepares the data (generated in
+process, nothing is downloaded) and prints the split sizes and where they are. ``m3_digits``
+renders its speech with espeak-ng (``apt-get install espeak-ng``) unless ``--clip_source`` names
+a folder of pre-rendered clips.
 Train on it with ``--config.dataset.source=tfds --config.dataset.tfds_name=symile_xor/default
 --config.dataset.data_dir=DIR``. ``--list`` lists the builders and their configs.
 """
@@ -19,23 +22,34 @@ from tf_mmcl import training  # noqa: E402
 _DATASET = flags.DEFINE_string("dataset", None, "<name>[/<config>], e.g. symile_xor/tiny.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data directory (default: ~/tensorflow_datasets).")
 _LIST = flags.DEFINE_bool("list", False, "List the datasets and their configs, then exit.")
+_CLIP_SOURCE = flags.DEFINE_string(
+    "clip_source", None, "m3_digits only: a folder of pre-rendered clips (default: espeak-ng live).")
 
 
 def main(argv):
     logging.set_verbosity(logging.WARNING)  # TF's SavedModel INFO lines drown the output
-    if len(argv) > 1:
+    if len(argv) > 2 or (len(argv) == 2 and _DATASET.value):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    dataset = argv[1] if len(argv) == 2 else _DATASET.value
     if _LIST.value:
         import tf_mmcl.datasets
 
-        for name, builder in sorted(tf_mmcl.datasets.BUILDERS.items()):
+        builders = dict(tf_mmcl.datasets.BUILDERS, m3_digits=tf_mmcl.datasets.M3Digits)
+        for name, builder in sorted(builders.items()):
             print(f"{name}: {', '.join(c.name for c in builder.BUILDER_CONFIGS)}")
         return
-    if not _DATASET.value:
-        raise app.UsageError("--dataset is required (or --list).")
+    if not dataset:
+        raise app.UsageError("--dataset (or the dataset name as the argument) is required, or --list.")
     try:
-        builder = training.prepare_tfds(_DATASET.value, _DATA_DIR.value)
-    except (ValueError, PermissionError, NotADirectoryError) as e:
+        name, _, config_name = dataset.partition("/")
+        if name == "m3_digits":
+            from tf_mmcl.datasets import m3_digits
+
+            builder = m3_digits.build(_DATA_DIR.value or os.path.expanduser("~/tensorflow_datasets"),
+                                      config_name or "default", clip_source=_CLIP_SOURCE.value)
+        else:
+            builder = training.prepare_tfds(dataset, _DATA_DIR.value)
+    except (ValueError, PermissionError, NotADirectoryError, OSError) as e:
         sys.exit(f"make_dataset.py: error: {e}")
     splits = {name: split.num_examples for name, split in builder.info.splits.items()}
     print(f"Prepared {builder.info.full_name}: {splits}")
