@@ -1,0 +1,89 @@
+"""The experiment interface and registry of ``tools/reproduce.py``.
+
+An experiment is a :class:`Experiment` subclass registered under a name. The runner
+(:mod:`tf_mmcl.experiments.runner`) loads its config (``configs/reproduce/<name>.py``), calls
+:meth:`Experiment.run` once per seed, then :meth:`Experiment.summarize` and
+:meth:`Experiment.plot`, and stores everything as ``<output_dir>/results/<name>.json``; the
+Markdown is assembled from those JSON files. Adding an experiment = a module with a subclass
+decorated by :func:`register`, imported in ``tf_mmcl/experiments/__init__.py``, plus a config.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+__all__ = ["Experiment", "register", "get_experiment", "EXPERIMENTS"]
+
+EXPERIMENTS: dict = {}
+
+
+class Experiment:
+    """Base class of a reproduction experiment.
+
+    Class attributes:
+        name: registry name (also the config file and JSON name).
+        title: section title in docs/results.md.
+        source: the paper (and table/figure) the experiment reproduces.
+        claim: the paper's claim being checked, in one sentence.
+    """
+
+    name: str = ""
+    title: str = ""
+    source: str = ""
+    claim: str = ""
+
+    def run_seed(self, config, seed: int, log: Callable[[str], None]) -> dict:
+        """Runs the experiment for one seed.
+
+        Args:
+            config: the experiment's ``ml_collections.ConfigDict`` (quick overrides applied).
+            seed: the seed (data, initialisation and shuffling).
+            log: progress logger.
+
+        Returns:
+            A JSON-serialisable dict of this seed's measurements.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement run_seed.")
+
+    def summarize(self, per_seed: list, config) -> dict:
+        """Aggregates the per-seed results into tables and findings.
+
+        Returns:
+            ``{"tables": [{"caption", "header", "rows"}], "findings": [markdown lines],
+            "verdict": one line saying whether the claim held}``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement summarize.")
+
+    def plot(self, per_seed: list, config, path: str) -> None:
+        """Writes the experiment's figure (PNG) to ``path``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement plot.")
+
+
+def register(cls):
+    """Class decorator: registers an :class:`Experiment` subclass under ``cls.name``."""
+    if not (isinstance(cls, type) and issubclass(cls, Experiment)):
+        raise ValueError(f"register expects an Experiment subclass, got {cls!r}.")
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name.")
+    if cls.name in EXPERIMENTS and EXPERIMENTS[cls.name] is not cls:
+        raise ValueError(f"An experiment named {cls.name!r} is already registered ({EXPERIMENTS[cls.name].__name__}).")
+    EXPERIMENTS[cls.name] = cls
+    return cls
+
+
+def get_experiment(name: str) -> Experiment:
+    """An instance of the registered experiment ``name``.
+
+    Raises:
+        ValueError: if no experiment has that name.
+    """
+    if name not in EXPERIMENTS:
+        raise ValueError(f"Unknown experiment {name!r}; registered: {sorted(EXPERIMENTS)}.")
+    return EXPERIMENTS[name]()
+
+
+def check_keys(mapping: Mapping, allowed, what: str) -> None:
+    """Raises a clear ValueError if ``mapping`` has keys outside ``allowed``."""
+    unknown = sorted(set(mapping) - set(allowed))
+    if unknown:
+        raise ValueError(f"Unknown {what} key(s) {unknown}; allowed: {sorted(allowed)}.")

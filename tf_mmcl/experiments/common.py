@@ -1,0 +1,203 @@
+"""Shared pieces of the reproduction experiments: model building, training, statistics.
+
+The experiments train :class:`tf_mmcl.models.MultimodalContrastiveModel` directly (not through
+``model.fit``): a compiled ``tf.function`` step that calls the model's own ``compute_loss`` and
+applies AdamW. ``fit`` would also compute the in-batch top-1 metrics of every modality at
+every step, which on the XOR benchmarks costs as much as the loss itself; the loss, gradients
+and optimizer are exactly those of ``fit``.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from typing import Mapping, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_mmcl.layers import MLPEncoder
+from tf_mmcl.models import MultimodalContrastiveModel
+
+__all__ = [
+    "build_model",
+    "train_model",
+    "mean_std",
+    "fmt_mean_std",
+    "fmt_pct",
+    "machine_description",
+    "Timer",
+]
+
+# Keys of a method spec (a config entry) that are not objective options.
+_SPEC_KEYS = ("label", "objective", "embedding_dim", "learn_logit_scale", "logit_scale_init", "jit_compile",
+              "options")
+
+
+def build_model(spec: Mapping, modalities: Sequence[str], encoder: str | Mapping = "identity",
+                embedding_dim: int = 16, logit_scale_init: float | None = None,
+                learn_logit_scale: bool | None = None) -> MultimodalContrastiveModel:
+    """Builds the contrastive model of one method.
+
+    Args:
+        spec: the method spec, a mapping with ``objective`` and optional ``options`` (objective
+            options), ``embedding_dim``, ``logit_scale_init`` and ``learn_logit_scale``
+            overriding the experiment-wide defaults.
+        modalities: the modality names.
+        encoder: ``"identity"`` (the projection head is then the only, linear, encoder: the
+            reference XOR model ``Linear(d_v -> d) + L2``) or a mapping of
+            :class:`~tf_mmcl.layers.MLPEncoder` arguments (``hidden_units``, ``output_dim``).
+        embedding_dim: default embedding width.
+        logit_scale_init: default initial logit scale (multiplier); None keeps the library's.
+        learn_logit_scale: default for learning the scale; None keeps the objective's default.
+
+    Returns:
+        An unbuilt :class:`~tf_mmcl.models.MultimodalContrastiveModel`.
+
+    Raises:
+        ValueError: on an unknown spec key or encoder kind.
+    """
+    unknown = sorted(set(spec) - set(_SPEC_KEYS))
+    if unknown:
+        raise ValueError(f"Unknown key(s) {unknown} in method spec {dict(spec)!r}; allowed: {list(_SPEC_KEYS)}.")
+    if "objective" not in spec:
+        raise ValueError(f"Method spec {dict(spec)!r} lacks 'objective'.")
+    if encoder == "identity":
+        encoders = {m: keras.layers.Identity(name=f"identity_{m}") for m in modalities}
+    elif isinstance(encoder, Mapping):
+        encoders = {m: MLPEncoder(hidden_units=tuple(encoder.get("hidden_units", ())),
+                                  output_dim=encoder.get("output_dim"), name=f"encoder_{m}")
+                    for m in modalities}
+    else:
+        raise ValueError(f"encoder must be 'identity' or a mapping of MLPEncoder arguments, got {encoder!r}.")
+    kwargs = dict(spec.get("options", {}) or {})
+    scale = spec.get("logit_scale_init", logit_scale_init)
+    if scale is not None:
+        kwargs["logit_scale_init"] = float(scale)
+    learn = spec.get("learn_logit_scale", learn_logit_scale)
+    if learn is not None:
+        kwargs["learn_logit_scale"] = bool(learn)
+    return MultimodalContrastiveModel(encoders, embedding_dim=int(spec.get("embedding_dim", embedding_dim)),
+                                      objective=spec["objective"], **kwargs)
+
+
+def train_model(model: MultimodalContrastiveModel, arrays: Mapping[str, np.ndarray], batch_size: int,
+                steps: int, learning_rate: float, weight_decay: float = 0.01, seed: int = 0,
+                jit_compile: bool = False, keys: Sequence[str] | None = None) -> dict:
+    """Trains ``model`` with AdamW on shuffled batches of ``arrays`` for ``steps`` steps.
+
+    Batches are drawn from the training arrays reshuffled every epoch (``drop_remainder``), as
+    ``model.fit`` on a shuffled ``tf.data`` pipeline would. The loss is the model's own
+    ``compute_loss``.
+
+    Args:
+        model: the model (built here on the first batch if needed).
+        arrays: training arrays: the modalities and any ``"<m>_mask"`` keys.
+        batch_size: examples per step (<= the number of examples).
+        steps: optimizer steps (>= 1).
+        learning_rate: AdamW learning rate.
+        weight_decay: AdamW decoupled weight decay.
+        seed: seed of the shuffling.
+        jit_compile: XLA-compile the step (faster for the gated objective on CPU).
+        keys: which keys of ``arrays`` to feed (default: the model's modalities and masks present).
+
+    Returns:
+        ``{"first_loss", "final_loss" (mean of the last 10 % of steps), "steps", "seconds"}``.
+
+    Raises:
+        ValueError: on bad sizes or a non-finite loss.
+    """
+    if keys is None:
+        keys = [k for k in arrays if k in model.modalities or (k.endswith("_mask") and k[:-5] in model.modalities)]
+    data = {k: np.asarray(arrays[k]) for k in keys}
+    n = len(next(iter(data.values())))
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be in [1, {n}] (the training set size), got {batch_size}.")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}.")
+    ds = (tf.data.Dataset.from_tensor_slices(data).shuffle(n, seed=int(seed), reshuffle_each_iteration=True)
+          .repeat().batch(int(batch_size), drop_remainder=True).prefetch(2))
+    iterator = iter(ds)
+    first = next(iterator)
+    if not model.built:
+        model(first)
+    optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
+    optimizer.build(model.trainable_variables)
+    variables = model.trainable_variables
+
+    @tf.function(jit_compile=bool(jit_compile), reduce_retracing=True)
+    def step(batch):
+        with tf.GradientTape() as tape:
+            y_pred = model(batch, training=True)
+            loss = model.compute_loss(x=batch, y_pred=y_pred, training=True)
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    start = time.time()
+    losses = [float(step(first))]
+    for _ in range(steps - 1):
+        losses.append(step(next(iterator)))
+    losses = np.array([float(v) for v in losses])
+    if not np.all(np.isfinite(losses)):
+        raise ValueError(f"Training diverged: non-finite loss at step {int(np.argmin(np.isfinite(losses)))}.")
+    tail = max(1, steps // 10)
+    return {"first_loss": float(losses[0]), "final_loss": float(losses[-tail:].mean()), "steps": int(steps),
+            "seconds": round(time.time() - start, 2)}
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample std (ddof=1; 0 for a single value) of a list of numbers."""
+    v = np.asarray(values, np.float64)
+    if v.size == 0:
+        raise ValueError("mean_std needs at least one value.")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def fmt_mean_std(values, scale: float = 100.0, digits: int = 1) -> str:
+    """``"mean ± std"`` of ``values * scale`` (percent by default)."""
+    m, s = mean_std(values)
+    return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
+
+
+def fmt_pct(value: float, digits: int = 1) -> str:
+    """A fraction as a percent string."""
+    return f"{100.0 * float(value):.{digits}f}"
+
+
+def machine_description() -> str:
+    """A one-line description of the machine: CPU model, cores, load, TF version."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import os
+
+    cores = os.cpu_count()
+    try:
+        load = ", load avg %.1f" % os.getloadavg()[0]
+    except OSError:
+        load = ""
+    gpus = tf.config.list_physical_devices("GPU")
+    device = f"{len(gpus)} GPU(s)" if gpus else "CPU only"
+    return f"{cpu}, {cores} cores ({device}{load} at start), TF {tf.__version__}, Keras {keras.__version__}"
+
+
+class Timer:
+    """Wall-clock timer: ``with Timer() as t: ...; t.seconds``."""
+
+    def __enter__(self):
+        self._start = time.time()
+        self.seconds = math.nan
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.time() - self._start
+        return False

@@ -1,0 +1,255 @@
+"""Runs registered experiments and assembles docs/results.md from their JSON records.
+
+Each run writes ``<output_dir>/results/<name>.json`` and ``<output_dir>/plots/results_<name>.png``;
+:func:`assemble_markdown` then rebuilds the Markdown from *every* JSON record present, so running
+one experiment (quick or full) replaces only its own section.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import ml_collections
+
+from tf_mmcl.experiments import common
+from tf_mmcl.experiments.base import EXPERIMENTS, get_experiment
+
+__all__ = ["load_config", "run_experiment", "assemble_markdown", "resummarize", "DEFAULT_CONFIG_DIR"]
+
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "reproduce"
+RESULTS_SUBDIR = "results"
+PLOTS_SUBDIR = "plots"
+
+
+def _parse_value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def load_config(name: str, quick: bool = False, overrides: Sequence[str] = (),
+                config_dir: str | os.PathLike = DEFAULT_CONFIG_DIR) -> ml_collections.ConfigDict:
+    """Loads ``<config_dir>/<name>.py``'s ``get_config()``, applies quick and explicit overrides.
+
+    The config's ``quick`` field (a ConfigDict of overrides) is merged in when ``quick`` and then
+    removed. ``overrides`` are ``"key=value"`` strings (dotted keys allowed; values parsed as
+    Python literals), applied last.
+
+    Raises:
+        ValueError: missing config file, no ``get_config``, or an override of an unknown key.
+    """
+    path = Path(config_dir) / f"{name}.py"
+    if not path.is_file():
+        raise ValueError(f"No config for experiment {name!r}: {path} does not exist.")
+    spec = importlib.util.spec_from_file_location(f"reproduce_config_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"{path} must define get_config().")
+    config = module.get_config()
+    quick_overrides = config.get("quick", ml_collections.ConfigDict())
+    with config.unlocked():
+        if "quick" in config:
+            del config["quick"]
+    if quick:
+        for key, value in quick_overrides.items():
+            if key not in config:
+                raise ValueError(f"{path}: quick override of unknown key {key!r}.")
+            with config.unlocked():
+                config[key] = value
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"Override {item!r} must look like key=value.")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        node, parts = config, key.split(".")
+        for part in parts[:-1]:
+            if part not in node:
+                raise ValueError(f"Override {item!r}: unknown key {key!r} in config {name!r}.")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ValueError(f"Override {item!r}: unknown key {key!r} in config {name!r}; "
+                             f"keys are {sorted(config.keys())}.")
+        with node.unlocked():
+            node[parts[-1]] = _parse_value(value.strip())
+    return config
+
+
+def run_experiment(name: str, quick: bool = False, seeds: int | None = None, output_dir: str = "docs",
+                   command: str = "", overrides: Sequence[str] = (), config_dir=DEFAULT_CONFIG_DIR,
+                   log: Callable[[str], None] = print) -> dict:
+    """Runs one experiment over its seeds and writes its JSON record and plot.
+
+    Args:
+        name: registered experiment name.
+        quick: apply the config's quick overrides (fewer seeds/steps/points).
+        seeds: number of seeds (0..seeds-1); default the config's ``num_seeds``.
+        output_dir: where ``results/<name>.json`` and ``plots/results_<name>.png`` go.
+        command: the command line, recorded in the section header.
+        overrides: ``key=value`` config overrides (recorded too).
+        config_dir: directory of the per-experiment configs.
+        log: progress logger.
+
+    Returns:
+        The JSON record.
+    """
+    experiment = get_experiment(name)
+    config = load_config(name, quick, overrides, config_dir)
+    num_seeds = int(seeds if seeds is not None else config.num_seeds)
+    if num_seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {num_seeds}.")
+    out = Path(output_dir)
+    (out / RESULTS_SUBDIR).mkdir(parents=True, exist_ok=True)
+    (out / PLOTS_SUBDIR).mkdir(parents=True, exist_ok=True)
+    machine = common.machine_description()
+    log(f"[{name}] {'quick' if quick else 'full'} run, {num_seeds} seed(s)")
+    per_seed = []
+    with common.Timer() as timer:
+        for seed in range(num_seeds):
+            per_seed.append(experiment.run_seed(config, seed, log))
+    summary = experiment.summarize(per_seed, config)
+    plot_rel = f"{PLOTS_SUBDIR}/results_{name}.png"
+    experiment.plot(per_seed, config, str(out / plot_rel))
+    record = {
+        "experiment": name, "title": experiment.title, "source": experiment.source, "claim": experiment.claim,
+        "quick": bool(quick), "num_seeds": num_seeds, "command": command, "overrides": list(overrides),
+        "machine": machine, "wall_time_s": round(timer.seconds, 1),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "config": config.to_dict(), "per_seed": per_seed, "plot": plot_rel, **summary,
+    }
+    path = out / RESULTS_SUBDIR / f"{name}.json"
+    path.write_text(json.dumps(record, indent=1, default=_json_default) + "\n")
+    log(f"[{name}] done in {timer.seconds:.0f}s -> {path}")
+    return record
+
+
+def resummarize(output_dir: str = "docs", names: Sequence[str] | None = None, log=print) -> list:
+    """Recomputes tables, findings, verdict and plot of stored records from their per-seed data.
+
+    Use after changing an experiment's ``summarize``/``plot`` (not its measurements): nothing is
+    retrained, the measurements in ``per_seed`` and the recorded config are reused.
+
+    Returns:
+        The names of the records refreshed.
+    """
+    out = Path(output_dir)
+    done = []
+    for path in sorted((out / RESULTS_SUBDIR).glob("*.json")):
+        record = json.loads(path.read_text())
+        name = record["experiment"]
+        if (names and name not in names) or name not in EXPERIMENTS:
+            continue
+        experiment = get_experiment(name)
+        config = _to_config(record["config"])
+        record.update(experiment.summarize(record["per_seed"], config))
+        experiment.plot(record["per_seed"], config, str(out / record["plot"]))
+        path.write_text(json.dumps(record, indent=1, default=_json_default) + "\n")
+        log(f"[{name}] re-summarised from {path}")
+        done.append(name)
+    return done
+
+
+def _to_config(value):
+    """A ConfigDict from a recorded config, with dicts nested in lists converted too."""
+    def convert(v):
+        if isinstance(v, dict):
+            return ml_collections.ConfigDict({k: convert(x) for k, x in v.items()})
+        if isinstance(v, list):
+            return [convert(x) for x in v]
+        return v
+    return convert(value)
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    if isinstance(value, ml_collections.ConfigDict):
+        return value.to_dict()
+    raise TypeError(f"Not JSON serialisable: {type(value).__name__}")
+
+
+def _table_md(table) -> list:
+    lines = [f"*{table['caption']}*", ""] if table.get("caption") else []
+    lines.append("| " + " | ".join(str(h) for h in table["header"]) + " |")
+    lines.append("|" + "|".join("---" for _ in table["header"]) + "|")
+    for row in table["rows"]:
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return lines + [""]
+
+
+def _section_md(record, md_dir: Path, output_dir: Path) -> list:
+    kind = "QUICK run (reduced seeds/steps: indicative only)" if record["quick"] else "full run"
+    lines = [f"## {record['title']}", ""]
+    lines += [f"- **Run**: {kind}, {record['num_seeds']} seed(s), {record['date']}",
+              f"- **Machine**: {record['machine']}",
+              f"- **Wall time**: {record['wall_time_s']:.0f} s",
+              f"- **Command**: `{record['command']}`" if record["command"] else "- **Command**: (API call)",
+              f"- **Source**: {record['source']}",
+              f"- **Claim**: {record['claim']}",
+              f"- **Verdict**: {record['verdict']}", ""]
+    for table in record["tables"]:
+        lines += _table_md(table)
+    if record.get("findings"):
+        lines += ["**Findings and disagreements**", ""]
+        lines += [f"- {f}" for f in record["findings"]] + [""]
+    plot = output_dir / record["plot"]
+    rel = os.path.relpath(plot, md_dir)
+    lines += [f"![{record['experiment']}]({rel})", ""]
+    cfg = json.dumps(record["config"], sort_keys=True, default=_json_default)
+    lines += ["<details><summary>Config</summary>", "", f"`{cfg}`", "", "</details>", ""]
+    return lines
+
+
+def assemble_markdown(output_dir: str = "docs", results_md: str | None = None) -> str:
+    """Rebuilds the results Markdown from every ``<output_dir>/results/*.json``.
+
+    Sections come in registry order (the issue's order), then any other records by name.
+
+    Returns:
+        The path of the written Markdown file.
+
+    Raises:
+        ValueError: if there is no record to assemble.
+    """
+    out = Path(output_dir)
+    md_path = Path(results_md) if results_md else out / "results.md"
+    records = {}
+    for path in sorted((out / RESULTS_SUBDIR).glob("*.json")):
+        record = json.loads(path.read_text())
+        records[record["experiment"]] = record
+    if not records:
+        raise ValueError(f"No experiment records under {out / RESULTS_SUBDIR}; run an experiment first.")
+    order = [n for n in EXPERIMENTS if n in records] + sorted(n for n in records if n not in EXPERIMENTS)
+    lines = ["# Reproduced results", "",
+             "<!-- Generated by tools/reproduce.py from docs/results/*.json: do not edit by hand. -->", "",
+             "Regenerate everything with `python tools/reproduce.py` (full) or "
+             "`python tools/reproduce.py --quick`; one experiment with `--experiments=<name>` "
+             "(its section is replaced, the others are kept). Numbers are ours, measured by the "
+             "command in each section; the paper's numbers are shown beside them where the paper "
+             "gives them. Sections marked QUICK used reduced seeds/steps and are indicative only.", "",
+             "| experiment | run | seeds | wall time | verdict |", "|---|---|---|---|---|"]
+    for name in order:
+        r = records[name]
+        lines.append(f"| {r['title']} | {'quick' if r['quick'] else 'full'} | {r['num_seeds']} | "
+                     f"{r['wall_time_s']:.0f} s | {r['verdict']} |")
+    lines.append("")
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    for name in order:
+        lines += _section_md(records[name], md_path.parent.resolve(), out.resolve())
+    md_path.write_text("\n".join(lines))
+    return str(md_path)
