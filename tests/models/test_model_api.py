@@ -159,3 +159,23 @@ def test_mixed_precision_keeps_variables_and_logits_float32(policy):
     assert all(out[m].dtype == "float32" for m in "abc")
     assert model.score({"a": X["a"], "b": X["b"]}, "c", X["c"]).dtype == "float32"
     assert model.compute_loss(X, None, out).dtype == "float32"
+
+
+def test_query_masks_use_each_scores_neutral_element():
+    mask = np.array([True, False] * 5)
+    model = _model("symile")
+    emb = model(X)
+    scale = float(model.logit_scale.value())
+    got = model.score({"a": X["a"], "b": X["b"]}, "c", X["c"], query_masks={"b": mask}).numpy()
+    # Symile: a missing b is the all-ones vector, so those rows score like 1 -> 1 from a.
+    one_to_one = scale * np.asarray(sim.dot_scores(emb["a"], emb["c"]))
+    two_to_one = scale * np.asarray(sim.mip_scores([emb["a"], emb["b"]], emb["c"]))
+    np.testing.assert_allclose(got[~mask], one_to_one[~mask], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got[mask], two_to_one[mask], rtol=1e-4, atol=1e-4)
+    model = _model("clip")
+    emb = model(X)
+    got = model.score({"a": X["a"], "b": X["b"]}, "c", X["c"], query_masks={"b": mask}).numpy()
+    np.testing.assert_allclose(got[~mask], float(model.logit_scale.value()) *
+                               np.asarray(sim.dot_scores(emb["a"], emb["c"]))[~mask], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="unknown modality"):
+        model.score({"a": X["a"]}, "c", X["c"], query_masks={"z": mask})

@@ -456,6 +456,26 @@ class MultimodalContrastiveModel(keras.Model):
                     full[n] = ops.zeros((b, self.embedding_dim), "float32")
                     masks[n] = ops.zeros((b,), "bool")
             return self.gate.gated_scores(target, full, candidates, query_masks=masks or None)
+        if query_masks:
+            unknown = sorted(set(query_masks) - set(self.modalities))
+            if unknown:
+                raise ValueError(f"query_masks has unknown modality(ies) {unknown}.")
+            # A missing query row is the neutral element of the score: ones for the MIP product,
+            # zeros for the additive (CLIP, ConFu) scores. Volume scores need every vector.
+            if self.objective in ("gram", "triangle"):
+                raise ValueError(f"The {self.objective} score needs every query modality; "
+                                 "query_masks are not supported for it.")
+            neutral = 1.0 if self.objective == "symile" else 0.0
+            qs = [q if query_masks.get(n) is None else
+                  ops.where(ops.cast(query_masks[n], "bool")[:, None], ops.cast(q, "float32"), neutral)
+                  for n, q in zip(names, qs)]
+            if fused:
+                fused = dict(fused)
+                for key in list(fused):
+                    a, b = key.split("+")
+                    present = [ops.cast(query_masks[x], "bool") for x in (a, b) if query_masks.get(x) is not None]
+                    for p_ in present:
+                        fused[key] = ops.where(p_[:, None], fused[key], 0.0)
         if len(qs) == 1 or self.objective == "symile":
             # Symile: MIP with absent queries as the neutral element; 1->1 is the cosine for all.
             return sim.mip_scores(qs, candidates)
