@@ -106,7 +106,7 @@ def test_errors_are_clear(tmp_path):
 
 def test_every_registered_experiment_has_a_config_with_quick_overrides():
     assert list(experiments.EXPERIMENTS) == ["symile_xor", "confu_xor", "gated_fragility", "misalignment",
-                                             "noise_robustness"]
+                                             "noise_robustness", "m3_digits"]
     for name in experiments.EXPERIMENTS:
         full = runner.load_config(name)
         quick = runner.load_config(name, quick=True)

@@ -7,6 +7,7 @@ Registered experiments (each with a config in ``configs/reproduce/<name>.py``):
 * ``gated_fragility``: Gated Symile vs Symile vs CLIP as unreliable modalities grow.
 * ``misalignment``: Negate-or-Embrace identifiability R² per latent block.
 * ``noise_robustness``: accuracy with one modality degraded at 10/15/20 dB SNR.
+* ``m3_digits``: Symile-M3's text from image + audio on the offline ``m3_digits`` benchmark.
 
 Add one by subclassing :class:`~tf_mmcl.experiments.base.Experiment`, decorating it with
 :func:`~tf_mmcl.experiments.base.register`, importing its module here and writing its config.
@@ -19,6 +20,7 @@ from tf_mmcl.experiments import (  # noqa: F401  (importing registers them, in t
     gated_fragility,
     misalignment,
     noise_robustness,
+    m3_digits,
 )
 from tf_mmcl.experiments.runner import assemble_markdown, load_config, run_experiment
 
