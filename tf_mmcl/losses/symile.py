@@ -8,6 +8,7 @@ from keras import ops
 
 from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, check_masks, diagonal_cross_entropy, masked_mean
 from tf_mmcl.ops import check_representations, mip, shuffled_negative_logits, streamed_logsumexp
+from tf_mmcl.ops.symile_logits import joint_streamed_logsumexps
 
 __all__ = ["symile_loss", "SymileLoss", "NEGATIVE_SAMPLING"]
 
@@ -55,13 +56,16 @@ def symile_loss(representations, logit_scale, negative_sampling="n", permutation
       modality (index order) for anchor m, as the reference draws them; without it a Keras RNG
       draws them from ``seed`` (an int gives the same draw every call, a
       ``keras.random.SeedGenerator`` a fresh one each step).
-    * ``"n_squared"``: every tuple of non-anchor rows is a candidate (N^(M-1) per row). Computed
-      by :func:`tf_mmcl.ops.streamed_logsumexp` in blocks with a running log-sum-exp and a
-      streamed custom gradient: the same loss and gradients as the reference without its
-      (N^(M-1), d) product. Peak memory about ``3 * N * b * max(N, d)`` float32 values for a
-      block of b prefix tuples (at most 16 MiB per block tensor by default) plus O(M N d) for
-      inputs and gradients; the reference holds (N^(M-1), d) + (N, N^(M-1)) values (at
-      N = 256, d = 256, M = 3: 64 MiB + 64 MiB, plus its list of N blocks and their gradients).
+    * ``"n_squared"``: every tuple of non-anchor rows is a candidate (N^(M-1) per row). All M
+      anchors' logits are entries of one tensor ``s * MIP(r_0[i], r_1[j], ...)``, so
+      :func:`tf_mmcl.ops.symile_logits.joint_streamed_logsumexps` computes it once, in blocks,
+      updating every anchor's running log-sum-exp from each block, with a streamed custom
+      gradient: the same loss and gradients as the reference (2 N^M d FLOPs forward instead of
+      the reference's 2 M N^M d) without its (N^(M-1), d) product. Peak memory about
+      ``3 * b * N * max(N, d)`` float32 values for a block of b prefix tuples (block logits kept
+      within 4 MiB by default) plus O(M N d) for inputs and gradients; the reference holds
+      (N^(M-1), d) + (N, N^(M-1)) values per anchor (at N = 256, d = 256, M = 3: 64 MiB + 64 MiB,
+      plus its list of N blocks and their gradients; ~0.9 GiB measured, ``docs/benchmarks.md``).
       Unlike the reference, M = 2 works (it is then one-directional InfoNCE per anchor).
 
     Missing modalities: a missing row's embedding is replaced by the neutral element of the
@@ -108,6 +112,10 @@ def symile_loss(representations, logit_scale, negative_sampling="n", permutation
             perms = _draw_permutations(m, ops.shape(reps[0])[0], seed)
     elif permutations is not None:
         raise ValueError('permutations only apply to negative_sampling="n".')
+    if negative_sampling == "n_squared":  # one shared streamed pass for every anchor
+        lses = joint_streamed_logsumexps(reps, scale, block_size=block_size)
+        positive = scale * mip(reps)
+        return ops.sum(ops.stack([masked_mean(lse - positive, mk) for lse, mk in zip(lses, masks)])) / m
     losses = []
     for a in range(m):
         anchor = reps[a]
