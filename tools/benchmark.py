@@ -97,10 +97,9 @@ def objective_flops(loss, n, d, m):
 
 def executed_flops(loss, n, d, m):
     """Matmul FLOPs our implementation executes (the streamed kernels recompute in the backward)."""
-    if loss == "n_squared_joint":  # one logit pass forward, recompute + two products backward
+    if loss in ("n_squared", "n_squared_joint"):
+        # symile_loss calls the joint kernel: one logit pass forward, recompute + two products backward
         return 8.0 * n ** m * d
-    if loss == "n_squared":  # per anchor: forward, recompute + two products backward
-        return 8.0 * m * n ** m * d
     return objective_flops(loss, n, d, m)
 
 
@@ -857,10 +856,11 @@ def write_markdown(res, path, gpu=None):
     A("* tf_mmcl modes: eager; `tf.function`; `tf.function(jit_compile=True)` (XLA). Reference: the `symile` "
       "package's `Symile` for Symile, the Gated Symile authors' `losses.clip` for CLIP (the `symile` package has "
       "no CLIP), torch eager (its only mode).")
-    A("* `n_squared` is `tf_mmcl.losses.symile_loss(..., \"n_squared\")` as the library wires it (one streamed "
-      "log-sum-exp per anchor, `streamed_logsumexp`); `n_squared_joint` is the same objective from "
-      "`tf_mmcl.ops.symile_logits.joint_streamed_logsumexps`, which computes every anchor's log-sum-exp from one "
-      "shared pass over the logits (all anchors' logits are entries of one tensor `s * MIP(x_i, y_j, z_k)`).")
+    A("* `n_squared` is `tf_mmcl.losses.symile_loss(..., \"n_squared\")` as the library wires it, which calls "
+      "`tf_mmcl.ops.symile_logits.joint_streamed_logsumexps`: every anchor's log-sum-exp from one shared pass "
+      "over the logits (all anchors' logits are entries of one tensor `s * MIP(x_i, y_j, z_k)`); "
+      "`n_squared_joint` calls that kernel directly (the difference between the two rows is the loss's own "
+      "overhead and run-to-run noise).")
     A("")
 
     # time tables
@@ -925,8 +925,8 @@ def write_markdown(res, path, gpu=None):
         A(f"The objective's FLOPs as the reference computes them: 18 N^3 d = {fl / 1e9:.1f} GFLOP (forward 6 N^3 d, "
           f"backward twice that). The plain matmul: one square float32 matmul with the same FLOPs, same framework, "
           f"same run (TF: XLA-compiled; torch: `a @ b`). *Effective* rate = objective FLOPs / time; *executed* rate "
-          f"= matmul FLOPs the implementation really runs / time (the per-anchor streamed kernel runs 24 N^3 d, the "
-          f"joint kernel 8 N^3 d: it shares one logit tensor among the three anchors and recomputes it once in the "
+          f"= matmul FLOPs the implementation really runs / time (the joint kernel behind both rows runs "
+          f"8 N^3 d: it shares one logit tensor among the three anchors and recomputes it once in the "
           f"backward).")
         A("")
         A("| implementation | time | effective GFLOP/s | executed GFLOP/s | matmul GFLOP/s | effective / matmul | executed / matmul |")

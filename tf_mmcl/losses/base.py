@@ -62,20 +62,29 @@ def diagonal_cross_entropy(logits, valid=None):
             are no candidates. Rows with fewer than 2 valid candidates contribute 0.
     """
     logits = ops.cast(logits, "float32")
-    n = ops.shape(logits)[0]
     if valid is not None:
         valid = ops.cast(valid, "bool")
         logits = ops.where(valid[None, :], logits, _ABSENT_LOGIT)
-    positive = ops.take_along_axis(logits, ops.expand_dims(ops.arange(n), 1), axis=1)[:, 0]
-    return masked_mean(ops.logsumexp(logits, axis=1) - positive, valid)
+    # ops.diagonal rather than a gather: its gradient is a cheap diagonal scatter.
+    return masked_mean(ops.logsumexp(logits, axis=1) - ops.diagonal(logits), valid)
 
 
 def symmetric_infonce(logits, valid=None):
     """``0.5 * (CE(S) + CE(S^T))`` with positives on the diagonal of the square ``S``.
 
     ``valid`` (bool (N,)) restricts both directions to the rows present in both modalities.
+    Both directions share one masked logit matrix and its diagonal (the transpose direction is
+    a log-sum-exp over axis 0, no transposed copy).
     """
-    return 0.5 * (diagonal_cross_entropy(logits, valid) + diagonal_cross_entropy(ops.transpose(logits), valid))
+    logits = ops.cast(logits, "float32")
+    if valid is not None:
+        valid = ops.cast(valid, "bool")
+        pair = ops.logical_and(valid[:, None], valid[None, :])
+        logits = ops.where(pair, logits, _ABSENT_LOGIT)
+    positive = ops.diagonal(logits)
+    rows = ops.logsumexp(logits, axis=1) - positive
+    cols = ops.logsumexp(logits, axis=0) - positive
+    return 0.5 * (masked_mean(rows, valid) + masked_mean(cols, valid))
 
 
 def combine_masks(masks, indices):
