@@ -179,3 +179,11 @@ def test_query_masks_use_each_scores_neutral_element():
                                np.asarray(sim.dot_scores(emb["a"], emb["c"]))[~mask], rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="unknown modality"):
         model.score({"a": X["a"]}, "c", X["c"], query_masks={"z": mask})
+
+
+def test_global_negatives_is_a_saved_option():
+    model = _model("clip", global_negatives=False)
+    restored = tf_mmcl.models.MultimodalContrastiveModel.from_config(model.get_config())
+    assert restored.global_negatives is False
+    with pytest.raises(ValueError, match="global_negatives"):
+        _model("clip", global_negatives="yes")

@@ -84,6 +84,9 @@ class MultimodalContrastiveModel(keras.Model):
         learn_logit_scale: train the log-scale (default True; False for ConFu).
         max_logit_scale: clamp of the scale (100).
         passthrough_keys: non-modality input keys to ignore (labels, corruption kinds, ...).
+        global_negatives: under a multi-replica strategy, contrast against the global batch
+            (all-gathered embeddings; the single-device objective). ``False`` keeps each
+            replica's negatives local (a different objective; see ``tf_mmcl.distribute``).
         **objective_options: the objective's options above.
 
     Example:
@@ -102,7 +105,7 @@ class MultimodalContrastiveModel(keras.Model):
 
     def __init__(self, encoders, embedding_dim, objective="symile", projection_hidden_units=(),
                  logit_scale_init=1.0 / 0.07, learn_logit_scale=None, max_logit_scale=100.0,
-                 passthrough_keys=_DEFAULT_PASSTHROUGH, name=None, **objective_options):
+                 passthrough_keys=_DEFAULT_PASSTHROUGH, global_negatives=True, name=None, **objective_options):
         # Keras passes these through from_config/Model internals; they are not objective options.
         base_kwargs = {k: objective_options.pop(k) for k in ("trainable", "dtype") if k in objective_options}
         super().__init__(name=name, **base_kwargs)
@@ -140,6 +143,9 @@ class MultimodalContrastiveModel(keras.Model):
         self.learn_logit_scale = (objective != "confu") if learn_logit_scale is None else bool(learn_logit_scale)
         self.max_logit_scale = float(max_logit_scale)
         self.passthrough_keys = tuple(passthrough_keys)
+        if not isinstance(global_negatives, bool):
+            raise ValueError(f"global_negatives must be True or False, got {global_negatives!r}.")
+        self.global_negatives = global_negatives
 
         self.encoders = dict(encoders)
         self.projections = {n: ProjectionHead(embedding_dim, hidden_units=self.projection_hidden_units,
@@ -300,8 +306,9 @@ class MultimodalContrastiveModel(keras.Model):
         included) is all-gathered to the global batch (``tf_mmcl.distribute.gather_batch``), so
         the negatives of every objective span the global batch and each replica computes the
         same global loss; returning it divided by the number of replicas makes Keras' gradient
-        all-reduce (SUM) give exactly the single-device gradient. ``model.global_negatives =
-        False`` keeps each replica's negatives local instead (a different objective).
+        all-reduce (SUM) give exactly the single-device gradient. ``global_negatives=False`` (a
+        constructor option, saved in the config) keeps each replica's negatives local instead (a
+        different objective).
         ``model.symile_permutations`` (int (M, M-1, N_global), optional) fixes the permutations
         of Symile's ``"n"`` negative sampling instead of drawing them from the seed.
         """
@@ -509,6 +516,7 @@ class MultimodalContrastiveModel(keras.Model):
             "learn_logit_scale": self.learn_logit_scale,
             "max_logit_scale": self.max_logit_scale,
             "passthrough_keys": list(self.passthrough_keys),
+            "global_negatives": self.global_negatives,
         }
         config.update(self.options)
         return config
