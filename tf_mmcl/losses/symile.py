@@ -6,8 +6,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, check_masks, diagonal_cross_entropy, masked_mean
-from tf_mmcl.ops import check_representations, mip, shuffled_negative_logits, streamed_logsumexp
+from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, check_masks, masked_mean
+from tf_mmcl.ops import check_representations, mip, shuffled_negative_logits
 from tf_mmcl.ops.symile_logits import joint_streamed_logsumexps
 
 __all__ = ["symile_loss", "SymileLoss", "NEGATIVE_SAMPLING"]
@@ -117,17 +117,11 @@ def symile_loss(representations, logit_scale, negative_sampling="n", permutation
         positive = scale * mip(reps)
         return ops.sum(ops.stack([masked_mean(lse - positive, mk) for lse, mk in zip(lses, masks)])) / m
     losses = []
-    for a in range(m):
-        anchor = reps[a]
+    for a in range(m):  # "n": one shuffled-negative logit matrix per anchor
         others = [r for j, r in enumerate(reps) if j != a]
-        if negative_sampling == "n":
-            logits = scale * shuffled_negative_logits(anchor, others, perms[a])
-            losses.append(diagonal_cross_entropy(logits) if masks[a] is None
-                          else masked_mean(ops.logsumexp(logits, axis=1) - ops.diagonal(logits), masks[a]))
-        else:
-            lse = streamed_logsumexp(scale * anchor, others, block_size=block_size)
-            positive = scale * mip([anchor] + others)
-            losses.append(masked_mean(lse - positive, masks[a]))
+        logits = scale * shuffled_negative_logits(reps[a], others, perms[a])
+        # Columns are shuffled products, not rows of the anchor: mask rows only.
+        losses.append(masked_mean(ops.logsumexp(logits, axis=1) - ops.diagonal(logits), masks[a]))
     return ops.sum(ops.stack(losses)) / m
 
 

@@ -276,9 +276,13 @@ class MultimodalContrastiveModel(keras.Model):
         return {n: self.normalize(self.projections[n](h, training=training)) for n, h in features.items()}
 
     def _fused(self, features, training=None):
-        return {key: self.normalize(head([features[key.split("+")[0]], features[key.split("+")[1]]],
-                                         training=training))
-                for key, head in self.fusion_heads.items()}
+        """ConFu's normalised fused embeddings of every pair whose two modalities are in ``features``."""
+        out = {}
+        for key, head in self.fusion_heads.items():
+            a, b = key.split("+")
+            if a in features and b in features:
+                out[key] = self.normalize(head([features[a], features[b]], training=training))
+        return out
 
     def call(self, inputs, training=None):
         values, masks = self._split_inputs(inputs)
@@ -418,7 +422,7 @@ class MultimodalContrastiveModel(keras.Model):
         names = [n for n in self.modalities if n in queries]
         features = self._features({n: queries[n] for n in names}, training=False)
         q_emb = self._embed_features(features, training=False)
-        fused = self._fused_for_queries(features, names)
+        fused = self._fused(features, training=False)
         cand = ops.cast(candidate_embeddings, "float32")
         if len(cand.shape) != 2 or (cand.shape[-1] is not None and int(cand.shape[-1]) != self.embedding_dim):
             raise ValueError(f"candidate_embeddings must be (C, {self.embedding_dim}), got shape {tuple(cand.shape)}.")
@@ -438,14 +442,6 @@ class MultimodalContrastiveModel(keras.Model):
         """
         return self._similarity(query_embeddings, candidate_modality, candidate_embeddings,
                                 fused=fused_embeddings, query_masks=query_masks)
-
-    def _fused_for_queries(self, features, names):
-        out = {}
-        for key, head in self.fusion_heads.items():
-            a, b = key.split("+")
-            if a in features and b in features:
-                out[key] = self.normalize(head([features[a], features[b]], training=False))
-        return out
 
     def _similarity(self, queries, target, candidates, fused=None, query_masks=None):
         names = [n for n in self.modalities if n in queries and n != target]
