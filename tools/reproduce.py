@@ -33,6 +33,8 @@ flags.DEFINE_multi_string("set", [], "Config override key=value (Python literal)
 flags.DEFINE_bool("assemble_only", False, "Only rebuild the Markdown from existing JSON records.")
 flags.DEFINE_bool("resummarize", False, "Recompute tables/verdicts/plots of the stored records (of "
                   "--experiments, default all) from their per-seed measurements, without retraining.")
+flags.DEFINE_integer("jobs", 1, "Seeds run in parallel worker processes (each gets cores // jobs threads).",
+                     lower_bound=1)
 flags.DEFINE_bool("list", False, "List the registered experiments and exit.")
 
 
@@ -57,7 +59,7 @@ def main(argv):
         start = time.time()
         for name in names:
             experiments.run_experiment(name, quick=FLAGS.quick, seeds=FLAGS.seeds, output_dir=FLAGS.output_dir,
-                                       command=command, overrides=FLAGS.set)
+                                       command=command, overrides=FLAGS.set, jobs=FLAGS.jobs)
             experiments.assemble_markdown(FLAGS.output_dir, FLAGS.results_md)
         print(f"All done in {time.time() - start:.0f}s.")
     path = experiments.assemble_markdown(FLAGS.output_dir, FLAGS.results_md)

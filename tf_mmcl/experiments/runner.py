@@ -82,9 +82,41 @@ def load_config(name: str, quick: bool = False, overrides: Sequence[str] = (),
     return config
 
 
+def _init_seed_worker(threads: int) -> None:
+    # Each worker process gets its share of the cores: two TF runtimes each spinning up one
+    # thread pool per core would oversubscribe a small machine and run slower than one.
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def _run_seed_in_worker(name: str, config, seed: int) -> dict:
+    from tf_mmcl import experiments  # noqa: F401  (registers the experiments in a fresh process)
+
+    return get_experiment(name).run_seed(config, seed, lambda msg: print(msg, flush=True))
+
+
+def _run_seeds(experiment, config, num_seeds: int, jobs: int, log) -> list:
+    """Per-seed results in seed order, run in ``jobs`` processes when ``jobs > 1``."""
+    jobs = max(1, min(int(jobs), num_seeds))
+    if jobs == 1:
+        return [experiment.run_seed(config, seed, log) for seed in range(num_seeds)]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    log(f"[{experiment.name}] {num_seeds} seeds in {jobs} processes, {threads} thread(s) each")
+    # "spawn": a forked TensorFlow runtime (thread pools, locks) is not safe to reuse.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_seed_worker, initargs=(threads,)) as pool:
+        futures = [pool.submit(_run_seed_in_worker, experiment.name, config, seed) for seed in range(num_seeds)]
+        return [f.result() for f in futures]
+
+
 def run_experiment(name: str, quick: bool = False, seeds: int | None = None, output_dir: str = "docs",
                    command: str = "", overrides: Sequence[str] = (), config_dir=DEFAULT_CONFIG_DIR,
-                   log: Callable[[str], None] = print) -> dict:
+                   log: Callable[[str], None] = print, jobs: int = 1) -> dict:
     """Runs one experiment over its seeds and writes its JSON record and plot.
 
     Args:
@@ -96,6 +128,9 @@ def run_experiment(name: str, quick: bool = False, seeds: int | None = None, out
         overrides: ``key=value`` config overrides (recorded too).
         config_dir: directory of the per-experiment configs.
         log: progress logger.
+        jobs: seeds run in this many worker processes at once (each seed's result is the same
+            as in a sequential run up to floating-point summation order; the record's
+            ``wall_time_s`` is the parallel wall time).
 
     Returns:
         The JSON record.
@@ -110,16 +145,14 @@ def run_experiment(name: str, quick: bool = False, seeds: int | None = None, out
     (out / PLOTS_SUBDIR).mkdir(parents=True, exist_ok=True)
     machine = common.machine_description()
     log(f"[{name}] {'quick' if quick else 'full'} run, {num_seeds} seed(s)")
-    per_seed = []
     with common.Timer() as timer:
-        for seed in range(num_seeds):
-            per_seed.append(experiment.run_seed(config, seed, log))
+        per_seed = _run_seeds(experiment, config, num_seeds, jobs, log)
     summary = experiment.summarize(per_seed, config)
     plot_rel = f"{PLOTS_SUBDIR}/results_{name}.png"
     experiment.plot(per_seed, config, str(out / plot_rel))
     record = {
         "experiment": name, "title": experiment.title, "source": experiment.source, "claim": experiment.claim,
-        "quick": bool(quick), "num_seeds": num_seeds, "command": command, "overrides": list(overrides),
+        "quick": bool(quick), "num_seeds": num_seeds, "jobs": max(1, min(int(jobs), num_seeds)), "command": command, "overrides": list(overrides),
         "machine": machine, "wall_time_s": round(timer.seconds, 1),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "config": config.to_dict(), "per_seed": per_seed, "plot": plot_rel, **summary,
@@ -197,7 +230,8 @@ def _section_md(record, md_dir: Path, output_dir: Path) -> list:
     lines = [f"## {record['title']}", ""]
     lines += [f"- **Run**: {kind}, {record['num_seeds']} seed(s), {record['date']}",
               f"- **Machine**: {record['machine']}",
-              f"- **Wall time**: {record['wall_time_s']:.0f} s",
+              f"- **Wall time**: {record['wall_time_s']:.0f} s"
+              + (f" ({record['jobs']} seeds at a time, in parallel processes)" if record.get("jobs", 1) > 1 else ""),
               f"- **Command**: `{record['command']}`" if record["command"] else "- **Command**: (API call)",
               f"- **Source**: {record['source']}",
               f"- **Claim**: {record['claim']}",
