@@ -212,3 +212,25 @@ def test_bad_parameters_raise(fn, kwargs, match):
 def test_binary_candidates_rejects_huge_sets():
     with pytest.raises(ValueError, match="candidates"):
         binary_candidates(30)
+
+
+@pytest.mark.parametrize("p_hat", [0.2, 0.5, 0.8])
+def test_symile_xor_reference_accuracies_match_simulated_decision_rules(p_hat):
+    # bayes_top1: argmax of the joint posterior; per_bit_posterior_top1: argmax of the product of
+    # per-bit posteriors, ties at random. Both checked by simulating the rule on fresh samples.
+    from tf_mmcl.data.synthetic.symile_xor import bayes_top1, per_bit_posterior_top1
+
+    d_v = 4
+    x = make_symile_xor(d_v=d_v, p_hat=p_hat, n_train=60000, n_val=1, n_test=1, seed=3).as_numpy("train")
+    a, b, c = (x[m].astype(bool) for m in "abc")
+    rng = np.random.default_rng(0)
+    # Joint posterior: two hypotheses, a = c (weight 1 - p_hat) and a = c XOR b (weight p_hat).
+    guess = np.logical_xor(c, b) if p_hat > 0.5 else c
+    np.testing.assert_allclose(np.mean((guess == a).all(1)), bayes_top1(d_v, p_hat), atol=0.01)
+    # Per-bit posterior of a_j = not c_j is p_hat where b_j = 1, 0 where b_j = 0.
+    p_flip = np.where(b, p_hat, 0.0)
+    flip = np.where(p_flip == 0.5, rng.random(p_flip.shape) < 0.5, p_flip > 0.5)
+    per_bit = np.logical_xor(c, flip)
+    np.testing.assert_allclose(np.mean((per_bit == a).all(1)), per_bit_posterior_top1(d_v, p_hat), atol=0.01)
+    if p_hat == 0.5:
+        assert per_bit_posterior_top1(d_v, p_hat) < bayes_top1(d_v, p_hat) - 0.2

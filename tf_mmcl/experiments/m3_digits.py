@@ -26,6 +26,7 @@ Evaluation on the test split, among all ``10 * len(languages)`` candidate texts
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Mapping
 
@@ -68,7 +69,10 @@ def load_m3_digits(data_dir: str, dataset_config: str = "default", clip_source=N
 
     Returns:
         ``{"train"|"test": {"image", "audio" (N, frames, num_mel_bins), "text", "label",
-        "language", "text_id"}, "candidates": (C, 12) int32, "languages": list}``.
+        "language", "text_id"}, "candidates": (C, 12) int32, "languages": list,
+        "audio_stats": (mean, std), "num_mel_bins": int}``; the test split also keeps the raw
+        ``"waveform"`` (N, samples) so that noise can be added before the features
+        (:func:`waveform_log_mels`).
 
     Raises:
         ValueError: for an unknown dataset config.
@@ -83,28 +87,59 @@ def load_m3_digits(data_dir: str, dataset_config: str = "default", clip_source=N
     from tf_mmcl.datasets.m3_digits import build
 
     builder = build(data_dir, dataset_config, clip_source=src)
-
-    @tf.function(reduce_retracing=True)
-    def to_log_mel(waveform):
-        return log_mel_spectrogram(waveform, num_mel_bins=int(num_mel_bins))
-
+    to_log_mel = _log_mel_fn(num_mel_bins)
     out = {}
     for split, tfds_split in (("train", "train"), ("test", "test")):
         parts: dict = {k: [] for k in ("image", "audio", "text", "label", "language", "text_id")}
+        waveforms = []
         for batch in builder.as_dataset(split=tfds_split, batch_size=read_batch):
             parts["audio"].append(to_log_mel(batch["audio"]).numpy())
+            if split == "test":
+                waveforms.append(batch["audio"].numpy())
             for k in ("image", "text", "label", "language", "text_id"):
                 parts[k].append(batch[k].numpy())
         out[split] = {k: np.concatenate(v) for k, v in parts.items()}
+        if waveforms:
+            out[split]["waveform"] = np.concatenate(waveforms).astype(np.float32)
     mean = out["train"]["audio"].mean(axis=(0, 1), keepdims=True)
     std = out["train"]["audio"].std(axis=(0, 1), keepdims=True) + 1e-6
     for split in ("train", "test"):
         out[split]["audio"] = ((out[split]["audio"] - mean) / std).astype(np.float32)
         out[split]["text"] = out[split]["text"].astype(np.int32)
+    out["audio_stats"] = (mean.astype(np.float32), std.astype(np.float32))
+    out["num_mel_bins"] = int(num_mel_bins)
     out["candidates"] = np.asarray(builder.candidate_texts(), np.int32)
     out["languages"] = list(builder.info.metadata["languages"])
     _DATA_CACHE[key] = out
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _log_mel_fn(num_mel_bins: int):
+    # One traced function per band count, reused by every call (a new tf.function per call retraces).
+    @tf.function(reduce_retracing=True)
+    def to_log_mel(waveform):
+        return log_mel_spectrogram(waveform, num_mel_bins=int(num_mel_bins))
+
+    return to_log_mel
+
+
+def waveform_log_mels(data: Mapping, waveforms: np.ndarray, read_batch: int = 500) -> np.ndarray:
+    """Standardised log-mel spectrograms of (e.g. noisy) waveforms, as :func:`load_m3_digits` makes them.
+
+    Args:
+        data: the dict of :func:`load_m3_digits` (its ``audio_stats`` and ``num_mel_bins``).
+        waveforms: ``(N, samples)`` float waveforms.
+        read_batch: waveforms transformed at a time.
+
+    Returns:
+        ``(N, frames, num_mel_bins)`` float32, standardised with the training split's statistics.
+    """
+    to_log_mel = _log_mel_fn(data["num_mel_bins"])
+    mean, std = data["audio_stats"]
+    parts = [to_log_mel(tf.convert_to_tensor(waveforms[i:i + read_batch], tf.float32)).numpy()
+             for i in range(0, len(waveforms), read_batch)]
+    return ((np.concatenate(parts) - mean) / std).astype(np.float32)
 
 
 def audio_inputs(log_mel: np.ndarray, audio_features: str) -> np.ndarray:
@@ -205,6 +240,35 @@ def evaluate(model: MultimodalContrastiveModel, test: Mapping[str, np.ndarray], 
     }
 
 
+def prepare_splits(config, seed: int):
+    """The data of one seed: ``(data, train, test)`` with the audio as the model's input features.
+
+    ``data`` is :func:`load_m3_digits`'s dict; ``train`` holds the three modalities (a
+    seed-dependent subset of ``config.n_train`` rows when set), ``test`` every test key.
+    """
+    data = load_m3_digits(config.data_dir, config.dataset_config, config.clip_source, config.num_mel_bins)
+    train = {m: data["train"][m] for m in MODALITIES}
+    train["audio"] = audio_inputs(train["audio"], config.audio_features)
+    test = dict(data["test"], audio=audio_inputs(data["test"]["audio"], config.audio_features))
+    n_train = len(train["text"])
+    if config.n_train and int(config.n_train) < n_train:
+        rng = np.random.default_rng(seed)
+        idx = np.sort(rng.choice(n_train, int(config.n_train), replace=False))
+        train = {k: v[idx] for k, v in train.items()}
+    return data, train, test
+
+
+def train_m3_model(spec: Mapping, config, data: Mapping, train: Mapping, seed: int):
+    """Builds and trains one method's model with the experiment's budget; returns ``(model, fit)``."""
+    from tf_mmcl.datasets.m3_digits import VOCABULARY
+
+    keras.utils.set_random_seed(seed)
+    model = build_m3_model(dict(spec), config, config.num_mel_bins, len(VOCABULARY), data["candidates"].shape[1])
+    fit = common.train_model(model, train, int(config.batch_size), int(config.steps), float(config.learning_rate),
+                             float(config.weight_decay), seed=seed, keys=list(MODALITIES))
+    return model, fit
+
+
 @register
 class M3Digits(Experiment):
     name = "m3_digits"
@@ -216,27 +280,12 @@ class M3Digits(Experiment):
              "is far above pairwise CLIP's, which is about 1/(number of languages) of Symile's.")
 
     def run_seed(self, config, seed, log):
-        data = load_m3_digits(config.data_dir, config.dataset_config, config.clip_source, config.num_mel_bins)
-        train = {m: data["train"][m] for m in MODALITIES}
-        train["audio"] = audio_inputs(train["audio"], config.audio_features)
-        test = dict(data["test"], audio=audio_inputs(data["test"]["audio"], config.audio_features))
-        n_train = len(train["text"])
-        if config.n_train and int(config.n_train) < n_train:
-            rng = np.random.default_rng(seed)
-            idx = np.sort(rng.choice(n_train, int(config.n_train), replace=False))
-            train = {k: v[idx] for k, v in train.items()}
-        from tf_mmcl.datasets.m3_digits import VOCABULARY
-
+        data, train, test = prepare_splits(config, seed)
         out = {"languages": data["languages"], "n_train": int(len(train["text"])),
                "n_test": int(len(test["text_id"])), "num_candidates": int(len(data["candidates"])),
                "methods": {}}
         for spec in config.methods:
-            keras.utils.set_random_seed(seed)
-            model = build_m3_model(dict(spec), config, config.num_mel_bins, len(VOCABULARY),
-                                   data["candidates"].shape[1])
-            fit = common.train_model(model, train, int(config.batch_size), int(config.steps),
-                                     float(config.learning_rate), float(config.weight_decay), seed=seed,
-                                     keys=list(MODALITIES))
+            model, fit = train_m3_model(spec, config, data, train, seed)
             metrics = evaluate(model, test, data["candidates"])
             metrics.update(final_loss=fit["final_loss"], first_loss=fit["first_loss"], train_seconds=fit["seconds"])
             out["methods"][spec["label"]] = metrics

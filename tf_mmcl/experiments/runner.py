@@ -12,6 +12,7 @@ import datetime
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -83,6 +84,15 @@ def load_config(name: str, quick: bool = False, overrides: Sequence[str] = (),
 
 
 def _init_seed_worker(threads: int) -> None:
+    # A worker must not outlive the run (killing only the parent would leave it training on).
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
     # Each worker process gets its share of the cores: two TF runtimes each spinning up one
     # thread pool per core would oversubscribe a small machine and run slower than one.
     import tensorflow as tf

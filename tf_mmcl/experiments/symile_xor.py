@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from tf_mmcl.data.synthetic import make_symile_xor
-from tf_mmcl.data.synthetic.symile_xor import bayes_top1
+from tf_mmcl.data.synthetic.symile_xor import bayes_top1, per_bit_posterior_top1
 from tf_mmcl.experiments import common
 from tf_mmcl.experiments.base import Experiment, register
 
@@ -59,16 +59,19 @@ class SymileXOR(Experiment):
         labels = [m["label"] for m in config.methods]
         p_hats = per_seed[0]["p_hat"]
         chance = 2.0 ** -config.d_v
-        header = ["p̂", "Bayes-optimal"] + [f"{lab} (ours)" for lab in labels]
+        header = ["p̂", "Bayes-optimal", "per-bit posterior¹"] + [f"{lab} (ours)" for lab in labels]
         rows = []
         for i, p in enumerate(p_hats):
-            row = [f"{p:.2f}", common.fmt_pct(per_seed[0]["bayes"][i])]
+            row = [f"{p:.2f}", common.fmt_pct(per_seed[0]["bayes"][i]),
+                   common.fmt_pct(per_bit_posterior_top1(config.d_v, p))]
             for lab in labels:
                 row.append(common.fmt_mean_std([s["methods"][lab]["accuracy"][i] for s in per_seed]))
             rows.append(row)
         tables = [{"caption": f"2→1 test accuracy (%) of retrieving a from (b, c) among all 2^{config.d_v} = "
                               f"{2 ** config.d_v} candidates; mean ± std over {len(per_seed)} seeds. "
-                              f"Chance = {100 * chance:.1f} %.",
+                              f"Chance = {100 * chance:.1f} %. ¹ Argmax of the product of the per-bit "
+                              "posteriors p(a_j | b_j, c_j), ties at random: the best-calibrated score that "
+                              "is affine in the candidate a (a linear candidate encoder) reaches this.",
                    "header": header, "rows": rows}]
         paper_rows = [["Symile", "≈ 100 (Bayes-optimal curve)", "rises towards 1 with p̂"],
                       ["CLIP", f"≈ {100 * chance:.1f} (chance)", "falls to chance as p̂ → 1"]]
@@ -99,15 +102,30 @@ class SymileXOR(Experiment):
                 sym = float(np.mean([s["methods"]["Symile"]["accuracy"][j] for s in per_seed]))
                 clip = float(np.mean([s["methods"]["CLIP"]["accuracy"][j] for s in per_seed]))
                 bayes = per_seed[0]["bayes"][j]
+                per_bit = per_bit_posterior_top1(config.d_v, p_hats[j])
                 if sym < clip - 0.05:
                     findings.append(
                         f"p̂ = {p_hats[j]:.2f}: Symile {100 * sym:.1f} % is *below* CLIP {100 * clip:.1f} % "
-                        f"(Bayes-optimal {100 * bayes:.1f} %). The claim is only about p̂ → 1, but this is worth "
-                        "a look. Hypothesis: with one linear map per modality the MIP Σ_k a_k b_k c_k must serve "
-                        "both rules at once; the copy rule a = c needs b's embedding to be constant while the XOR "
-                        "rule needs it to vary, so Symile settles on a compromise, whereas CLIP's a·c term "
-                        "captures the copy half exactly. Check against the paper's Fig. 2 values at this p̂ and "
-                        "with the full training budget before concluding.")
+                        f"(Bayes-optimal {100 * bayes:.1f} %, per-bit posterior {100 * per_bit:.1f} %). Cause: "
+                        "with the reference's linear encoders every score is affine in the candidate a, so "
+                        "exp(score) factorises over a's bits and the best Symile can learn is the product of "
+                        "the per-bit posteriors, which its trilinear term represents exactly. At p̂ = 0.5 "
+                        "every bit with b_j = 1 is then a coin flip (a_j = c_j or not, equally likely), and "
+                        "the argmax is right with probability E[2^-popcount(b)] = (3/4)^d_v. CLIP's score "
+                        "b·a + c·a cannot represent the b_j·c_j interaction those posteriors need; its best "
+                        "fit leans on c, so its argmax is the copy a = c, which is Bayes-optimal for every "
+                        "p̂ ≤ 0.5. Away from 0.5 the per-bit argmaxes agree on one rule and equal the Bayes "
+                        "decision, so Symile should track Bayes-optimal there (next finding).")
+            off = [j for j in mid if abs(p_hats[j] - 0.5) > 1e-9]
+            if off:
+                gaps = {p_hats[j]: per_seed[0]["bayes"][j] - float(np.mean(
+                    [s["methods"]["Symile"]["accuracy"][j] for s in per_seed])) for j in off}
+                worst = max(gaps, key=gaps.get)
+                findings.append(
+                    f"Away from p̂ = 0.5 ({', '.join(f'{p:.1f}' for p in gaps)}), Symile is within "
+                    f"{100 * max(gaps.values()):.1f} points of Bayes-optimal (largest gap at p̂ = {worst:.1f}); "
+                    "the per-bit explanation above predicts a gap near zero wherever the per-bit posterior "
+                    "column equals the Bayes column.")
         return {"tables": tables, "findings": findings, "verdict": verdict}
 
     def plot(self, per_seed, config, path):
