@@ -98,34 +98,40 @@ class SymileXOR(Experiment):
                                 "look for leakage between train and test or a scoring bug.")
         mid = [j for j, p in enumerate(p_hats) if 0.0 < p < 1.0]
         if mid and "Symile" in labels and "CLIP" in labels:
-            for j in mid:
-                sym = float(np.mean([s["methods"]["Symile"]["accuracy"][j] for s in per_seed]))
+            sym_all = {j: [s["methods"]["Symile"]["accuracy"][j] for s in per_seed] for j in mid}
+            gap = {j: per_seed[0]["bayes"][j] - float(np.mean(sym_all[j])) for j in mid}
+            half = [j for j in mid if abs(p_hats[j] - 0.5) < 1e-9]
+            for j in half:
                 clip = float(np.mean([s["methods"]["CLIP"]["accuracy"][j] for s in per_seed]))
-                bayes = per_seed[0]["bayes"][j]
-                per_bit = per_bit_posterior_top1(config.d_v, p_hats[j])
-                if sym < clip - 0.05:
-                    findings.append(
-                        f"p̂ = {p_hats[j]:.2f}: Symile {100 * sym:.1f} % is *below* CLIP {100 * clip:.1f} % "
-                        f"(Bayes-optimal {100 * bayes:.1f} %, per-bit posterior {100 * per_bit:.1f} %). Cause: "
-                        "with the reference's linear encoders every score is affine in the candidate a, so "
-                        "exp(score) factorises over a's bits and the best Symile can learn is the product of "
-                        "the per-bit posteriors, which its trilinear term represents exactly. At p̂ = 0.5 "
-                        "every bit with b_j = 1 is then a coin flip (a_j = c_j or not, equally likely), and "
-                        "the argmax is right with probability E[2^-popcount(b)] = (3/4)^d_v. CLIP's score "
-                        "b·a + c·a cannot represent the b_j·c_j interaction those posteriors need; its best "
-                        "fit leans on c, so its argmax is the copy a = c, which is Bayes-optimal for every "
-                        "p̂ ≤ 0.5. Away from 0.5 the per-bit argmaxes agree on one rule and equal the Bayes "
-                        "decision, so Symile should track Bayes-optimal there (next finding).")
-            off = [j for j in mid if abs(p_hats[j] - 0.5) > 1e-9]
-            if off:
-                gaps = {p_hats[j]: per_seed[0]["bayes"][j] - float(np.mean(
-                    [s["methods"]["Symile"]["accuracy"][j] for s in per_seed])) for j in off}
-                worst = max(gaps, key=gaps.get)
                 findings.append(
-                    f"Away from p̂ = 0.5 ({', '.join(f'{p:.1f}' for p in gaps)}), Symile is within "
-                    f"{100 * max(gaps.values()):.1f} points of Bayes-optimal (largest gap at p̂ = {worst:.1f}); "
-                    "the per-bit explanation above predicts a gap near zero wherever the per-bit posterior "
-                    "column equals the Bayes column.")
+                    f"p̂ = 0.50: Symile {100 * np.mean(sym_all[j]):.1f} % against CLIP {100 * clip:.1f} % "
+                    f"(Bayes-optimal {100 * per_seed[0]['bayes'][j]:.1f} %, per-bit posterior "
+                    f"{100 * per_bit_posterior_top1(config.d_v, 0.5):.1f} %). Cause: with the reference's linear "
+                    "encoders every score is affine in the candidate a, so exp(score) factorises over a's bits "
+                    "and the best-calibrated Symile score is the product of the per-bit posteriors (its trilinear "
+                    "term can represent them). At p̂ = 0.5 every bit with b_j = 1 is then a coin flip (a_j = c_j "
+                    "or not, equally likely) and the argmax is right with probability E[2^-popcount(b)] = "
+                    "(3/4)^d_v. CLIP's score b·a + c·a cannot represent the b_j·c_j interaction those posteriors "
+                    "need; its best fit leans on c, so its argmax is the copy a = c, which is Bayes-optimal for "
+                    "every p̂ ≤ 0.5. A property of the objective with linear encoders, not a bug.")
+            band = [j for j in mid if j not in half and gap[j] > 0.05]
+            if band:
+                spread = max(100 * np.std(sym_all[j], ddof=1) if len(sym_all[j]) > 1 else 0.0 for j in band)
+                findings.append(
+                    "Near 0.5 (p̂ = " + ", ".join(f"{p_hats[j]:.1f}" for j in band) + ") Symile is "
+                    + ", ".join(f"{100 * gap[j]:.1f}" for j in band) + " points below Bayes-optimal, with a "
+                    f"seed-to-seed spread up to {spread:.1f} points (per seed: " + "; ".join(
+                        f"{p_hats[j]:.1f}: " + "/".join(f"{100 * a:.0f}" for a in sym_all[j]) for j in band)
+                    + " %). Same mechanism: the bits with b_j = 1 are decided one by one, each on a log-odds "
+                    "margin of only log(p̂/(1-p̂)) (0.41 at 0.4 and 0.6), and one wrongly signed bit loses the "
+                    "whole vector, so small errors in the learned margins cost a lot and differ by seed (the "
+                    "best seed is " + ", ".join(f"{100 * (per_seed[0]['bayes'][j] - max(sym_all[j])):.1f}" for j in band)
+                    + " points below Bayes-optimal, the worst falls towards the per-bit tie value). CLIP meanwhile "
+                    "keeps the copy decision, exactly Bayes-optimal below 0.5 and wrong above it.")
+            close = [j for j in mid if gap[j] <= 0.02]
+            if close:
+                findings.append("Symile is within 2 points of Bayes-optimal at p̂ = "
+                                + ", ".join(f"{p_hats[j]:.1f}" for j in close) + ".")
         return {"tables": tables, "findings": findings, "verdict": verdict}
 
     def plot(self, per_seed, config, path):

@@ -6,8 +6,8 @@ import itertools
 
 import keras
 
-from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, check_masks, combine_masks, symmetric_infonce
-from tf_mmcl.ops import check_representations, dot_scores
+from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, check_masks, combine_masks
+from tf_mmcl.ops import check_representations, symmetric_infonce_from_embeddings
 
 __all__ = ["clip_loss", "CLIPLoss"]
 
@@ -42,7 +42,7 @@ def clip_loss(representations, logit_scale, masks=None, check_finite=False):
     pairs = list(itertools.combinations(range(len(reps)), 2))
     total = 0.0
     for i, j in pairs:
-        total = total + symmetric_infonce(scale * dot_scores(reps[i], reps[j]), combine_masks(masks, (i, j)))
+        total = total + symmetric_infonce_from_embeddings(reps[i], reps[j], scale, combine_masks(masks, (i, j)))
     return total / len(pairs)
 
 

@@ -12,9 +12,8 @@ from tf_mmcl.losses.base import (
     check_masks,
     combine_masks,
     fused_key,
-    symmetric_infonce,
 )
-from tf_mmcl.ops import check_representations, dot_scores
+from tf_mmcl.ops import check_representations, symmetric_infonce_from_embeddings
 
 __all__ = ["confu_loss", "ConFuLoss", "confu_pairs"]
 
@@ -69,7 +68,8 @@ def confu_loss(representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, m
     pairs = confu_pairs(m)
     pair_total = 0.0
     for i, j in pairs:
-        pair_total = pair_total + symmetric_infonce(scale * dot_scores(reps[i], reps[j]), combine_masks(masks, (i, j)))
+        pair_total = pair_total + symmetric_infonce_from_embeddings(reps[i], reps[j], scale,
+                                                                  combine_masks(masks, (i, j)))
     if float(lam) == 0.0:
         return pair_total / len(pairs)
     if fused is None:
@@ -89,8 +89,8 @@ def confu_loss(representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, m
         for k in range(m):
             if k in (i, j):
                 continue
-            fused_total = fused_total + symmetric_infonce(scale * dot_scores(z_ij, reps[k]),
-                                                        combine_masks(masks, (i, j, k)))
+            fused_total = fused_total + symmetric_infonce_from_embeddings(z_ij, reps[k], scale,
+                                                                          combine_masks(masks, (i, j, k)))
             num_fused_terms += 1
     lam = float(lam)
     return (lam * fused_total + (1.0 - lam) * pair_total) / (len(pairs) + num_fused_terms)

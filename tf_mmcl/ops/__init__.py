@@ -1,6 +1,7 @@
 """Similarity math: one source of truth for losses, evaluation and serving."""
 
 from tf_mmcl.ops.checks import check_representations
+from tf_mmcl.ops.infonce import symmetric_infonce_from_embeddings
 from tf_mmcl.ops.similarity import (
     dot_scores,
     gram_volume_matrix,
@@ -18,5 +19,6 @@ __all__ = [
     "mip_scores",
     "shuffled_negative_logits",
     "streamed_logsumexp",
+    "symmetric_infonce_from_embeddings",
     "triangle_area_matrix",
 ]
