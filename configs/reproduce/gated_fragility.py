@@ -23,6 +23,8 @@ def get_config():
     c.a_rule = "xnor"
     c.embed_mode = "redundant"
     c.rates = [0.0, 0.3, 0.6, 0.9]
+    # Also run the authors' own corruption setting (one of b / c misaligned in every sample).
+    c.authors_setting = True
     c.n_train, c.n_val, c.n_test = 20000, 256, 2048
     c.encoder = {"hidden_units": (64,), "output_dim": 32}
     c.embedding_dim = 32
@@ -40,5 +42,5 @@ def get_config():
         ml_collections.ConfigDict({"label": "CLIP", "objective": "clip"}),
     ]
     c.quick = ml_collections.ConfigDict({"num_seeds": 2, "rates": [0.0, 0.6], "steps": 400, "n_test": 1024,
-                                         "jit_compile": False})
+                                         "jit_compile": False, "authors_setting": False})
     return c
