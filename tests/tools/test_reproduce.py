@@ -131,3 +131,20 @@ def test_parallel_seeds_match_sequential_seeds(tmp_path):
     assert parallel["per_seed"][0]["methods"]["Symile"]["final_loss"] != \
         parallel["per_seed"][1]["methods"]["Symile"]["final_loss"]
     assert "in parallel processes" in Path(runner.assemble_markdown(str(tmp_path / "par"))).read_text()
+
+
+def test_gated_fragility_runs_the_authors_setting(tmp_path):
+    overrides = ["rates=[0.0]", "authors_setting=True", "steps=5", "n_train=600", "n_test=256", "n_val=128"]
+    record = runner.run_experiment("gated_fragility", quick=True, seeds=1, overrides=overrides,
+                                   output_dir=str(tmp_path), log=lambda msg: None)
+    seed = record["per_seed"][0]
+    assert seed["rate"] == [0.0]
+    for lab in ("Gated Symile", "Symile", "CLIP"):
+        authors = seed["authors"][lab]
+        assert 0.0 <= authors["top1"] <= 1.0
+        # Every test row of the authors' setting has one misaligned modality, none clean.
+        assert set(authors["by_kind"]) == {"misaligned"} and authors["by_kind"]["misaligned"]["count"] == 256
+        assert set(seed["methods"][lab]["by_kind"][0]) == {"clean"}
+    captions = [t.get("caption", "") for t in record["tables"]]
+    assert any(c.startswith("The authors' setting") for c in captions)
+    assert "authors' setting: gated" in record["verdict"]
