@@ -14,7 +14,7 @@ Add one by subclassing :class:`~tf_mmcl.experiments.base.Experiment`, decorating
 """
 
 from tf_mmcl.experiments.base import EXPERIMENTS, Experiment, get_experiment, register
-from tf_mmcl.experiments import (  # noqa: F401  (importing registers them, in the issue order)
+from tf_mmcl.experiments import (  # noqa: F401  (importing registers them)
     symile_xor,
     confu_xor,
     gated_fragility,
@@ -22,6 +22,11 @@ from tf_mmcl.experiments import (  # noqa: F401  (importing registers them, in t
     noise_robustness,
     m3_digits,
 )
+
+# The issue's order (noise_robustness imports m3_digits, which therefore registers first).
+for _name in ("symile_xor", "confu_xor", "gated_fragility", "misalignment", "noise_robustness", "m3_digits"):
+    EXPERIMENTS[_name] = EXPERIMENTS.pop(_name)
+del _name
 from tf_mmcl.experiments.runner import assemble_markdown, load_config, run_experiment
 
 __all__ = ["EXPERIMENTS", "Experiment", "get_experiment", "register", "assemble_markdown", "load_config",
