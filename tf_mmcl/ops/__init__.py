@@ -1,7 +1,7 @@
 """Similarity math: one source of truth for losses, evaluation and serving."""
 
 from tf_mmcl.ops.checks import check_representations
-from tf_mmcl.ops.infonce import symmetric_infonce_from_embeddings
+from tf_mmcl.ops.infonce import mean_symmetric_infonce_over_pairs, symmetric_infonce_from_embeddings
 from tf_mmcl.ops.similarity import (
     dot_scores,
     gram_volume_matrix,
@@ -16,6 +16,7 @@ __all__ = [
     "dot_scores",
     "gram_volume_matrix",
     "mip",
+    "mean_symmetric_infonce_over_pairs",
     "mip_scores",
     "shuffled_negative_logits",
     "streamed_logsumexp",

@@ -7,9 +7,11 @@ re-derives both softmaxes op by op; the closed form is short:
     dL/dS = 0.5 / n * (softmax_rows(S) + softmax_cols(S) - 2 I)      (n = valid rows)
     dL/da = scale * dL/dS @ b,   dL/db = scale * dL/dS^T @ a,   dL/dscale = <dL/dS, a @ b^T>
 
-so the backward is one elementwise pass over ``S`` and two matmuls. That halves the ops a
-``tf.function`` or eager step executes (the cost of small batches, where CLIP is
-dispatch-bound; docs/benchmarks.md); under XLA both forms fuse to about the same kernels.
+so the backward is one elementwise pass over ``S`` and two matmuls, and it reuses the forward's
+two exponentials (row- and column-shifted) instead of recomputing them: half the exp work of
+autodiff and about half the ops a ``tf.function`` or eager step executes (small batches are
+dispatch-bound; docs/benchmarks.md). The masked variant recomputes them (absent rows need the
+masked logits anyway).
 TensorFlow-specific (``tf.custom_gradient``), like the other hand-written kernel in
 :mod:`tf_mmcl.ops.symile_logits`.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["symmetric_infonce_from_embeddings"]
+__all__ = ["symmetric_infonce_from_embeddings", "mean_symmetric_infonce_over_pairs"]
 
 # Logit of an absent candidate (missing modality): finite, so every log-sum-exp stays finite.
 _ABSENT_LOGIT = -1e9
@@ -55,22 +57,57 @@ def symmetric_infonce_from_embeddings(queries, candidates, logit_scale, valid=No
     return _masked_infonce(a, b, scale, tf.cast(valid, tf.float32))
 
 
-def _softmax_sum(s, lse_rows, lse_cols):
-    return tf.exp(s - lse_rows[:, None]) + tf.exp(s - lse_cols[None, :])
+def mean_symmetric_infonce_over_pairs(queries, candidates, logit_scale):
+    """Mean over P pairs of :func:`symmetric_infonce_from_embeddings`, all pairs in one batched pass.
+
+    CLIP over M modalities has M(M-1)/2 such terms. Stacked as (P, N, d) they run as one batched
+    matmul and one set of elementwise ops instead of P of each: at small N, where a step is a
+    few hundred microseconds and each op's dispatch costs microseconds, that is most of the time.
+
+    Args:
+        queries: (P, N, d) embeddings, one slice per pair.
+        candidates: (P, N, d) embeddings, row i of slice p the positive of query row i of slice p.
+        logit_scale: scalar multiplier of the similarities.
+
+    Returns:
+        Scalar float32: the mean over the P pairs of the symmetric InfoNCE.
+
+    Example:
+        >>> import numpy as np
+        >>> r = np.stack([np.eye(4, dtype="float32")] * 3)
+        >>> round(float(mean_symmetric_infonce_over_pairs(r, r, 100.0)), 4)
+        0.0
+    """
+    a = tf.cast(queries, tf.float32)
+    b = tf.cast(candidates, tf.float32)
+    if a.shape.rank != 3 or b.shape.rank != 3:
+        raise ValueError(f"queries and candidates must be (P, N, d), got shapes {a.shape} and {b.shape}.")
+    return _infonce(a, b, tf.reshape(tf.cast(logit_scale, tf.float32), ()))
+
+
+def _shifted_exp(s, axis):
+    """``exp(s - max)`` along ``axis`` and its sum (keepdims), the pieces of a log-sum-exp and softmax."""
+    shift = tf.stop_gradient(tf.reduce_max(s, axis=axis, keepdims=True))
+    e = tf.exp(s - shift)
+    return shift, e, tf.reduce_sum(e, axis=axis, keepdims=True)
 
 
 @tf.custom_gradient
 def _infonce(a, b, scale):
+    # a, b: (N, d), or (P, N, d) for P independent pairs (the loss is then their mean).
     g = tf.matmul(a, b, transpose_b=True)
     s = scale * g
-    lse_rows = tf.reduce_logsumexp(s, axis=1)
-    lse_cols = tf.reduce_logsumexp(s, axis=0)
-    n = tf.cast(tf.shape(s)[0], tf.float32)
-    loss = (0.5 * (tf.reduce_sum(lse_rows) + tf.reduce_sum(lse_cols)) - tf.reduce_sum(tf.linalg.diag_part(s))) / n
+    # One exp pass per direction, kept for the backward (which then needs no exp at all).
+    shift_r, e_r, sum_r = _shifted_exp(s, -1)
+    shift_c, e_c, sum_c = _shifted_exp(s, -2)
+    n = tf.cast(tf.shape(s)[-1], tf.float32)
+    terms = n if s.shape.rank == 2 else n * tf.cast(tf.shape(s)[0], tf.float32)
+    lse_total = tf.reduce_sum(shift_r + tf.math.log(sum_r)) + tf.reduce_sum(shift_c + tf.math.log(sum_c))
+    loss = (0.5 * lse_total - tf.reduce_sum(tf.linalg.diag_part(s))) / terms
 
     def grad(dy):
-        p = _softmax_sum(s, lse_rows, lse_cols)
-        ds = (0.5 * dy / n) * tf.linalg.set_diag(p, tf.linalg.diag_part(p) - 2.0)
+        p = e_r / sum_r + e_c / sum_c  # row softmax + column softmax
+        ds = (0.5 * dy / terms) * tf.linalg.set_diag(p, tf.linalg.diag_part(p) - 2.0)
         return scale * tf.matmul(ds, b), scale * tf.matmul(ds, a, transpose_a=True), tf.reduce_sum(ds * g)
 
     return loss, grad
