@@ -55,9 +55,11 @@ def test_quick_run_writes_markdown_section(quick_run):
     assert "--experiments=symile_xor" in md  # the exact command
     header = next(line for line in md.splitlines() if line.startswith("| p̂ |"))
     assert "Symile (ours)" in header and "CLIP (ours)" in header and "Bayes-optimal" in header
+    assert "per-bit posterior" in header
     row = next(line for line in md.splitlines() if line.startswith("| 1.00 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert len(cells) == 4 and all("±" in c for c in cells[2:])
+    # p̂, Bayes-optimal, per-bit posterior (both 100 % at p̂ = 1), then mean ± std per method.
+    assert len(cells) == 5 and cells[1] == cells[2] == "100.0" and all("±" in c for c in cells[3:])
     assert "![symile_xor](plots/results_symile_xor.png)" in md
     # Only the experiment that ran has a section.
     assert "## 2. ConFu XOR" not in md
