@@ -14,6 +14,11 @@ medians as a Markdown table. Usage::
 
     python tools/benchmark_clip_kernels.py                  # the doc's sizes
     python tools/benchmark_clip_kernels.py --sizes=64x64 --repeats=3
+    python tools/benchmark_clip_kernels.py --floor    # TF's per-call cost at N = d = 64
+
+``--floor`` times, with the same inputs and outputs as the loss step: a ``tf.function`` that
+returns trivial values (plain and XLA), the library's CLIP step under XLA, and that step called
+through its traced concrete function (no per-call signature matching).
 """
 
 from __future__ import annotations
@@ -100,6 +105,32 @@ def run(sizes, modes=("eager", "function", "xla"), repeats=15, inner=20, seed=0)
     return rows
 
 
+def dispatch_floor(n=64, d=64, repeats=15, inner=50, seed=0):
+    """Median seconds per call: trivial steps vs the CLIP step, polymorphic vs concrete call."""
+    rng = np.random.default_rng(seed)
+    reps = [tf.constant(rng.normal(size=(n, d)).astype(np.float32)) for _ in range(3)]
+    args = [tf.constant(LOGIT_SCALE, tf.float32)] + reps
+
+    def trivial(scale, *reps):
+        return scale * 2.0, [scale] + [r * 2.0 for r in reps]
+
+    clip_xla = _step(per_pair, "xla")
+    steps = {"trivial step, tf.function": tf.function(trivial),
+             "trivial step, XLA": tf.function(trivial, jit_compile=True),
+             "CLIP step, XLA": clip_xla,
+             "CLIP step, XLA, concrete function": clip_xla.get_concrete_function(*args)}
+    for s in steps.values():
+        _call(s, args)
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, s in steps.items():
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                _call(s, args)
+            times[name].append((time.perf_counter() - t0) / inner)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
 def to_markdown(rows):
     lines = ["| N | d | mode | " + " | ".join(KERNELS) + " |", "|---|---|---|" + "---|" * len(KERNELS)]
     for n, d, mode, t in rows:
@@ -113,7 +144,13 @@ def main(argv=None):
                         help="Comma-separated NxD cells.")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--inner", type=int, default=20, help="Calls per timed repeat (graph modes).")
+    parser.add_argument("--floor", action="store_true", help="Time the per-call floor at N = d = 64 instead.")
     args = parser.parse_args(argv)
+    if args.floor:
+        floor = dispatch_floor(repeats=args.repeats, inner=args.inner)
+        print("| call (N = d = 64, M = 3) | time |\n|---|---|")
+        print("\n".join(f"| {name} | {1e3 * t:.3f} ms |" for name, t in floor.items()))
+        return
     try:
         sizes = [tuple(int(v) for v in cell.lower().split("x")) for cell in args.sizes.split(",")]
         if any(len(c) != 2 or min(c) < 2 for c in sizes):

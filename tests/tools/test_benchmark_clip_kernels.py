@@ -20,3 +20,11 @@ def test_bad_sizes_are_a_clear_error():
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark_clip_kernels.py"), "--sizes=8by4"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--sizes must look like" in proc.stderr
+
+
+def test_floor_mode_prints_the_four_calls():
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark_clip_kernels.py"), "--floor",
+                           "--repeats=1", "--inner=1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and " ms |" in line]
+    assert len(rows) == 4 and "concrete function" in rows[-1]
