@@ -80,6 +80,18 @@ def _call(step, args):
     return float(value)
 
 
+def _interleaved_medians(steps, args, repeats, loops):
+    """Median seconds per call of each step, the steps timed in turn (so drift hits all alike)."""
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, s in steps.items():
+            t0 = time.perf_counter()
+            for _ in range(loops):
+                _call(s, args)
+            times[name].append((time.perf_counter() - t0) / loops)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
 def run(sizes, modes=("eager", "function", "xla"), repeats=15, inner=20, seed=0):
     """Returns rows ``(n, d, mode, {kernel: median seconds})``; checks the kernels agree first."""
     rng = np.random.default_rng(seed)
@@ -93,15 +105,8 @@ def run(sizes, modes=("eager", "function", "xla"), repeats=15, inner=20, seed=0)
             values = [_call(s, args) for s in steps.values()]  # warm-up (tracing, compilation)
             if max(values) - min(values) > 1e-4 * max(1.0, abs(values[0])):
                 raise AssertionError(f"kernels disagree at N={n}, d={d}, {mode}: {values}")
-            times = {name: [] for name in steps}
             loops = max(1, inner // 6) if mode == "eager" else inner
-            for _ in range(repeats):
-                for name, s in steps.items():
-                    t0 = time.perf_counter()
-                    for _ in range(loops):
-                        _call(s, args)
-                    times[name].append((time.perf_counter() - t0) / loops)
-            rows.append((n, d, mode, {name: statistics.median(v) for name, v in times.items()}))
+            rows.append((n, d, mode, _interleaved_medians(steps, args, repeats, loops)))
     return rows
 
 
@@ -121,14 +126,7 @@ def dispatch_floor(n=64, d=64, repeats=15, inner=50, seed=0):
              "CLIP step, XLA, concrete function": clip_xla.get_concrete_function(*args)}
     for s in steps.values():
         _call(s, args)
-    times = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, s in steps.items():
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                _call(s, args)
-            times[name].append((time.perf_counter() - t0) / inner)
-    return {name: statistics.median(v) for name, v in times.items()}
+    return _interleaved_medians(steps, args, repeats, inner)
 
 
 def to_markdown(rows):
