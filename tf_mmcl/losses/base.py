@@ -8,6 +8,8 @@ import math
 import keras
 from keras import ops
 
+from tf_mmcl.ops.infonce import ABSENT_LOGIT
+
 __all__ = [
     "LOGIT_SCALE_KEY",
     "ContrastiveLoss",
@@ -39,7 +41,7 @@ def as_logit_scale(logit_scale):
 
 # Logit given to candidates that are absent (missing modality): finite, so that a row with no
 # valid candidate still has a finite log-sum-exp and finite (zero) gradients.
-_ABSENT_LOGIT = -1e9
+_ABSENT_LOGIT = ABSENT_LOGIT
 
 
 def masked_mean(values, valid=None):

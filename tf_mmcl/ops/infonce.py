@@ -23,7 +23,8 @@ import tensorflow as tf
 __all__ = ["symmetric_infonce_from_embeddings", "mean_symmetric_infonce_over_pairs"]
 
 # Logit of an absent candidate (missing modality): finite, so every log-sum-exp stays finite.
-_ABSENT_LOGIT = -1e9
+# The one definition: tf_mmcl.losses masks with it too.
+ABSENT_LOGIT = -1e9
 
 
 def symmetric_infonce_from_embeddings(queries, candidates, logit_scale, valid=None):
@@ -117,7 +118,7 @@ def _infonce(a, b, scale):
 def _masked_infonce(a, b, scale, w):
     g = tf.matmul(a, b, transpose_b=True)
     pair = (w[:, None] * w[None, :]) > 0.0
-    s = tf.where(pair, scale * g, _ABSENT_LOGIT)
+    s = tf.where(pair, scale * g, ABSENT_LOGIT)
     lse_rows = tf.reduce_logsumexp(s, axis=1)
     lse_cols = tf.reduce_logsumexp(s, axis=0)
     count = tf.maximum(tf.reduce_sum(w), 1.0)
