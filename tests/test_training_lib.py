@@ -80,6 +80,28 @@ def test_unknown_dataset_objective_source_or_parameter(override, message):
         training.validate_config(training.apply_overrides(training.benchmark_config("symile_xor", "clip"), [override]))
 
 
+@pytest.mark.parametrize("value", [0, -2])
+def test_steps_per_execution_below_one_is_an_error(value):
+    config = training.apply_overrides(training.benchmark_config("symile_xor", "clip"), [f"steps_per_execution={value}"])
+    with pytest.raises(ValueError, match=f"steps_per_execution must be an integer >= 1, got {value}"):
+        training.validate_config(config)
+
+
+def test_steps_per_execution_trains_the_same_model(tmp_path):
+    # K steps per tf.function call is a dispatch setting: same batches, same updates, same weights.
+    weights, history = {}, {}
+    for k in (1, 4):
+        keras.utils.set_random_seed(0)
+        result = training.train(tiny_config("symile_xor", "clip", f"steps_per_execution={k}"), str(tmp_path / str(k)))
+        assert result.model.steps_per_execution == k
+        weights[k], history[k] = result.model.get_weights(), result.history
+    assert len(weights[1]) == len(weights[4])
+    for a, b in zip(weights[1], weights[4]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert history[4]["loss"] == pytest.approx(history[1]["loss"], rel=1e-4)
+    assert history[4]["val_loss"] == pytest.approx(history[1]["val_loss"], rel=1e-4)
+
+
 def test_benchmark_config_rejects_unknown_names():
     with pytest.raises(ValueError, match="Unknown benchmark 'mnist'"):
         training.benchmark_config("mnist", "clip")

@@ -9,7 +9,7 @@ before any training starts.
 Layout of a config::
 
     seed, batch_size, epochs, learning_rate, optimizer, weight_decay, steps_per_epoch,
-    verbose, jit_compile
+    verbose, jit_compile, steps_per_execution
     dataset: name, source ("generator" | "tfds"), tfds_name, data_dir, params (the
              generator's keyword arguments)
     model:   objective, modalities (empty: the dataset's), embedding_dim, encoder
@@ -105,6 +105,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.steps_per_epoch = 0  # 0: one pass over the training split
     c.verbose = 1  # Keras: 1 progress bar, 2 one line per epoch, 0 silent
     c.jit_compile = False  # XLA compiles slowly on CPU for these small models
+    # Training steps per tf.function call (Keras' steps_per_execution): small steps are dominated by
+    # TF's fixed per-call cost (docs/benchmarks.md, loop modes); > 1 pays it once per that many steps.
+    c.steps_per_execution = 1
 
     c.dataset = ml_collections.ConfigDict()
     c.dataset.name = "symile_xor"
@@ -211,6 +214,9 @@ def validate_config(config) -> ml_collections.ConfigDict:
     if missing:
         raise ValueError(f"Config is missing the key(s) {missing}; start from "
                          "tf_mmcl.training.benchmark_config(...) or default_config().")
+    spe = config.steps_per_execution
+    if isinstance(spe, bool) or not isinstance(spe, int) or spe < 1:
+        raise ValueError(f"steps_per_execution must be an integer >= 1, got {spe!r}.")
     if config.dataset.name not in GENERATORS:
         raise ValueError(f"Unknown dataset {config.dataset.name!r}; expected one of {sorted(GENERATORS)}.")
     if config.dataset.source not in DATASET_SOURCES:

@@ -322,7 +322,8 @@ def train(config, workdir, verbose=None) -> TrainResult:
     train_ds = _pipeline(splits, "train", modalities, config.batch_size, config.seed, shuffle=True)
     val_ds = _pipeline(splits, "val", modalities, config.batch_size, config.seed, shuffle=False)
     model(next(iter(train_ds)))  # build, so BackupAndRestore can restore weights into it
-    model.compile(optimizer=_optimizer(config), jit_compile=bool(config.jit_compile))
+    model.compile(optimizer=_optimizer(config), jit_compile=bool(config.jit_compile),
+                  steps_per_execution=int(config.steps_per_execution))
 
     with open(paths["config"], "w") as f:
         f.write(config.to_json(indent=2, sort_keys=True))
