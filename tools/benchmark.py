@@ -10,7 +10,12 @@ Measured side by side:
   from the joint kernel ``tf_mmcl.ops.symile_logits.joint_streamed_logsumexps``
   (``n_squared_joint``: one shared pass over the logits for all anchors). CLIP's reference is
   the Gated Symile authors' ``losses.clip`` when ``--gated_symile_repo`` holds it (the
-  ``symile`` package has no CLIP), else a minimal torch CLIP (labelled so in the output);
+  ``symile`` package has no CLIP), else a minimal torch CLIP (labelled so in the output).
+  For the short-step losses (``--loop_losses``, default ``n`` and CLIP) also the loop modes
+  ``function_loop`` / ``xla_loop``: ``--steps_per_call`` (K) steps over K different batches in one
+  call (a ``tf.while_loop``), as ``model.fit(steps_per_execution=K)`` runs training steps, reported
+  per step; they show the loss without TF's fixed per-call cost, which the single-call modes pay
+  every step;
 * peak memory of one ``"n_squared"`` step, ours and the reference's, each in a fresh process
   (peak resident set size of the step over the resident set size just before it, after one
   warm-up step: ``/proc/self/clear_refs`` resets the high-water mark, ``VmHWM`` reads it; glibc's
@@ -56,6 +61,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (loss, M): the loss cells of the time table.
 LOSS_CELLS = (("n_squared", 3), ("n_squared_joint", 3), ("n", 3), ("n", 4), ("clip", 3))
 MODES = ("eager", "function", "xla")
+# K training steps per call (a tf.while_loop over K different batches inside one tf.function), as
+# ``model.fit(steps_per_execution=K)`` runs them: TF's fixed per-call cost is paid once per K steps.
+LOOP_MODES = ("function_loop", "xla_loop")
+ALL_MODES = MODES + LOOP_MODES
 RESULT_MARK = "BENCHMARK_RESULT "
 LOGIT_SCALE = 1.0 / 0.07
 
@@ -246,6 +255,21 @@ def _tf_step(tf, loss, mode, compute_dtype=None):
 
     if mode == "eager":
         return step
+    if mode in LOOP_MODES:
+        def steps(scale, stacked):
+            # stacked: (K, M, N, d), K different batches. Every step's gradients are written out
+            # (as the single-call step returns them), so no step's work can be pruned or shared.
+            k = tf.shape(stacked)[0]
+
+            def body(i, total, grads):
+                value, g = step(scale, *tf.unstack(stacked[i], num=stacked.shape[1]))
+                return i + 1, total + value, grads.write(i, tf.concat([tf.reshape(x, [-1]) for x in g], 0))
+
+            _, total, grads = tf.while_loop(lambda i, *_: i < k, body,
+                                            (tf.constant(0), tf.constant(0.0), tf.TensorArray(tf.float32, size=k)))
+            return total / tf.cast(k, tf.float32), [grads.stack()]
+
+        return tf.function(steps, jit_compile=(mode == "xla_loop"))
     return tf.function(step, jit_compile=(mode == "xla"))
 
 
@@ -258,17 +282,29 @@ def _tf_call(tf, step, args):
 
 def tf_time_cells(task):
     tf = _tf_setup(task.get("threads"), task.get("device", "cpu"))
-    import numpy as np  # noqa: F401
+    import numpy as np
     out = []
     with tf.device(_tf_device_name(task.get("device", "cpu"))):
         for cell in task["cells"]:
             loss, m, n, d, mode = cell["loss"], cell["m"], cell["n"], cell["d"], cell["mode"]
             rec = dict(cell, impl="tf_mmcl")
             try:
-                args = [tf.constant(LOGIT_SCALE, tf.float32)] + [tf.constant(r) for r in make_reps(n, d, m)]
                 step = _tf_step(tf, loss, mode, cell.get("compute_dtype"))
+                if mode in LOOP_MODES:
+                    k = int(cell["steps_per_call"])
+                    # Batch 0 is the single-call cells' batch; the others differ (seeds 1..K-1).
+                    stacked = np.stack([np.stack(make_reps(n, d, m, seed=i)) for i in range(k)])
+                    args = [tf.constant(LOGIT_SCALE, tf.float32), tf.constant(stacked)]
+                else:
+                    k = 1
+                    args = [tf.constant(LOGIT_SCALE, tf.float32)] + [tf.constant(r) for r in make_reps(n, d, m)]
                 rec["loss_value"] = _tf_call(tf, step, args)
                 rec.update(time_fn(lambda: _tf_call(tf, step, args), cell["repeats"], task["min_time"]))
+                if k > 1:  # per training step, like every other cell
+                    rec["per_call_s"] = rec["median_s"]
+                    for key in ("median_s", "min_s"):
+                        rec[key] /= k
+                    rec["samples_s"] = [x / k for x in rec["samples_s"]]
             except Exception as e:  # noqa: BLE001 - report, keep going
                 rec["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
             out.append(rec)
@@ -599,6 +635,12 @@ def parse_args(argv=None):
     p.add_argument("--losses", type=strs, default=[f"{l}:{m}" for l, m in LOSS_CELLS],
                    help="loss:M cells, e.g. n_squared:3,n:4,clip:3")
     p.add_argument("--modes", type=strs, default=list(MODES), help="tf_mmcl modes: eager,function,xla")
+    p.add_argument("--loop_modes", type=strs, default=list(LOOP_MODES),
+                   help="tf_mmcl modes running --steps_per_call steps per call: function_loop,xla_loop")
+    p.add_argument("--steps_per_call", type=int, default=16,
+                   help="steps per call of the loop modes (model.fit's steps_per_execution)")
+    p.add_argument("--loop_losses", type=strs, default=["n", "clip"],
+                   help="losses timed in the loop modes (the short steps, where TF's per-call cost shows)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per cell (medians reported)")
     p.add_argument("--min_time", type=float, default=0.05, help="seconds per repeat (short calls loop)")
     p.add_argument("--large_n", type=ints, default=[1024],
@@ -646,6 +688,11 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.device == "gpu":
         args.skip_reference = True
+    bad = [m for m in args.modes if m not in MODES] + [m for m in args.loop_modes if m not in LOOP_MODES]
+    if bad:
+        p.error(f"unknown mode(s) {bad}: --modes takes {','.join(MODES)}; --loop_modes {','.join(LOOP_MODES)}")
+    if args.steps_per_call < 2:
+        p.error("--steps_per_call must be >= 2 (one step per call is what --modes measure)")
     return args
 
 
@@ -687,6 +734,11 @@ def run_benchmark(args):
         say(f"tf_mmcl {mode}: {len(cells)} cells")
         out = runner.run("tf", {"task": "time", "cells": [dict(c, mode=mode) for c in cells]})
         timings += out if isinstance(out, list) else [dict(c, mode=mode, impl="tf_mmcl", **out) for c in cells]
+    loop_cells = [dict(c, steps_per_call=args.steps_per_call) for c in cells if c["loss"] in args.loop_losses]
+    for mode in args.loop_modes if loop_cells else ():
+        say(f"tf_mmcl {mode} ({args.steps_per_call} steps per call): {len(loop_cells)} cells")
+        out = runner.run("tf", {"task": "time", "cells": [dict(c, mode=mode) for c in loop_cells]})
+        timings += out if isinstance(out, list) else [dict(c, mode=mode, impl="tf_mmcl", **out) for c in loop_cells]
     for mode in args.large_modes:
         for c in large:
             say(f"tf_mmcl {mode} large N={c['n']} {c['loss']}")
@@ -779,6 +831,14 @@ def _tf_versions(runner, args):
 
 # ----------------------------------------------------------------------------- reporting
 
+def _mode_label(mode, steps_per_call=None):
+    """Column label of a tf_mmcl mode: loop modes say how many steps one call runs."""
+    if mode in LOOP_MODES:
+        base = mode[: -len("_loop")]
+        return f"{base}, {steps_per_call} steps/call" if steps_per_call else f"{base}, K steps/call"
+    return mode
+
+
 def _index(timings):
     idx = {}
     for t in timings:
@@ -856,6 +916,15 @@ def write_markdown(res, path, gpu=None):
     A("* tf_mmcl modes: eager; `tf.function`; `tf.function(jit_compile=True)` (XLA). Reference: the `symile` "
       "package's `Symile` for Symile, the Gated Symile authors' `losses.clip` for CLIP (the `symile` package has "
       "no CLIP), torch eager (its only mode).")
+    k = res["config"].get("steps_per_call")
+    if any(t.get("mode") in LOOP_MODES for t in res.get("timings", [])):
+        A(f"* Loop modes (`{k} steps/call`, losses {', '.join(res['config'].get('loop_losses', []))}): one "
+          f"`tf.function` (or XLA) call runs {k} forward + backward steps over {k} different batches in a "
+          f"`tf.while_loop` and returns every step's gradients; the cell is the call's time / {k}. This is how "
+          f"`model.fit(steps_per_execution={k})` runs training steps: TensorFlow's fixed cost of a call (argument "
+          f"matching, launching the function; about 0.25-0.35 ms here, `python tools/benchmark_clip_kernels.py "
+          f"--floor`) is paid once per {k} steps. The reference is torch eager, which has no per-call cost to "
+          f"amortise: its cell is the same single step.")
     A("* `n_squared` is `tf_mmcl.losses.symile_loss(..., \"n_squared\")` as the library wires it, which calls "
       "`tf_mmcl.ops.symile_logits.joint_streamed_logsumexps`: every anchor's log-sum-exp from one shared pass "
       "over the logits (all anchors' logits are entries of one tensor `s * MIP(x_i, y_j, z_k)`); "
@@ -866,9 +935,10 @@ def write_markdown(res, path, gpu=None):
     # time tables
     A("## Loss forward + backward time")
     A("")
-    cols = [mo for mo in MODES if any(k[1] == mo for k in idx)]
-    head = "| loss | M | d | N | reference | " + " | ".join(f"tf_mmcl {c}" for c in cols) + " | " + \
-        " | ".join(f"speed-up {c}" for c in cols) + (" | GPU (XLA) | GPU speed-up" if gpu else "") + " |"
+    cols = [mo for mo in ALL_MODES if any(k[1] == mo for k in idx)]
+    spc = res["config"].get("steps_per_call")
+    head = "| loss | M | d | N | reference | " + " | ".join(f"tf_mmcl {_mode_label(c, spc)}" for c in cols) + " | " + \
+        " | ".join(f"speed-up {_mode_label(c, spc)}" for c in cols) + (" | GPU (XLA) | GPU speed-up" if gpu else "") + " |"
     A(head)
     A("|" + "---|" * (head.count("|") - 1))
     keys = sorted({(k[2], k[3], k[5], k[4]) for k in idx if k[0] == "tf_mmcl"},
@@ -1041,8 +1111,8 @@ def _targets_section(res, A):
     A("|---|---|---|")
     ref = idx.get(("reference", "torch", "n_squared", 3, 256, 256))
 
-    def best(loss, n, d, m=3):
-        c = [idx.get(("tf_mmcl", mo, loss, m, n, d)) for mo in MODES]
+    def best(loss, n, d, m=3, modes=MODES):
+        c = [idx.get(("tf_mmcl", mo, loss, m, n, d)) for mo in modes]
         c = [x for x in c if x]
         return min(c, key=lambda t: t["median_s"]) if c else None
 
@@ -1065,26 +1135,28 @@ def _targets_section(res, A):
             exe = executed_flops(loss, 256, 256, 3) / b["median_s"] / mt32["flop_per_s"]
             A(f"| {loss}: >= 70 % of the matmul roofline | effective {100 * eff:.0f} %, executed {100 * exe:.0f} % | "
               f"{'yes' if eff >= 0.7 else 'no'} (effective){', yes' if exe >= 0.7 else ', no'} (executed) |")
+    spc = res["config"].get("steps_per_call")
     for loss, m in (("n", 3), ("n", 4), ("clip", 3)):
         cells = [k for k in idx if k[0] == "reference" and k[2] == loss and k[3] == m]
         if not cells:
             continue
-        worst, worst_cell, per_mode = None, None, {mo: [] for mo in MODES}
-        for k in cells:
-            b = best(loss, k[4], k[5], m)
-            if b:
-                r = idx[k]["median_s"] / b["median_s"]
-                if worst is None or r < worst:
-                    worst, worst_cell = r, (k[4], k[5], b["mode"])
-            for mo in MODES:
-                o = idx.get(("tf_mmcl", mo, loss, m, k[4], k[5]))
-                if o:
-                    per_mode[mo].append(idx[k]["median_s"] / o["median_s"])
-        if worst is not None:
-            modes_txt = ", ".join(f"{mo} {min(v):.2f}x" for mo, v in per_mode.items() if v)
-            A(f"| {loss} (M = {m}): >= the reference's speed in every cell (best mode per cell) | worst cell "
-              f"{worst:.2f}x at N = {worst_cell[0]}, d = {worst_cell[1]} ({worst_cell[2]}); worst per mode: {modes_txt} | "
-              f"{'yes' if worst >= 1.0 else 'no'} |")
+        for modes, how in ((MODES, "one call per step"), (LOOP_MODES, f"{spc} steps per call")):
+            worst, worst_cell, per_mode = None, None, {mo: [] for mo in modes}
+            for k in cells:
+                b = best(loss, k[4], k[5], m, modes)
+                if b:
+                    r = idx[k]["median_s"] / b["median_s"]
+                    if worst is None or r < worst:
+                        worst, worst_cell = r, (k[4], k[5], b["mode"])
+                for mo in modes:
+                    o = idx.get(("tf_mmcl", mo, loss, m, k[4], k[5]))
+                    if o:
+                        per_mode[mo].append(idx[k]["median_s"] / o["median_s"])
+            if worst is not None:
+                modes_txt = ", ".join(f"{_mode_label(mo, spc)} {min(v):.2f}x" for mo, v in per_mode.items() if v)
+                A(f"| {loss} (M = {m}), {how}: >= the reference's speed in every cell (best mode per cell) | "
+                  f"worst cell {worst:.2f}x at N = {worst_cell[0]}, d = {worst_cell[1]} "
+                  f"({_mode_label(worst_cell[2], spc)}); worst per mode: {modes_txt} | {'yes' if worst >= 1.0 else 'no'} |")
     for t in res.get("timings", []):
         if t.get("large") and t["impl"] == "tf_mmcl" and "median_s" in t:
             rr = next((x for x in res["timings"] if x.get("large") and x["impl"] == "reference"
@@ -1107,11 +1179,12 @@ def write_plot(res, path, gpu=None):
     nrow = int(math.ceil(len(panels) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, 3.8 * nrow), squeeze=False)
     styles = {"reference": ("k", "o"), "eager": ("tab:orange", "s"), "function": ("tab:blue", "^"),
-              "xla": ("tab:green", "D"), "gpu": ("tab:purple", "v")}
+              "xla": ("tab:green", "D"), "gpu": ("tab:purple", "v"),
+              "function_loop": ("tab:cyan", "<"), "xla_loop": ("tab:olive", ">")}
     for ax, (loss, mm) in zip(axes.flat, panels):
         for d, ls in zip(sorted({k[5] for k in idx}), ["--", "-", ":"]):
             series = [("reference", "torch", "n_squared" if loss == "n_squared_joint" else loss, idx)] + \
-                [(mo, mo, loss, idx) for mo in MODES] + ([("gpu", "xla", loss, gidx)] if gpu else [])
+                [(mo, mo, loss, idx) for mo in ALL_MODES] + ([("gpu", "xla", loss, gidx)] if gpu else [])
             for label, mode, lk, source in series:
                 impl = "reference" if label == "reference" else "tf_mmcl"
                 pts = sorted((k[4], v["median_s"]) for k, v in source.items()
@@ -1120,7 +1193,7 @@ def write_plot(res, path, gpu=None):
                     continue
                 col, mk = styles[label]
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], ls, color=col, marker=mk, ms=4,
-                        label=f"{'reference (torch)' if label == 'reference' else 'tf_mmcl ' + label} d={d}")
+                        label=f"{'reference (torch)' if label == 'reference' else 'tf_mmcl ' + _mode_label(label, res['config'].get('steps_per_call'))} d={d}")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("N (batch)")

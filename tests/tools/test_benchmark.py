@@ -25,17 +25,21 @@ TINY = ["--sizes=8", "--dims=4", "--repeats=1", "--min_time=0", "--large_n=", "-
 def test_tiny_run_writes_json_markdown_and_plot(tmp_path):
     bench = _load()
     out_json, out_md, plot = tmp_path / "b.json", tmp_path / "b.md", tmp_path / "plots" / "b.png"
-    res = bench.main(TINY + ["--skip_reference", "--modes=eager,xla", f"--output_json={out_json}",
-                             f"--output_md={out_md}", f"--plot={plot}"])
+    res = bench.main(TINY + ["--skip_reference", "--modes=eager,xla", "--loop_modes=xla_loop", "--steps_per_call=3",
+                             f"--output_json={out_json}", f"--output_md={out_md}", f"--plot={plot}"])
     data = json.loads(out_json.read_text())
     assert data["reference"]["available"] is False
     cells = {(t["loss"], t["m"], t["mode"]) for t in data["timings"]}
     for loss, m in [("n_squared", 3), ("n_squared_joint", 3), ("n", 3), ("clip", 3)]:
         for mode in ("eager", "xla"):
             assert (loss, m, mode) in cells
+    # The loop mode times only the short-step losses, per step (the call's time / K).
+    assert {(t["loss"], t["m"]) for t in data["timings"] if t["mode"] == "xla_loop"} == {("n", 3), ("clip", 3)}
     for t in data["timings"]:
         assert "error" not in t, t
         assert t["median_s"] > 0 and len(t["samples_s"]) == 1 and t["n"] == 8 and t["d"] == 4
+        if t["mode"] == "xla_loop":
+            assert t["steps_per_call"] == 3 and t["per_call_s"] == pytest.approx(3 * t["median_s"])
     # Same objective, two kernels: same loss value.
     vals = {(t["loss"], t["mode"]): t["loss_value"] for t in data["timings"]}
     assert abs(vals[("n_squared", "xla")] - vals[("n_squared_joint", "xla")]) < 1e-4
@@ -49,6 +53,7 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path):
                     "## Roofline", "## bfloat16", "## XOR training throughput"):
         assert heading in md
     assert "| n_squared_joint | 3 | 4 | 8 |" in md
+    assert "tf_mmcl xla, 3 steps/call" in md and "Loop modes (`3 steps/call`" in md
     assert plot.exists() and plot.stat().st_size > 0
     assert res["summary"] == {}  # no reference, no ratios
 
@@ -74,6 +79,64 @@ def test_markdown_ratios_from_synthetic_results():
     assert "| n_squared | 3 | 256 | 256 | 200 ms | 100 ms | 2.00x |" in md
     assert bench.summarise(res)["n_squared_speedup_256_256"] == pytest.approx(2.0)
     assert bench.objective_flops("n_squared", 256, 256, 3) == 18 * 256 ** 3 * 256
+
+
+@pytest.mark.parametrize("loss", ["clip", "n"])
+@pytest.mark.parametrize("mode", ["function_loop", "xla_loop"])
+def test_loop_mode_runs_each_batch_as_the_single_step_does(loss, mode):
+    """K steps in one call compute, batch by batch, the single-call step's loss and gradients."""
+    import numpy as np
+    import tensorflow as tf
+    bench = _load()
+    k, m, n, d = 3, 3, 6, 4
+    batches = [bench.make_reps(n, d, m, seed=i) for i in range(k)]
+    scale = tf.constant(bench.LOGIT_SCALE)
+    looped = bench._tf_step(tf, loss, mode)
+    mean_loss, (flat,) = looped(scale, tf.constant(np.stack([np.stack(b) for b in batches])))
+    assert flat.shape == (k, 1 + m * n * d)  # every step's gradients (scale, then each modality) come out
+    single = bench._tf_step(tf, loss, "function")
+    values = []
+    for i, reps in enumerate(batches):
+        value, grads = single(scale, *[tf.constant(r) for r in reps])
+        values.append(float(value))
+        expected = np.concatenate([np.reshape(g.numpy(), [-1]) for g in grads])
+        if loss == "clip":  # deterministic; "n" draws its negatives from a seed generator each step
+            np.testing.assert_allclose(flat[i].numpy(), expected, rtol=1e-4, atol=1e-6)
+        else:
+            assert np.all(np.isfinite(flat[i].numpy())) and np.any(flat[i].numpy() != 0)
+    if loss == "clip":
+        assert float(mean_loss) == pytest.approx(np.mean(values), rel=1e-5)
+    else:
+        assert np.isfinite(float(mean_loss))
+
+
+def test_targets_report_one_call_and_loop_modes_separately():
+    bench = _load()
+    args = bench.parse_args(["--steps_per_call=8"])
+    timings = []
+    for n in (64, 128):
+        for impl, mode, t in [("reference", "torch", 1.0), ("tf_mmcl", "xla", 1.25), ("tf_mmcl", "xla_loop", 0.5)]:
+            timings.append({"impl": impl, "mode": mode, "loss": "clip", "m": 3, "n": n, "d": 64,
+                            "median_s": t * n / 64, "loss_value": 1.0})
+    res = {"machine": {"cpu_count": 2, "loadavg_start": [0, 0, 0], "loadavg_end": [0, 0, 0]},
+           "config": vars(args), "reference": {"available": True}, "timings": timings}
+    md = bench.write_markdown(res, None)
+    assert "| clip | 3 | 64 | 64 | 1 s | 1.25 s | 500 ms | 0.80x | 2.00x |" in md
+    assert "| clip (M = 3), one call per step: >= the reference's speed in every cell (best mode per cell) | " \
+           "worst cell 0.80x" in md and md.count("| no |") == 1
+    assert "| clip (M = 3), 8 steps per call: >= the reference's speed in every cell (best mode per cell) | " \
+           "worst cell 2.00x" in md
+    assert "speed-up xla, 8 steps/call" in md
+
+
+def test_bad_modes_and_steps_per_call_are_errors():
+    bench = _load()
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--loop_modes=xla"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--modes=jit"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--steps_per_call=1"])
 
 
 @pytest.mark.parametrize("m,n,d,block", [(2, 5, 3, None), (3, 6, 4, None), (3, 7, 3, 3), (4, 4, 3, None), (4, 5, 2, 7)])
