@@ -641,7 +641,9 @@ def parse_args(argv=None):
                    help="steps per call of the loop modes (model.fit's steps_per_execution)")
     p.add_argument("--loop_losses", type=strs, default=["n", "clip"],
                    help="losses timed in the loop modes (the short steps, where TF's per-call cost shows)")
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats per cell (medians reported)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="rounds of the time table (one timed repeat per cell and round; medians reported), "
+                        "and timed repeats of the matmul and bfloat16 cells")
     p.add_argument("--min_time", type=float, default=0.05, help="seconds per repeat (short calls loop)")
     p.add_argument("--large_n", type=ints, default=[1024],
                    help="extra N for n_squared (d = max(--dims)), where the reference runs out of memory/time")
@@ -720,43 +722,50 @@ def run_benchmark(args):
     res["tf_versions"] = _tf_versions(runner, args)
     say = lambda s: print(f"[benchmark] {s}", file=sys.stderr, flush=True)  # noqa: E731
 
-    # 1. time table
+    # 1. time table, in rounds: each round times every cell once per implementation and mode
+    # (one timed repeat), the reference first in rounds 1, 3, ... and last in 2, 4, ..., so that load
+    # drifting during the minutes a round takes hits both sides alike; a cell's time is the median
+    # over the rounds (--repeats of them).
     cells = []
     for loss, m in _loss_cells(args):
         for d in args.dims:
             for n in args.sizes:
-                cells.append({"loss": loss, "m": m, "n": n, "d": d, "repeats": args.repeats})
+                cells.append({"loss": loss, "m": m, "n": n, "d": d, "repeats": 1})
     large = [{"loss": loss, "m": m, "n": n, "d": max(args.dims), "repeats": args.large_repeats,
               "large": True}
              for n in args.large_n for loss, m in _loss_cells(args) if loss.startswith("n_squared")]
-    timings = []
-    for mode in args.modes:
-        say(f"tf_mmcl {mode}: {len(cells)} cells")
-        out = runner.run("tf", {"task": "time", "cells": [dict(c, mode=mode) for c in cells]})
-        timings += out if isinstance(out, list) else [dict(c, mode=mode, impl="tf_mmcl", **out) for c in cells]
     loop_cells = [dict(c, steps_per_call=args.steps_per_call) for c in cells if c["loss"] in args.loop_losses]
-    for mode in args.loop_modes if loop_cells else ():
-        say(f"tf_mmcl {mode} ({args.steps_per_call} steps per call): {len(loop_cells)} cells")
-        out = runner.run("tf", {"task": "time", "cells": [dict(c, mode=mode) for c in loop_cells]})
-        timings += out if isinstance(out, list) else [dict(c, mode=mode, impl="tf_mmcl", **out) for c in loop_cells]
+    jobs = [("tf", mode, [dict(c, mode=mode) for c in cells]) for mode in args.modes]
+    jobs += [("tf", mode, [dict(c, mode=mode) for c in loop_cells]) for mode in args.loop_modes if loop_cells]
+    # n_squared_joint is the same objective as n_squared on the reference side.
+    ref_job = [("torch", "torch", [c for c in cells if c["loss"] != "n_squared_joint"])] if ref_ok else []
+    rounds = max(1, args.repeats)
+    measured = []
+    for r in range(rounds):
+        for kind, mode, group in (ref_job + jobs if r % 2 == 0 else jobs + ref_job):
+            if not group:
+                continue
+            say(f"round {r + 1}/{rounds}: {'reference (torch)' if kind == 'torch' else 'tf_mmcl ' + mode}, "
+                f"{len(group)} cells")
+            if kind == "torch":
+                out = runner.run("torch", dict(ref_task, task="time", cells=group),
+                                 timeout=args.reference_timeout * len(group))
+            else:
+                out = runner.run("tf", {"task": "time", "cells": group})
+            impl = "reference" if kind == "torch" else "tf_mmcl"
+            measured += out if isinstance(out, list) else [dict(c, mode=mode, impl=impl, **out) for c in group]
+    timings = merge_rounds(measured)
     for mode in args.large_modes:
         for c in large:
             say(f"tf_mmcl {mode} large N={c['n']} {c['loss']}")
             out = runner.run("tf", {"task": "time", "cells": [dict(c, mode=mode)]})
             timings += out if isinstance(out, list) else [dict(c, mode=mode, impl="tf_mmcl", **out)]
-    if ref_ok:
-        say("reference (torch)")
-        # n_squared_joint is the same objective as n_squared on the reference side. The regular
-        # cells share one subprocess; each large-N cell gets its own (memory cap, timeout).
-        small = [c for c in cells if c["loss"] != "n_squared_joint"]
-        groups = [small] + [[c] for c in large if c["loss"] != "n_squared_joint"]
-        for group in groups:
-            if not group:
-                continue
-            out = runner.run("torch", dict(ref_task, task="time", cells=group),
-                             timeout=args.reference_timeout * len(group))
-            timings += out if isinstance(out, list) else [dict(c, mode="torch", impl="reference", **out)
-                                                          for c in group]
+    for c in large if ref_ok else ():
+        if c["loss"] == "n_squared_joint":
+            continue
+        say(f"reference large N={c['n']}")  # its own subprocess: memory cap, timeout
+        out = runner.run("torch", dict(ref_task, task="time", cells=[c]), timeout=args.reference_timeout)
+        timings += out if isinstance(out, list) else [dict(c, mode="torch", impl="reference", **out)]
     res["timings"] = timings
 
     # 2. memory
@@ -812,6 +821,35 @@ def run_benchmark(args):
     except OSError:
         pass
     return res
+
+
+def merge_rounds(records):
+    """One record per cell from its per-round records: the median over the rounds' samples.
+
+    A cell that failed in every round keeps its (first) error; one that failed in some rounds
+    only is reported from the others, with ``failed_rounds`` saying how many.
+    """
+    by_cell = {}
+    for rec in records:
+        key = (rec.get("impl"), rec.get("mode"), rec.get("loss"), rec.get("m"), rec.get("n"), rec.get("d"))
+        by_cell.setdefault(key, []).append(rec)
+    merged = []
+    for recs in by_cell.values():
+        ok = [r for r in recs if "median_s" in r]
+        if not ok:
+            merged.append(recs[0])
+            continue
+        out = dict(ok[0])
+        out["samples_s"] = [x for r in ok for x in r["samples_s"]]
+        out["median_s"] = statistics.median(out["samples_s"])
+        out["min_s"] = min(out["samples_s"])
+        out["rounds"] = len(ok)
+        if len(ok) < len(recs):
+            out["failed_rounds"] = len(recs) - len(ok)
+        if "per_call_s" in out:
+            out["per_call_s"] = out["median_s"] * out["steps_per_call"]
+        merged.append(out)
+    return merged
 
 
 def _tf_versions(runner, args):
@@ -905,14 +943,16 @@ def write_markdown(res, path, gpu=None):
     A(f"* Threads: {res['config'].get('threads')} intra-op threads on both sides.")
     if is_shared:
         A(f"* **Shared machine**: other jobs ran during the measurements (load average {load0[0]:.1f} at the start, "
-          f"{load1[0]:.1f} at the end, on {m.get('cpu_count')} cores). Absolute times are noisy; each cell is the "
-          f"median of {res['config'].get('repeats')} repeats and the ratios compare cells measured minutes apart, so "
-          f"read them as +-20-30 %.")
+          f"{load1[0]:.1f} at the end, on {m.get('cpu_count')} cores). Absolute times are noisy; the rounds "
+          f"(below) put the reference and tf_mmcl side by side in time, but single cells still move by 10-20 % "
+          f"between runs.")
     A(f"* Time: forward + backward of the loss (gradients w.r.t. every embedding and the logit scale), "
-      f"float32, L2-normalised Gaussian embeddings, logit scale 1/0.07. One untimed warm-up call (tracing, XLA "
-      f"compilation), then {res['config'].get('repeats')} repeats; short calls are looped to last "
-      f"{res['config'].get('min_time')} s per repeat; the table shows the median per call. Ratios are reference time "
-      f"/ tf_mmcl time (> 1: tf_mmcl faster).")
+      f"float32, L2-normalised Gaussian embeddings, logit scale 1/0.07. Measured in {res['config'].get('repeats')} "
+      f"rounds: each round times every cell once for the reference and for every tf_mmcl mode (a fresh process "
+      f"per implementation and mode: one untimed warm-up call for tracing and XLA compilation, then one timed "
+      f"repeat, short calls looped to last {res['config'].get('min_time')} s), the reference first in odd rounds "
+      f"and last in even ones, so that load drifting over a round hits both sides alike. The table shows the "
+      f"median over the rounds, per call. Ratios are reference time / tf_mmcl time (> 1: tf_mmcl faster).")
     A("* tf_mmcl modes: eager; `tf.function`; `tf.function(jit_compile=True)` (XLA). Reference: the `symile` "
       "package's `Symile` for Symile, the Gated Symile authors' `losses.clip` for CLIP (the `symile` package has "
       "no CLIP), torch eager (its only mode).")

@@ -16,7 +16,7 @@ def _load():
     return mod
 
 
-TINY = ["--sizes=8", "--dims=4", "--repeats=1", "--min_time=0", "--large_n=", "--xor_batch=8",
+TINY = ["--sizes=8", "--dims=4", "--repeats=2", "--min_time=0", "--large_n=", "--xor_batch=8",
         "--xor_bits=4", "--xor_dim=4", "--xor_steps=2", "--xor_modes=function", "--roofline_n=8",
         "--roofline_d=4", "--in_process", "--losses=n_squared:3,n_squared_joint:3,n:3,clip:3",
         "--memory_mode=function"]
@@ -37,7 +37,7 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path):
     assert {(t["loss"], t["m"]) for t in data["timings"] if t["mode"] == "xla_loop"} == {("n", 3), ("clip", 3)}
     for t in data["timings"]:
         assert "error" not in t, t
-        assert t["median_s"] > 0 and len(t["samples_s"]) == 1 and t["n"] == 8 and t["d"] == 4
+        assert t["median_s"] > 0 and len(t["samples_s"]) == 2 and t["n"] == 8 and t["d"] == 4  # 2 rounds
         if t["mode"] == "xla_loop":
             assert t["steps_per_call"] == 3 and t["per_call_s"] == pytest.approx(3 * t["median_s"])
     # Same objective, two kernels: same loss value.
@@ -127,6 +127,22 @@ def test_targets_report_one_call_and_loop_modes_separately():
     assert "| clip (M = 3), 8 steps per call: >= the reference's speed in every cell (best mode per cell) | " \
            "worst cell 2.00x" in md
     assert "speed-up xla, 8 steps/call" in md
+
+
+def test_rounds_merge_into_medians_and_keep_errors():
+    bench = _load()
+    base = {"impl": "tf_mmcl", "mode": "xla", "loss": "clip", "m": 3, "n": 8, "d": 4}
+    recs = [dict(base, median_s=t, min_s=t, samples_s=[t], loss_value=1.0) for t in (3.0, 1.0, 2.0)]
+    recs += [dict(base, n=16, error="RuntimeError: boom"), dict(base, n=16, error="RuntimeError: boom")]
+    recs += [dict(base, n=32, error="MemoryError: x"), dict(base, n=32, median_s=5.0, min_s=5.0, samples_s=[5.0])]
+    loop = dict(base, mode="xla_loop", steps_per_call=4)
+    recs += [dict(loop, median_s=t, min_s=t, samples_s=[t], per_call_s=4 * t) for t in (1.0, 3.0)]
+    merged = {(r["mode"], r["n"]): r for r in bench.merge_rounds(recs)}
+    assert merged[("xla", 8)]["median_s"] == 2.0 and merged[("xla", 8)]["samples_s"] == [3.0, 1.0, 2.0]
+    assert merged[("xla", 8)]["min_s"] == 1.0 and merged[("xla", 8)]["rounds"] == 3
+    assert "median_s" not in merged[("xla", 16)] and merged[("xla", 16)]["error"].startswith("RuntimeError")
+    assert merged[("xla", 32)]["median_s"] == 5.0 and merged[("xla", 32)]["failed_rounds"] == 1
+    assert merged[("xla_loop", 8)]["median_s"] == 2.0 and merged[("xla_loop", 8)]["per_call_s"] == 8.0
 
 
 def test_bad_modes_and_steps_per_call_are_errors():
