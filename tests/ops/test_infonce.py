@@ -49,6 +49,32 @@ def test_value_and_gradients_match_autodiff(mask, scale):
         assert ours[0] == 0.0 and not np.any(ours[1]) and not np.any(ours[2]) and ours[3] == 0.0
 
 
+@tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)] * 2 + [tf.TensorSpec([], tf.float32)])
+def _value_and_grads_unknown_sizes(a, b, scale):
+    with tf.GradientTape() as tape:
+        tape.watch([a, b, scale])
+        value = symmetric_infonce_from_embeddings(a, b, scale)
+    return [value] + tape.gradient(value, [a, b, scale])
+
+
+@pytest.mark.parametrize("n,d", [(8, 5), (5, 8), (6, 6)])
+@pytest.mark.parametrize("scale", [1.0, 100.0])
+@pytest.mark.parametrize("static", [True, False])
+def test_both_arrangements_match_autodiff(n, d, scale, static):
+    """d > N (sizes known) takes the logits-side arrangement, otherwise the embedding-side one;
+    with the sizes unknown at trace time (static=False) the embedding-side one runs for every shape."""
+    rng = np.random.default_rng(5)
+    a, b = _unit(rng, n, d), _unit(rng, n, d)
+    if static:
+        ours = _value_and_grads(symmetric_infonce_from_embeddings, a, b, np.float32(scale), None)
+    else:
+        ours = [x.numpy() for x in _value_and_grads_unknown_sizes(a, b, tf.constant(scale, tf.float32))]
+    ref = _value_and_grads(_plain, a, b, np.float32(scale), None)
+    for x, y in zip(ours, ref):
+        assert np.all(np.isfinite(x))
+        np.testing.assert_allclose(x, y, rtol=2e-5, atol=2e-6 * max(1.0, scale / 10.0))
+
+
 def test_absent_rows_get_no_gradient_and_do_not_change_the_loss():
     rng = np.random.default_rng(1)
     a, b = _unit(rng, 6, 4), _unit(rng, 6, 4)
