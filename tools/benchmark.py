@@ -259,6 +259,9 @@ def _tf_step(tf, loss, mode, compute_dtype=None):
         def steps(scale, stacked):
             # stacked: (K, M, N, d), K different batches. Every step's gradients are written out
             # (as the single-call step returns them), so no step's work can be pruned or shared.
+            # parallel_iterations=1: in training, step i + 1 reads the weights step i updates, so
+            # steps never overlap; here they are independent, and TF's default would run up to 10
+            # of them at once (XLA runs loop iterations in order anyway).
             k = tf.shape(stacked)[0]
 
             def body(i, total, grads):
@@ -266,7 +269,8 @@ def _tf_step(tf, loss, mode, compute_dtype=None):
                 return i + 1, total + value, grads.write(i, tf.concat([tf.reshape(x, [-1]) for x in g], 0))
 
             _, total, grads = tf.while_loop(lambda i, *_: i < k, body,
-                                            (tf.constant(0), tf.constant(0.0), tf.TensorArray(tf.float32, size=k)))
+                                            (tf.constant(0), tf.constant(0.0), tf.TensorArray(tf.float32, size=k)),
+                                            parallel_iterations=1)
             return total / tf.cast(k, tf.float32), [grads.stack()]
 
         return tf.function(steps, jit_compile=(mode == "xla_loop"))
