@@ -963,8 +963,9 @@ def write_markdown(res, path, gpu=None):
     k = res["config"].get("steps_per_call")
     if any(t.get("mode") in LOOP_MODES for t in res.get("timings", [])):
         A(f"* Loop modes (`{k} steps/call`, losses {', '.join(res['config'].get('loop_losses', []))}): one "
-          f"`tf.function` (or XLA) call runs {k} forward + backward steps over {k} different batches in a "
-          f"`tf.while_loop` and returns every step's gradients; the cell is the call's time / {k}. This is how "
+          f"`tf.function` (or XLA) call runs {k} forward + backward steps over {k} different batches, one after "
+          f"another, in a `tf.while_loop` (`parallel_iterations=1`: training steps cannot overlap) and returns "
+          f"every step's gradients; the cell is the call's time / {k}. This is how "
           f"`model.fit(steps_per_execution={k})` runs training steps: TensorFlow's fixed cost of a call (argument "
           f"matching, launching the function; about 0.25-0.35 ms here, `python tools/benchmark_clip_kernels.py "
           f"--floor`) is paid once per {k} steps. The reference is torch eager, which has no per-call cost to "

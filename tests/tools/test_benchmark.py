@@ -108,6 +108,10 @@ def test_loop_mode_runs_each_batch_as_the_single_step_does(loss, mode):
         assert float(mean_loss) == pytest.approx(np.mean(values), rel=1e-5)
     else:
         assert np.isfinite(float(mean_loss))
+    # Steps run one after another, as training steps do (TF's default would overlap up to 10).
+    graph = looped.get_concrete_function(scale, tf.TensorSpec([k, m, n, d], tf.float32)).graph
+    loops = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
+    assert loops and all(op.get_attr("parallel_iterations") == 1 for op in loops)
 
 
 def test_targets_report_one_call_and_loop_modes_separately():
