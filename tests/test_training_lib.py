@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -167,6 +168,23 @@ def test_train_writes_checkpoints_logs_metrics_and_model(tiny_run):
     x = {m: np.eye(5, dtype="float32") for m in "abc"}
     np.testing.assert_allclose(model.embed("a", x["a"]), result.model.embed("a", x["a"]), atol=1e-6)
     assert config.model.objective == "symile" and config.dataset.params.n_train == 256
+
+
+def test_a_run_saved_before_steps_per_execution_existed_still_loads(tiny_run, tmp_path):
+    workdir, _ = tiny_run
+    old = tmp_path / "old_run"
+    shutil.copytree(workdir, old)
+    with open(old / "config.json") as f:
+        saved = json.load(f)
+    del saved["steps_per_execution"]
+    with open(old / "config.json", "w") as f:
+        json.dump(saved, f)
+    config, _ = training.load_run(str(old))
+    assert config.steps_per_execution == 1
+    # Other missing keys are still errors.
+    del saved["epochs"]
+    with pytest.raises(ValueError, match=r"missing the key\(s\) \['epochs'\]"):
+        training.load_saved_config(saved)
 
 
 def test_evaluate_writes_markdown_and_plots_and_matches_model_scores(tiny_run):

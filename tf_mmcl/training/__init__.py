@@ -29,6 +29,7 @@ from tf_mmcl.training.config import (
     benchmark_config,
     default_config,
     load_config_file,
+    load_saved_config,
     validate_config,
 )
 from tf_mmcl.training.report import (
@@ -69,6 +70,7 @@ __all__ = [
     "evaluate_model",
     "export",
     "load_config_file",
+    "load_saved_config",
     "load_run",
     "plot_comparison",
     "plot_retrieval",

@@ -43,10 +43,14 @@ __all__ = [
     "benchmark_config",
     "default_config",
     "load_config_file",
+    "load_saved_config",
     "validate_config",
 ]
 
 DATASET_SOURCES = ("generator", "tfds")
+# Top-level keys added to the schema after runs were saved, with the value that reproduces what
+# those runs did: a saved config.json without them still loads (see load_saved_config).
+_ADDED_KEYS = {"steps_per_execution": 1}
 # Sub-dicts whose keys are free (checked later against the generator / the objective).
 _OPEN_KEYS = ("dataset.params", "model.objective_options")
 
@@ -231,6 +235,19 @@ def validate_config(config) -> ml_collections.ConfigDict:
         raise ValueError(f"Unknown dataset.params {bad} for dataset {config.dataset.name!r}; "
                          f"its generator accepts {sorted(accepted)}.")
     return config
+
+
+def load_saved_config(saved: dict) -> ml_collections.ConfigDict:
+    """A run's saved ``config.json`` (a dict) as a validated config.
+
+    Keys the schema gained after the run was saved get the value that reproduces the run (e.g.
+    ``steps_per_execution=1``); anything else missing or unknown is an error, as in
+    :func:`validate_config`.
+    """
+    saved = dict(saved)
+    for key, value in _ADDED_KEYS.items():
+        saved.setdefault(key, value)
+    return validate_config(ml_collections.ConfigDict(saved))
 
 
 def load_config_file(path: str, overrides=()) -> ml_collections.ConfigDict:

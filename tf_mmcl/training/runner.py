@@ -19,7 +19,6 @@ import os
 import time
 
 import keras
-import ml_collections
 import numpy as np
 import tensorflow as tf
 
@@ -27,7 +26,7 @@ from tf_mmcl.data import MASK_SUFFIX, MultimodalSplits, make_pipeline
 from tf_mmcl.data.synthetic import GENERATORS
 from tf_mmcl.layers import MLPEncoder
 from tf_mmcl.models import MultimodalContrastiveModel
-from tf_mmcl.training.config import validate_config
+from tf_mmcl.training.config import load_saved_config, validate_config
 
 __all__ = [
     "RUN_FILES",
@@ -264,7 +263,7 @@ def load_run(workdir):
     """
     path = check_workdir(workdir, must_exist=True)
     with open(os.path.join(path, RUN_FILES["config"])) as f:
-        config = validate_config(ml_collections.ConfigDict(json.load(f)))
+        config = load_saved_config(json.load(f))
     model = keras.models.load_model(os.path.join(path, RUN_FILES["model"]), compile=False)
     return config, model
 
