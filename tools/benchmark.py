@@ -948,8 +948,8 @@ def write_markdown(res, path, gpu=None):
     if is_shared:
         A(f"* **Shared machine**: other jobs ran during the measurements (load average {load0[0]:.1f} at the start, "
           f"{load1[0]:.1f} at the end, on {m.get('cpu_count')} cores). Absolute times are noisy; the rounds "
-          f"(below) put the reference and tf_mmcl side by side in time, but single cells still move by 10-20 % "
-          f"between runs.")
+          f"(below) put the reference and tf_mmcl side by side in time, but whole runs still differ: single cells "
+          f"moved by up to 1.6x between runs of the same code (docs/benchmarks.md, run-to-run noise).")
     A(f"* Time: forward + backward of the loss (gradients w.r.t. every embedding and the logit scale), "
       f"float32, L2-normalised Gaussian embeddings, logit scale 1/0.07. Measured in {res['config'].get('repeats')} "
       f"rounds: each round times every cell once for the reference and for every tf_mmcl mode (a fresh process "
