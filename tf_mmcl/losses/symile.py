@@ -7,7 +7,8 @@ import numpy as np
 from keras import ops
 
 from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, check_masks, masked_mean
-from tf_mmcl.ops import check_representations, mip, shuffled_negative_logits
+from tf_mmcl.ops import check_representations, mip
+from tf_mmcl.ops.symile_logits import shuffled_negative_logsumexp
 from tf_mmcl.ops.symile_logits import joint_streamed_logsumexps
 
 __all__ = ["symile_loss", "SymileLoss", "NEGATIVE_SAMPLING"]
@@ -117,11 +118,12 @@ def symile_loss(representations, logit_scale, negative_sampling="n", permutation
         positive = scale * mip(reps)
         return ops.sum(ops.stack([masked_mean(lse - positive, mk) for lse, mk in zip(lses, masks)])) / m
     losses = []
+    positive = mip(reps)  # every anchor's positive logit, unscaled
     for a in range(m):  # "n": one shuffled-negative logit matrix per anchor
         others = [r for j, r in enumerate(reps) if j != a]
-        logits = scale * shuffled_negative_logits(reps[a], others, perms[a])
+        lse = shuffled_negative_logsumexp(reps[a], others, perms[a], scale, positive)
         # Columns are shuffled products, not rows of the anchor: mask rows only.
-        losses.append(masked_mean(ops.logsumexp(logits, axis=1) - ops.diagonal(logits), masks[a]))
+        losses.append(masked_mean(lse - scale * positive, masks[a]))
     return ops.sum(ops.stack(losses)) / m
 
 

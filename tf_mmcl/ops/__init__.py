@@ -9,7 +9,7 @@ from tf_mmcl.ops.similarity import (
     mip_scores,
     triangle_area_matrix,
 )
-from tf_mmcl.ops.symile_logits import shuffled_negative_logits, streamed_logsumexp
+from tf_mmcl.ops.symile_logits import shuffled_negative_logits, shuffled_negative_logsumexp, streamed_logsumexp
 
 __all__ = [
     "check_representations",
@@ -19,6 +19,7 @@ __all__ = [
     "mean_symmetric_infonce_over_pairs",
     "mip_scores",
     "shuffled_negative_logits",
+    "shuffled_negative_logsumexp",
     "streamed_logsumexp",
     "symmetric_infonce_from_embeddings",
     "triangle_area_matrix",
