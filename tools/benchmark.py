@@ -50,9 +50,11 @@ import json
 import math
 import os
 import platform
+import select
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 DEFAULT_REFERENCE_PYTHON = "/tmp/refvenv/bin/python"
@@ -160,6 +162,63 @@ def time_fn(fn, repeats, min_time):
         samples.append((time.perf_counter() - t0) / inner)
     return {"median_s": statistics.median(samples), "min_s": min(samples), "samples_s": samples,
             "inner": inner, "first_call_s": first}
+
+
+class CellTimer:
+    """One prepared cell, timed sample by sample (the time table's unit of work).
+
+    ``prepare`` makes the step, runs it once (tracing, XLA compilation), then keeps running it for
+    ``warmup_s`` (at least one more call) so that samples see the steady state a training run
+    sees: in a fresh process the first tens of calls are slower (allocator and thread-pool
+    warm-up; measured up to 1.3x at N = d = 256 in docs/benchmarks.md). The last warm-up call
+    calibrates the loop: a sample runs ``inner`` calls and lasts about ``min_time``.
+    ``sample`` returns seconds per training step (a loop mode's call time / its steps per call).
+    """
+
+    def __init__(self, load):
+        self._load = load  # cell -> (call, steps per call, extra record fields)
+        self._call = None
+
+    def prepare(self, cell, warmup_s, min_time):
+        self._call = None
+        gc.collect()
+        call, self._k, rec = self._load(cell)
+        t0 = time.perf_counter()
+        rec["loss_value"] = call()
+        rec["first_call_s"] = time.perf_counter() - t0
+        start, calls, last = time.perf_counter(), 0, 0.0
+        while calls < 1 or time.perf_counter() - start < warmup_s:
+            t0 = time.perf_counter()
+            call()
+            last = time.perf_counter() - t0
+            calls += 1
+        rec["warmup_calls"] = calls
+        rec["inner"] = 1 if last >= min_time else max(1, int(min_time / max(last, 1e-6)))
+        rec["call_s"] = last
+        self._call = call
+        return rec
+
+    def sample(self, inner):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            self._call()
+        return (time.perf_counter() - t0) / inner / self._k
+
+
+def timed_record(timer, cell, samples, warmup_s, min_time):
+    """Prepare ``cell`` on ``timer`` and take ``samples`` samples: the "time" task's record."""
+    rec = timer.prepare(cell, warmup_s, min_time)
+    rec["samples_s"] = [timer.sample(rec["inner"]) for _ in range(samples)]
+    return finish_record(rec)
+
+
+def finish_record(rec):
+    """Median and minimum over ``samples_s``, and the per-call time of a loop mode."""
+    rec["median_s"] = statistics.median(rec["samples_s"])
+    rec["min_s"] = min(rec["samples_s"])
+    if rec.get("steps_per_call"):
+        rec["per_call_s"] = rec["median_s"] * rec["steps_per_call"]
+    return rec
 
 
 def machine_info():
@@ -284,36 +343,49 @@ def _tf_call(tf, step, args):
     return float(value)
 
 
-def tf_time_cells(task):
+def tf_cell_timer(task):
+    """A :class:`CellTimer` over tf_mmcl steps (the device and threads from ``task``)."""
     tf = _tf_setup(task.get("threads"), task.get("device", "cpu"))
     import numpy as np
+    device = _tf_device_name(task.get("device", "cpu"))
+
+    def load(cell):
+        loss, m, n, d, mode = cell["loss"], cell["m"], cell["n"], cell["d"], cell["mode"]
+        rec = dict(cell, impl="tf_mmcl")
+        with tf.device(device):
+            step = _tf_step(tf, loss, mode, cell.get("compute_dtype"))
+            if mode in LOOP_MODES:
+                k = int(cell["steps_per_call"])
+                # Batch 0 is the single-call cells' batch; the others differ (seeds 1..K-1).
+                stacked = np.stack([np.stack(make_reps(n, d, m, seed=i)) for i in range(k)])
+                args = [tf.constant(LOGIT_SCALE, tf.float32), tf.constant(stacked)]
+            else:
+                k = 1
+                rec.pop("steps_per_call", None)
+                args = [tf.constant(LOGIT_SCALE, tf.float32)] + [tf.constant(r) for r in make_reps(n, d, m)]
+
+        def call():
+            with tf.device(device):
+                return _tf_call(tf, step, args)
+        return call, k, rec
+
+    return CellTimer(load)
+
+
+def _time_cells(timer, task):
     out = []
-    with tf.device(_tf_device_name(task.get("device", "cpu"))):
-        for cell in task["cells"]:
-            loss, m, n, d, mode = cell["loss"], cell["m"], cell["n"], cell["d"], cell["mode"]
-            rec = dict(cell, impl="tf_mmcl")
-            try:
-                step = _tf_step(tf, loss, mode, cell.get("compute_dtype"))
-                if mode in LOOP_MODES:
-                    k = int(cell["steps_per_call"])
-                    # Batch 0 is the single-call cells' batch; the others differ (seeds 1..K-1).
-                    stacked = np.stack([np.stack(make_reps(n, d, m, seed=i)) for i in range(k)])
-                    args = [tf.constant(LOGIT_SCALE, tf.float32), tf.constant(stacked)]
-                else:
-                    k = 1
-                    args = [tf.constant(LOGIT_SCALE, tf.float32)] + [tf.constant(r) for r in make_reps(n, d, m)]
-                rec["loss_value"] = _tf_call(tf, step, args)
-                rec.update(time_fn(lambda: _tf_call(tf, step, args), cell["repeats"], task["min_time"]))
-                if k > 1:  # per training step, like every other cell
-                    rec["per_call_s"] = rec["median_s"]
-                    for key in ("median_s", "min_s"):
-                        rec[key] /= k
-                    rec["samples_s"] = [x / k for x in rec["samples_s"]]
-            except Exception as e:  # noqa: BLE001 - report, keep going
-                rec["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-            out.append(rec)
-            _progress(rec)
+    for cell in task["cells"]:
+        try:
+            rec = timed_record(timer, cell, cell["repeats"], task.get("warmup_s", 0.0), task["min_time"])
+        except Exception as e:  # noqa: BLE001 - report, keep going
+            rec = dict(cell, error=f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+        out.append(rec)
+        _progress(rec)
     return out
+
+
+def tf_time_cells(task):
+    return _time_cells(tf_cell_timer(task), task)
 
 
 def tf_memory_cell(task):
@@ -462,21 +534,21 @@ def _torch_inputs(torch, n, d, m):
     return torch.tensor(LOGIT_SCALE, dtype=torch.float32, requires_grad=True), reps
 
 
-def torch_time_cells(task):
+def torch_cell_timer(task):
+    """A :class:`CellTimer` over the reference's steps."""
     torch = _torch_setup(task)
-    out = []
-    for cell in task["cells"]:
+
+    def load(cell):
         rec = dict(cell, impl="reference", mode="torch")
-        try:
-            loss_fn, rec["source"] = _torch_loss_fn(cell["loss"], task.get("gated_symile_repo"))
-            scale, reps = _torch_inputs(torch, cell["n"], cell["d"], cell["m"])
-            rec["loss_value"] = _torch_step(torch, loss_fn, scale, reps)
-            rec.update(time_fn(lambda: _torch_step(torch, loss_fn, scale, reps), cell["repeats"], task["min_time"]))
-        except Exception as e:  # noqa: BLE001
-            rec["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-        out.append(rec)
-        _progress(rec)
-    return out
+        loss_fn, rec["source"] = _torch_loss_fn(cell["loss"], task.get("gated_symile_repo"))
+        scale, reps = _torch_inputs(torch, cell["n"], cell["d"], cell["m"])
+        return (lambda: _torch_step(torch, loss_fn, scale, reps)), 1, rec
+
+    return CellTimer(load)
+
+
+def torch_time_cells(task):
+    return _time_cells(torch_cell_timer(task), task)
 
 
 def torch_memory_cell(task):
@@ -555,6 +627,32 @@ def _progress(rec):
         sys.stderr.flush()
 
 
+TIMERS = {"tf": tf_cell_timer, "torch": torch_cell_timer}
+
+
+def serve(timer, task, lines, reply):
+    """The "serve" task: prepare cells and take samples on request, one JSON command per line.
+
+    Commands: ``{"op": "prepare", "cell": {...}}`` (replies with the cell's record, or its
+    error), ``{"op": "sample", "inner": k}`` (replies ``{"s": seconds per step}``),
+    ``{"op": "quit"}``. The orchestrator keeps one such worker per implementation and mode alive
+    during a round and alternates samples between them (see ``InterleavedRound``).
+    """
+    for line in lines:
+        cmd = json.loads(line)
+        try:
+            if cmd["op"] == "prepare":
+                reply(timer.prepare(cmd["cell"], task.get("warmup_s", 0.0), task["min_time"]))
+            elif cmd["op"] == "sample":
+                reply({"s": timer.sample(int(cmd["inner"]))})
+            elif cmd["op"] == "quit":
+                return
+            else:
+                reply({"error": f"unknown op {cmd['op']!r}"})
+        except Exception as e:  # noqa: BLE001 - report, keep serving
+            reply({"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"})
+
+
 def worker_main(kind, task):
     if kind == "tf" and REPO_ROOT not in sys.path:
         sys.path.insert(0, REPO_ROOT)
@@ -562,6 +660,9 @@ def worker_main(kind, task):
         import resource
         lim = int(task["memory_limit_bytes"])
         resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
+    if task["task"] == "serve":
+        serve(TIMERS[kind](task), task, sys.stdin, _emit)
+        return
     _emit(WORKERS[kind][task["task"]](task))
 
 
@@ -577,13 +678,11 @@ class Runner:
         self.env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self.env["PYTHONPATH"] = REPO_ROOT + os.pathsep + self.env.get("PYTHONPATH", "")
 
-    def run(self, kind, task, timeout=None):
-        task = dict(task, threads=self.args.threads, device=self.args.device, min_time=self.args.min_time)
-        if kind == "tf" and self.args.in_process:
-            try:
-                return WORKERS["tf"][task["task"]](task)
-            except Exception as e:  # noqa: BLE001
-                return {"error": f"{type(e).__name__}: {e}"}
+    def _task(self, task):
+        return dict(task, threads=self.args.threads, device=self.args.device, min_time=self.args.min_time,
+                    warmup_s=self.args.warmup)
+
+    def _command(self, kind, task):
         python = sys.executable if kind == "tf" else self.args.reference_python
         cmd = [python, os.path.abspath(__file__), f"--worker={kind}", "--task=" + json.dumps(task)]
         env = dict(self.env)
@@ -592,6 +691,24 @@ class Runner:
             # Memory runs only: a pinned mmap threshold makes every large allocation fault in fresh
             # pages, which slows allocation-heavy code (the reference most) and would skew timings.
             env["MALLOC_MMAP_THRESHOLD_"] = "131072"
+        return cmd, env
+
+    def failure(self, kind, returncode, tail):
+        """The error record of a worker that exited without a result."""
+        if returncode < 0 or any("MemoryError" in t or "can't allocate" in t or "bad_alloc" in t
+                                 or "out of memory" in t.lower() for t in tail):
+            return {"error": "out of memory" + (f" (limit {self.args.reference_memory_limit_gb} GiB)"
+                                                if kind == "torch" else "") + f": {' | '.join(tail)[:300]}"}
+        return {"error": f"worker exited {returncode}: {' | '.join(tail)[:300]}"}
+
+    def run(self, kind, task, timeout=None):
+        task = self._task(task)
+        if kind == "tf" and self.args.in_process:
+            try:
+                return WORKERS["tf"][task["task"]](task)
+            except Exception as e:  # noqa: BLE001
+                return {"error": f"{type(e).__name__}: {e}"}
+        cmd, env = self._command(kind, task)
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
                                   cwd=REPO_ROOT)
@@ -602,12 +719,153 @@ class Runner:
         for line in reversed(proc.stdout.splitlines()):
             if line.startswith(RESULT_MARK):
                 return json.loads(line[len(RESULT_MARK):])
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        if proc.returncode < 0 or any("MemoryError" in t or "can't allocate" in t or "bad_alloc" in t
-                                      or "out of memory" in t.lower() for t in tail):
-            return {"error": "out of memory" + (f" (limit {self.args.reference_memory_limit_gb} GiB)"
-                                                if kind == "torch" else "") + f": {' | '.join(tail)[:300]}"}
-        return {"error": f"worker exited {proc.returncode}: {' | '.join(tail)[:300]}"}
+        return self.failure(kind, proc.returncode, (proc.stderr or proc.stdout).strip().splitlines()[-3:])
+
+    def served(self, kind, task):
+        """A worker in "serve" mode (in this process for TF with ``--in_process``)."""
+        task = self._task(dict(task, task="serve"))
+        if kind == "tf" and self.args.in_process:
+            return InProcessWorker(tf_cell_timer(task), task)
+        return ServedWorker(self, kind, task)
+
+
+class InProcessWorker:
+    """The "serve" protocol answered by a timer in this process (tests)."""
+
+    def __init__(self, timer, task):
+        self.timer, self.task = timer, task
+
+    def ask(self, cmd, timeout=None):
+        replies = []
+        serve(self.timer, self.task, [json.dumps(cmd)], replies.append)
+        return replies[0]
+
+    def close(self):
+        pass
+
+
+class ServedWorker:
+    """A worker process in "serve" mode: one JSON command per line in, one result line out.
+
+    Started on the first command; a worker that dies or times out answers that command with an
+    error and is started afresh by the next ``prepare``.
+    """
+
+    def __init__(self, runner, kind, task):
+        self.runner, self.kind, self.task = runner, kind, task
+        self.proc, self.err, self.buf = None, None, b""
+
+    def _start(self):
+        cmd, env = self.runner._command(self.kind, self.task)
+        self.err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
+                                     env=env, cwd=REPO_ROOT)
+        self.buf = b""
+
+    def _died(self):
+        code = self.proc.wait()
+        self.err.seek(0)
+        tail = self.err.read().decode(errors="replace").strip().splitlines()[-3:]
+        self.close()
+        return self.runner.failure(self.kind, code, tail)
+
+    def ask(self, cmd, timeout):
+        if self.proc is None:
+            if cmd["op"] != "prepare":
+                return {"error": "worker not running (it failed earlier in this cell)"}
+            self._start()
+        try:
+            self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+            self.proc.stdin.flush()
+        except OSError:
+            return self._died()
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while True:  # own line buffer: select() on a buffered reader can miss lines already read
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                text = line.decode(errors="replace")
+                if text.startswith(RESULT_MARK):
+                    return json.loads(text[len(RESULT_MARK):])
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.close()
+                return {"error": f"timeout after {timeout} s"}
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if ready:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    return self._died()
+                self.buf += chunk
+
+    def close(self):
+        if self.proc is not None:
+            try:
+                if self.proc.poll() is None:
+                    self.proc.stdin.write((json.dumps({"op": "quit"}) + "\n").encode())
+                    self.proc.stdin.flush()
+                    self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+            self.err.close()
+        self.proc = None
+
+
+def interleaved_rounds(runner, participants, cells, rounds, samples, long_call, timeout, say=None):
+    """The time table: per round, one live worker per participant, samples alternated per cell.
+
+    ``participants``: ``(kind, mode, task, covers)`` with ``covers(cell)`` the participant's version
+    of a cell, or None when it does not time it. In each round every participant gets a fresh
+    worker; for each cell, every participant prepares (and warms up) its step, then they take turns,
+    one sample each, ``samples`` times (once when a call lasts ``long_call`` seconds or more),
+    starting with a different participant each turn. Load that drifts over seconds then hits all
+    sides alike, within a cell; the rounds (the reference first in odd rounds and last in even
+    ones) average over processes. Returns every round's records; :func:`merge_rounds` takes the
+    medians.
+    """
+    records = []
+    for r in range(rounds):
+        order = participants if r % 2 == 0 else participants[::-1]
+        workers = [runner.served(kind, task) for kind, _, task, _ in order]
+        try:
+            for cell in cells:
+                live = []
+                for (kind, mode, _, covers), worker in zip(order, workers):
+                    c = covers(cell)
+                    if c is None:
+                        continue
+                    rec = worker.ask({"op": "prepare", "cell": c}, timeout)
+                    if "error" in rec:
+                        impl = "reference" if kind == "torch" else "tf_mmcl"
+                        records.append(dict(c, mode=mode, impl=impl, error=rec["error"]))
+                        continue
+                    rec["samples_s"] = []
+                    live.append((worker, rec, 1 if rec["call_s"] >= long_call else samples))
+                for turn in range(max((k for _, _, k in live), default=0)):
+                    shift = turn % len(live)
+                    for worker, rec, k in live[shift:] + live[:shift]:
+                        if len(rec["samples_s"]) >= k or "error" in rec:
+                            continue
+                        out = worker.ask({"op": "sample", "inner": rec["inner"]}, timeout)
+                        if "error" in out:
+                            rec["error"] = out["error"]
+                        else:
+                            rec["samples_s"].append(out["s"])
+                for _, rec, _ in live:
+                    if rec["samples_s"]:
+                        rec.pop("error", None)  # a later failure: the samples taken stand
+                        finish_record(rec)
+                    records.append(rec)
+                    _progress(rec)
+                if say:
+                    say(f"round {r + 1}/{rounds}: {cell['loss']} M={cell['m']} N={cell['n']} d={cell['d']}: " + ", ".join(
+                        f"{rec.get('mode')} {rec['median_s'] * 1e3:.3g} ms" if "median_s" in rec else
+                        f"{rec.get('mode')} failed" for _, rec, _ in live))
+        finally:
+            for worker in workers:
+                worker.close()
+    return records
 
 
 def reference_available(args):
@@ -648,7 +906,13 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=3,
                    help="rounds of the time table (one timed repeat per cell and round; medians reported), "
                         "and timed repeats of the matmul and bfloat16 cells")
-    p.add_argument("--min_time", type=float, default=0.05, help="seconds per repeat (short calls loop)")
+    p.add_argument("--min_time", type=float, default=0.05, help="seconds per sample (short calls loop)")
+    p.add_argument("--samples", type=int, default=3,
+                   help="interleaved samples per cell, implementation and round (time table)")
+    p.add_argument("--warmup", type=float, default=0.2,
+                   help="seconds of untimed calls after the first call of a cell (steady state)")
+    p.add_argument("--long_call", type=float, default=1.0,
+                   help="calls this long (seconds) get one sample per round")
     p.add_argument("--large_n", type=ints, default=[1024],
                    help="extra N for n_squared (d = max(--dims)), where the reference runs out of memory/time")
     p.add_argument("--large_modes", type=strs, default=["xla"], help="tf_mmcl modes for --large_n")
@@ -699,6 +963,8 @@ def parse_args(argv=None):
         p.error(f"unknown mode(s) {bad}: --modes takes {','.join(MODES)}; --loop_modes {','.join(LOOP_MODES)}")
     if args.steps_per_call < 2:
         p.error("--steps_per_call must be >= 2 (one step per call is what --modes measure)")
+    if args.samples < 1 or args.warmup < 0 or args.min_time < 0:
+        p.error("--samples must be >= 1, --warmup and --min_time >= 0")
     return args
 
 
@@ -726,38 +992,29 @@ def run_benchmark(args):
     res["tf_versions"] = _tf_versions(runner, args)
     say = lambda s: print(f"[benchmark] {s}", file=sys.stderr, flush=True)  # noqa: E731
 
-    # 1. time table, in rounds: each round times every cell once per implementation and mode
-    # (one timed repeat), the reference first in rounds 1, 3, ... and last in 2, 4, ..., so that load
-    # drifting during the minutes a round takes hits both sides alike; a cell's time is the median
-    # over the rounds (--repeats of them).
+    # 1. time table: --repeats rounds of interleaved samples (see interleaved_rounds).
     cells = []
     for loss, m in _loss_cells(args):
         for d in args.dims:
             for n in args.sizes:
-                cells.append({"loss": loss, "m": m, "n": n, "d": d, "repeats": 1})
+                cells.append({"loss": loss, "m": m, "n": n, "d": d})
     large = [{"loss": loss, "m": m, "n": n, "d": max(args.dims), "repeats": args.large_repeats,
               "large": True}
              for n in args.large_n for loss, m in _loss_cells(args) if loss.startswith("n_squared")]
-    loop_cells = [dict(c, steps_per_call=args.steps_per_call) for c in cells if c["loss"] in args.loop_losses]
-    jobs = [("tf", mode, [dict(c, mode=mode) for c in cells]) for mode in args.modes]
-    jobs += [("tf", mode, [dict(c, mode=mode) for c in loop_cells]) for mode in args.loop_modes if loop_cells]
-    # n_squared_joint is the same objective as n_squared on the reference side.
-    ref_job = [("torch", "torch", [c for c in cells if c["loss"] != "n_squared_joint"])] if ref_ok else []
-    rounds = max(1, args.repeats)
-    measured = []
-    for r in range(rounds):
-        for kind, mode, group in (ref_job + jobs if r % 2 == 0 else jobs + ref_job):
-            if not group:
-                continue
-            say(f"round {r + 1}/{rounds}: {'reference (torch)' if kind == 'torch' else 'tf_mmcl ' + mode}, "
-                f"{len(group)} cells")
-            if kind == "torch":
-                out = runner.run("torch", dict(ref_task, task="time", cells=group),
-                                 timeout=args.reference_timeout * len(group))
-            else:
-                out = runner.run("tf", {"task": "time", "cells": group})
-            impl = "reference" if kind == "torch" else "tf_mmcl"
-            measured += out if isinstance(out, list) else [dict(c, mode=mode, impl=impl, **out) for c in group]
+
+    def covers(mode):
+        def f(cell):
+            if mode in LOOP_MODES:
+                return dict(cell, mode=mode, steps_per_call=args.steps_per_call) if cell["loss"] in args.loop_losses else None
+            return dict(cell, mode=mode)
+        return f
+
+    participants = [("tf", mode, {}, covers(mode)) for mode in list(args.modes) + list(args.loop_modes)]
+    if ref_ok:  # n_squared_joint is the same objective as n_squared on the reference side
+        participants.insert(0, ("torch", "torch", ref_task,
+                                lambda c: None if c["loss"] == "n_squared_joint" else dict(c)))
+    measured = interleaved_rounds(runner, participants, cells, max(1, args.repeats), args.samples,
+                                  args.long_call, args.reference_timeout, say)
     timings = merge_rounds(measured)
     for mode in args.large_modes:
         for c in large:
@@ -947,16 +1204,29 @@ def write_markdown(res, path, gpu=None):
     A(f"* Threads: {res['config'].get('threads')} intra-op threads on both sides.")
     if is_shared:
         A(f"* **Shared machine**: other jobs ran during the measurements (load average {load0[0]:.1f} at the start, "
-          f"{load1[0]:.1f} at the end, on {m.get('cpu_count')} cores). Absolute times are noisy; the rounds "
-          f"(below) put the reference and tf_mmcl side by side in time, but whole runs still differ: single cells "
+          f"{load1[0]:.1f} at the end, on {m.get('cpu_count')} cores). Absolute times are noisy; the "
+          f"protocol (below) puts the reference and tf_mmcl side by side in time, but whole runs still differ: single cells "
           f"moved by up to 1.6x between runs of the same code (docs/benchmarks.md, run-to-run noise).")
-    A(f"* Time: forward + backward of the loss (gradients w.r.t. every embedding and the logit scale), "
-      f"float32, L2-normalised Gaussian embeddings, logit scale 1/0.07. Measured in {res['config'].get('repeats')} "
-      f"rounds: each round times every cell once for the reference and for every tf_mmcl mode (a fresh process "
-      f"per implementation and mode: one untimed warm-up call for tracing and XLA compilation, then one timed "
-      f"repeat, short calls looped to last {res['config'].get('min_time')} s), the reference first in odd rounds "
-      f"and last in even ones, so that load drifting over a round hits both sides alike. The table shows the "
-      f"median over the rounds, per call. Ratios are reference time / tf_mmcl time (> 1: tf_mmcl faster).")
+    cfg = res["config"]
+    if cfg.get("samples"):  # interleaved protocol
+        A(f"* Time: forward + backward of the loss (gradients w.r.t. every embedding and the logit scale), "
+          f"float32, L2-normalised Gaussian embeddings, logit scale 1/0.07. Measured in {cfg.get('repeats')} rounds "
+          f"of interleaved samples: in each round one fresh worker process per implementation and mode stays alive; "
+          f"for each cell every worker builds its step, runs it once (tracing, XLA compilation) and then for "
+          f"{cfg.get('warmup')} s more (steady state: fresh processes run the first calls slower), and then the "
+          f"workers take turns, one sample each ({cfg.get('min_time')} s of calls), {cfg.get('samples')} times per "
+          f"round (once for calls of {cfg.get('long_call')} s or more), a different worker first each turn. Load "
+          f"that drifts over seconds thus hits the reference and tf_mmcl alike; the rounds (reference first in odd "
+          f"rounds, last in even ones) average over processes. The table shows the median over all samples, per "
+          f"training step. Ratios are reference time / tf_mmcl time (> 1: tf_mmcl faster).")
+    else:  # runs saved before the interleaved protocol
+        A(f"* Time: forward + backward of the loss (gradients w.r.t. every embedding and the logit scale), "
+          f"float32, L2-normalised Gaussian embeddings, logit scale 1/0.07. Measured in {cfg.get('repeats')} "
+          f"rounds: each round times every cell once for the reference and for every tf_mmcl mode (a fresh process "
+          f"per implementation and mode: one untimed warm-up call for tracing and XLA compilation, then one timed "
+          f"repeat, short calls looped to last {cfg.get('min_time')} s), the reference first in odd rounds "
+          f"and last in even ones, so that load drifting over a round hits both sides alike. The table shows the "
+          f"median over the rounds, per call. Ratios are reference time / tf_mmcl time (> 1: tf_mmcl faster).")
     A("* tf_mmcl modes: eager; `tf.function`; `tf.function(jit_compile=True)` (XLA). Reference: the `symile` "
       "package's `Symile` for Symile, the Gated Symile authors' `losses.clip` for CLIP (the `symile` package has "
       "no CLIP), torch eager (its only mode).")

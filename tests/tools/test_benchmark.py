@@ -16,7 +16,7 @@ def _load():
     return mod
 
 
-TINY = ["--sizes=8", "--dims=4", "--repeats=2", "--min_time=0", "--large_n=", "--xor_batch=8",
+TINY = ["--sizes=8", "--dims=4", "--repeats=2", "--samples=2", "--warmup=0", "--min_time=0", "--large_n=", "--xor_batch=8",
         "--xor_bits=4", "--xor_dim=4", "--xor_steps=2", "--xor_modes=function", "--roofline_n=8",
         "--roofline_d=4", "--in_process", "--losses=n_squared:3,n_squared_joint:3,n:3,clip:3",
         "--memory_mode=function"]
@@ -37,7 +37,8 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path):
     assert {(t["loss"], t["m"]) for t in data["timings"] if t["mode"] == "xla_loop"} == {("n", 3), ("clip", 3)}
     for t in data["timings"]:
         assert "error" not in t, t
-        assert t["median_s"] > 0 and len(t["samples_s"]) == 2 and t["n"] == 8 and t["d"] == 4  # 2 rounds
+        # Time-table cells: 2 rounds x 2 interleaved samples; the bf16 cells are not in the table.
+        assert t["median_s"] > 0 and len(t["samples_s"]) == 4 and t["n"] == 8 and t["d"] == 4
         if t["mode"] == "xla_loop":
             assert t["steps_per_call"] == 3 and t["per_call_s"] == pytest.approx(3 * t["median_s"])
     # Same objective, two kernels: same loss value.
@@ -157,6 +158,108 @@ def test_bad_modes_and_steps_per_call_are_errors():
         bench.parse_args(["--modes=jit"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--steps_per_call=1"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--samples=0"])
+
+
+class _FakeWorker:
+    """Answers the serve protocol from a script; logs every command into a shared list."""
+
+    def __init__(self, name, log, call_s=0.01, fail_prepare=(), fail_sample_after=None):
+        self.name, self.log, self.call_s = name, log, call_s
+        self.fail_prepare, self.fail_sample_after, self.samples = fail_prepare, fail_sample_after, 0
+        self.cell_n = None
+
+    def ask(self, cmd, timeout):
+        if cmd["op"] == "prepare":
+            self.cell_n = cmd["cell"]["n"]
+        self.log.append((self.name, cmd["op"], self.cell_n))
+        if cmd["op"] == "prepare":
+            if cmd["cell"]["n"] in self.fail_prepare:
+                return {"error": "RuntimeError: no"}
+            return dict(cmd["cell"], impl="reference" if self.name == "torch" else "tf_mmcl", inner=3,
+                        mode=cmd["cell"].get("mode", "torch"),
+                        call_s=self.call_s, loss_value=1.0)
+        self.samples += 1
+        if self.fail_sample_after is not None and self.samples > self.fail_sample_after:
+            return {"error": "timeout after 1 s"}
+        return {"s": self.call_s}
+
+    def close(self):
+        self.log.append((self.name, "close", None))
+        self.cell_n = None
+
+
+class _FakeRunner:
+    def __init__(self, workers):
+        self.workers = workers
+
+    def served(self, kind, task):
+        return self.workers[task["name"]]
+
+
+def test_interleaved_rounds_alternate_samples_and_keep_errors():
+    bench = _load()
+    log = []
+    workers = {"torch": _FakeWorker("torch", log), "fn": _FakeWorker("fn", log, fail_prepare=(16,)),
+               "loop": _FakeWorker("loop", log, call_s=2.0)}
+    parts = [("torch", "torch", {"name": "torch"}, dict),
+             ("tf", "function", {"name": "fn"}, lambda c: dict(c, mode="function")),
+             ("tf", "xla_loop", {"name": "loop"},
+              lambda c: dict(c, mode="xla_loop", steps_per_call=4) if c["n"] == 8 else None)]
+    cells = [{"loss": "clip", "m": 3, "n": 8, "d": 4}, {"loss": "clip", "m": 3, "n": 16, "d": 4}]
+    recs = bench.interleaved_rounds(_FakeRunner(workers), parts, cells, rounds=2, samples=3, long_call=1.0,
+                                    timeout=5.0)
+    round1 = log[:log.index(("torch", "close", None))]
+    # Cell 1: all prepare, then turns; the 2 s loop worker takes one sample only; each turn starts
+    # with the next participant.
+    assert round1[:3] == [("torch", "prepare", 8), ("fn", "prepare", 8), ("loop", "prepare", 8)]
+    turns = [("torch", "fn", "loop"), ("fn", "torch"), ("torch", "fn")]  # loop: done after turn 1
+    assert round1[3:10] == [(w, "sample", 8) for turn in turns for w in turn]
+    # Cell 2: the function worker fails to prepare; the loop mode does not cover it.
+    assert ("loop", "prepare", 16) not in log and ("fn", "sample", 16) not in log
+    # Round 2 runs the participants in reverse order: the reference prepares last.
+    round2 = log[log.index(("torch", "close", None)) + 3:]
+    assert [w for w, op, n in round2[:3]] == ["loop", "fn", "torch"]
+    merged = {(r["mode"], r["n"]): r for r in bench.merge_rounds(recs)}
+    assert len(merged[("torch", 8)]["samples_s"]) == 6 and merged[("xla_loop", 8)]["samples_s"] == [2.0, 2.0]
+    assert merged[("xla_loop", 8)]["per_call_s"] == 8.0
+    assert merged[("function", 16)]["error"] == "RuntimeError: no" and merged[("torch", 16)]["median_s"] == 0.01
+
+
+def test_interleaved_rounds_keep_the_samples_taken_before_a_failure():
+    bench = _load()
+    log = []
+    workers = {"torch": _FakeWorker("torch", log, fail_sample_after=1), "fn": _FakeWorker("fn", log)}
+    parts = [("torch", "torch", {"name": "torch"}, dict), ("tf", "function", {"name": "fn"}, dict)]
+    recs = bench.interleaved_rounds(_FakeRunner(workers), parts, [{"loss": "n", "m": 3, "n": 8, "d": 4}],
+                                    rounds=1, samples=3, long_call=1.0, timeout=5.0)
+    by_impl = {r["impl"]: r for r in recs}
+    assert by_impl["reference"]["samples_s"] == [0.01] and "error" not in by_impl["reference"]
+    assert len(by_impl["tf_mmcl"]["samples_s"]) == 3
+    # After its failure the reference is asked for no more samples.
+    assert [op for w, op, _ in log if w == "torch"].count("sample") == 2
+
+
+def test_served_worker_subprocess_prepares_samples_and_survives_a_bad_cell():
+    """The real protocol: a TF worker process, a good cell, a bad one, another good one."""
+    bench = _load()
+    runner = bench.Runner(bench.parse_args(["--warmup=0", "--min_time=0", "--threads=1"]))
+    worker = runner.served("tf", {})
+    try:
+        cell = {"loss": "clip", "m": 3, "n": 8, "d": 4, "mode": "function"}
+        rec = worker.ask({"op": "prepare", "cell": cell}, timeout=120)
+        assert "error" not in rec, rec
+        assert rec["inner"] >= 1 and rec["warmup_calls"] >= 1 and rec["loss_value"] > 0
+        assert worker.ask({"op": "sample", "inner": 2}, timeout=60)["s"] > 0
+        bad = worker.ask({"op": "prepare", "cell": dict(cell, loss="nope")}, timeout=60)
+        assert "unknown loss" in bad["error"]
+        again = worker.ask({"op": "prepare", "cell": dict(cell, mode="function_loop", steps_per_call=2)}, timeout=120)
+        assert "error" not in again and again["steps_per_call"] == 2
+        assert worker.ask({"op": "sample", "inner": 1}, timeout=60)["s"] > 0
+    finally:
+        worker.close()
+    assert worker.proc is None
 
 
 @pytest.mark.parametrize("m,n,d,block", [(2, 5, 3, None), (3, 6, 4, None), (3, 7, 3, 3), (4, 4, 3, None), (4, 5, 2, 7)])
