@@ -168,10 +168,9 @@ class CellTimer:
     """One prepared cell, timed sample by sample (the time table's unit of work).
 
     ``prepare`` makes the step, runs it once (tracing, XLA compilation), then keeps running it for
-    ``warmup_s`` (at least one more call) so that samples see the steady state a training run
-    sees: in a fresh process the first tens of calls are slower (allocator and thread-pool
-    warm-up; measured up to 1.3x at N = d = 256 in docs/benchmarks.md). The last warm-up call
-    calibrates the loop: a sample runs ``inner`` calls and lasts about ``min_time``.
+    ``warmup_s`` (at least one more call) so that samples see the steady state of a training run,
+    not a process's first calls (allocator pools and thread pools still settling). The last
+    warm-up call calibrates the loop: a sample runs ``inner`` calls and lasts about ``min_time``.
     ``sample`` returns seconds per training step (a loop mode's call time / its steps per call).
     """
 
@@ -336,11 +335,27 @@ def _tf_step(tf, loss, mode, compute_dtype=None):
     return tf.function(step, jit_compile=(mode == "xla"))
 
 
-def _tf_call(tf, step, args):
+def _tf_call(tf, step, args, read_back=None):
+    """One step; returns the loss value once every output is computed.
+
+    On the CPU with TF's default synchronous execution the call returns only after the whole
+    function (gradients included) ran, so, like the reference's harness (``backward()``, then the
+    loss value), only the loss is read back; copying the gradients out as well cost ~3 % of a
+    0.5 ms step. On a GPU, or with asynchronous execution, the call can return before the
+    kernels finish: then every gradient is read back, which waits for them.
+    """
     value, grads = step(*args)
-    for g in grads:  # wait for every result (GPU: copies back; CPU: forces async ops)
-        g.numpy()
+    if read_back is None:
+        read_back = _must_read_back(tf)
+    if read_back:
+        for g in grads:
+            g.numpy()
     return float(value)
+
+
+def _must_read_back(tf):
+    on_cpu = not any(d.device_type == "GPU" for d in tf.config.get_visible_devices())
+    return not (on_cpu and tf.config.experimental.get_synchronous_execution())
 
 
 def tf_cell_timer(task):
@@ -364,28 +379,32 @@ def tf_cell_timer(task):
                 rec.pop("steps_per_call", None)
                 args = [tf.constant(LOGIT_SCALE, tf.float32)] + [tf.constant(r) for r in make_reps(n, d, m)]
 
+        read_back = task.get("device", "cpu") != "cpu" or _must_read_back(tf)
+
         def call():
             with tf.device(device):
-                return _tf_call(tf, step, args)
+                return _tf_call(tf, step, args, read_back)
         return call, k, rec
 
     return CellTimer(load)
 
 
-def _time_cells(timer, task):
+def _time_cells(timer, task, impl, mode=None):
     out = []
     for cell in task["cells"]:
         try:
             rec = timed_record(timer, cell, cell["repeats"], task.get("warmup_s", 0.0), task["min_time"])
         except Exception as e:  # noqa: BLE001 - report, keep going
-            rec = dict(cell, error=f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+            rec = dict(cell, impl=impl, error=f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+            if mode:
+                rec["mode"] = mode
         out.append(rec)
         _progress(rec)
     return out
 
 
 def tf_time_cells(task):
-    return _time_cells(tf_cell_timer(task), task)
+    return _time_cells(tf_cell_timer(task), task, "tf_mmcl")
 
 
 def tf_memory_cell(task):
@@ -548,7 +567,7 @@ def torch_cell_timer(task):
 
 
 def torch_time_cells(task):
-    return _time_cells(torch_cell_timer(task), task)
+    return _time_cells(torch_cell_timer(task), task, "reference", "torch")
 
 
 def torch_memory_cell(task):
@@ -1217,8 +1236,9 @@ def write_markdown(res, path, gpu=None):
           f"workers take turns, one sample each ({cfg.get('min_time')} s of calls), {cfg.get('samples')} times per "
           f"round (once for calls of {cfg.get('long_call')} s or more), a different worker first each turn. Load "
           f"that drifts over seconds thus hits the reference and tf_mmcl alike; the rounds (reference first in odd "
-          f"rounds, last in even ones) average over processes. The table shows the median over all samples, per "
-          f"training step. Ratios are reference time / tf_mmcl time (> 1: tf_mmcl faster).")
+          f"rounds, last in even ones) average over processes. A step ends when its gradients are computed: "
+          f"torch's `backward()` and, on the CPU, TF's synchronous call return then; both harnesses read back "
+          f"the loss value only. The table shows the median over all samples, per training step. Ratios are reference time / tf_mmcl time (> 1: tf_mmcl faster).")
     else:  # runs saved before the interleaved protocol
         A(f"* Time: forward + backward of the loss (gradients w.r.t. every embedding and the logit scale), "
           f"float32, L2-normalised Gaussian embeddings, logit scale 1/0.07. Measured in {cfg.get('repeats')} "

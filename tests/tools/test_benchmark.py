@@ -286,3 +286,14 @@ def test_joint_kernel_matches_per_anchor_streamed_values_and_gradients(m, n, d, 
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     for a, b in zip(t1.gradient(lj, reps + [scale]), t2.gradient(lp, reps + [scale])):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_cpu_steps_read_back_the_loss_only_and_agree_with_a_full_read_back():
+    """On the CPU with synchronous execution the call returns with every output computed."""
+    import tensorflow as tf
+
+    bench = _load()
+    assert tf.config.experimental.get_synchronous_execution() and not bench._must_read_back(tf)
+    step = bench._tf_step(tf, "clip", "function")
+    args = [tf.constant(bench.LOGIT_SCALE)] + [tf.constant(r) for r in bench.make_reps(8, 4, 3)]
+    assert bench._tf_call(tf, step, args, read_back=False) == bench._tf_call(tf, step, args, read_back=True)
