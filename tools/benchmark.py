@@ -38,7 +38,8 @@ machine with a GPU build of TensorFlow; then ``--gpu_json=gpu.json`` on the CPU 
 from a saved CPU run without measuring again).
 
 This file is also the worker: ``--worker=tf|torch --task=JSON`` runs one task and prints its
-result as the last line of JSON. It imports only the standard library at module level so the
+result as the last line of JSON; the task ``serve`` (the time table) answers one JSON command per
+line on stdin instead (prepare a cell, take a sample, quit). It imports only the standard library at module level so the
 reference interpreter (no TensorFlow) can run it.
 """
 
