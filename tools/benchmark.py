@@ -1233,7 +1233,7 @@ def write_markdown(res, path, gpu=None):
           f"float32, L2-normalised Gaussian embeddings, logit scale 1/0.07. Measured in {cfg.get('repeats')} rounds "
           f"of interleaved samples: in each round one fresh worker process per implementation and mode stays alive; "
           f"for each cell every worker builds its step, runs it once (tracing, XLA compilation) and then for "
-          f"{cfg.get('warmup')} s more (steady state: fresh processes run the first calls slower), and then the "
+          f"{cfg.get('warmup')} s more (the steady state of a training run, not a process's first calls), and then the "
           f"workers take turns, one sample each ({cfg.get('min_time')} s of calls), {cfg.get('samples')} times per "
           f"round (once for calls of {cfg.get('long_call')} s or more), a different worker first each turn. Load "
           f"that drifts over seconds thus hits the reference and tf_mmcl alike; the rounds (reference first in odd "
