@@ -656,7 +656,7 @@ def serve(timer, task, lines, reply):
     Commands: ``{"op": "prepare", "cell": {...}}`` (replies with the cell's record, or its
     error), ``{"op": "sample", "inner": k}`` (replies ``{"s": seconds per step}``),
     ``{"op": "quit"}``. The orchestrator keeps one such worker per implementation and mode alive
-    during a round and alternates samples between them (see ``InterleavedRound``).
+    during a round and alternates samples between them (:func:`interleaved_rounds`).
     """
     for line in lines:
         cmd = json.loads(line)
@@ -924,8 +924,8 @@ def parse_args(argv=None):
     p.add_argument("--loop_losses", type=strs, default=["n", "clip"],
                    help="losses timed in the loop modes (the short steps, where TF's per-call cost shows)")
     p.add_argument("--repeats", type=int, default=3,
-                   help="rounds of the time table (one timed repeat per cell and round; medians reported), "
-                        "and timed repeats of the matmul and bfloat16 cells")
+                   help="rounds of the time table (--samples interleaved samples per cell and round; medians "
+                        "reported), and timed repeats of the matmul and bfloat16 cells")
     p.add_argument("--min_time", type=float, default=0.05, help="seconds per sample (short calls loop)")
     p.add_argument("--samples", type=int, default=3,
                    help="interleaved samples per cell, implementation and round (time table)")

@@ -8,8 +8,7 @@ from keras import ops
 
 from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, check_masks, masked_mean
 from tf_mmcl.ops import check_representations, mip
-from tf_mmcl.ops.symile_logits import shuffled_negative_logsumexp
-from tf_mmcl.ops.symile_logits import joint_streamed_logsumexps
+from tf_mmcl.ops.symile_logits import joint_streamed_logsumexps, shuffled_negative_logsumexp
 
 __all__ = ["symile_loss", "SymileLoss", "NEGATIVE_SAMPLING"]
 

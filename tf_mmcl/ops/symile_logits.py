@@ -41,15 +41,24 @@ def shuffled_negative_logits(anchor, others, permutations):
         (N, N) unscaled logits: off-diagonal ``anchor_i . prod_k shuffled_k[j]``, diagonal the
         positive MIP(anchor_i, others_i...).
     """
+    logits = tf.matmul(anchor, _shuffled_product(anchor, others, permutations), transpose_b=True)
+    return tf.linalg.set_diag(logits, _aligned_mip(anchor, others))
+
+
+def _shuffled_product(anchor, others, permutations):
+    """Row j: the product over k of ``others[k][permutations[k, j]]`` (the "n" candidates)."""
     prod = tf.ones_like(anchor)
     for k, r in enumerate(others):
         prod = prod * tf.gather(r, permutations[k], axis=0)
-    logits = tf.matmul(anchor, prod, transpose_b=True)
+    return prod
+
+
+def _aligned_mip(anchor, others):
+    """Row i: ``MIP(anchor_i, others_i...)``, the positives."""
     positive = anchor
     for r in others:
         positive = positive * r
-    positive = tf.reduce_sum(positive, axis=1)
-    return tf.linalg.set_diag(logits, positive)
+    return tf.reduce_sum(positive, axis=1)
 
 
 def shuffled_negative_logsumexp(anchor, others, permutations, logit_scale, positive=None):
@@ -81,16 +90,10 @@ def shuffled_negative_logsumexp(anchor, others, permutations, logit_scale, posit
         [1.862, 1.862, 1.862]
     """
     anchor = tf.convert_to_tensor(anchor, tf.float32)
-    prod = tf.ones_like(anchor)
-    for k, r in enumerate(others):
-        prod = prod * tf.gather(r, permutations[k], axis=0)
     if positive is None:
-        positive = anchor
-        for r in others:
-            positive = positive * r
-        positive = tf.reduce_sum(positive, axis=1)
-    return _shuffled_lse(anchor, prod, tf.convert_to_tensor(positive, tf.float32),
-                         tf.reshape(tf.cast(logit_scale, tf.float32), ()))
+        positive = _aligned_mip(anchor, others)
+    return _shuffled_lse(anchor, _shuffled_product(anchor, others, permutations),
+                         tf.convert_to_tensor(positive, tf.float32), tf.reshape(tf.cast(logit_scale, tf.float32), ()))
 
 
 @tf.custom_gradient
