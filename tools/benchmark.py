@@ -141,28 +141,11 @@ def peak_memory_of(fn):
 
 
 def time_fn(fn, repeats, min_time):
-    """Per-call seconds: one untimed warm-up call (tracing, compilation), then ``repeats`` timed
-    repeats; a call shorter than ``min_time`` is looped so each repeat lasts about ``min_time``
-    and the repeat reports the mean per call."""
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fn()
-    second = time.perf_counter() - t0
-    samples = []
-    if second >= min_time:  # slow call: the calibration call is the first sample
-        inner = 1
-        samples.append(second)
-    else:
-        inner = max(1, int(min_time / max(second, 1e-6)))
-    while len(samples) < repeats:
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - t0) / inner)
-    return {"median_s": statistics.median(samples), "min_s": min(samples), "samples_s": samples,
-            "inner": inner, "first_call_s": first}
+    """Per-call seconds of ``fn`` (the matmul roofline cells): :class:`CellTimer`'s warm-up and
+    calibration, then ``repeats`` samples of about ``min_time`` each."""
+    rec = timed_record(CellTimer(lambda _: (fn, 1, {})), {}, repeats, 0.0, min_time)
+    rec.pop("loss_value")  # fn's output (a matrix), not a loss
+    return rec
 
 
 class CellTimer:
