@@ -87,6 +87,9 @@ class MultimodalContrastiveModel(keras.Model):
         global_negatives: under a multi-replica strategy, contrast against the global batch
             (all-gathered embeddings; the single-device objective). ``False`` keeps each
             replica's negatives local (a different objective; see ``tf_mmcl.distribute``).
+        in_batch_metrics: log the in-batch ``top1_<modality>`` retrieval metrics in ``fit`` /
+            ``evaluate``. On the small XOR benchmarks they cost as much as the loss; ``False``
+            skips them (the loss and gradients are unchanged).
         **objective_options: the objective's options above.
 
     Example:
@@ -105,7 +108,8 @@ class MultimodalContrastiveModel(keras.Model):
 
     def __init__(self, encoders, embedding_dim, objective="symile", projection_hidden_units=(),
                  logit_scale_init=1.0 / 0.07, learn_logit_scale=None, max_logit_scale=100.0,
-                 passthrough_keys=_DEFAULT_PASSTHROUGH, global_negatives=True, name=None, **objective_options):
+                 passthrough_keys=_DEFAULT_PASSTHROUGH, global_negatives=True, in_batch_metrics=True, name=None,
+                 **objective_options):
         # Keras passes these through from_config/Model internals; they are not objective options.
         base_kwargs = {k: objective_options.pop(k) for k in ("trainable", "dtype") if k in objective_options}
         super().__init__(name=name, **base_kwargs)
@@ -146,6 +150,11 @@ class MultimodalContrastiveModel(keras.Model):
         if not isinstance(global_negatives, bool):
             raise ValueError(f"global_negatives must be True or False, got {global_negatives!r}.")
         self.global_negatives = global_negatives
+        if not isinstance(in_batch_metrics, bool):
+            raise ValueError(f"in_batch_metrics must be True or False, got {in_batch_metrics!r}.")
+        self.in_batch_metrics = in_batch_metrics
+        # Set by tf_mmcl.training.fit for the duration of a run: the divergence guard.
+        self.finite_monitor = None
 
         self.encoders = dict(encoders)
         self.projections = {n: ProjectionHead(embedding_dim, hidden_units=self.projection_hidden_units,
@@ -354,8 +363,19 @@ class MultimodalContrastiveModel(keras.Model):
             return distribute.scale_loss(loss)
         return distribute.local_share(loss, local_rows)
 
+    def train_step(self, data):
+        # tf_mmcl.training.fit's divergence guard: Keras' step plus finite checks of the inputs,
+        # loss, gradients and weights (inside the compiled step, so it works under XLA).
+        if self.finite_monitor is not None:
+            return self.finite_monitor.train_step(self, data)
+        return super().train_step(data)
+
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         from tf_mmcl import distribute  # in-batch retrieval over the same batch as the loss
+
+        if not self.in_batch_metrics:
+            self._scale_tracker.update_state(self.logit_scale.value())
+            return {m.name: m.result() for m in self.metrics}
 
         global_negatives = distribute.uses_global_negatives(self)
         keys = list(self.modalities) + list(self.fusion_heads)
@@ -376,7 +396,8 @@ class MultimodalContrastiveModel(keras.Model):
 
     @property
     def metrics(self):
-        return super().metrics + list(self._top1_trackers.values()) + [self._scale_tracker]
+        top1 = list(self._top1_trackers.values()) if self.in_batch_metrics else []
+        return super().metrics + top1 + [self._scale_tracker]
 
     # ------------------------------------------------------------------ evaluation API
     def embed(self, modality, x, training=False):
@@ -513,6 +534,7 @@ class MultimodalContrastiveModel(keras.Model):
             "max_logit_scale": self.max_logit_scale,
             "passthrough_keys": list(self.passthrough_keys),
             "global_negatives": self.global_negatives,
+            "in_batch_metrics": self.in_batch_metrics,
         }
         config.update(self.options)
         return config
