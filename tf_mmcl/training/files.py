@@ -64,6 +64,12 @@ def _fsync_file(path):
         os.fsync(f.fileno())
 
 
+def _commit(tmp, path):
+    """Makes the complete temporary file durable, then gives it the final name."""
+    _fsync_file(tmp)
+    os.replace(tmp, path)
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary path in ``path``'s directory; on success it replaces ``path`` atomically.
@@ -84,8 +90,7 @@ def atomic_path(path):
     tmp = os.path.join(directory, f"{TMP_MARKER}{os.getpid()}-{name}")
     try:
         yield tmp
-        _fsync_file(tmp)
-        os.replace(tmp, path)
+        _commit(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)

@@ -512,10 +512,13 @@ def train(config, workdir, verbose=None, overwrite=False) -> TrainResult:
                "modalities": modalities, "paths": paths, "config_fingerprint": fingerprint}
     board = _TensorBoardLog(paths["tensorboard"])
 
-    def on_epoch_saved(epochs_done, history, model):
-        # The backup of this epoch is complete: every file below can be rebuilt from it.
+    def save_checkpoint(epochs_done):
         with atomic_path(os.path.join(paths["checkpoints"], f"epoch_{epochs_done:03d}.weights.h5")) as tmp:
             model.save_weights(tmp)
+
+    def on_epoch_saved(epochs_done, history, model):
+        # The backup of this epoch is complete: every file below can be rebuilt from it.
+        save_checkpoint(epochs_done)
         _write_csv(paths["metrics_csv"], history)
         write_json(paths["metrics_json"], dict(payload, history=history, epochs_done=epochs_done,
                                                status="running"))
@@ -528,9 +531,11 @@ def train(config, workdir, verbose=None, overwrite=False) -> TrainResult:
 
     def on_start(history):  # after the restore: the logs are rebuilt from the restored history
         if history:
+            done = len(next(iter(history.values())))
+            if not os.path.exists(os.path.join(paths["checkpoints"], f"epoch_{done:03d}.weights.h5")):
+                save_checkpoint(done)  # killed while writing it: the restored weights are that epoch's
             _write_csv(paths["metrics_csv"], history)
-            write_json(paths["metrics_json"], dict(payload, history=history, status="running",
-                                                   epochs_done=len(next(iter(history.values())))))
+            write_json(paths["metrics_json"], dict(payload, history=history, status="running", epochs_done=done))
         board.rebuild(history)
 
     try:
