@@ -196,7 +196,7 @@ class FiniteMonitor:
         from keras.src.trainers.data_adapters import data_adapter_utils
 
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
-        step = model.optimizer.iterations
+        step = tf.identity(model.optimizer.iterations.value)  # read now: apply_gradients increments it
         named = []
         if isinstance(x, Mapping):
             named += [(f"input {k!r}", v) for k, v in x.items()
