@@ -178,6 +178,7 @@ class MultimodalContrastiveModel(keras.Model):
             self._loss_seed = keras.random.SeedGenerator(self.options["seed"], name="loss_seed")
         self.loss_object = self._make_loss()
         self._modality_shapes = None
+        self._seen_input_shapes = {}
         self._top1_trackers = {n: keras.metrics.Mean(name=f"top1_{n}") for n in names}
         self._scale_tracker = keras.metrics.Mean(name="logit_scale")
 
@@ -279,7 +280,33 @@ class MultimodalContrastiveModel(keras.Model):
                 raise ValueError(f"Input {name!r} has shape {shape}; the model was built for {expected}.")
 
     def _features(self, values, training=None):
-        return {n: self.encoders[n](x, training=training) for n, x in values.items()}
+        features = {n: self.encoders[n](x, training=training) for n, x in values.items()}
+        if not self.built:
+            self._build_when_every_shape_is_known(values)
+        return features
+
+    def _build_when_every_shape_is_known(self, values):
+        # embed()/score() on some modalities build only their encoders and projections; once every
+        # modality's input shape has been seen, build the rest (gate, fusion heads) so that save()
+        # keeps every weight.
+        for n, x in values.items():
+            if getattr(x, "shape", None) is not None and len(x.shape):
+                self._seen_input_shapes[n] = (None,) + tuple(x.shape[1:])
+        if all(n in self._seen_input_shapes for n in self.modalities):
+            self.build({n: self._seen_input_shapes[n] for n in self.modalities})
+
+    def save_own_variables(self, store):
+        # Keras saves an unbuilt model with a warning only, and its unbuilt sublayers' weights are
+        # silently lost: refuse instead, saying how to build it.
+        if not self.built:
+            unseen = [n for n in self.modalities if n not in self._seen_input_shapes]
+            example = {n: self._seen_input_shapes.get(n, (None, "...")) for n in self.modalities}
+            raise ValueError(
+                f"Cannot save {self.name}: it is not built, so the weights of the modality(ies) {unseen} "
+                "(encoders, projections) and of the objective's gate / fusion heads would be lost. Build it "
+                "first: call it on a batch with every modality (model(batch)), or "
+                f"model.build({example}) with each modality's input shape.")
+        super().save_own_variables(store)
 
     def _embed_features(self, features, training=None):
         return {n: self.normalize(self.projections[n](h, training=training)) for n, h in features.items()}
