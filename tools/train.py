@@ -45,7 +45,7 @@ def main(argv):
         sys.exit(f"train.py: error: {e}")
     if result.status == "finished":
         print(f"The run in {result.paths['model'].rsplit(os.sep, 1)[0]} has already finished "
-              f"({len(next(iter(result.history.values()), []))} epochs); nothing to do. Pass --overwrite to "
+              f"({len(next(iter(result.history.values()), []))} epoch(s)); nothing to do. Pass --overwrite to "
               "train it again from scratch, or use a new --workdir.")
         return
     final = {k: round(v[-1], 4) for k, v in result.history.items()}

@@ -276,7 +276,7 @@ def _load_model_file(path):
 
     try:
         return keras.models.load_model(path, compile=False)
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise CorruptFileError(f"The model file {path} is corrupt or incomplete ({type(e).__name__}: {e}). "
                                "Train again: tools/train.py --overwrite with the run's config.") from e
     except ValueError as e:
