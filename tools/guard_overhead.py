@@ -5,9 +5,11 @@
 
 For each objective, the XOR benchmark model of ``configs/symile_xor_<objective>.py`` trains on
 its benchmark data in ``--rounds`` interleaved pairs of ``fit`` calls (guard on, guard off), each
-``--steps`` steps; a step's time is the wall time between consecutive ``on_train_batch_end``
-calls (the first 10 steps of each call, tracing included, are left out). Prints the median step
-time of each mode and their ratio (guarded / unguarded), as reported in docs/benchmarks.md.
+``--steps`` steps. A call's step time is the time from its 10th to its last
+``on_train_batch_end`` over the steps in between (tracing left out), both wall time and the
+process's CPU time (all threads; robust to other processes on a shared machine). Prints the
+median over rounds of each mode and their ratios (guarded / unguarded), as reported in
+docs/benchmarks.md.
 """
 
 import os
@@ -45,27 +47,30 @@ def _measure(objective, rounds, steps, jit_compile):
             self.stamps = []
 
         def on_train_batch_end(self, batch, logs=None):
-            self.stamps.append(time.perf_counter())
+            self.stamps.append((time.perf_counter(), time.process_time()))
 
-    times = {True: [], False: []}
+    times = {(check, clock): [] for check in (True, False) for clock in (0, 1)}
     for r in range(rounds):
         for check in (True, False):
             timer = Timer()
             training.fit(model, data, batch_size=int(config.batch_size), epochs=1, steps_per_epoch=steps,
                          seed=r, check_finite=check, callbacks=[timer])
-            times[check] += list(np.diff(timer.stamps[_WARMUP:]))
-    on, off = float(np.median(times[True])), float(np.median(times[False]))
-    return on, off
+            first, last = timer.stamps[_WARMUP], timer.stamps[-1]
+            for clock in (0, 1):
+                times[(check, clock)].append((last[clock] - first[clock]) / (len(timer.stamps) - 1 - _WARMUP))
+    return {key: float(np.median(v)) for key, v in times.items()}
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    print("| objective | step, guard on (ms) | step, guard off (ms) | ratio on/off |")
-    print("|---|---|---|---|")
+    print("| objective | wall ms/step on / off | ratio | CPU ms/step on / off | ratio |")
+    print("|---|---|---|---|---|")
     for objective in _OBJECTIVES.value:
-        on, off = _measure(objective, _ROUNDS.value, _STEPS.value, _JIT.value)
-        print(f"| {objective}{' (XLA)' if _JIT.value else ''} | {on * 1e3:.2f} | {off * 1e3:.2f} | {on / off:.3f} |")
+        t = _measure(objective, _ROUNDS.value, _STEPS.value, _JIT.value)
+        print(f"| {objective}{' (XLA)' if _JIT.value else ''} | {t[(True, 0)] * 1e3:.2f} / {t[(False, 0)] * 1e3:.2f} "
+              f"| {t[(True, 0)] / t[(False, 0)]:.3f} | {t[(True, 1)] * 1e3:.2f} / {t[(False, 1)] * 1e3:.2f} "
+              f"| {t[(True, 1)] / t[(False, 1)]:.3f} |")
         sys.stdout.flush()
 
 

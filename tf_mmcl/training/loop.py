@@ -163,10 +163,10 @@ class FiniteMonitor:
     """Records the first training step with a non-finite input, loss, gradient or weight.
 
     :func:`fit` sets it as ``model.finite_monitor``; ``MultimodalContrastiveModel.train_step``
-    then runs :meth:`train_step` (Keras' step plus the checks). The checks are one
-    ``reduce_all(is_finite(.))`` per tensor and two variable writes, inside the compiled step,
-    so they work under ``tf.function``, XLA and ``steps_per_execution > 1``. The first bad
-    step and tensor are kept (later steps do not overwrite them).
+    then runs :meth:`train_step` (Keras' step plus the checks). The checks run inside the
+    compiled step, so they work under ``tf.function``, XLA and ``steps_per_execution > 1``: every step one
+    ``is_finite`` over all the values at once; only when that fails, which tensor (a
+    ``tf.cond``). The first bad step and tensor are kept (later steps do not overwrite them).
     """
 
     def __init__(self, strategy=None):
@@ -184,11 +184,18 @@ class FiniteMonitor:
     def _record(self, step, named):
         names, tensors = zip(*named)
         self.names = list(names)  # trace time: the same list for every trace of this model
-        finite = tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
-        bad = tf.logical_not(finite)
-        first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int64)
-        hit = tf.logical_and(tf.reduce_any(bad), tf.equal(self.step, _NO_STEP))
-        self.index.assign(tf.where(hit, first, self.index))
+        # Fast path, every step: one finiteness test over all values at once (the flattened
+        # tensors concatenated). Which tensor failed is worked out only when one did (tf.cond).
+        flat = [tf.reshape(tf.cast(t, tf.float32), [-1]) for t in tensors]
+        all_finite = tf.reduce_all(tf.math.is_finite(tf.concat(flat, axis=0)))
+        hit = tf.logical_and(tf.logical_not(all_finite), tf.equal(self.step, _NO_STEP))
+
+        def first_bad():
+            finite = tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in flat])
+            return tf.argmax(tf.cast(tf.logical_not(finite), tf.int32), output_type=tf.int64)
+
+        index = tf.cond(hit, first_bad, lambda: tf.constant(0, tf.int64))
+        self.index.assign(tf.where(hit, index, self.index))
         self.step.assign(tf.where(hit, tf.cast(step, tf.int64), self.step))
 
     def train_step(self, model, data):
