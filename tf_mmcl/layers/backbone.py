@@ -140,7 +140,8 @@ class BackboneEncoder(keras.layers.Layer):
 
     Args:
         backbone: a built Keras model: a keras-hub ``Backbone`` (text, image or Whisper) or any
-            functional model. A Whisper backbone is reduced to its encoder.
+            functional model. A Whisper backbone is reduced to its encoder; a dual encoder
+            (CLIP / SigLIP presets) to its vision tower (its text tower with ``kind="text"``).
         pooling: how token sequences ``(N, T, D)`` become ``(N, D)``:
             ``"cls"`` (token 0), ``"mean"`` (mean over the tokens, padding excluded for text),
             ``"pooled"`` (the backbone's own ``pooled_output``, e.g. BERT's), ``"attention"``
@@ -179,6 +180,9 @@ class BackboneEncoder(keras.layers.Layer):
         if not isinstance(backbone, keras.Model):
             raise ValueError(f"`backbone` must be a Keras model (e.g. a keras-hub Backbone), "
                              f"got {type(backbone).__name__}.")
+        if hasattr(backbone, "vision_encoder") and hasattr(backbone, "text_encoder"):
+            # A dual encoder (keras-hub CLIP / SigLIP presets): its image tower by default.
+            backbone = backbone.text_encoder if kind == "text" else backbone.vision_encoder
         if kind is None:
             kind = _detect_kind(backbone)
         if kind not in KINDS:
