@@ -189,3 +189,32 @@ def test_without_keras_hub_the_error_names_the_extra(presets):
                           timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "MSG" in proc.stdout and "make install-hub" in proc.stdout and "tf-mmcl[hub]" in proc.stdout
+
+
+def test_preset_tokenizer_runs_in_tf_data(tmp_path):
+    import tensorflow as tf
+
+    from tf_mmcl.hub import save_random_preset
+    from tf_mmcl.hub.pipeline import preprocessor
+
+    preset = save_random_preset(str(tmp_path / "bert"), "bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "dog"]
+    keras_hub.models.BertTokenizer(vocabulary=vocab).save_to_preset(preset)
+    tokenize = preprocessor(preset, "text", sequence_length=5, padding_id=0)
+    ds = tf.data.Dataset.from_tensor_slices(["the cat sat", "dog"]).map(tokenize)
+    ids = np.stack(list(ds.as_numpy_iterator()))
+    np.testing.assert_array_equal(ids, [[5, 6, 7, 0, 0], [8, 0, 0, 0, 0]])
+    assert ids.dtype == np.int32
+    assert BackboneEncoder.from_preset(preset)(ids).shape == (2, 32)
+    assert preprocessor(save_random_preset(str(tmp_path / "vit"), "vit"), "image") is None
+
+
+def test_docstring_examples():
+    import doctest
+
+    from tf_mmcl.hub import finetune, heads
+    from tf_mmcl.layers import backbone
+
+    for module in (backbone, heads, finetune):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
