@@ -11,6 +11,10 @@ The encoder layer itself is :class:`tf_mmcl.layers.BackboneEncoder`. keras-hub i
 lazily (``make install-hub``); importing this package does not need it.
 """
 
+from tf_mmcl.hub import features, finetune, heads
+from tf_mmcl.hub.finetune import scale_backbone_learning_rate
+from tf_mmcl.hub.heads import CachedFeatures, compose_with_encoders, head_model
 from tf_mmcl.hub.random_presets import random_backbone, save_random_preset
 
-__all__ = ["random_backbone", "save_random_preset"]
+__all__ = ["CachedFeatures", "compose_with_encoders", "features", "finetune", "head_model", "heads",
+           "random_backbone", "save_random_preset", "scale_backbone_learning_rate"]

@@ -183,8 +183,10 @@ def extract_features(encoders, dataset, directory, *, batch_size=32, shard_size=
     old = load_manifest(directory)
     if old is not None:
         _check_same_run(old, manifest, directory)
-        manifest["shards"] = [s for s in old["shards"]
-                              if os.path.exists(os.path.join(directory, s["file"]))]
+        for s in old["shards"]:  # resume after the contiguous prefix of finished shards
+            if not os.path.exists(os.path.join(directory, s["file"])):
+                break
+            manifest["shards"].append(s)
         manifest["count"] = sum(s["count"] for s in manifest["shards"])
         manifest["complete"] = bool(old.get("complete")) and manifest["shards"] == old["shards"]
     for name in os.listdir(directory):  # a kill mid-shard leaves only a temporary file
