@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Cache frozen encoder features: ``python tools/extract_features.py --config configs/hub_<x>.py``.
+"""Cache frozen encoder features: ``python tools/extract_features.py --config configs/hub/<setup>.py``.
 
 Loads each modality's keras-hub preset (``--config.encoders.<m>.preset``: a local directory,
 or a name found under ``$TF_MMCL_PRESETS``), runs the frozen encoders over the dataset
@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/hub_<setup>.py).")
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/hub/<setup>.py).")
 _FEATURES_DIR = flags.DEFINE_string("features_dir", None, "Output directory (default: config.features_dir).")
 _MAX_SHARDS = flags.DEFINE_integer("max_shards", None, "Stop after this many new shards (default: all).")
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress bar.")
@@ -28,7 +28,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if _CONFIG.value is None:
-        raise app.UsageError("--config is required, e.g. --config configs/hub_symile_m3.py")
+        raise app.UsageError("--config is required, e.g. --config configs/hub/symile_m3.py")
     from tf_mmcl.hub.pipeline import run_extraction  # TensorFlow loads only past --help
 
     try:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train projection heads on cached features, then serve them on raw inputs.
 
-    python tools/train_heads.py --config configs/hub_<x>.py --workdir DIR [--export_dir SERVING]
+    python tools/train_heads.py --config configs/hub/<setup>.py --workdir DIR [--export_dir SERVING]
 
 Reads the features of ``tools/extract_features.py`` (``--features_dir`` or
 ``config.features_dir``), trains the head-only model (projection heads + the objective of
@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/hub_<setup>.py).")
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/hub/<setup>.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for heads.keras and history.json.")
 _FEATURES_DIR = flags.DEFINE_string("features_dir", None, "Feature directory (default: config.features_dir).")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Export the raw-input model under this TF Serving base directory.")

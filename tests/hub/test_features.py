@@ -136,3 +136,20 @@ def test_head_only_training_composes_into_a_raw_input_served_model(presets, tmp_
                                                             padding_id=1, trainable_blocks=0))
     with pytest.raises(ValueError, match="not the one that produced"):
         compose_with_encoders(heads, wrong, x)
+
+
+def test_extraction_under_a_chosen_precision(presets, tmp_path):
+    x = raw_rows(8)
+    ds = tf.data.Dataset.from_tensor_slices({"text": x["text"]})
+    f32 = BackboneEncoder.from_preset(presets["xlm_roberta"], padding_id=1, trainable_blocks=0)
+    bf16 = BackboneEncoder.from_preset(presets["xlm_roberta"], padding_id=1, trainable_blocks=0,
+                                       dtype="mixed_bfloat16")
+    assert bf16.backbone.compute_dtype == "bfloat16"
+    manifest = fl.extract_features({"text": bf16}, ds, str(tmp_path / "bf16"), batch_size=4,
+                                   shard_size=8, progress=False)
+    assert manifest["encoders"]["text"]["dtype"] == "mixed_bfloat16"
+    got = np.stack([r["text"] for r in fl.read_features(str(tmp_path / "bf16")).as_numpy_iterator()])
+    want = np.asarray(f32(x["text"]))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=0.1 * np.abs(want).max())
+    assert not np.array_equal(got, want)  # really computed in bfloat16

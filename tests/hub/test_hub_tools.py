@@ -47,7 +47,7 @@ def test_extract_then_train_heads_then_serve_raw_inputs(tmp_path):
     write_tensor_records(str(tmp_path / "data" / "part1.tfrecord"), {k: v[8:] for k, v in x.items()})
     env = dict(os.environ, TF_MMCL_PRESETS=str(presets))
     feats = str(tmp_path / "features")
-    common = ["--config", "configs/hub_symile_m3_tiny.py",
+    common = ["--config", "configs/hub/symile_m3_tiny.py",
               f"--config.data.tfrecords={tmp_path}/data/*.tfrecord", f"--config.features_dir={feats}"]
     first = _run(["tools/extract_features.py", *common, "--max_shards=1", "--quiet"], env)
     assert first.returncode == 0, first.stderr[-3000:]

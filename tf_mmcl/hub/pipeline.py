@@ -1,8 +1,8 @@
 """Config-driven real-data pipeline: encoders from presets, the input dataset, extraction,
 head-only training and the raw-input export (what ``tools/extract_features.py`` and
-``tools/train_heads.py`` run; configs in ``configs/hub_*.py``).
+``tools/train_heads.py`` run; configs in ``configs/hub/*.py``).
 
-Config keys (see ``configs/hub_symile_m3.py``):
+Config keys (see ``configs/hub/symile_m3.py``):
 
 * ``encoders.<modality>``: ``preset`` (name, local directory, or a name under
   ``$TF_MMCL_PRESETS``), ``pooling`` (``""``: the backbone kind's default), ``padding_id``,

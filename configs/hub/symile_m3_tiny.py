@@ -1,9 +1,9 @@
-"""The Symile-M3 setup of ``hub_symile_m3.py`` at toy size: randomly initialised presets named
+"""The Symile-M3 setup of ``symile_m3.py`` at toy size: randomly initialised presets named
 ``tf_mmcl_tiny_clip_vision``, ``tf_mmcl_tiny_whisper`` and ``tf_mmcl_tiny_xlm_roberta`` under
 ``$TF_MMCL_PRESETS`` (the tests save them with ``tf_mmcl.hub.save_random_preset``), data from
 TFRecords of ``tf_mmcl.hub.pipeline.write_tensor_records``::
 
-    python tools/extract_features.py --config configs/hub_symile_m3_tiny.py \
+    python tools/extract_features.py --config configs/hub/symile_m3_tiny.py \
         --config.data.tfrecords='/tmp/trio/*.tfrecord' --config.features_dir=/tmp/trio_features
 """
 
@@ -11,7 +11,7 @@ import importlib.util
 import os
 
 _spec = importlib.util.spec_from_file_location(
-    "hub_symile_m3", os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_symile_m3.py"))
+    "hub_symile_m3", os.path.join(os.path.dirname(os.path.abspath(__file__)), "symile_m3.py"))
 hub_symile_m3 = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(hub_symile_m3)
 

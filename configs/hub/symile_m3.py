@@ -5,9 +5,9 @@ Put the presets on disk first (no network at run time): see docs/real_data.md, e
 ``export TF_MMCL_PRESETS=/data/presets`` holding ``clip_vit_base_patch16/``,
 ``whisper_base_multi/`` and ``xlm_roberta_base_multi/``. Then::
 
-    python tools/extract_features.py --config configs/hub_symile_m3.py \
+    python tools/extract_features.py --config configs/hub/symile_m3.py \
         --config.data.tfds=<your dataset> --config.features_dir=/data/features/m3
-    python tools/train_heads.py --config configs/hub_symile_m3.py \
+    python tools/train_heads.py --config configs/hub/symile_m3.py \
         --config.features_dir=/data/features/m3 --workdir /data/runs/m3 --export_dir /data/serving
 """
 
