@@ -218,3 +218,26 @@ def test_docstring_examples():
     for module in (backbone, heads, finetune):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_preset_audio_and_image_converters_run_in_tf_data(tmp_path):
+    import tensorflow as tf
+
+    from tf_mmcl.hub import save_random_preset
+    from tf_mmcl.hub.pipeline import preprocessor
+
+    whisper = save_random_preset(str(tmp_path / "whisper"), "whisper")
+    keras_hub.layers.WhisperAudioConverter(num_mels=hu.MELS, num_fft_bins=50, stride=25,
+                                           sampling_rate=1600, max_audio_length=1).save_to_preset(whisper)
+    to_mels = preprocessor(whisper, "audio")
+    waves = np.random.default_rng(0).normal(size=(2, 1200)).astype("float32")
+    mels = np.stack(list(tf.data.Dataset.from_tensor_slices(waves).map(to_mels).as_numpy_iterator()))
+    assert mels.shape == (2, hu.FRAMES, hu.MELS)
+    assert BackboneEncoder.from_preset(whisper)(mels).shape == (2, 32)
+
+    vit = save_random_preset(str(tmp_path / "vit"), "vit")
+    keras_hub.layers.ViTImageConverter(image_size=hu.IMAGE[:2], scale=1 / 255.0).save_to_preset(vit)
+    convert = preprocessor(vit, "image")
+    images = np.random.default_rng(1).integers(0, 256, size=(2, 48, 40, 3)).astype("float32")
+    out = np.stack(list(tf.data.Dataset.from_tensor_slices(images).map(convert).as_numpy_iterator()))
+    assert out.shape == (2,) + hu.IMAGE and out.max() <= 1.0 + 1e-6
