@@ -206,7 +206,14 @@ def test_preset_tokenizer_runs_in_tf_data(tmp_path):
     np.testing.assert_array_equal(ids, [[5, 6, 7, 0, 0], [8, 0, 0, 0, 0]])
     assert ids.dtype == np.int32
     assert BackboneEncoder.from_preset(preset)(ids).shape == (2, 32)
+    assert BackboneEncoder.from_preset(preset).padding_id == 0
     assert preprocessor(save_random_preset(str(tmp_path / "vit"), "vit"), "image") is None
+    # The padding id comes from the preset's tokenizer unless given.
+    other = save_random_preset(str(tmp_path / "bert2"), "bert")
+    keras_hub.models.BertTokenizer(vocabulary=["[UNK]", "[CLS]", "[PAD]", "[SEP]", "[MASK]", "a"]
+                                   ).save_to_preset(other)
+    assert BackboneEncoder.from_preset(other).padding_id == 2
+    assert BackboneEncoder.from_preset(other, padding_id=0).padding_id == 0
 
 
 def test_docstring_examples():

@@ -391,7 +391,7 @@ class BackboneEncoder(keras.layers.Layer):
 
     # ------------------------------------------------------------------ presets
     @classmethod
-    def from_preset(cls, preset, pooling=None, padding_id=0, trainable_blocks=None,
+    def from_preset(cls, preset, pooling=None, padding_id=None, trainable_blocks=None,
                     dtype=None, **kwargs):
         """Loads a keras-hub backbone preset and wraps it.
 
@@ -401,7 +401,9 @@ class BackboneEncoder(keras.layers.Layer):
                 or a ``kaggle://`` / ``hf://`` handle. A bare name is first looked up as
                 ``$TF_MMCL_PRESETS/<name>``; without network access a name that is not on disk
                 fails with a message saying where to put it.
-            pooling, padding_id, trainable_blocks: see the class.
+            pooling, trainable_blocks: see the class.
+            padding_id: text presets: the padding token id; ``None`` reads it from the
+                preset's tokenizer when the preset directory has one (XLM-RoBERTa: 1), else 0.
             dtype: the backbone's dtype policy (e.g. ``"mixed_float16"``; default: the global
                 policy).
             **kwargs: ``BackboneEncoder`` layer arguments (``name``, ...).
@@ -418,6 +420,8 @@ class BackboneEncoder(keras.layers.Layer):
         backbone = _load_backbone(keras_hub, source, preset, dtype)
         if dtype is not None:
             kwargs.setdefault("dtype", dtype)
+        if padding_id is None:
+            padding_id = _preset_padding_id(keras_hub, source)
         return cls(backbone, pooling=pooling, padding_id=padding_id,
                    trainable_blocks=trainable_blocks, preset=str(preset), **kwargs)
 
@@ -452,6 +456,14 @@ def _load_backbone(keras_hub, source, preset, dtype):
             f"once where there is network (keras_hub.models.Backbone.from_preset({preset!r})"
             f".save_to_preset('{name}')), copy the directory here and pass its path, or put it "
             f"at ${PRESETS_ENV}/{name}.") from None
+
+
+def _preset_padding_id(keras_hub, source):
+    if not os.path.exists(os.path.join(source, "tokenizer.json")):
+        return 0
+    tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(source)
+    pad = getattr(tokenizer, "pad_token_id", None)
+    return 0 if pad is None else int(pad)
 
 
 def _deserialize_backbone(config):
