@@ -49,11 +49,9 @@ def test_extract_then_train_heads_then_serve_raw_inputs(tmp_path):
     feats = str(tmp_path / "features")
     common = ["--config", "configs/hub/symile_m3_tiny.py",
               f"--config.data.tfrecords={tmp_path}/data/*.tfrecord", f"--config.features_dir={feats}"]
-    first = _run(["tools/extract_features.py", *common, "--max_shards=1", "--quiet"], env)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert "8 rows in 1 shard(s), partial" in first.stdout
-    second = _run(["tools/extract_features.py", *common, "--quiet"], env)
-    assert "12 rows in 2 shard(s), complete" in second.stdout, second.stderr[-3000:]
+    # (Resuming after a kill is tested on the library, tests/hub/test_features.py.)
+    done = _run(["tools/extract_features.py", *common, "--quiet"], env)
+    assert "12 rows in 2 shard(s), complete" in done.stdout, done.stderr[-3000:]
     manifest = json.load(open(os.path.join(feats, "manifest.json")))
     assert manifest["encoders"]["text"]["padding_id"] == 1
     assert manifest["encoders"]["image"]["preset"] == "tf_mmcl_tiny_clip_vision"
