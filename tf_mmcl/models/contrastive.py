@@ -72,6 +72,11 @@ class MultimodalContrastiveModel(keras.Model):
     A modality may be left out of a batch entirely if its mask is given (all False); its input
     is then zeros of the shape the model was built with.
 
+    The model builds every sublayer it owns (encoders, projections, ConFu's fusion heads, Gated
+    Symile's gate) as soon as it knows every modality's input shape: on its first call, on
+    ``build({modality: shape})``, or once ``embed``/``score`` have seen every modality. Saving
+    a model that is not built is an error (Keras would only warn and drop the unbuilt weights).
+
     Logged metrics: ``loss``, ``top1_<modality>`` (in-batch retrieval of each modality from all
     the others, by the objective's own score; ties count as misses) and ``logit_scale``.
 
