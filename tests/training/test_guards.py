@@ -74,8 +74,10 @@ def test_a_diverged_run_keeps_its_last_good_epoch(tmp_path, monkeypatch):
         return original(data, batch_size, seed, start_step).enumerate().map(poison)
 
     monkeypatch.setattr(training.loop, "batch_stream", poisoned)
-    with pytest.raises(training.DivergenceError, match=r"step 6 \(epoch 2, batch 3\): input 'b' is not finite"):
+    with pytest.raises(training.DivergenceError, match=r"step 6 \(epoch 2, batch 3\): input 'b' is not finite") as e:
         training.train(config, workdir)
+    # The way out: other settings need a new workdir or --overwrite (this one belongs to the config).
+    assert "diverge again" in str(e.value) and "new --workdir" in str(e.value) and "--overwrite" in str(e.value)
     assert not os.path.exists(os.path.join(workdir, "model.keras"))
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["epoch_001.weights.h5"]
     with open(os.path.join(workdir, "metrics.json")) as f:

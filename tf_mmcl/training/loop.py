@@ -257,8 +257,9 @@ class _RunCallback(keras.callbacks.Callback):
                 raise DivergenceError(
                     f"Training diverged at step {step} (epoch {step // self.steps_per_epoch + 1}, batch "
                     f"{step % self.steps_per_epoch + 1}): {name} is not finite (NaN or Inf). Nothing after the "
-                    "last completed epoch was saved; lower the learning rate, check the data for NaN/Inf, or "
-                    "resume from the last good backup by re-running the same command.")
+                    "last completed epoch was saved (its backup and checkpoint are kept). Training is "
+                    "deterministic, so the same settings diverge again at this step: lower the learning "
+                    "rate or remove the NaN/Inf from the data.")
         if self.record_batch_losses and logs and "loss" in logs:
             # Keras logs the running mean of the epoch; recover each step's loss from it.
             mean = float(logs["loss"])

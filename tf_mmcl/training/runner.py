@@ -545,6 +545,12 @@ def train(config, workdir, verbose=None, overwrite=False) -> TrainResult:
                           backup_state={"config_fingerprint": fingerprint}, accept_backup=accept_backup,
                           on_start=on_start, on_epoch_saved=on_epoch_saved,
                           verbose=config.verbose if verbose is None else verbose)
+    except loop.DivergenceError as e:
+        # The advice in the message (another learning rate, other data) is another config: say
+        # how to run it, since this workdir belongs to the diverged run's config.
+        raise loop.DivergenceError(
+            f"{e} The completed epochs are in {path} (checkpoints/, backup/, metrics.*); to train with other "
+            f"settings use a new --workdir, or --overwrite to start again in {path}.") from e
     finally:
         board.close()
     with atomic_path(paths["model"]) as tmp:
