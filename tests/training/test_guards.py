@@ -158,8 +158,9 @@ def test_a_truncated_model_or_config_is_named_as_corrupt(finished_run, tmp_path)
         shutil.copytree(workdir, copy)
         target = copy / name
         target.write_bytes(target.read_bytes()[:96])
-        with pytest.raises(ValueError, match=f"{name} is corrupt or incomplete"):
+        with pytest.raises(ValueError, match=f"{name} is corrupt or incomplete") as e:
             training.load_run(str(copy))
+        assert "File not found" not in str(e.value)  # the file is there: only its content is bad
     # The training tool names the corrupt config as well, with the way out.
     with pytest.raises(ValueError, match=r"config.json is corrupt or incomplete.*--overwrite"):
         training.train(tiny_config(), str(tmp_path / "config.json"))

@@ -274,6 +274,11 @@ def _load_model_file(path):
     """``keras.models.load_model`` with a truncated or corrupt file reported as such, by name."""
     import zipfile
 
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+        # Keras would say "File not found" for a file that is there but truncated.
+        raise CorruptFileError(f"The model file {path} is corrupt or incomplete ({os.path.getsize(path)} bytes, "
+                               "not a complete .keras zip archive). Train again: tools/train.py --overwrite "
+                               "with the run's config.")
     try:
         return keras.models.load_model(path, compile=False)
     except (zipfile.BadZipFile, OSError, EOFError) as e:
