@@ -17,7 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from tf_mmcl import training  # noqa: E402
+import _cli  # noqa: E402
+
+_PROG = "make_dataset.py"
 
 _DATASET = flags.DEFINE_string("dataset", None, "<name>[/<config>], e.g. symile_xor/tiny.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data directory (default: ~/tensorflow_datasets).")
@@ -29,7 +31,7 @@ _CLIP_SOURCE = flags.DEFINE_string(
 def main(argv):
     logging.set_verbosity(logging.WARNING)  # TF's SavedModel INFO lines drown the output
     if len(argv) > 2 or (len(argv) == 2 and _DATASET.value):
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        _cli.fail(_PROG, f"unexpected arguments {argv[1:]}; name one dataset, as --dataset or the one argument.")
     dataset = argv[1] if len(argv) == 2 else _DATASET.value
     if _LIST.value:
         import tf_mmcl.datasets
@@ -39,7 +41,9 @@ def main(argv):
             print(f"{name}: {', '.join(c.name for c in builder.BUILDER_CONFIGS)}")
         return
     if not dataset:
-        raise app.UsageError("--dataset (or the dataset name as the argument) is required, or --list.")
+        _cli.fail(_PROG, "--dataset (or the dataset name as the argument) is required, or --list.")
+    from tf_mmcl import training  # here, not at the top: --help and flag errors need no TensorFlow
+
     try:
         name, _, config_name = dataset.partition("/")
         if name == "m3_digits":
@@ -50,11 +54,11 @@ def main(argv):
         else:
             builder = training.prepare_tfds(dataset, _DATA_DIR.value)
     except (ValueError, PermissionError, NotADirectoryError, OSError) as e:
-        sys.exit(f"make_dataset.py: error: {e}")
+        _cli.fail(_PROG, e)
     splits = {name: split.num_examples for name, split in builder.info.splits.items()}
     print(f"Prepared {builder.info.full_name}: {splits}")
     print(f"  data_dir {builder.data_dir}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_cli.flags_parser(_PROG))

@@ -35,6 +35,7 @@ from ml_collections import config_dict
 
 from tf_mmcl.data.synthetic import GENERATORS
 from tf_mmcl.models import OBJECTIVES
+from tf_mmcl.models.contrastive import _OBJECTIVE_OPTIONS  # what each objective accepts
 
 __all__ = [
     "BENCHMARKS",
@@ -44,6 +45,7 @@ __all__ = [
     "default_config",
     "load_config_file",
     "load_saved_config",
+    "objective_defaults",
     "validate_config",
 ]
 
@@ -91,6 +93,22 @@ _OBJECTIVE_DEFAULTS = {
     # The gate's default key_dim (256) is far too slow for these benchmarks on a CPU.
     "gated_symile": {"negative_sampling": "pair", "num_negatives": 15, "key_dim": 16},
 }
+
+
+def objective_defaults(objective: str) -> dict:
+    """The ``model.objective_options`` a config starts from for ``objective``.
+
+    Switching a config's objective (``apply_overrides(config, ["model.objective=clip"])``,
+    ``--config.model.objective=clip``) resets its options to these: options of the old objective
+    mean nothing (or something else) to the new one.
+
+    Example:
+        >>> objective_defaults("confu")
+        {'lam': 0.5, 'fusion_dropout': 0.0}
+    """
+    if objective not in _OBJECTIVE_DEFAULTS:
+        raise ValueError(f"Unknown objective {objective!r}; expected one of {OBJECTIVES}.")
+    return dict(_OBJECTIVE_DEFAULTS[objective])
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -227,6 +245,15 @@ def validate_config(config) -> ml_collections.ConfigDict:
         raise ValueError(f"Unknown dataset source {config.dataset.source!r}; expected one of {DATASET_SOURCES}.")
     if config.model.objective not in OBJECTIVES:
         raise ValueError(f"Unknown objective {config.model.objective!r}; expected one of {OBJECTIVES}.")
+    options = config.model.objective_options
+    options = options.to_dict() if isinstance(options, ml_collections.ConfigDict) else dict(options or {})
+    foreign = sorted(set(options) - set(_OBJECTIVE_OPTIONS[config.model.objective]))
+    if foreign:
+        raise ValueError(
+            f"model.objective_options {foreign} are not options of objective {config.model.objective!r} "
+            f"(it takes {sorted(_OBJECTIVE_OPTIONS[config.model.objective])}): drop them, or switch the "
+            "objective with --config.model.objective=<name> / apply_overrides(config, ['model.objective=<name>']), "
+            "which resets the options to that objective's defaults.")
     params = config.dataset.params.to_dict() if isinstance(config.dataset.params, ml_collections.ConfigDict) \
         else dict(config.dataset.params or {})
     accepted = set(inspect.signature(GENERATORS[config.dataset.name]).parameters)
@@ -289,6 +316,10 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides=()) -> ml_colle
     Like ``--config.a.b.c=value`` on the command line, an override may only set an existing
     key (except inside the open ``dataset.params`` and ``model.objective_options``).
 
+    ``model.objective=<new>`` switches the objective and resets ``model.objective_options`` to
+    :func:`objective_defaults` of the new one (it is applied first, so
+    ``model.objective_options.<key>=...`` overrides in the same call land on top of those).
+
     Args:
         config: the ``ConfigDict`` to edit.
         overrides: iterable of ``"key.path=value"`` strings.
@@ -301,13 +332,24 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides=()) -> ml_colle
 
     Example:
         >>> c = apply_overrides(benchmark_config("symile_xor", "clip"), ["epochs=1", "model.objective=symile"])
-        >>> c.epochs, c.model.objective
-        (1, 'symile')
+        >>> c.epochs, c.model.objective, c.model.objective_options.to_dict()
+        (1, 'symile', {'negative_sampling': 'n'})
     """
-    for item in overrides or ():
+    overrides = list(overrides or ())
+    for item in overrides:
         if "=" not in item:
             raise ValueError(f"Override {item!r} must look like key.path=value.")
+    # The objective first: switching it resets the options, which the other overrides may then set.
+    overrides.sort(key=lambda item: item.split("=", 1)[0].strip() != "model.objective")
+    for item in overrides:
         path, text = item.split("=", 1)
+        if path.strip() == "model.objective":
+            objective = _parse_value(text.strip())
+            if objective != config.model.objective:
+                with config.model.unlocked() if hasattr(config.model, "unlocked") else _nullcontext():
+                    config.model.objective = objective
+                    config.model.objective_options = ml_collections.ConfigDict(objective_defaults(objective))
+            continue
         parts = path.strip().split(".")
         node = config
         for depth, part in enumerate(parts[:-1]):
