@@ -4,7 +4,9 @@
 Writes ``<export_dir>/<name>/<version>/`` (default ``DIR/export/<dataset>_<objective>/1``), a
 SavedModel with the ``serving_default``, ``embed_<m>`` and ``score_<m>...`` signatures of
 ``tf_mmcl.export.export_for_serving`` and a warm-up file, plus ``<name>_candidates.npz`` (the
-candidate set and its embeddings) for benchmarks that have one. Serve it with::
+candidate set and its embeddings) for benchmarks that have one and ``<name>_examples.npz`` (8 test
+rows of every modality, keyed by modality: request inputs for ``tools/serving_request.py``).
+Serve it with::
 
     docker run -p 8501:8501 -v <export_dir>/<name>:/models/<name> -e MODEL_NAME=<name> tensorflow/serving
 """
@@ -44,6 +46,8 @@ def main(argv):
     print(f"  model_base_path {out['model_base_path']}  (MODEL_NAME={out['name']})")
     if out["candidates"]:
         print(f"  candidates      {out['candidates']}")
+    print(f"  examples        {out['examples']}  (request inputs: tools/serving_request.py "
+          f"--input <modality>={out['examples']})")
 
 
 if __name__ == "__main__":

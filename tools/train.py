@@ -75,6 +75,7 @@ def _split_objective_overrides(argv):
 def _parse_flags(argv):
     """absl's parser, with config-override errors (unknown key, bad value) as one clear line."""
     argv = _split_objective_overrides(argv)
+    sys.argv[:] = argv  # ml_collections finds a config's override flags by reading sys.argv
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:

@@ -371,7 +371,8 @@ def export(workdir, export_dir=None, name=None, version=None, overwrite=False) -
 
     Returns:
         ``{"saved_model": version dir, "model_base_path": <export_dir>/<name>, "name": name,
-        "candidates": .npz path or None}``.
+        "candidates": .npz path or None, "examples": .npz path}``; ``<name>_examples.npz``
+        holds the first 8 test rows of every modality, keyed by modality (request inputs).
 
     Raises:
         FileNotFoundError: if ``workdir`` holds no finished run.
@@ -385,11 +386,31 @@ def export(workdir, export_dir=None, name=None, version=None, overwrite=False) -
     saved = export_for_serving(model, export_dir, name, version=version, overwrite=overwrite,
                                partial_queries=bool(config.export.partial_queries))
     candidates_path = None
-    info = build_dataset(config).info
+    splits = build_dataset(config)
+    info = splits.info
     if info.get("candidates") is not None and info.get("target") in model.modalities:
         cands = np.asarray(info["candidates"], np.float32)
         candidates_path = os.path.join(export_dir, f"{name}_candidates.npz")
-        np.savez(candidates_path, candidates=cands, target=info["target"],
-                 candidate_embeddings=model.embed(info["target"], cands).numpy())
+        _save_npz(candidates_path, candidates=cands, target=info["target"],
+                  candidate_embeddings=model.embed(info["target"], cands).numpy())
+    # A few test rows of every modality, named as the signatures' inputs: ready-made request
+    # inputs (tools/serving_request.py --input b=<name>_examples.npz).
+    test = splits.as_numpy("test")
+    examples_path = os.path.join(export_dir, f"{name}_examples.npz")
+    _save_npz(examples_path, **{m: np.asarray(test[m][:_NUM_EXAMPLES]) for m in model.modalities})
     return {"saved_model": saved, "model_base_path": os.path.join(export_dir, name), "name": name,
-            "candidates": candidates_path}
+            "candidates": candidates_path, "examples": examples_path}
+
+
+_NUM_EXAMPLES = 8
+
+
+def _save_npz(path, **arrays):
+    """np.savez through a temporary file and a rename: never a half-written file at ``path``."""
+    tmp = f"{path}.tmp-{os.getpid()}.npz"
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
