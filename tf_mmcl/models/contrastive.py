@@ -73,7 +73,9 @@ class MultimodalContrastiveModel(keras.Model):
     is then zeros of the shape the model was built with.
 
     Logged metrics: ``loss``, ``top1_<modality>`` (in-batch retrieval of each modality from all
-    the others, by the objective's own score; ties count as misses) and ``logit_scale``.
+    the others, by the objective's own score: a retrieved row whose input of that modality
+    equals the query row's own is a hit, and ``t`` rows tied at the top score count as an
+    expectation, ``hits / t``; see ``_in_batch_top1``) and ``logit_scale``.
 
     Args:
         encoders: dict modality name -> Keras layer mapping that modality's input to features.
@@ -367,10 +369,14 @@ class MultimodalContrastiveModel(keras.Model):
                 if m is not None:
                     valid = m if valid is None else ops.logical_and(valid, m)
         embeddings = {n: y_pred[n] for n in self.modalities}
+        # Rows whose target input is the same value are the same candidate (see _in_batch_top1).
+        prints = {n: _row_fingerprint(x[n]) for n in self.modalities if isinstance(x, dict) and n in x}
+        prints = distribute.gather_batch(prints, enabled=global_negatives)
         for target in self.modalities:
             queries = {n: e for n, e in embeddings.items() if n != target}
             scores = self._similarity(queries, target, embeddings[target], fused=y_pred)
-            self._top1_trackers[target].update_state(_in_batch_top1(scores, valid))
+            same = _same_rows(prints[target]) if target in prints else None
+            self._top1_trackers[target].update_state(_in_batch_top1(scores, valid, same))
         self._scale_tracker.update_state(self.logit_scale.value())
         return {m.name: m.result() for m in self.metrics}
 
@@ -535,16 +541,54 @@ def _num_replicas():
     return distribute.num_replicas()
 
 
-def _in_batch_top1(scores, valid=None):
-    """Fraction of rows whose own candidate strictly beats every other (ties count as misses)."""
+def _row_fingerprint(x):
+    """(N, 4) float32 summary of each row of an input: equal rows give equal summaries.
+
+    The sum, the sum of squares and two fixed-weight sums of the flattened row; rows that differ
+    give different summaries except on a measure-zero set (exact ties in all four).
+    """
+    x = ops.cast(x, "float32")
+    x = ops.reshape(x, (ops.shape(x)[0], -1))
+    pos = ops.cast(ops.arange(ops.shape(x)[1]), "float32")
+    weights = ops.stack([ops.ones_like(pos), ops.sin(1.7 * pos + 0.3), ops.cos(2.3 * pos + 0.5)], axis=1)
+    return ops.concatenate([ops.matmul(x, weights), ops.sum(ops.square(x), axis=1, keepdims=True)], axis=1)
+
+
+def _same_rows(fingerprint, rtol=1e-5):
+    """(N, N) bool: rows i and j hold the same input (their fingerprints agree to ``rtol``)."""
+    a, b = fingerprint[:, None, :], fingerprint[None, :, :]
+    close = ops.abs(a - b) <= rtol * (ops.abs(a) + ops.abs(b)) + 1e-6
+    return ops.all(close, axis=-1)
+
+
+def _in_batch_top1(scores, valid=None, same=None):
+    """In-batch top-1 of retrieving each row's own candidate, ties as an honest expectation.
+
+    Row ``i`` retrieves the candidate(s) with the highest score; the retrieved row is a hit if
+    its target input equals row ``i``'s own (``same[i, j]``; a batch of discrete values repeats
+    them, and an identical candidate is the right answer). With ``t`` candidates tied at the top
+    score, ``h`` of them hits, the row counts ``h / t``: the top-1 accuracy expected when ties
+    are broken at random. A perfect model scores 1 and a model at chance about
+    ``1 / (distinct candidates in the batch)``; a collapsed model (all scores equal) scores the
+    share of the batch equal to each row, not 1.
+
+    Args:
+        scores: (N, N) scores of query ``i`` against candidate ``j``.
+        valid: optional (N,) bool, rows with every modality present (others neither query nor
+            compete).
+        same: optional (N, N) bool, rows holding the same target input (default: only ``i``).
+    """
     scores = ops.cast(scores, "float32")
     n = ops.shape(scores)[0]
     eye = ops.eye(n, dtype="bool")
+    same = eye if same is None else ops.logical_or(same, eye)
     if valid is not None:
         scores = ops.where(valid[None, :], scores, -math.inf)
-    positive = ops.diagonal(scores)
-    others = ops.max(ops.where(eye, -math.inf, scores), axis=1)
-    correct = ops.cast(positive > others, "float32")
+    top = ops.max(scores, axis=1, keepdims=True)
+    at_top = ops.greater_equal(scores, top)
+    tied = ops.sum(ops.cast(at_top, "float32"), axis=1)
+    hits = ops.sum(ops.cast(ops.logical_and(at_top, same), "float32"), axis=1)
+    correct = hits / ops.maximum(tied, 1.0)
     if valid is None:
         return ops.mean(correct)
     w = ops.cast(valid, "float32")
