@@ -7,10 +7,12 @@ process, nothing is downloaded) and prints the split sizes and where they are. `
 renders its speech with espeak-ng (``apt-get install espeak-ng``) unless ``--clip_source`` names
 a folder of pre-rendered clips.
 Train on it with ``--config.dataset.source=tfds --config.dataset.tfds_name=symile_xor/default
---config.dataset.data_dir=DIR``. ``--list`` lists the builders and their configs.
+--config.dataset.data_dir=DIR``; m3_digits with ``configs/m3_digits_<objective>.py`` (which read
+``m3_digits/default`` from ``~/tensorflow_datasets``). ``--list`` lists the builders and their configs.
 """
 
 import os
+import shutil
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -42,18 +44,27 @@ def main(argv):
         return
     if not dataset:
         _cli.fail(_PROG, "--dataset (or the dataset name as the argument) is required, or --list.")
+    name, _, config_name = dataset.partition("/")
+    data_dir = _DATA_DIR.value or os.path.expanduser("~/tensorflow_datasets")
+    built = os.path.isdir(os.path.join(data_dir, name, config_name or "default"))
+    if name == "m3_digits" and not built and not _CLIP_SOURCE.value and not shutil.which("espeak-ng"):
+        _cli.fail(_PROG, "m3_digits renders its speech with espeak-ng, which is not on PATH: install it "
+                  "(apt-get install -y espeak-ng) or pass --clip_source=<folder of pre-rendered clips> "
+                  "(docs/m3_digits.md).")
     from tf_mmcl import training  # here, not at the top: --help and flag errors need no TensorFlow
 
     try:
-        name, _, config_name = dataset.partition("/")
         if name == "m3_digits":
             from tf_mmcl.datasets import m3_digits
 
-            builder = m3_digits.build(_DATA_DIR.value or os.path.expanduser("~/tensorflow_datasets"),
-                                      config_name or "default", clip_source=_CLIP_SOURCE.value)
+            builder = m3_digits.build(data_dir, config_name or "default", clip_source=_CLIP_SOURCE.value)
         else:
             builder = training.prepare_tfds(dataset, _DATA_DIR.value)
-    except (ValueError, PermissionError, NotADirectoryError, OSError) as e:
+    except (ValueError, PermissionError, NotADirectoryError, OSError, ImportError) as e:
+        _cli.fail(_PROG, e)
+    except RuntimeError as e:  # m3_digits' EspeakNotFoundError: espeak-ng vanished or is not executable
+        if type(e).__name__ != "EspeakNotFoundError":
+            raise
         _cli.fail(_PROG, e)
     splits = {name: split.num_examples for name, split in builder.info.splits.items()}
     print(f"Prepared {builder.info.full_name}: {splits}")

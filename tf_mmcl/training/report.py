@@ -104,7 +104,9 @@ def evaluate_model(model, splits, ks=(1, 5, 10), batch_size=1024, split="test") 
     ranks_by_direction = {}
 
     if info.get("candidates") is not None and target in modalities and info.get("target_index_key") in arrays:
-        candidates = np.asarray(model.embed(target, np.asarray(info["candidates"], np.float32)))
+        values = np.asarray(info["candidates"])  # token ids (m3_digits' texts) stay integers
+        values = values.astype(np.int32) if np.issubdtype(values.dtype, np.integer) else values.astype(np.float32)
+        candidates = np.asarray(model.embed(target, values))
         targets = arrays[info["target_index_key"]]
         result.update(task="zero-shot over the candidate set", target=target,
                       chance=1.0 / candidates.shape[0], num_candidates=int(candidates.shape[0]))
