@@ -49,7 +49,14 @@ flags.DEFINE_bool("list", False, "List the registered experiments and exit.")
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        _cli.fail("reproduce.py", f"unexpected arguments {argv[1:]}; every setting is a flag (--help lists them).")
+    try:
+        return _run()
+    except (ValueError, FileNotFoundError, PermissionError) as e:
+        _cli.fail("reproduce.py", e)
+
+
+def _run():
     output_dir = FLAGS.output_dir or (_QUICK_OUTPUT_DIR if FLAGS.quick else _FULL_OUTPUT_DIR)
     from tf_mmcl import experiments
 
