@@ -1,4 +1,6 @@
-"""clip on m3_digits: the text from (image scan, spoken language) (settings: tf_mmcl.training.BENCHMARKS["m3_digits"]).
+"""clip on m3_digits: the text from (image scan, spoken language).
+
+Settings: tf_mmcl.training.BENCHMARKS["m3_digits"].
 
 Reads m3_digits/default from its tfds build under ~/tensorflow_datasets (built on first use: needs
 espeak-ng, or --config.dataset.params.clip_source=<clip library directory>; docs/m3_digits.md):

@@ -12,7 +12,6 @@ Expected: 1->1 is at chance (1/32) for every method, because no pair carries inf
 """
 
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

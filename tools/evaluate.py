@@ -9,7 +9,6 @@ prints the table. With several runs also prints a side-by-side table of their 1-
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -13,7 +13,6 @@ Train on it with ``--config.dataset.source=tfds --config.dataset.tfds_name=symil
 
 import os
 import shutil
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

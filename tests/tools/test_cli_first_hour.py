@@ -165,3 +165,13 @@ def test_m3_digits_trains_evaluates_and_exports_with_the_tools(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     cands = np.load(tmp_path / "models" / "m3_digits_symile_candidates.npz")
     assert cands["candidates"].dtype == np.int32 and cands["candidate_embeddings"].shape == (50, 32)
+
+
+def test_import_without_tensorflow_names_the_extra():
+    # -S -I: no site-packages, so no TensorFlow; the package must say which extra installs it.
+    code = f"import sys; sys.path.insert(0, {REPO!r}); import tf_mmcl"
+    proc = subprocess.run([sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: tf_mmcl needs TensorFlow"), proc.stderr
+    assert 'pip install "tf-mmcl[cpu]"' in last and 'pip install "tf-mmcl[gpu]"' in last and ".[cpu]" in last

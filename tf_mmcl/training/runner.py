@@ -131,8 +131,8 @@ def _splits_from_m3_digits(config) -> MultimodalSplits:
         builder = m3_digits.build(data_dir, config_name or "default", clip_source=clip_source)
     except m3_digits.EspeakNotFoundError as e:
         # A missing program, not a bug: the message names the install line and the alternative.
-        raise FileNotFoundError(str(e).replace("clip_source=<clip library directory>",
-                                               "--config.dataset.params.clip_source=<clip library directory>")) from None
+        hint = "--config.dataset.params.clip_source=<clip library directory>"
+        raise FileNotFoundError(str(e).replace("clip_source=<clip library directory>", hint)) from None
     arrays = {ours: tfds.as_numpy(builder.as_dataset(split=theirs, batch_size=-1, shuffle_files=False))
               for theirs, ours in (("train", "train"), ("validation", "val"), ("test", "test"))}
     info = {"name": "m3_digits", "target": "text", "queries": ["image", "audio"], "target_index_key": "text_id",
@@ -227,9 +227,8 @@ def build_model(config, modalities) -> MultimodalContrastiveModel:
         try:
             encoders[name] = cls(name=f"encoder_{name}", **kwargs)
         except TypeError as e:  # an argument the encoder does not take
-            raise ValueError(f"model.encoders.{name}: {e}; {cls.__name__} takes "
-                             f"{sorted(p for p in inspect.signature(cls.__init__).parameters if p not in ('self', 'kwargs'))}."
-                             ) from None
+            takes = sorted(p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs"))
+            raise ValueError(f"model.encoders.{name}: {e}; {cls.__name__} takes {takes}.") from None
     options = m.objective_options.to_dict()
     try:
         return MultimodalContrastiveModel(
