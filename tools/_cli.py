@@ -79,7 +79,8 @@ def _known(name):
     return name.startswith("no") and name[2:] in flags.FLAGS and flags.FLAGS[name[2:]].boolean
 
 
-def flags_parser(prog: str, required=(), config_flag: str | None = None, parse=None):
+def flags_parser(prog: str, required=(), config_flag: str | None = None, parse=None,
+                 config_example: str = "configs/symile_xor_symile.py"):
     """An absl ``flags_parser`` for ``app.run`` that answers mistakes before heavy imports.
 
     Args:
@@ -89,6 +90,7 @@ def flags_parser(prog: str, required=(), config_flag: str | None = None, parse=N
             overrides ``--config.<key>`` pass the name check, and its file must exist.
         parse: the parser to run after the checks (default: ``absl.flags.FLAGS``), e.g. one
             that turns config-override errors into one line.
+        config_example: a config file named in the error for a missing one.
 
     Returns:
         ``parse(argv) -> remaining argv``.
@@ -121,7 +123,7 @@ def flags_parser(prog: str, required=(), config_flag: str | None = None, parse=N
             path = (given[config_flag] or "").split(":", 1)[0]
             if not os.path.isfile(path):
                 fail(prog, f"--{config_flag}: config file {path!r} does not exist; pass one of the files in "
-                     f"configs/, e.g. --{config_flag} configs/symile_xor_symile.py.")
+                     f"{os.path.dirname(config_example)}/, e.g. --{config_flag} {config_example}.")
         return _absl(prog, argv, parse)
 
     return run

@@ -12,12 +12,14 @@ Expected: 1->1 is at chance (1/32) for every method, because no pair carries inf
 """
 
 import os
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/_cli.py, also under runpy
 import _cli  # noqa: E402
 
 _PROG = "demo.py"

@@ -9,11 +9,13 @@ prints the table. With several runs also prints a side-by-side table of their 1-
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/_cli.py, also under runpy
 import _cli  # noqa: E402
 
 _PROG = "evaluate.py"

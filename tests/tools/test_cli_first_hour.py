@@ -45,7 +45,8 @@ def assert_one_line_error(proc, *fragments):
 
 @pytest.mark.parametrize("tool", ["train.py", "evaluate.py", "export.py", "make_dataset.py", "demo.py",
                                   "reproduce.py", "serving_request.py", "benchmark.py",
-                                  "benchmark_clip_kernels.py", "make_golden.py"])
+                                  "benchmark_clip_kernels.py", "make_golden.py", "extract_features.py",
+                                  "train_heads.py", "benchmark_hub.py"])
 def test_help_answers_without_tensorflow(tool):
     proc = run_tool(tool, "--help", probe=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
