@@ -7,8 +7,11 @@ Override any config key on the command line, e.g. ``--config.batch_size=256``,
 ``--config.model.objective_options.<key>=<value>`` given on the same command line, e.g.
 ``--config.model.objective=gated_symile --config.model.objective_options.key_dim=32``). The run
 writes checkpoints, TensorBoard logs (``tensorboard --logdir DIR/tensorboard``), ``metrics.csv``,
-``metrics.json`` and the final ``model.keras`` into DIR (see ``tf_mmcl.training.train``); a run
-that was killed resumes from ``DIR/backup`` when started again with the same command.
+``metrics.json`` and the final ``model.keras`` into DIR (see ``tf_mmcl.training.train``). Every
+file is written atomically. A run that was killed (at any moment) resumes exactly from its last
+completed epoch when started again with the same command; DIR belongs to that run: another
+config there is an error (use a new ``--workdir`` or ``--overwrite``), and a finished run is not
+retrained. A non-finite loss, gradient, weight or input stops the run with an error (exit 1).
 """
 
 import os
@@ -26,6 +29,8 @@ _PROG = "train.py"
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/<benchmark>_<objective>.py).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory for checkpoints, logs, metrics and the model.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete the run files in --workdir first and train from "
+                               "scratch (a workdir otherwise belongs to the run that first used it).")
 _USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
 # Overrides of the objective and its options are applied after parsing, by
 # tf_mmcl.training.apply_overrides: switching the objective resets its options to the new
@@ -45,9 +50,16 @@ def main(argv):
         if _objective_overrides:
             with config.unlocked():
                 training.apply_overrides(config, _objective_overrides)
-        result = training.train(config, _WORKDIR.value)
+        result = training.train(config, _WORKDIR.value, overwrite=_OVERWRITE.value)
     except _USER_ERRORS as e:
         _cli.fail(_PROG, e)
+    except FloatingPointError as e:  # tf_mmcl.training.DivergenceError
+        _cli.fail(_PROG, e)
+    if result.status == "finished":
+        print(f"The run in {result.paths['model'].rsplit(os.sep, 1)[0]} has already finished "
+              f"({len(next(iter(result.history.values()), []))} epoch(s)); nothing to do. Pass --overwrite to "
+              "train it again from scratch, or use a new --workdir.")
+        return
     final = {k: round(v[-1], 4) for k, v in result.history.items()}
     print(f"Trained {config.model.objective} on {config.dataset.name} in "
           f"{result.train_seconds:.1f} s; final metrics: {final}")
