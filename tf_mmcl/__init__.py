@@ -6,6 +6,6 @@ Importing the package registers every serialisable class, so ``.keras`` files lo
 
 __version__ = "0.1.0"
 
-from tf_mmcl import data, distribute, evaluation, layers, losses, models, ops  # noqa: E402
+from tf_mmcl import data, distribute, evaluation, layers, losses, models, ops, retrieval  # noqa: E402
 
-__all__ = ["data", "distribute", "evaluation", "layers", "losses", "models", "ops", "__version__"]
+__all__ = ["data", "distribute", "evaluation", "layers", "losses", "models", "ops", "retrieval", "__version__"]
