@@ -108,7 +108,7 @@ class CandidateIndex:
         self.calibration_queries = int(calibration_queries)
         self.calibration = {}
         self.backend_recall = None
-        if self.backend.approximate:
+        if not isinstance(self.backend, backends_lib.ExactBackend):
             self.backend_recall = self.measure_backend_recall()
 
     # ------------------------------------------------------------------ construction
@@ -329,7 +329,7 @@ class CandidateIndex:
 
     def _search_reduced(self, vectors, k):
         vec = _as_numpy(vectors).astype(np.float32) * np.float32(self._scale())
-        if not self.backend.approximate and getattr(self.backend, "dtype", "float32") == "float32":
+        if isinstance(self.backend, backends_lib.ExactBackend) and self.backend.dtype == "float32":
             return self.backend.search(vec, k)
         # Approximate or reduced-precision backends choose the candidates; the scores (and the
         # order) are the exact float32 inner products of what they return.
