@@ -7,7 +7,7 @@ import tensorflow as tf
 import tf_mmcl
 from tf_mmcl.retrieval import CandidateIndex
 
-from tests.retrieval.helpers import MODALITIES, model_top_k, tiny_model
+from tests.retrieval.helpers import MODALITIES, assert_exact_top_k, model_top_k, tiny_model
 
 OBJECTIVES = ("clip", "symile", "confu", "gram", "triangle", "gated_symile")
 
@@ -25,9 +25,9 @@ def test_search_matches_exhaustive_scoring(objective):
         for names in _query_sets(target):
             queries = {n: x[n][:12] for n in names}
             scores, ids = index.search(queries, k=7)
-            ref_s, ref_i = model_top_k(model, queries, target, x[target], 7)
-            np.testing.assert_array_equal(ids, ref_i, err_msg=f"{objective} {names}->{target}")
-            np.testing.assert_allclose(scores, ref_s, rtol=1e-5, atol=1e-4)
+            assert_exact_top_k(model, queries, target, x[target], scores, ids)
+            _, ref_i = model_top_k(model, queries, target, x[target], 7)
+            assert np.mean(ids == ref_i) > 0.9, (objective, names, target)
 
 
 @pytest.mark.parametrize("objective", ["clip", "symile", "confu", "gated_symile"])
@@ -37,9 +37,7 @@ def test_missing_query_rows_follow_the_model(objective):
     queries = {n: x[n][:6] for n in ("a", "b")}
     index = CandidateIndex.build(model, "c", x["c"], verbose=0)
     scores, ids = index.search(queries, k=5, query_masks=masks)
-    ref_s, ref_i = model_top_k(model, queries, "c", x["c"], 5, query_masks=masks)
-    np.testing.assert_array_equal(ids, ref_i)
-    np.testing.assert_allclose(scores, ref_s, rtol=1e-5, atol=1e-4)
+    assert_exact_top_k(model, queries, "c", x["c"], scores, ids, query_masks=masks)
     # the same masks as "<m>_mask" keys
     s2, i2 = index.search(dict(queries, a_mask=masks["a"], b_mask=masks["b"]), k=5)
     np.testing.assert_array_equal(i2, ids)
