@@ -6,8 +6,9 @@ missing modalities included) without the (queries x candidates) matrix. See docs
 """
 
 from tf_mmcl.retrieval.backends import BACKENDS, ExactBackend, FaissBackend
+from tf_mmcl.retrieval.evaluation import evaluate_split_with_index
 from tf_mmcl.retrieval.index import CandidateIndex
 from tf_mmcl.retrieval.reduction import REDUCTIONS, QueryReduction, reduction_for
 
 __all__ = ["BACKENDS", "CandidateIndex", "ExactBackend", "FaissBackend", "QueryReduction", "REDUCTIONS",
-           "reduction_for"]
+           "evaluate_split_with_index", "reduction_for"]

@@ -271,6 +271,71 @@ class CandidateIndex:
         self.backend_recall = {"k": k, "queries": len(rows), "recall": recall}
         return self.backend_recall
 
+    def ranks(self, queries, targets, query_masks=None, batch_size=256, block_size=16384):
+        """Exact 0-based rank of each row's right candidate among all candidates, streamed.
+
+        ``rank[i] = #{j != t_i : score(i, j) >= score(i, t_i)}`` (ties count against the right
+        candidate, as :func:`tf_mmcl.evaluation.target_ranks`), with the model's own score,
+        computed over candidate blocks: memory ~ ``batch_size x block_size``, never the
+        (queries x candidates) matrix. Two passes per query batch (the right candidate's score
+        comes from the same block computation that is counted).
+
+        Args:
+            queries: as for :meth:`search`.
+            targets: (B,) int row positions of the right candidates.
+            query_masks: as for :meth:`search`.
+
+        Returns:
+            (B,) int64 ranks.
+        """
+        values, masks, names, b = self._split_queries(queries, query_masks)
+        t = np.asarray(targets)
+        if t.shape != (b,) or t.dtype.kind not in "iu":
+            raise ValueError(f"targets must be {b} int row positions (one per query row), got {t.dtype} {t.shape}.")
+        c = self.num_candidates
+        if b and (t.min() < 0 or t.max() >= c):
+            raise ValueError(f"targets must be row positions in [0, {c}); got values in [{t.min()}, {t.max()}].")
+        reduction = reduction_for(self.model.objective)
+        exact = reduction.exact(self.model, names)
+        out = np.zeros(b, np.int64)
+        for start in range(0, b, batch_size):
+            sl = slice(start, start + batch_size)
+            emb, fused = self._encode({n: v[sl] for n, v in values.items()})
+            m = {n: tf.constant(v[sl]) for n, v in masks.items()}
+            tb = t[sl]
+            rows = np.arange(len(tb))
+            if exact:
+                vec = tf.constant(_as_numpy(reduction.vector(self.model, self.modality, emb, fused, m))
+                                  * np.float32(self._scale()))
+
+                def block_scores(lo, hi, vec=vec):
+                    return tf.matmul(vec, tf.constant(self.embeddings[lo:hi]), transpose_b=True).numpy()
+            else:
+                def block_scores(lo, hi, emb=emb, fused=fused, m=m):
+                    return self._model_scores(emb, fused, m, self.embeddings[lo:hi])
+            right = np.zeros(len(tb), np.float32)
+            for lo in range(0, c, block_size):
+                hi = min(c, lo + block_size)
+                inside = (tb >= lo) & (tb < hi)
+                if inside.any():
+                    right[inside] = block_scores(lo, hi)[rows[inside], tb[inside] - lo]
+            count = np.zeros(len(tb), np.int64)
+            for lo in range(0, c, block_size):
+                hi = min(c, lo + block_size)
+                count += (block_scores(lo, hi) >= right[:, None]).sum(axis=1)
+            out[sl] = count - 1  # the right candidate counts itself once
+        return out
+
+    def evaluate(self, queries, targets, ks=(1, 5, 10), query_masks=None, batch_size=256):
+        """Recall@k and MRR of ``queries`` against their ``targets`` over every indexed candidate.
+
+        Returns:
+            dict as :func:`tf_mmcl.evaluation.metrics_from_ranks` (``top1``, ``recall@k``, ``mrr``, ...).
+        """
+        from tf_mmcl import evaluation
+
+        return evaluation.metrics_from_ranks(self.ranks(queries, targets, query_masks, batch_size), ks=ks)
+
     # ------------------------------------------------------------------ internals
     def _check_k(self, k):
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
