@@ -69,3 +69,42 @@ def test_warmup_and_signature_checks(exported, tmp_path):
         export.export_for_serving(other, str(tmp_path), "bad", index=index)
     with pytest.raises(ValueError, match="retrieve_k"):
         export.export_for_serving(model, str(tmp_path), "bad", index=index, retrieve_k=0)
+
+
+def test_serving_request_tool_round_trips_retrieve(exported, tmp_path):
+    """REST body (TF Serving's row form) and gRPC PredictRequest through tools/serving_request.py."""
+    import grpc
+    from concurrent import futures
+
+    import tensorflow as tf
+
+    from tests.export import test_serving_request as tsr
+
+    cases, _ = exported
+    model, index, x, path = cases["gram"]
+    sr = tsr.sr
+    sigs = sr.read_signatures(path)
+    assert set(sigs["retrieve_c"]["outputs"]) == {"scores", "ids"}
+    assert sigs["retrieve_c"]["outputs"]["ids"][0] == np.int64
+    queries = {"a": x["a"][:4], "b": x["b"][:4]}
+    want_scores, want_ids = index.search(queries, k=6)
+    loaded = tf.saved_model.load(path)
+    body = sr.rest_body(sr.prepare_inputs(sigs, "retrieve_c", queries), "retrieve_c", form="instances")
+    got = sr.parse_rest_response(tsr._tf_serving_rest(loaded, body))
+    assert np.mean(got["ids"] == want_ids) > 0.9
+    np.testing.assert_allclose(got["scores"], want_scores, rtol=1e-5, atol=1e-4)
+
+    _, service = tsr._serving_api()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    service.add_PredictionServiceServicer_to_server(tsr._servicer("gram", 1, loaded), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        request = sr.predict_request("gram", "retrieve_c_from_a", sr.prepare_inputs(
+            sigs, "retrieve_c_from_a", {"a": x["a"][:4]}))
+        out = sr.send_grpc(f"127.0.0.1:{port}", request)
+    finally:
+        server.stop(None)
+    s1, i1 = index.search({"a": x["a"][:4]}, k=6)
+    assert np.mean(out["ids"] == i1) > 0.9
+    np.testing.assert_allclose(out["scores"], s1, rtol=1e-5, atol=1e-4)
