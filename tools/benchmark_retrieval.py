@@ -264,6 +264,7 @@ def run_cell(kind, c, d, methods, rng):
         else:
             raise app.UsageError(f"Unknown method {method!r}; expected among {ALL_METHODS}.")
         wall, cpu, mem, found = timed(fn, _REPEATS.value)
+        nq_m = len(found)
         if method.startswith("tf_blocked"):
             buffer = _QUERY_BATCH.value * min(c, topk.DEFAULT_BLOCK_SIZE) * 4
         elif method in ("tf_matmul_topk", "numpy"):
