@@ -117,3 +117,14 @@ def test_confu_lam0_follows_the_model():
         s, i = index.search({"a": x["a"][:4], "b": x["b"][:4]}, k=3)
         _, ref = model_top_k(model, {"a": x["a"][:4], "b": x["b"][:4]}, "c", x["c"], 3)
         np.testing.assert_array_equal(i, ref)
+
+
+def test_core_works_without_faiss(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` fail
+    model, x = tiny_model("clip")
+    index = CandidateIndex.build(model, "c", x["c"], verbose=0)
+    assert index.search({"a": x["a"][:2]}, k=2)[1].shape == (2, 2)
+    with pytest.raises(ImportError, match=r"tf-mmcl\[faiss\]"):
+        CandidateIndex.build(model, "c", x["c"], verbose=0, backend="faiss_hnsw")
