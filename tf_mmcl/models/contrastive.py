@@ -245,7 +245,9 @@ class MultimodalContrastiveModel(keras.Model):
                     raise ValueError(f"Modality {n!r} is absent and the model is not built yet: pass it "
                                      "(any placeholder values) with its mask at least once.")
                 shape = (ops.shape(mask)[0],) + tuple(self._modality_shapes[n][1:])
-                values[n] = ops.zeros(shape, dtype=self.encoders[n].compute_dtype)
+                # Token-id encoders (input_dtype "int32") refuse float placeholders.
+                dtype = getattr(self.encoders[n], "input_dtype", None) or self.encoders[n].compute_dtype
+                values[n] = ops.zeros(shape, dtype=dtype)
             else:
                 raise ValueError(f"Missing modality {n!r}: pass it, or pass '{n}{_MASK_SUFFIX}' "
                                  "(all False) to mark it missing.")
