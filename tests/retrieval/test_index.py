@@ -94,6 +94,8 @@ def test_bad_inputs_are_clear_errors():
         index.search({"c": x["c"]}, k=1)
     with pytest.raises(ValueError, match="Unknown query modality"):
         index.search({"z": x["a"]}, k=1)
+    with pytest.raises(ValueError, match="queries have no rows"):
+        index.search({"a": x["a"][:0]}, k=1)
     with pytest.raises(ValueError, match="same number of rows"):
         index.search({"a": x["a"][:3], "b": x["b"][:4]}, k=1)
     with pytest.raises(ValueError, match="ids must be a vector of 40"):

@@ -373,6 +373,8 @@ class CandidateIndex:
         if len(set(rows.values())) != 1:
             raise ValueError(f"Every query modality needs the same number of rows, got {rows}.")
         b = next(iter(rows.values()))
+        if b == 0:
+            raise ValueError("queries have no rows; pass at least one query row.")
         out_masks = {}
         for n, v in masks.items():
             v = _as_numpy(v)
