@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras import ops
 
 from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, checked_inputs, combine_masks
-from tf_mmcl.ops import mean_symmetric_infonce_over_pairs, symmetric_infonce_from_embeddings
+from tf_mmcl.ops.infonce import infonce_unchecked, pairs_unchecked
 
 __all__ = ["clip_loss", "CLIPLoss"]
 
@@ -51,10 +51,10 @@ def clip_loss(representations, logit_scale, masks=None, check_finite=False, chec
         # matmul kernel is slower than P plain ones at these sizes), so graphs keep the loop below.
         queries = ops.stack([reps[i] for i, _ in pairs])
         candidates = ops.stack([reps[j] for _, j in pairs])
-        return mean_symmetric_infonce_over_pairs(queries, candidates, scale)
+        return pairs_unchecked(queries, candidates, scale)
     total = 0.0
     for i, j in pairs:
-        total = total + symmetric_infonce_from_embeddings(reps[i], reps[j], scale, combine_masks(masks, (i, j)))
+        total = total + infonce_unchecked(reps[i], reps[j], scale, combine_masks(masks, (i, j)))
     return total / len(pairs)
 
 

@@ -14,7 +14,8 @@ from tf_mmcl.losses.base import (
     fused_key,
     positive_number,
 )
-from tf_mmcl.ops import check_representations, symmetric_infonce_from_embeddings
+from tf_mmcl.ops import check_representations
+from tf_mmcl.ops.infonce import infonce_unchecked
 from tf_mmcl.ops.checks import check_unit_norm as unit_norm_check
 
 __all__ = ["confu_loss", "ConFuLoss", "confu_pairs"]
@@ -80,7 +81,7 @@ def confu_loss(representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, m
     pairs = confu_pairs(m)
     pair_total = 0.0
     for i, j in pairs:
-        pair_total = pair_total + symmetric_infonce_from_embeddings(reps[i], reps[j], scale,
+        pair_total = pair_total + infonce_unchecked(reps[i], reps[j], scale,
                                                                   combine_masks(masks, (i, j)))
     if float(lam) == 0.0:
         return pair_total / len(pairs)
@@ -107,7 +108,7 @@ def confu_loss(representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, m
         for k in range(m):
             if k in (i, j):
                 continue
-            fused_total = fused_total + symmetric_infonce_from_embeddings(z_ij, reps[k], scale,
+            fused_total = fused_total + infonce_unchecked(z_ij, reps[k], scale,
                                                                           combine_masks(masks, (i, j, k)))
             num_fused_terms += 1
     return (lam * fused_total + (1.0 - lam) * pair_total) / (len(pairs) + num_fused_terms)
