@@ -10,7 +10,7 @@ from keras import ops
 from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, checked_inputs, masked_mean
 from tf_mmcl.ops import mip
 from tf_mmcl.ops.checks import _Pending
-from tf_mmcl.ops.symile_logits import joint_streamed_logsumexps, shuffled_negative_logsumexp
+from tf_mmcl.ops.symile_logits import joint_streamed_logsumexps, shuffled_lse_unchecked
 
 __all__ = ["symile_loss", "SymileLoss", "NEGATIVE_SAMPLING"]
 
@@ -137,7 +137,7 @@ def symile_loss(representations, logit_scale, negative_sampling="n", permutation
     positive = mip(reps)  # every anchor's positive logit, unscaled
     for a in range(m):  # "n": one shuffled-negative logit matrix per anchor
         others = [r for j, r in enumerate(reps) if j != a]
-        lse = shuffled_negative_logsumexp(reps[a], others, perms[a], scale, positive)
+        lse = shuffled_lse_unchecked(reps[a], others, perms[a], scale, positive)
         # Columns are shuffled products, not rows of the anchor: mask rows only.
         losses.append(masked_mean(lse - scale * positive, masks[a]))
     return ops.sum(ops.stack(losses)) / m
