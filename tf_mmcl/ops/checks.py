@@ -9,11 +9,12 @@ expected, how to fix it), never produce a silently wrong loss, in eager mode *an
 * Facts only known at run time (values of tensors: the unit norm of every present row, which
   also rejects NaN/Inf; a logit scale that is a tensor; run-time batch sizes; 0/1 integer
   masks) are checked in eager mode on the host (``ValueError`` naming the rows), and inside a
-  ``tf.function`` by one ``tf.debugging.Assert`` per checked tensor
-  (``tf.errors.InvalidArgumentError`` carrying the same message).
-* Under XLA (``jit_compile=True``) TensorFlow compiles ``Assert`` to nothing, so the run-time
-  checks *poison* their tensors instead: a failed check turns them (and so the loss) into NaN,
-  which the training loop's NaN guard reports. Static checks still raise.
+  ``tf.function`` by a NaN-valued scalar per failed check, added to the checked tensors and
+  passed through ``tf.debugging.check_numerics`` (``tf.errors.InvalidArgumentError`` carrying
+  the same message).
+* Under XLA (``jit_compile=True``) TensorFlow compiles ``check_numerics`` and ``Assert`` to
+  nothing, so a failed check *poisons* its tensors: they (and so the loss) become NaN, which
+  the training loop's NaN guard reports. Static checks still raise.
 
 The unit-norm precondition: every present row must satisfy ``| ||r||^2 - 1 | <= UNIT_NORM_TOLERANCE``
 (0.05, i.e. a norm within about 2.5 % of 1) or be exactly zero (what ``L2Normalize`` returns
@@ -104,38 +105,51 @@ def as_float32_list(representations, name="representations"):
 
 
 class _Pending:
-    """Run-time checks collected while tracing, attached to tensors in one place."""
+    """Run-time checks collected while tracing, attached to tensors in one place.
+
+    Inside a graph each failed check becomes a NaN scalar that is added to the checked float
+    tensors; ``tf.debugging.check_numerics`` on that scalar raises the check's message
+    (``InvalidArgumentError``) in ``tf.function``/``fit``. Under XLA ``check_numerics`` compiles
+    to nothing and the NaN flows into the result (the loss becomes NaN). A data dependency, not
+    a control dependency on an ``Assert`` (a ``tf.cond``): control edges measurably slowed the
+    streamed Symile kernel in ``tf.function`` (``docs/benchmarks.md``).
+    """
 
     def __init__(self):
-        self.asserts = []  # graph: Assert ops
-        self.oks = []  # XLA: conditions that poison
+        self.flags = []  # graph: (ok, message)
+
+    @property
+    def oks(self):
+        return [ok for ok, _ in self.flags]
 
     def require(self, ok, message, details=None, data=()):
         """``ok``: bool scalar tensor; ``details``: callable giving eager-only extra text."""
+        del data  # kept for callers; the message carries what is needed
         if tf.executing_eagerly():
             if not bool(ok):
                 extra = details() if details is not None else ""
                 raise ValueError(message + (f" ({extra})" if extra else ""))
             return
-        if in_xla_context():
-            self.oks.append(ok)
-        else:
-            self.asserts.append(tf.debugging.Assert(ok, [message] + list(data), summarize=8))
+        self.flags.append((ok, message))
 
     def attach(self, tensors):
-        if not self.asserts and not self.oks:
+        if not self.flags:
             return list(tensors)
-        if self.oks:
-            ok = tf.reduce_all(tf.stack(self.oks))
-            out = []
-            for t in tensors:
-                t = tf.convert_to_tensor(t)
-                if t.dtype.is_floating:
-                    t = t + tf.cast(tf.where(ok, 0.0, float("nan")), t.dtype)
-                out.append(t)
-            return out
-        with tf.control_dependencies(self.asserts):
-            return [tf.identity(t) for t in tensors]
+        poison = None
+        for ok, message in self.flags:
+            p = tf.debugging.check_numerics(tf.where(ok, 0.0, float("nan")), message)
+            poison = p if poison is None else poison + p
+        out = []
+        for t in tensors:
+            t = tf.convert_to_tensor(t)
+            if t.dtype.is_floating:
+                t = t + tf.cast(poison, t.dtype)
+            elif not any(x.dtype.is_floating for x in map(tf.convert_to_tensor, tensors)):
+                with tf.control_dependencies([poison]):
+                    t = tf.identity(t)
+            out.append(t)
+        self.flags = []
+        return out
 
 
 def check_finite(tensors: Sequence, names: Sequence[str], force: bool = False):
