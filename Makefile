@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test install clean demo
+.PHONY: test install install-hub clean demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,17 @@ $(VENV)/.installed: $(PY) setup.py setup.cfg
 
 install: $(VENV)/.installed
 
-test: install
+# The optional `hub` extra (keras-hub backbones). keras-hub / tensorflow-text go in with --no-deps
+# so they do not lay the full tensorflow wheel over tensorflow-cpu; their real needs come from
+# the extra. A GPU install (the `gpu` extra) can use `pip install -e ".[gpu,hub]" keras-hub` plainly.
+$(VENV)/.installed-hub: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[cpu,test,serving,hub]"
+	$(PY) -m pip install --quiet --no-deps "keras-hub==0.32.0" "tensorflow-text~=2.21.0"
+	touch $@
+
+install-hub: $(VENV)/.installed-hub
+
+test: install install-hub
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # `make demo`: train CLIP, Symile, ConFu and Gated Symile on Symile XOR, print the table, export.

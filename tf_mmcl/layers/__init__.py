@@ -5,6 +5,7 @@ Every class is registered with ``keras.saving.register_keras_serializable(packag
 so importing this package is enough for ``keras.models.load_model`` to find them.
 """
 
+from tf_mmcl.layers.backbone import BackboneEncoder
 from tf_mmcl.layers.encoders import (
     AudioEncoder,
     ImageEncoder,
@@ -17,6 +18,7 @@ from tf_mmcl.layers.heads import L2Normalize, LogitScale, ProjectionHead
 
 __all__ = [
     "AudioEncoder",
+    "BackboneEncoder",
     "ContrastiveGate",
     "FusionHead",
     "ImageEncoder",

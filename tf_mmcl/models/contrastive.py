@@ -248,7 +248,9 @@ class MultimodalContrastiveModel(keras.Model):
                     raise ValueError(f"Modality {n!r} is absent and the model is not built yet: pass it "
                                      "(any placeholder values) with its mask at least once.")
                 shape = (ops.shape(masks[n])[0],) + tuple(self._modality_shapes[n][1:])
-                values[n] = ops.zeros(shape, dtype=self.encoders[n].compute_dtype)
+                # Token-id encoders (input_dtype "int32") refuse float placeholders.
+                dtype = getattr(self.encoders[n], "input_dtype", None) or self.encoders[n].compute_dtype
+                values[n] = ops.zeros(shape, dtype=dtype)
             else:
                 raise ValueError(f"Missing modality {n!r}: pass it, or pass '{n}{_MASK_SUFFIX}' "
                                  "(all False) to mark it missing.")
@@ -278,6 +280,8 @@ class MultimodalContrastiveModel(keras.Model):
         if isinstance(value, (str, bytes)):
             raise TypeError(f"{what} must be an array of the modality's raw values, got a string.")
         if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+            if isinstance(value, dict):
+                return  # structured inputs (e.g. a backbone's dict of arrays): the encoder checks them
             value = ops.convert_to_tensor(value)
         dtype = str(getattr(value.dtype, "name", value.dtype))
         if dtype in ("string", "object", "bool") or dtype.startswith(("<U", "|S", "str", "bytes")):
