@@ -108,3 +108,22 @@ def test_demo_smoke(tmp_path):
                  "clip/model.keras", "symile/eval/results.md"):
         assert os.path.isfile(tmp_path / name), name
         assert str(tmp_path / name.split("/")[0]) in proc.stdout
+
+
+def test_train_a_finished_run_again_says_so_and_a_bad_value_leaves_no_workdir(trained, tmp_path):
+    workdir, _ = trained
+    proc = run_tool("train.py", "--config", "configs/symile_xor_symile.py", "--workdir", workdir, *TINY,
+                    "--config.verbose=0")  # verbose is not part of the run's identity
+    assert proc.returncode == 0, proc.stderr
+    assert "has already finished (1 epoch(s)); nothing to do" in proc.stdout and "--overwrite" in proc.stdout
+    with open(os.path.join(workdir, "metrics.csv")) as f:
+        assert len(f.read().strip().splitlines()) == 2  # no duplicate epoch
+    proc = run_tool("train.py", "--config", "configs/symile_xor_symile.py", "--workdir", workdir, *TINY,
+                    "--config.learning_rate=0.5")
+    assert_clean_error(proc, "belongs to a run with another config: learning_rate: 0.02 in the workdir, 0.5 now",
+                       "--overwrite")
+    fresh = str(tmp_path / "never")
+    proc = run_tool("train.py", "--config", "configs/symile_xor_symile.py", "--workdir", fresh, *TINY,
+                    "--config.learning_rate=nan")
+    assert_clean_error(proc, "learning_rate must be a finite number > 0, got nan")
+    assert not os.path.exists(fresh)
