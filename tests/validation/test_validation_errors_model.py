@@ -114,7 +114,7 @@ def test_score_never_broadcasts_query_rows(model):
     with pytest.raises(ValueError, match="different numbers of rows"):
         model.score({"a": X["a"][:5], "b": X["b"][:1]}, "c", X["c"])
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 3])] * 3)
+    @tf.function(input_signature=[tf.TensorSpec([None, 3])] * 3, autograph=False)
     def scores(a, b, c):
         return model.score({"a": a, "b": b}, "c", c)
 

@@ -302,7 +302,7 @@ class MultimodalContrastiveModel(keras.Model):
         if dtype in ("string", "object", "bool") or dtype.startswith(("<U", "|S", "str", "bytes")):
             raise TypeError(f"{what} has dtype {dtype}; expected the numeric raw values the encoder of "
                             f"modality {name!r} takes (float features, or int ids for a text encoder).")
-        if "float" in dtype:
+        if "float" in dtype and getattr(self, "finite_monitor", None) is None:  # the guard names it better
             self._input_checks.require(
                 tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(value))),
                 f"{what} contains NaN or Inf; clean or impute the raw inputs (a missing modality is "
@@ -427,6 +427,16 @@ class MultimodalContrastiveModel(keras.Model):
         keys = list(self.modalities) + list(self.fusion_heads)
         y_pred = distribute.gather_batch({k: y_pred[k] for k in keys}, enabled=global_negatives)
         masks = distribute.gather_batch(masks, enabled=global_negatives)
+        from tf_mmcl.ops import checks
+
+        with checks.suspend_value_checks(getattr(self, "finite_monitor", None) is not None):
+            loss = self._objective_loss(y_pred, masks, scale)
+        # Keras sums gradients over replicas: each replica returns its share of the mean.
+        if global_negatives:
+            return distribute.scale_loss(loss)
+        return distribute.local_share(loss, local_rows)
+
+    def _objective_loss(self, y_pred, masks, scale):
         permutations = getattr(self, "symile_permutations", None)
         if permutations is not None and not (self.objective == "symile"
                                              and self.options["negative_sampling"] == "n"):
@@ -449,10 +459,7 @@ class MultimodalContrastiveModel(keras.Model):
             if masks is not None:
                 pred.update({n + _MASK_SUFFIX: m for n, m in zip(self.modalities, masks) if m is not None})
             loss = self.loss_object(None, pred)
-        # Keras sums gradients over replicas: each replica returns its share of the mean.
-        if global_negatives:
-            return distribute.scale_loss(loss)
-        return distribute.local_share(loss, local_rows)
+        return loss
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """``keras.Model.fit`` that refuses what the objective cannot use instead of dropping it.

@@ -50,6 +50,30 @@ UNIT_NORM_TOLERANCE = 0.05
 
 _FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
+# Set (at trace time) while a model traces its loss under tf_mmcl.training's divergence guard:
+# that guard already checks inputs, loss, gradients and weights for NaN/Inf every step and names
+# the feature / weight and the step, so the value checks of model-made tensors (unit norm,
+# finiteness, a positive logit scale) stand aside for its better message.
+_value_checks_suspended = False
+
+
+class suspend_value_checks:
+    """Context manager: skip the run-time unit-norm and logit-scale value checks while tracing."""
+
+    def __init__(self, suspend=True):
+        self.suspend = bool(suspend)
+
+    def __enter__(self):
+        global _value_checks_suspended
+        self.previous = _value_checks_suspended
+        _value_checks_suspended = self.previous or self.suspend
+        return self
+
+    def __exit__(self, *exc):
+        global _value_checks_suspended
+        _value_checks_suspended = self.previous
+        return False
+
 
 def in_xla_context():
     """Whether ops are being traced into an XLA cluster (``tf.function(jit_compile=True)``)."""
@@ -189,6 +213,8 @@ def check_logit_scale(logit_scale, name="logit_scale"):
     if len(s.shape) > 1 or (len(s.shape) == 1 and s.shape[0] not in (1, None)):
         raise ValueError(f"{name} must be a scalar, got shape {tuple(s.shape)}: pass one number.")
     s = ops.reshape(s, ())
+    if _value_checks_suspended and not tf.executing_eagerly():
+        return s
     pending = _Pending()
     pending.require(tf.logical_and(s > 0.0, tf.math.is_finite(s)),
                     f"{name} must be a positive finite number (a scale <= 0 or NaN inverts or voids "
@@ -258,6 +284,8 @@ def check_unit_norm(reps, names, masks=None, tolerance=UNIT_NORM_TOLERANCE):
     ``masks``: optional list of bool (N,) tensors or None (rows with False are exempt).
     Returns the tensors (with run-time checks attached inside a graph).
     """
+    if _value_checks_suspended and not tf.executing_eagerly():
+        return list(reps)
     pending = _Pending()
     masks = masks or [None] * len(reps)
     for r, n, mk in zip(reps, names, masks):
