@@ -53,6 +53,16 @@ def test_evaluate_prints_and_writes_the_table_and_plots(trained):
         assert os.path.getsize(os.path.join(workdir, "eval", name)) > 0
 
 
+def test_evaluate_index_retrieval_ranks_the_whole_test_split(trained):
+    workdir, _ = trained
+    proc = run_tool("evaluate.py", "--workdir", workdir, "--index_retrieval")
+    assert proc.returncode == 0, proc.stderr
+    assert "whole test split through the index" in proc.stdout and "| b,c->a |" in proc.stdout
+    assert "64 candidates" in proc.stdout  # every test row, not in-batch
+    for name in ("index_retrieval.md", "index_retrieval.json"):
+        assert os.path.getsize(os.path.join(workdir, "eval", name)) > 0
+
+
 def test_export_writes_a_tf_serving_version(trained, tmp_path):
     workdir, _ = trained
     proc = run_tool("export.py", "--workdir", workdir, "--export_dir", str(tmp_path), "--name", "xor")
@@ -62,7 +72,7 @@ def test_export_writes_a_tf_serving_version(trained, tmp_path):
     assert np.load(tmp_path / "xor_candidates.npz")["candidate_embeddings"].shape == (32, 16)
     again = run_tool("export.py", "--workdir", workdir, "--export_dir", str(tmp_path), "--name", "xor",
                      "--version", "1")
-    assert_clean_error(again, "export.py: error:", "exists")
+    assert_clean_error(again, "export.py: error:", "exists", "pass --overwrite")
 
 
 @pytest.mark.parametrize("args,fragments", [
