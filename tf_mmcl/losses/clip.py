@@ -9,12 +9,14 @@ import tensorflow as tf
 from keras import ops
 
 from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, check_masks, combine_masks
+from tf_mmcl.losses.lp_clip import check_similarity, lp_clip_loss
 from tf_mmcl.ops import check_representations, mean_symmetric_infonce_over_pairs, symmetric_infonce_from_embeddings
 
 __all__ = ["clip_loss", "CLIPLoss"]
 
 
-def clip_loss(representations, logit_scale, masks=None, check_finite=False):
+def clip_loss(representations, logit_scale, masks=None, check_finite=False, similarity="cosine", p=2.0,
+              lp_power=True):
     """Mean over the M(M-1)/2 unordered pairs of ``0.5 * (CE(S) + CE(S^T))``.
 
     ``S = logit_scale * r_i @ r_j^T``; positives are the aligned rows. This is the trimodal CLIP
@@ -28,6 +30,11 @@ def clip_loss(representations, logit_scale, masks=None, check_finite=False):
         logit_scale: the multiplier applied to similarities (scalar).
         masks: optional list of M bool (N,) presence masks (``None`` entries: all present).
         check_finite: assert finiteness inside ``tf.function`` too.
+        similarity: ``"cosine"`` (default: ``S = logit_scale * r_i @ r_j^T``) or ``"lp"``
+            (``S = -logit_scale * ||r_i - r_j||_p ** p``, "Negate or Embrace"'s objective; see
+            :func:`tf_mmcl.losses.lp_clip.lp_clip_loss`).
+        p: order of the Lp distance (``similarity="lp"`` only).
+        lp_power: use the p-th power of the Lp norm (the paper) rather than the norm.
 
     Returns:
         Scalar float32 loss.
@@ -37,7 +44,13 @@ def clip_loss(representations, logit_scale, masks=None, check_finite=False):
         >>> r = np.eye(4, dtype="float32")
         >>> round(float(clip_loss([r, r, r], 100.0)), 4)
         0.0
+        >>> round(float(clip_loss([10 * r, 10 * r], 1.0, similarity="lp", p=2)), 4)
+        0.0
     """
+    p = check_similarity(similarity, p)
+    if similarity == "lp":
+        return lp_clip_loss(representations, logit_scale, p=p, power=lp_power, masks=masks,
+                            check_finite=check_finite)
     reps = check_representations(representations, check_finite_values=check_finite)
     scale = as_logit_scale(logit_scale)
     masks = check_masks(masks, len(reps))
@@ -67,10 +80,20 @@ class CLIPLoss(ContrastiveLoss):
         0.0
     """
 
-    def __init__(self, modalities=None, logit_scale=1.0 / 0.07, check_finite=False, name="clip_loss", **kwargs):
+    def __init__(self, modalities=None, logit_scale=1.0 / 0.07, check_finite=False, name="clip_loss",
+                 similarity="cosine", p=2.0, lp_power=True, **kwargs):
         super().__init__(modalities=modalities, logit_scale=logit_scale, check_finite=check_finite,
                          name=name, **kwargs)
+        self.p = check_similarity(similarity, p)
+        self.similarity = similarity
+        self.lp_power = bool(lp_power)
 
     def call(self, y_true, y_pred):
         _, reps, scale, masks = self.split(y_pred)
-        return clip_loss(reps, scale, masks=masks, check_finite=self.check_finite)
+        return clip_loss(reps, scale, masks=masks, check_finite=self.check_finite,
+                         similarity=self.similarity, p=self.p, lp_power=self.lp_power)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"similarity": self.similarity, "p": self.p, "lp_power": self.lp_power})
+        return config
