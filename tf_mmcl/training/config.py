@@ -104,7 +104,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.batch_size = 128
     c.epochs = 5
     c.learning_rate = 0.02
-    c.optimizer = "adam"  # adam | adamw | sgd
+    c.optimizer = "adam"  # adam | adamw | sgd | schedule_free_adamw
     c.weight_decay = 0.0
     c.steps_per_epoch = 0  # 0: one pass over the training split
     c.verbose = 1  # Keras: 1 progress bar, 2 one line per epoch, 0 silent

@@ -26,6 +26,7 @@ from tf_mmcl.data import MASK_SUFFIX, MultimodalSplits, make_pipeline
 from tf_mmcl.data.synthetic import GENERATORS
 from tf_mmcl.layers import MLPEncoder
 from tf_mmcl.models import MultimodalContrastiveModel
+from tf_mmcl.optimizers import ScheduleFreeAdamW, ScheduleFreeEvaluation
 from tf_mmcl.training.config import load_saved_config, validate_config
 
 __all__ = [
@@ -204,7 +205,11 @@ def _optimizer(config):
         return keras.optimizers.AdamW(lr, weight_decay=float(config.weight_decay))
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(lr, momentum=0.9)
-    raise ValueError(f"Unknown optimizer {config.optimizer!r}; expected 'adam', 'adamw' or 'sgd'.")
+    if config.optimizer == "schedule_free_adamw":
+        # Evaluated and saved at its average x: train() puts ScheduleFreeEvaluation first.
+        return ScheduleFreeAdamW(lr, weight_decay=float(config.weight_decay))
+    raise ValueError(f"Unknown optimizer {config.optimizer!r}; expected 'adam', 'adamw', 'sgd' or "
+                     "'schedule_free_adamw'.")
 
 
 # ---------------------------------------------------------------------------------- workdir
@@ -331,6 +336,9 @@ def train(config, workdir, verbose=None) -> TrainResult:
                "modalities": modalities, "paths": paths}
     json_metrics = _JsonMetrics(paths["metrics_json"], payload)
     callbacks = [
+        # First, so validation, checkpoints, the backup and the saved model see the schedule-free
+        # average x (a no-op for other optimizers).
+        ScheduleFreeEvaluation(),
         keras.callbacks.BackupAndRestore(paths["backup"]),
         keras.callbacks.ModelCheckpoint(os.path.join(paths["checkpoints"], "epoch_{epoch:03d}.weights.h5"),
                                         save_weights_only=True),
