@@ -83,7 +83,8 @@ BENCHMARKS = {
 
 # Objective options that make each method fast and effective on the small benchmarks.
 _OBJECTIVE_DEFAULTS = {
-    "clip": {},
+    # Listed so the command line can override them (--config.model.objective_options.similarity=lp).
+    "clip": {"similarity": "cosine", "p": 2.0, "lp_power": True, "normalize": True},
     "symile": {"negative_sampling": "n"},
     "confu": {"lam": 0.5, "fusion_dropout": 0.0},
     "gram": {},
