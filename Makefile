@@ -11,7 +11,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(PY) setup.py setup.cfg
-	$(PY) -m pip install --quiet -e ".[cpu,test,serving]"
+	$(PY) -m pip install --quiet -e ".[cpu,test,serving,faiss]"
 	# The gRPC client; --no-deps so it does not pull the full tensorflow wheel beside tensorflow-cpu.
 	$(PY) -m pip install --quiet --no-deps "tensorflow-serving-api~=2.21.0"
 	touch $@

@@ -20,6 +20,12 @@ Usage::
         --form inputs --rest_out body.json --grpc_out request.pb \\
         [--rest_url http://localhost:8501] [--grpc_target localhost:8500] [--out_npz out.npz]
 
+For a model exported with a candidate index (``export_for_serving(..., index=index)``) the
+``retrieve_*`` signatures take the raw queries only and answer ``scores`` and ``ids``::
+
+    python tools/serving_request.py models/retrieval/1 --signature retrieve_c \\
+        --input a=a.npy --input b=b.npy --grpc_target localhost:8500 --out_npz top.npz
+
 ``--rest_url`` / ``--grpc_target`` send the request to a running server and print (and with
 ``--out_npz`` save) the outputs.
 """

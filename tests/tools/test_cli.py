@@ -53,6 +53,16 @@ def test_evaluate_prints_and_writes_the_table_and_plots(trained):
         assert os.path.getsize(os.path.join(workdir, "eval", name)) > 0
 
 
+def test_evaluate_index_retrieval_ranks_the_whole_test_split(trained):
+    workdir, _ = trained
+    proc = run_tool("evaluate.py", "--workdir", workdir, "--index_retrieval")
+    assert proc.returncode == 0, proc.stderr
+    assert "whole test split through the index" in proc.stdout and "| b,c->a |" in proc.stdout
+    assert "64 candidates" in proc.stdout  # every test row, not in-batch
+    for name in ("index_retrieval.md", "index_retrieval.json"):
+        assert os.path.getsize(os.path.join(workdir, "eval", name)) > 0
+
+
 def test_export_writes_a_tf_serving_version(trained, tmp_path):
     workdir, _ = trained
     proc = run_tool("export.py", "--workdir", workdir, "--export_dir", str(tmp_path), "--name", "xor")
@@ -108,3 +118,22 @@ def test_demo_smoke(tmp_path):
                  "clip/model.keras", "symile/eval/results.md"):
         assert os.path.isfile(tmp_path / name), name
         assert str(tmp_path / name.split("/")[0]) in proc.stdout
+
+
+def test_train_a_finished_run_again_says_so_and_a_bad_value_leaves_no_workdir(trained, tmp_path):
+    workdir, _ = trained
+    proc = run_tool("train.py", "--config", "configs/symile_xor_symile.py", "--workdir", workdir, *TINY,
+                    "--config.verbose=0")  # verbose is not part of the run's identity
+    assert proc.returncode == 0, proc.stderr
+    assert "has already finished (1 epoch(s)); nothing to do" in proc.stdout and "--overwrite" in proc.stdout
+    with open(os.path.join(workdir, "metrics.csv")) as f:
+        assert len(f.read().strip().splitlines()) == 2  # no duplicate epoch
+    proc = run_tool("train.py", "--config", "configs/symile_xor_symile.py", "--workdir", workdir, *TINY,
+                    "--config.learning_rate=0.5")
+    assert_clean_error(proc, "belongs to a run with another config: learning_rate: 0.02 in the workdir, 0.5 now",
+                       "--overwrite")
+    fresh = str(tmp_path / "never")
+    proc = run_tool("train.py", "--config", "configs/symile_xor_symile.py", "--workdir", fresh, *TINY,
+                    "--config.learning_rate=nan")
+    assert_clean_error(proc, "learning_rate must be a finite number > 0, got nan")
+    assert not os.path.exists(fresh)

@@ -40,3 +40,28 @@ def test_bayes_b_and_bootstrap():
     assert len(boot) == 200 and abs(np.mean(boot) - 0.5) < 0.02 and np.std(boot) > 0.02
     with pytest.raises(ValueError):
         selection.bootstrap_accuracy([], 10)
+
+
+def test_final_weights_equal_an_unvalidated_run():
+    # Validating every val_every steps does not change training: the final weights are those of
+    # common.train_model over the same steps (one continuous batch stream).
+    import keras
+
+    from tf_mmcl.data.synthetic import make_symile_xor
+    from tf_mmcl.experiments import common
+
+    data = make_symile_xor(d_v=3, p_hat=1.0, n_train=400, n_val=100, n_test=100, seed=0)
+    spec = {"objective": "symile", "options": {"negative_sampling": "n"}}  # random negatives
+    weights = []
+    for validated in (False, True):
+        keras.utils.set_random_seed(0)
+        model = common.build_model(spec, data.modalities, "identity", 8, 1.0, True)
+        if validated:
+            fit = selection.train_select_best(model, data.as_numpy("train"), data.as_numpy("val"), 100, 12,
+                                              0.05, 0.01, seed=0, val_every=4)
+            assert fit["best_step"] in (4, 8, 12) and len(fit["val_values"]) == 3
+        else:
+            common.train_model(model, data.as_numpy("train"), 100, 12, 0.05, 0.01, seed=0)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

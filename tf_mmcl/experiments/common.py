@@ -1,10 +1,9 @@
 """Shared pieces of the reproduction experiments: model building, training, statistics.
 
-The experiments train :class:`tf_mmcl.models.MultimodalContrastiveModel` directly (not through
-``model.fit``): a compiled ``tf.function`` step that calls the model's own ``compute_loss`` and
-applies AdamW. ``fit`` would also compute the in-batch top-1 metrics of every modality at
-every step, which on the XOR benchmarks costs as much as the loss itself; the loss, gradients
-and optimizer are exactly those of ``fit``.
+The experiments train :class:`tf_mmcl.models.MultimodalContrastiveModel` through the library's
+one training path, :func:`tf_mmcl.training.fit` (``model.fit`` with AdamW and the divergence
+guard), with the in-batch top-1 metrics off (``in_batch_metrics=False``): on the XOR benchmarks
+they cost as much as the loss itself.
 """
 
 from __future__ import annotations
@@ -86,14 +85,16 @@ def build_model(spec: Mapping, modalities: Sequence[str], encoder: str | Mapping
 def train_model(model: MultimodalContrastiveModel, arrays: Mapping[str, np.ndarray], batch_size: int,
                 steps: int, learning_rate: float, weight_decay: float = 0.01, seed: int = 0,
                 jit_compile: bool = False, keys: Sequence[str] | None = None) -> dict:
-    """Trains ``model`` with AdamW on shuffled batches of ``arrays`` for ``steps`` steps.
+    """Trains ``model`` with AdamW for ``steps`` steps through :func:`tf_mmcl.training.fit`.
 
-    Batches are drawn from the training arrays reshuffled every epoch (``drop_remainder``), as
-    ``model.fit`` on a shuffled ``tf.data`` pipeline would. The loss is the model's own
+    The one training path of the library (``model.fit`` on :func:`tf_mmcl.training.batch_stream`:
+    the training arrays reshuffled every pass from ``seed``, ``drop_remainder``), with its
+    divergence guard; the in-batch top-1 metrics are switched off (``in_batch_metrics=False``),
+    which on the XOR benchmarks cost as much as the loss. The loss is the model's own
     ``compute_loss``.
 
     Args:
-        model: the model (built here on the first batch if needed).
+        model: a ``MultimodalContrastiveModel`` (built on the first batch if needed; compiled here).
         arrays: training arrays: the modalities and any ``"<m>_mask"`` keys.
         batch_size: examples per step (<= the number of examples).
         steps: optimizer steps (>= 1).
@@ -107,8 +108,11 @@ def train_model(model: MultimodalContrastiveModel, arrays: Mapping[str, np.ndarr
         ``{"first_loss", "final_loss" (mean of the last 10 % of steps), "steps", "seconds"}``.
 
     Raises:
-        ValueError: on bad sizes or a non-finite loss.
+        ValueError: on bad sizes.
+        tf_mmcl.training.DivergenceError: a non-finite input, loss, gradient or weight.
     """
+    from tf_mmcl.training.loop import fit
+
     if keys is None:
         keys = [k for k in arrays if k in model.modalities or (k.endswith("_mask") and k[:-5] in model.modalities)]
     data = {k: np.asarray(arrays[k]) for k in keys}
@@ -117,32 +121,13 @@ def train_model(model: MultimodalContrastiveModel, arrays: Mapping[str, np.ndarr
         raise ValueError(f"batch_size must be in [1, {n}] (the training set size), got {batch_size}.")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}.")
-    ds = (tf.data.Dataset.from_tensor_slices(data).shuffle(n, seed=int(seed), reshuffle_each_iteration=True)
-          .repeat().batch(int(batch_size), drop_remainder=True).prefetch(2))
-    iterator = iter(ds)
-    first = next(iterator)
-    if not model.built:
-        model(first)
-    optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
-    optimizer.build(model.trainable_variables)
-    variables = model.trainable_variables
-
-    @tf.function(jit_compile=bool(jit_compile), reduce_retracing=True)
-    def step(batch):
-        with tf.GradientTape() as tape:
-            y_pred = model(batch, training=True)
-            loss = model.compute_loss(x=batch, y_pred=y_pred, training=True)
-        grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-        return loss
-
+    model.in_batch_metrics = False  # the loss only: these runs are scored on held-out data afterwards
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay),
+                  jit_compile=bool(jit_compile))
     start = time.time()
-    losses = [float(step(first))]
-    for _ in range(steps - 1):
-        losses.append(step(next(iterator)))
-    losses = np.array([float(v) for v in losses])
-    if not np.all(np.isfinite(losses)):
-        raise ValueError(f"Training diverged: non-finite loss at step {int(np.argmin(np.isfinite(losses)))}.")
+    result = fit(model, data, batch_size=int(batch_size), epochs=1, steps_per_epoch=int(steps), seed=int(seed),
+                 record_batch_losses=True)
+    losses = np.asarray(result.batch_losses, np.float64)
     tail = max(1, steps // 10)
     return {"first_loss": float(losses[0]), "final_loss": float(losses[-tail:].mean()), "steps": int(steps),
             "seconds": round(time.time() - start, 2)}

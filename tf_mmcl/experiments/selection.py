@@ -2,7 +2,7 @@
 
 The Symile paper tests the checkpoint with the best validation score and reports the mean over
 10 bootstrap resamples of the test set. :func:`train_select_best` trains with ``model.fit``
-(AdamW, reshuffled batches), validates every ``val_every`` steps and keeps both the final and the
+(AdamW, the library's :func:`tf_mmcl.training.loop.fit`), validates every ``val_every`` steps and keeps both the final and the
 best-validation weights; :func:`bootstrap_accuracy` resamples per-example correctness.
 """
 
@@ -14,7 +14,6 @@ from typing import Callable, Mapping
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 __all__ = ["train_select_best", "bootstrap_accuracy"]
 
@@ -36,6 +35,16 @@ class _BestWeights(keras.callbacks.Callback):
         if value < self.best_value:
             self.best_value, self.best_epoch = value, epoch
             self.best_weights = [np.array(w) for w in self.model.get_weights()]
+
+
+def _seed_generators(model):
+    """The Keras random generators the model's objective draws from (loss object and model)."""
+    found = []
+    for owner in (model, getattr(model, "loss_object", None)):
+        for value in vars(owner).values() if owner is not None else ():
+            if isinstance(value, keras.random.SeedGenerator) and value not in found:
+                found.append(value)
+    return found
 
 
 def train_select_best(model, train: Mapping[str, np.ndarray], val: Mapping[str, np.ndarray], batch_size: int,
@@ -61,6 +70,8 @@ def train_select_best(model, train: Mapping[str, np.ndarray], val: Mapping[str, 
     Raises:
         ValueError: on bad sizes or a non-finite training loss.
     """
+    from tf_mmcl.training.loop import fit
+
     keys = [k for k in train if k in model.modalities]
     n = len(train[keys[0]])
     if not 1 <= batch_size <= n:
@@ -69,14 +80,18 @@ def train_select_best(model, train: Mapping[str, np.ndarray], val: Mapping[str, 
         raise ValueError(f"steps and val_every must be >= 1, got {steps} and {val_every}.")
     data = {k: np.asarray(train[k]) for k in keys}
     val_data = {k: np.asarray(val[k]) for k in keys}
-    ds = (tf.data.Dataset.from_tensor_slices(data).shuffle(n, seed=int(seed), reshuffle_each_iteration=True)
-          .repeat().batch(int(batch_size), drop_remainder=True))
-    if not model.built:
-        model({k: v[:2] for k, v in data.items()})
+    model.in_batch_metrics = False  # as common.train_model: scored on held-out data afterwards
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay))
     if validate is None:
         def validate():
-            return float(model.compute_loss(x=val_data, y_pred=model(val_data, training=False), training=False))
+            # The loss draws random negatives (Symile "n", Gated Symile): put the generators back,
+            # so validating does not change the training run's negatives.
+            generators = _seed_generators(model)
+            saved = [np.array(g.state) for g in generators]
+            value = float(model.compute_loss(x=val_data, y_pred=model(val_data, training=False), training=False))
+            for g, state in zip(generators, saved):
+                g.state.assign(state)
+            return value
     else:
         user_validate = validate
 
@@ -85,16 +100,16 @@ def train_select_best(model, train: Mapping[str, np.ndarray], val: Mapping[str, 
     keeper = _BestWeights(validate)
     epochs = int(math.ceil(steps / val_every))
     start = time.time()
-    history = model.fit(ds, epochs=epochs, steps_per_epoch=int(val_every), callbacks=[keeper], verbose=0,
-                        shuffle=False)  # the dataset reshuffles each pass
-    # The last epoch may run past `steps` when val_every does not divide it: a few extra steps,
-    # reported in "steps_run".
-    losses = np.asarray(history.history["loss"], np.float64)
-    if not np.all(np.isfinite(losses)):
-        raise ValueError("Training diverged: non-finite loss.")
+    # The library's training path (as common.train_model): one continuous batch stream, so with
+    # val_every dividing steps the final weights are those of an unvalidated run of `steps` steps.
+    result = fit(model, data, batch_size=int(batch_size), epochs=epochs, steps_per_epoch=int(val_every),
+                 seed=int(seed), callbacks=[keeper], record_batch_losses=True)
+    losses = np.asarray(result.batch_losses, np.float64)
+    tail = max(1, steps // 10)
     return {"final_weights": [np.array(w) for w in model.get_weights()], "best_weights": keeper.best_weights,
             "best_step": (keeper.best_epoch + 1) * int(val_every), "steps_run": epochs * int(val_every),
-            "val_values": keeper.values, "final_loss": float(losses[-1]), "seconds": round(time.time() - start, 2)}
+            "val_values": keeper.values, "final_loss": float(losses[-tail:].mean()),
+            "seconds": round(time.time() - start, 2)}
 
 
 def bootstrap_accuracy(correct, num_resamples: int = 10, seed: int = 0) -> list:

@@ -47,6 +47,9 @@ score_<c>_from_<q...>  same, with the query modalities q (model order, joined by
                        modality exists and partial_queries=True)
 gate_weights           (gated_symile only) in: <m> (N, ...) for every modality
                        out: <t>_gate_weights (N, M) float32 per target t, modality order
+retrieve_<c>           (only with index=) in: every modality but c, raw (B, ...)
+                       out: scores (B, k) float32 descending, ids (B, k) int64 or string
+retrieve_<c>_from_<q...>  same with the query modalities q only
 """
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -182,7 +185,7 @@ def _float32(x):
     return tf.cast(x, tf.float32)
 
 
-def _build_archive(model, specs, partial_queries):
+def _build_archive(model, specs, partial_queries, indexes=None, retrieve_k=10):
     archive = keras.export.ExportArchive()
     # The model is deliberately not `track`ed: tracking makes TF trace Keras' default
     # signature of the model with float inputs for every modality, which fails for int token
@@ -221,6 +224,10 @@ def _build_archive(model, specs, partial_queries):
 
         archive.add_endpoint("gate_weights", gate_weights,
                              input_signature=[{m: specs[m] for m in modalities}])
+    if indexes:
+        from tf_mmcl.export import retrieval_signatures
+
+        retrieval_signatures.add_retrieval_endpoints(archive, model, specs, indexes, retrieve_k, partial_queries)
     archive.add_variable_collection("variables", list(model.variables))
     return archive
 
@@ -263,7 +270,7 @@ def _example_input(spec, rows=1):
     return np.zeros(shape, spec.dtype.as_numpy_dtype)
 
 
-def _write_warmup(path, model, specs, name, partial_queries):
+def _write_warmup(path, model, specs, name, partial_queries, indexes=None):
     cand = np.zeros((1, model.embedding_dim), np.float32)
     cand[:, 0] = 1.0
     records = []
@@ -278,6 +285,13 @@ def _write_warmup(path, model, specs, name, partial_queries):
         else:
             inputs = {m: _example_input(specs[m]) for m in model.modalities}
         records.append(_warmup_record(name, sig, inputs))
+    if indexes:
+        from tf_mmcl.export import retrieval_signatures
+
+        for c in indexes:
+            for queries in retrieval_signatures.retrieval_query_subsets(model, c, partial_queries):
+                sig = retrieval_signatures.retrieval_signature_name(model, c, queries)
+                records.append(_warmup_record(name, sig, {q: _example_input(specs[q]) for q in queries}))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with tf.io.TFRecordWriter(path) as writer:
         for record in records:
@@ -300,7 +314,8 @@ def _existing_versions(model_dir):
 
 
 def export_for_serving(model, base_dir, name, version=None, *, overwrite=False,
-                       partial_queries=True, input_shapes=None, input_dtypes=None, warmup=True):
+                       partial_queries=True, input_shapes=None, input_dtypes=None, warmup=True,
+                       index=None, retrieve_k=10):
     """Exports ``model`` as a SavedModel in the TF Serving layout, atomically.
 
     Writes ``<base_dir>/<name>/<version>/`` (``saved_model.pb``, ``variables/``, and
@@ -341,6 +356,13 @@ def export_for_serving(model, base_dir, name, version=None, *, overwrite=False,
         input_dtypes: optional dtype overrides, see :func:`serving_input_specs`.
         warmup: write ``assets.extra/tf_serving_warmup_requests`` (one all-zeros request with
             a batch of 1 per signature).
+        index: optional :class:`~tf_mmcl.retrieval.CandidateIndex` (or a list, one per
+            candidate modality) to bake in: adds ``retrieve_<c>`` (and, with
+            ``partial_queries``, ``retrieve_<c>_from_<q...>``) signatures taking raw queries
+            and returning ``scores`` (B, k) and ``ids`` (B, k): the exact top-k by the model's
+            own score over the index's candidates (core TF ops; see
+            :mod:`tf_mmcl.export.retrieval_signatures`).
+        retrieve_k: k of the ``retrieve_*`` signatures (capped at the number of candidates).
 
     Returns:
         str, the path of the version directory.
@@ -375,6 +397,13 @@ def export_for_serving(model, base_dir, name, version=None, *, overwrite=False,
                                 or version < 1):
         raise ValueError(f"version must be an int >= 1 or None, got {version!r}.")
     specs = serving_input_specs(model, input_shapes, input_dtypes)
+    indexes = None
+    if index is not None:
+        from tf_mmcl.export import retrieval_signatures
+
+        indexes = retrieval_signatures.check_indexes(model, index)
+        if isinstance(retrieve_k, bool) or not isinstance(retrieve_k, int) or retrieve_k < 1:
+            raise ValueError(f"retrieve_k must be an int >= 1, got {retrieve_k!r}.")
 
     model_dir = os.path.join(os.fspath(base_dir), name)
     os.makedirs(model_dir, exist_ok=True)
@@ -385,10 +414,10 @@ def export_for_serving(model, base_dir, name, version=None, *, overwrite=False,
 
     tmp = os.path.join(model_dir, f".tmp-export-{uuid.uuid4().hex}")
     try:
-        archive = _build_archive(model, specs, partial_queries)
+        archive = _build_archive(model, specs, partial_queries, indexes, retrieve_k)
         archive.write_out(tmp, verbose=False)
         if warmup:
-            _write_warmup(os.path.join(tmp, WARMUP_FILE), model, specs, name, partial_queries)
+            _write_warmup(os.path.join(tmp, WARMUP_FILE), model, specs, name, partial_queries, indexes)
         return _move_into_place(tmp, model_dir, version, overwrite)
     finally:
         if os.path.exists(tmp):

@@ -20,7 +20,6 @@ Config keys (see ``configs/hub/symile_m3.py``):
 from __future__ import annotations
 
 import glob
-import json
 import os
 
 import keras
@@ -203,9 +202,12 @@ def train_heads(config, workdir, features_dir=None, export_dir=None, verbose=0):
                                     seed=h.seed).prefetch(tf.data.AUTOTUNE)
     history = model.fit(ds, epochs=h.epochs, verbose=verbose)
     os.makedirs(workdir, exist_ok=True)
-    model.save(os.path.join(workdir, "heads.keras"))
-    with open(os.path.join(workdir, "history.json"), "w") as f:
-        json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f)
+    from tf_mmcl.training.files import atomic_path, write_json  # never a half-written file
+
+    with atomic_path(os.path.join(workdir, "heads.keras")) as tmp:
+        model.save(tmp)
+    write_json(os.path.join(workdir, "history.json"),
+               {k: [float(x) for x in v] for k, v in history.history.items()})
     version = None
     if export_dir:
         from tf_mmcl.export import export_for_serving

@@ -77,6 +77,11 @@ class MultimodalContrastiveModel(keras.Model):
     A modality may be left out of a batch entirely if its mask is given (all False); its input
     is then zeros of the shape the model was built with.
 
+    The model builds every sublayer it owns (encoders, projections, ConFu's fusion heads, Gated
+    Symile's gate) as soon as it knows every modality's input shape: on its first call, on
+    ``build({modality: shape})``, or once ``embed``/``score`` have seen every modality. Saving
+    a model that is not built is an error (Keras would only warn and drop the unbuilt weights).
+
     Logged metrics: ``loss``, ``top1_<modality>`` (in-batch retrieval of each modality from all
     the others, by the objective's own score; ties count as misses) and ``logit_scale``.
 
@@ -92,6 +97,9 @@ class MultimodalContrastiveModel(keras.Model):
         global_negatives: under a multi-replica strategy, contrast against the global batch
             (all-gathered embeddings; the single-device objective). ``False`` keeps each
             replica's negatives local (a different objective; see ``tf_mmcl.distribute``).
+        in_batch_metrics: log the in-batch ``top1_<modality>`` retrieval metrics in ``fit`` /
+            ``evaluate``. On the small XOR benchmarks they cost as much as the loss; ``False``
+            skips them (the loss and gradients are unchanged).
         **objective_options: the objective's options above.
 
     Example:
@@ -110,7 +118,8 @@ class MultimodalContrastiveModel(keras.Model):
 
     def __init__(self, encoders, embedding_dim, objective="symile", projection_hidden_units=(),
                  logit_scale_init=1.0 / 0.07, learn_logit_scale=None, max_logit_scale=100.0,
-                 passthrough_keys=_DEFAULT_PASSTHROUGH, global_negatives=True, name=None, **objective_options):
+                 passthrough_keys=_DEFAULT_PASSTHROUGH, global_negatives=True, in_batch_metrics=True, name=None,
+                 **objective_options):
         # Keras passes these through from_config/Model internals; they are not objective options.
         base_kwargs = {k: objective_options.pop(k) for k in ("trainable", "dtype") if k in objective_options}
         super().__init__(name=name, **base_kwargs)
@@ -155,6 +164,11 @@ class MultimodalContrastiveModel(keras.Model):
         if not isinstance(global_negatives, bool):
             raise ValueError(f"global_negatives must be True or False, got {global_negatives!r}.")
         self.global_negatives = global_negatives
+        if not isinstance(in_batch_metrics, bool):
+            raise ValueError(f"in_batch_metrics must be True or False, got {in_batch_metrics!r}.")
+        self.in_batch_metrics = in_batch_metrics
+        # Set by tf_mmcl.training.fit for the duration of a run: the divergence guard.
+        self.finite_monitor = None
 
         self.encoders = dict(encoders)
         self.projections = {n: ProjectionHead(embedding_dim, hidden_units=self.projection_hidden_units,
@@ -178,6 +192,7 @@ class MultimodalContrastiveModel(keras.Model):
             self._loss_seed = keras.random.SeedGenerator(self.options["seed"], name="loss_seed")
         self.loss_object = self._make_loss()
         self._modality_shapes = None
+        self._seen_input_shapes = {}
         self._top1_trackers = {n: keras.metrics.Mean(name=f"top1_{n}") for n in names}
         self._scale_tracker = keras.metrics.Mean(name="logit_scale")
 
@@ -281,7 +296,33 @@ class MultimodalContrastiveModel(keras.Model):
                 raise ValueError(f"Input {name!r} has shape {shape}; the model was built for {expected}.")
 
     def _features(self, values, training=None):
-        return {n: self.encoders[n](x, training=training) for n, x in values.items()}
+        features = {n: self.encoders[n](x, training=training) for n, x in values.items()}
+        if not self.built:
+            self._build_when_every_shape_is_known(values)
+        return features
+
+    def _build_when_every_shape_is_known(self, values):
+        # embed()/score() on some modalities build only their encoders and projections; once every
+        # modality's input shape has been seen, build the rest (gate, fusion heads) so that save()
+        # keeps every weight.
+        for n, x in values.items():
+            if getattr(x, "shape", None) is not None and len(x.shape):
+                self._seen_input_shapes[n] = (None,) + tuple(x.shape[1:])
+        if all(n in self._seen_input_shapes for n in self.modalities):
+            self.build({n: self._seen_input_shapes[n] for n in self.modalities})
+
+    def save_own_variables(self, store):
+        # Keras saves an unbuilt model with a warning only, and its unbuilt sublayers' weights are
+        # silently lost: refuse instead, saying how to build it.
+        if not self.built:
+            unseen = [n for n in self.modalities if n not in self._seen_input_shapes]
+            example = {n: self._seen_input_shapes.get(n, (None, "...")) for n in self.modalities}
+            raise ValueError(
+                f"Cannot save {self.name}: it is not built, so the weights of the modality(ies) {unseen} "
+                "(encoders, projections) and of the objective's gate / fusion heads would be lost. Build it "
+                "first: call it on a batch with every modality (model(batch)), or "
+                f"model.build({example}) with each modality's input shape.")
+        super().save_own_variables(store)
 
     def _embed_features(self, features, training=None):
         if not self.options.get("normalize", True):
@@ -367,8 +408,19 @@ class MultimodalContrastiveModel(keras.Model):
             return distribute.scale_loss(loss)
         return distribute.local_share(loss, local_rows)
 
+    def train_step(self, data):
+        # tf_mmcl.training.fit's divergence guard: Keras' step plus finite checks of the inputs,
+        # loss, gradients and weights (inside the compiled step, so it works under XLA).
+        if self.finite_monitor is not None:
+            return self.finite_monitor.train_step(self, data)
+        return super().train_step(data)
+
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         from tf_mmcl import distribute  # in-batch retrieval over the same batch as the loss
+
+        if not self.in_batch_metrics:
+            self._scale_tracker.update_state(self.logit_scale.value())
+            return {m.name: m.result() for m in self.metrics}
 
         global_negatives = distribute.uses_global_negatives(self)
         keys = list(self.modalities) + list(self.fusion_heads)
@@ -389,7 +441,8 @@ class MultimodalContrastiveModel(keras.Model):
 
     @property
     def metrics(self):
-        return super().metrics + list(self._top1_trackers.values()) + [self._scale_tracker]
+        top1 = list(self._top1_trackers.values()) if self.in_batch_metrics else []
+        return super().metrics + top1 + [self._scale_tracker]
 
     # ------------------------------------------------------------------ evaluation API
     def embed(self, modality, x, training=False):
@@ -536,6 +589,7 @@ class MultimodalContrastiveModel(keras.Model):
             "max_logit_scale": self.max_logit_scale,
             "passthrough_keys": list(self.passthrough_keys),
             "global_negatives": self.global_negatives,
+            "in_batch_metrics": self.in_batch_metrics,
         }
         config.update(self.options)
         return config

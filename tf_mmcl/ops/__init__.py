@@ -10,9 +10,14 @@ from tf_mmcl.ops.similarity import (
     mip_scores,
     triangle_area_matrix,
 )
+from tf_mmcl.ops.topk import block_top_k, blocked_top_k, merge_top_k, streaming_top_k
 from tf_mmcl.ops.symile_logits import shuffled_negative_logits, shuffled_negative_logsumexp, streamed_logsumexp
 
 __all__ = [
+    "block_top_k",
+    "blocked_top_k",
+    "merge_top_k",
+    "streaming_top_k",
     "check_representations",
     "dot_scores",
     "gram_volume_matrix",

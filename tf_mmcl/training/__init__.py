@@ -2,8 +2,9 @@
 
 The command-line tools in ``tools/`` are thin layers over these functions:
 
-* :func:`train` (``tools/train.py``): ``model.fit`` with checkpoints, BackupAndRestore,
-  TensorBoard, CSV and JSON metrics; saves ``model.keras``.
+* :func:`train` (``tools/train.py``): :func:`fit` (``model.fit`` with exact resume and a
+  divergence guard) with checkpoints, TensorBoard, CSV and JSON metrics; saves ``model.keras``.
+* :func:`fit`: the one training loop, also used by the reproduction experiments.
 * :func:`evaluate` (``tools/evaluate.py``): retrieval on the test split -> Markdown table and
   PNG plots; :func:`comparison_markdown` / :func:`plot_comparison` put several runs side by side.
 * :func:`export` (``tools/export.py``): a TF Serving SavedModel via
@@ -41,12 +42,15 @@ from tf_mmcl.training.report import (
     plot_training_curves,
     results_markdown,
 )
+from tf_mmcl.training.files import CorruptFileError
+from tf_mmcl.training.loop import DivergenceError, FitResult, batch_stream, fit
 from tf_mmcl.training.runner import (
     RUN_FILES,
     TrainResult,
     build_dataset,
     build_model,
     check_workdir,
+    config_fingerprint,
     export,
     load_run,
     prepare_tfds,
@@ -63,12 +67,18 @@ __all__ = [
     "benchmark_config",
     "build_dataset",
     "build_model",
+    "CorruptFileError",
+    "DivergenceError",
+    "FitResult",
+    "batch_stream",
     "check_workdir",
     "comparison_markdown",
+    "config_fingerprint",
     "default_config",
     "evaluate",
     "evaluate_model",
     "export",
+    "fit",
     "load_config_file",
     "load_saved_config",
     "load_run",

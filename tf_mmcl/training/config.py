@@ -28,6 +28,7 @@ import ast
 import difflib
 import importlib.util
 import inspect
+import math
 import os
 
 import ml_collections
@@ -219,9 +220,7 @@ def validate_config(config) -> ml_collections.ConfigDict:
     if missing:
         raise ValueError(f"Config is missing the key(s) {missing}; start from "
                          "tf_mmcl.training.benchmark_config(...) or default_config().")
-    spe = config.steps_per_execution
-    if isinstance(spe, bool) or not isinstance(spe, int) or spe < 1:
-        raise ValueError(f"steps_per_execution must be an integer >= 1, got {spe!r}.")
+    _check_values(config)
     if config.dataset.name not in GENERATORS:
         raise ValueError(f"Unknown dataset {config.dataset.name!r}; expected one of {sorted(GENERATORS)}.")
     if config.dataset.source not in DATASET_SOURCES:
@@ -236,6 +235,51 @@ def validate_config(config) -> ml_collections.ConfigDict:
         raise ValueError(f"Unknown dataset.params {bad} for dataset {config.dataset.name!r}; "
                          f"its generator accepts {sorted(accepted)}.")
     return config
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_values(config):
+    """Rejects values no run can use (checked before a workdir is created)."""
+    def fail(key, expected, fix=""):
+        value = config
+        for part in key.split("."):
+            value = value[part]
+        raise ValueError(f"{key} must be {expected}, got {value!r}.{(' ' + fix) if fix else ''}")
+
+    for key, low in (("epochs", 1), ("batch_size", 2), ("steps_per_execution", 1), ("steps_per_epoch", 0),
+                     ("seed", 0)):
+        value = config[key]
+        if not _is_int(value) or value < low:
+            fix = "Contrastive batches need at least 2 examples (each row's negatives are the others)." \
+                if key == "batch_size" else ""
+            fail(key, f"an integer >= {low}", fix)
+    for key in ("learning_rate",):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            fail(key, "a finite number > 0")
+    value = config.weight_decay
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        fail("weight_decay", "a finite number >= 0")
+    if config.verbose not in (0, 1, 2) or isinstance(config.verbose, bool):
+        fail("verbose", "0, 1 or 2 (Keras: silent, progress bar, one line per epoch)")
+    if not isinstance(config.jit_compile, bool):
+        fail("jit_compile", "True or False")
+    if config.optimizer not in ("adam", "adamw", "sgd", "schedule_free_adamw"):
+        fail("optimizer", "'adam', 'adamw', 'sgd' or 'schedule_free_adamw'")
+    value = config.model.embedding_dim
+    if not _is_int(value) or value < 1:
+        fail("model.embedding_dim", "an integer >= 1")
+    value = config.model.logit_scale_init
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        fail("model.logit_scale_init", "a finite number > 0")
+    if not _is_int(config.eval.batch_size) or config.eval.batch_size < 1:
+        fail("eval.batch_size", "an integer >= 1")
+    ks = config.eval.ks
+    if not isinstance(ks, (tuple, list)) or not ks or not all(_is_int(k) and k >= 1 for k in ks):
+        fail("eval.ks", "a non-empty list of integers >= 1")
 
 
 def load_saved_config(saved: dict) -> ml_collections.ConfigDict:

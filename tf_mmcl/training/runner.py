@@ -2,21 +2,28 @@
 
 A training run writes into its ``workdir``::
 
-    config.json                  the validated config (evaluate/export read it back)
-    checkpoints/epoch_NNN.weights.h5   weights after every epoch (ModelCheckpoint)
-    backup/                      BackupAndRestore state: a killed run resumes where it stopped
-    tensorboard/                 TensorBoard logs (train/ and validation/)
-    metrics.csv                  one row per epoch (CSVLogger)
-    metrics.json                 history, final metrics, wall time and the paths below
+    config.json                  the validated config: the run's identity (fingerprint)
+    checkpoints/epoch_NNN.weights.h5   weights after every epoch
+    backup/                      the full state of the last completed epochs: a killed run
+                                 resumes exactly (deleted when the run has finished)
+    tensorboard/                 TensorBoard logs (train/ and validation/, step = epoch)
+    metrics.csv                  one row per epoch
+    metrics.json                 history, status ("running" | "finished"), final metrics, wall
+                                 time and the paths below
     model.keras                  the final model (``keras.models.load_model`` after ``import tf_mmcl``)
+
+Every file is written atomically (temporary name in the same directory, ``fsync``, rename;
+see :mod:`tf_mmcl.training.files`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
-import time
+import shutil
+import warnings
 
 import keras
 import numpy as np
@@ -27,7 +34,17 @@ from tf_mmcl.data.synthetic import GENERATORS
 from tf_mmcl.layers import MLPEncoder
 from tf_mmcl.models import MultimodalContrastiveModel
 from tf_mmcl.optimizers import ScheduleFreeAdamW, ScheduleFreeEvaluation
+from tf_mmcl.training import loop
 from tf_mmcl.training.config import load_saved_config, validate_config
+from tf_mmcl.training.files import (
+    BackupStore,
+    CorruptFileError,
+    atomic_path,
+    read_json,
+    remove_leftovers,
+    write_json,
+    write_text,
+)
 
 __all__ = [
     "RUN_FILES",
@@ -35,6 +52,7 @@ __all__ = [
     "build_dataset",
     "build_model",
     "check_workdir",
+    "config_fingerprint",
     "export",
     "load_run",
     "prepare_tfds",
@@ -62,13 +80,16 @@ class TrainResult:
         history: ``{metric: [value per epoch]}`` (``val_*`` for the validation split).
         paths: ``{"config", "checkpoints", "backup", "tensorboard", "metrics_csv",
             "metrics_json", "model"}`` -> absolute path.
-        train_seconds: wall time of ``model.fit``.
+        train_seconds: wall time of ``model.fit`` in this call.
+        status: ``"trained"`` (from scratch), ``"resumed"`` (from a backup) or ``"finished"``
+            (the run had already finished: nothing was trained).
     """
 
     model: MultimodalContrastiveModel
     history: dict
     paths: dict
     train_seconds: float
+    status: str = "trained"
 
 
 # ---------------------------------------------------------------------------------- dataset
@@ -206,7 +227,7 @@ def _optimizer(config):
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(lr, momentum=0.9)
     if config.optimizer == "schedule_free_adamw":
-        # Evaluated and saved at its average x: train() puts ScheduleFreeEvaluation first.
+        # Evaluated and saved at its average x: train() passes ScheduleFreeEvaluation to fit.
         return ScheduleFreeAdamW(lr, weight_decay=float(config.weight_decay))
     raise ValueError(f"Unknown optimizer {config.optimizer!r}; expected 'adam', 'adamw', 'sgd' or "
                      "'schedule_free_adamw'.")
@@ -254,6 +275,22 @@ def check_workdir(workdir, must_exist: bool = False) -> str:
     return path
 
 
+def _load_model_file(path):
+    """``keras.models.load_model`` with a truncated or corrupt file reported as such, by name."""
+    import zipfile
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise CorruptFileError(f"The model file {path} is corrupt or incomplete ({type(e).__name__}: {e}). "
+                               "Train again: tools/train.py --overwrite with the run's config.") from e
+    except ValueError as e:
+        if "File not found" in str(e) or "not a zip" in str(e).lower():
+            raise CorruptFileError(f"The model file {path} is corrupt or incomplete ({e}). Train again: "
+                                   "tools/train.py --overwrite with the run's config.") from e
+        raise
+
+
 def load_run(workdir):
     """The config and the trained model of a finished run.
 
@@ -265,100 +302,271 @@ def load_run(workdir):
 
     Raises:
         FileNotFoundError: if there is no finished run in ``workdir``.
+        CorruptFileError (a ``ValueError``): if ``config.json`` or ``model.keras`` is corrupt,
+            naming the file.
     """
     path = check_workdir(workdir, must_exist=True)
-    with open(os.path.join(path, RUN_FILES["config"])) as f:
-        config = load_saved_config(json.load(f))
-    model = keras.models.load_model(os.path.join(path, RUN_FILES["model"]), compile=False)
+    config = load_saved_config(read_json(os.path.join(path, RUN_FILES["config"]), "run config"))
+    model = _load_model_file(os.path.join(path, RUN_FILES["model"]))
     return config, model
 
 
-# ---------------------------------------------------------------------------------- training
-class _JsonMetrics(keras.callbacks.Callback):
-    """Rewrites ``metrics.json`` after every epoch (so a running job can be watched)."""
+# ---------------------------------------------------------------------------------- run files
+# Keys that change how a run is shown, not what it computes: they may differ when a run resumes.
+_UNFINGERPRINTED = ("verbose",)
 
-    def __init__(self, path, payload):
-        super().__init__()
-        self.path, self.payload, self.history = path, payload, {}
 
-    def on_epoch_end(self, epoch, logs=None):
-        for k, v in (logs or {}).items():
-            self.history.setdefault(k, []).append(float(v))
-        self.write(epochs_done=epoch + 1)
+def _config_items(config) -> dict:
+    flat = {}
 
-    def write(self, **extra):
-        data = dict(self.payload, history=self.history, **extra)
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
+    def walk(node, prefix):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[f"{prefix}{key}"] = value
+
+    walk(json.loads(config.to_json(sort_keys=True)), "")
+    return {k: v for k, v in flat.items() if k not in _UNFINGERPRINTED}
+
+
+def config_fingerprint(config) -> str:
+    """SHA-256 of the resolved config (every key but ``verbose``): the identity of a run."""
+    text = json.dumps(_config_items(config), sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _remove_run_files(path):
+    """``--overwrite``: deletes what a run wrote (backup first), nothing else in the directory."""
+    for key in ("backup", "metrics_json", "model", "checkpoints", "tensorboard", "metrics_csv", "config"):
+        target = os.path.join(path, RUN_FILES[key])
+        if os.path.isdir(target):
+            shutil.rmtree(target)
+        elif os.path.exists(target):
+            os.remove(target)
+
+
+def _claim_workdir(path, config, overwrite):
+    """Fingerprints a new run's workdir, or checks that an existing one holds this run.
+
+    Returns the saved ``metrics.json`` if the run there has finished (else None).
+    """
+    config_path = os.path.join(path, RUN_FILES["config"])
+    if overwrite:
+        _remove_run_files(path)
+    if not os.path.exists(config_path):
+        if os.path.isdir(os.path.join(path, RUN_FILES["backup"])) or os.path.exists(
+                os.path.join(path, RUN_FILES["model"])):
+            raise ValueError(f"Workdir {path} holds files of a run but no {RUN_FILES['config']}; it cannot be "
+                             "resumed safely. Use a new --workdir, or --overwrite to start again there.")
+        write_text(config_path, config.to_json(indent=2, sort_keys=True))
+        return None
+    try:
+        saved = load_saved_config(read_json(config_path, "run config"))
+    except CorruptFileError as e:
+        raise ValueError(f"{e} Use a new --workdir, or --overwrite to start again there.") from e
+    old, new = _config_items(saved), _config_items(config)
+    differ = sorted(k for k in set(old) | set(new) if old.get(k, "<absent>") != new.get(k, "<absent>"))
+    if differ:
+        shown = "; ".join(f"{k}: {old.get(k, '<absent>')!r} in the workdir, {new.get(k, '<absent>')!r} now"
+                          for k in differ[:10])
+        more = f" (and {len(differ) - 10} more)" if len(differ) > 10 else ""
+        raise ValueError(f"Workdir {path} belongs to a run with another config: {shown}{more}. Use a new "
+                         "--workdir for this config, or --overwrite to delete that run and start this one there.")
+    metrics_path = os.path.join(path, RUN_FILES["metrics_json"])
+    if os.path.exists(metrics_path):
+        try:
+            metrics = read_json(metrics_path, "metrics file")
+        except CorruptFileError as e:
+            warnings.warn(f"{e} It is rewritten from the last backup.", stacklevel=3)
+            return None
+        if metrics.get("status") == "finished" and os.path.exists(os.path.join(path, RUN_FILES["model"])):
+            return metrics
+    return None
+
+
+def _write_csv(path, history):
+    keys = ["epoch"] + sorted(history)
+    rows = [",".join(keys)]
+    for i in range(len(next(iter(history.values()), []))):
+        rows.append(",".join([str(i)] + [repr(float(history[k][i])) for k in keys[1:]]))
+    write_text(path, "\n".join(rows) + "\n")
+
+
+class _TensorBoardLog:
+    """Epoch scalars in ``tensorboard/{train,validation}`` (Keras' layout, step = epoch index).
+
+    At start-up the log is rebuilt from the restored history (in a temporary directory, then
+    swapped in), so a resumed run's curves are continuous with no duplicate steps.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.writers = None
+
+    @staticmethod
+    def _write(writers, history, epochs):
+        for epoch in epochs:
+            for key, values in history.items():
+                split, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+                with writers[split].as_default():
+                    tf.summary.scalar(f"epoch_{name}", values[epoch], step=epoch)
+        for w in writers.values():
+            w.flush()
+
+    @staticmethod
+    def _open(root):
+        return {split: tf.summary.create_file_writer(os.path.join(root, split)) for split in ("train", "validation")}
+
+    def rebuild(self, history):
+        tmp = self.path + ".rebuild"
+        shutil.rmtree(tmp, ignore_errors=True)
+        writers = self._open(tmp)
+        self._write(writers, history, range(len(next(iter(history.values()), []))))
+        for w in writers.values():
+            w.close()
+        shutil.rmtree(self.path, ignore_errors=True)
         os.replace(tmp, self.path)
+        self.writers = self._open(self.path)
+
+    def append(self, history, epoch):
+        self._write(self.writers, history, [epoch])
+
+    def close(self):
+        for w in (self.writers or {}).values():
+            w.close()
 
 
-def train(config, workdir, verbose=None) -> TrainResult:
+def _check_checkpoints(directory):
+    """Warns about (and removes) checkpoint files that cannot be opened, naming them."""
+    import h5py
+
+    for name in sorted(os.listdir(directory)):
+        full = os.path.join(directory, name)
+        if not name.endswith(".weights.h5"):
+            continue
+        try:
+            with h5py.File(full, "r"):
+                pass
+        except OSError as e:
+            warnings.warn(f"The checkpoint {full} is corrupt or incomplete ({e}); removing it.", stacklevel=3)
+            os.remove(full)
+
+
+# ---------------------------------------------------------------------------------- training
+def train(config, workdir, verbose=None, overwrite=False) -> TrainResult:
     """Trains the config's model on its benchmark with ``model.fit`` and saves everything.
 
-    Writes the files listed in this module's docstring into ``workdir`` (created if needed).
-    A run killed part-way resumes from ``workdir/backup`` when started again.
+    Writes the files listed in this module's docstring into ``workdir``, each atomically
+    (temporary name, ``fsync``, rename). The config is checked, the data built and the model
+    constructed before anything is written, so a bad config leaves no workdir behind.
+
+    A workdir belongs to one run (its ``config.json``, every key but ``verbose``): started
+    again with the same config, the run resumes exactly from its last completed epoch (see
+    :func:`tf_mmcl.training.loop.fit`: the final weights, ``metrics.*`` and TensorBoard
+    curves equal those of an uninterrupted run); a finished run is not retrained.
 
     Args:
         config: a config (see :mod:`tf_mmcl.training.config`).
         workdir: the run directory.
         verbose: Keras verbosity (default ``config.verbose``; 1 shows progress bars).
+        overwrite: delete the run files in ``workdir`` first and train from scratch.
 
     Returns:
-        :class:`TrainResult`.
+        :class:`TrainResult` (``status``: ``"trained"``, ``"resumed"`` or ``"finished"``,
+        the last for a run that had already finished).
 
     Raises:
-        ValueError: for an invalid config (unknown key, dataset, objective, modalities that do
-            not match the dataset) or a training split smaller than one batch.
+        ValueError: for an invalid config (unknown key, bad value, dataset, objective,
+            modalities that do not match the dataset), a training split smaller than one
+            batch, or a workdir that holds a run with another config.
+        DivergenceError (a ``FloatingPointError``): a non-finite input, loss, gradient or
+            weight; the last completed epoch stays in ``workdir/backup`` and ``checkpoints``.
         NotADirectoryError, PermissionError: for a workdir that cannot be written.
     """
     config = validate_config(config)
-    path = check_workdir(workdir)
-    paths = {k: os.path.join(path, v) for k, v in RUN_FILES.items()}
+    if not workdir:
+        raise ValueError("A workdir is required (--workdir DIR): where the run's outputs go.")
     splits = build_dataset(config)
     modalities = _modalities(config, splits)
     if splits.num_examples("train") < config.batch_size:
         raise ValueError(f"The training split has {splits.num_examples('train')} examples, fewer than "
                          f"batch_size={config.batch_size}: lower batch_size or raise dataset.params.n_train.")
+    train_arrays = train_inputs(splits.as_numpy("train"), modalities)
+    val_ds = _pipeline(splits, "val", modalities, config.batch_size, config.seed, shuffle=False)
     keras.utils.set_random_seed(int(config.seed))
     model = build_model(config, modalities)
-    train_ds = _pipeline(splits, "train", modalities, config.batch_size, config.seed, shuffle=True)
-    val_ds = _pipeline(splits, "val", modalities, config.batch_size, config.seed, shuffle=False)
-    model(next(iter(train_ds)))  # build, so BackupAndRestore can restore weights into it
+
+    path = check_workdir(workdir)  # the first write
+    paths = {k: os.path.join(path, v) for k, v in RUN_FILES.items()}
+    for directory in (path, paths["checkpoints"]):
+        remove_leftovers(directory)
+    fingerprint = config_fingerprint(config)
+    finished = _claim_workdir(path, config, overwrite)
+    if finished is not None:
+        BackupStore(paths["backup"]).clear()  # in case the finished run was killed while clearing it
+        model = _load_model_file(paths["model"])
+        return TrainResult(model=model, history=finished.get("history", {}), paths=paths,
+                           train_seconds=float(finished.get("train_seconds", 0.0)), status="finished")
+
     model.compile(optimizer=_optimizer(config), jit_compile=bool(config.jit_compile),
                   steps_per_execution=int(config.steps_per_execution))
-
-    with open(paths["config"], "w") as f:
-        f.write(config.to_json(indent=2, sort_keys=True))
     os.makedirs(paths["checkpoints"], exist_ok=True)
+    _check_checkpoints(paths["checkpoints"])
     payload = {"dataset": config.dataset.name, "objective": config.model.objective,
-               "modalities": modalities, "paths": paths}
-    json_metrics = _JsonMetrics(paths["metrics_json"], payload)
-    callbacks = [
-        # First, so validation, checkpoints, the backup and the saved model see the schedule-free
-        # average x (a no-op for other optimizers).
-        ScheduleFreeEvaluation(),
-        keras.callbacks.BackupAndRestore(paths["backup"]),
-        keras.callbacks.ModelCheckpoint(os.path.join(paths["checkpoints"], "epoch_{epoch:03d}.weights.h5"),
-                                        save_weights_only=True),
-        keras.callbacks.TensorBoard(paths["tensorboard"], write_graph=False, update_freq="epoch",
-                                    profile_batch=0),
-        keras.callbacks.CSVLogger(paths["metrics_csv"], append=True),
-        json_metrics,
-    ]
-    steps = int(config.steps_per_epoch) or None
-    start = time.perf_counter()
-    fit = model.fit(train_ds, validation_data=val_ds, epochs=int(config.epochs), steps_per_epoch=steps,
-                    callbacks=callbacks, shuffle=False,  # the pipeline shuffles
-                    verbose=config.verbose if verbose is None else verbose)
-    seconds = time.perf_counter() - start
-    model.save(paths["model"])
-    history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
-    json_metrics.history = history  # the same numbers; after a resume fit.history has the rest only
-    json_metrics.write(epochs_done=int(config.epochs), train_seconds=seconds,
-                       final={k: v[-1] for k, v in history.items() if v})
-    return TrainResult(model=model, history=history, paths=paths, train_seconds=seconds)
+               "modalities": modalities, "paths": paths, "config_fingerprint": fingerprint}
+    board = _TensorBoardLog(paths["tensorboard"])
+
+    def save_checkpoint(epochs_done):
+        with atomic_path(os.path.join(paths["checkpoints"], f"epoch_{epochs_done:03d}.weights.h5")) as tmp:
+            model.save_weights(tmp)
+
+    def on_epoch_saved(epochs_done, history, model):
+        # The backup of this epoch is complete: every file below can be rebuilt from it.
+        save_checkpoint(epochs_done)
+        _write_csv(paths["metrics_csv"], history)
+        write_json(paths["metrics_json"], dict(payload, history=history, epochs_done=epochs_done,
+                                               status="running"))
+        board.append(history, epochs_done - 1)
+
+    def accept_backup(state):
+        if state.get("config_fingerprint") != fingerprint:
+            return "it was written for another config."
+        return None
+
+    def on_start(history):  # after the restore: the logs are rebuilt from the restored history
+        if history:
+            done = len(next(iter(history.values())))
+            if not os.path.exists(os.path.join(paths["checkpoints"], f"epoch_{done:03d}.weights.h5")):
+                save_checkpoint(done)  # killed while writing it: the restored weights are that epoch's
+            _write_csv(paths["metrics_csv"], history)
+            write_json(paths["metrics_json"], dict(payload, history=history, status="running", epochs_done=done))
+        board.rebuild(history)
+
+    try:
+        result = loop.fit(model, train_arrays, batch_size=int(config.batch_size), epochs=int(config.epochs),
+                          seed=int(config.seed), steps_per_epoch=int(config.steps_per_epoch) or None,
+                          validation_data=val_ds, backup_dir=paths["backup"],
+                          backup_state={"config_fingerprint": fingerprint}, accept_backup=accept_backup,
+                          on_start=on_start, on_epoch_saved=on_epoch_saved,
+                          # Schedule-free AdamW: validate at its average x and leave x in the model
+                          # after validation, so the epoch's backup and checkpoint hold x too, and
+                          # model.keras after the last epoch (a no-op for other optimizers).
+                          callbacks=[ScheduleFreeEvaluation()],
+                          verbose=config.verbose if verbose is None else verbose)
+    finally:
+        board.close()
+    with atomic_path(paths["model"]) as tmp:
+        model.save(tmp)
+    seconds = result.seconds
+    history = result.history
+    write_json(paths["metrics_json"], dict(payload, history=history, epochs_done=int(config.epochs),
+                                           train_seconds=seconds, status="finished",
+                                           resumed_from_epoch=result.resumed_from,
+                                           final={k: v[-1] for k, v in history.items() if v}))
+    BackupStore(paths["backup"]).clear()
+    return TrainResult(model=model, history=history, paths=paths, train_seconds=seconds,
+                       status="resumed" if result.resumed_from else "trained")
 
 
 # ---------------------------------------------------------------------------------- export
