@@ -1,8 +1,11 @@
-# `make test`: create .venv if missing, install the package with the cpu and test extras, run pytest.
+# `make install`: create .venv if missing and install the package with $(EXTRAS) (then `. .venv/bin/activate`).
+# `make test`: install, then run pytest.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# The setup.cfg extras `make install` puts into .venv (comma-separated; add an extra here).
+EXTRAS ?= cpu,test,serving,faiss
 
 .PHONY: test install install-hub clean demo
 
@@ -11,7 +14,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(PY) setup.py setup.cfg
-	$(PY) -m pip install --quiet -e ".[cpu,test,serving,faiss]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	# The gRPC client; --no-deps so it does not pull the full tensorflow wheel beside tensorflow-cpu.
 	$(PY) -m pip install --quiet --no-deps "tensorflow-serving-api~=2.21.0"
 	touch $@

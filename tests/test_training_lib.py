@@ -32,13 +32,22 @@ def test_config_files_cover_every_method_on_symile_xor_and_the_main_methods_else
     assert {"misalignment_clip", "misalignment_symile"} <= names
 
 
+@pytest.fixture(scope="module")
+def m3_tiny(tmp_path_factory):
+    """Overrides that read m3_digits/tiny, built once from the cached clips (no espeak-ng)."""
+    clips = os.path.join(REPO, "tests", "datasets", "data", "m3_digits_clips")
+    return ["dataset.tfds_name=m3_digits/tiny", f"dataset.data_dir={tmp_path_factory.mktemp('tfds')}",
+            f"dataset.params.clip_source={clips}", "epochs=1", "batch_size=16", "verbose=0"]
+
+
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: os.path.basename(p))
-def test_every_config_file_builds_its_dataset_and_model(path):
-    config = training.load_config_file(path, TINY)
+def test_every_config_file_builds_its_dataset_and_model(path, m3_tiny):
+    m3 = os.path.basename(path).startswith("m3_digits_")
+    config = training.load_config_file(path, m3_tiny if m3 else TINY)
     bench, objective = config.dataset.name, config.model.objective
     assert os.path.basename(path) == f"{bench}_{objective}.py"
     splits = training.build_dataset(config)
-    assert splits.num_examples("train") == 256
+    assert splits.num_examples("train") == (40 if m3 else 256)
     model = training.build_model(config, splits.modalities)
     batch = training.train_inputs({k: v[:8] for k, v in splits.as_numpy("train").items()}, splits.modalities)
     out = model(batch)

@@ -2,9 +2,21 @@
 
 Importing the package registers every serialisable class, so ``.keras`` files load after
 ``import tf_mmcl``.
+
+TensorFlow is not a plain dependency (a GPU user must not get ``tensorflow-cpu``): it comes
+from the ``cpu`` or ``gpu`` extra, ``pip install "tf-mmcl[cpu]"`` or ``pip install "tf-mmcl[gpu]"``
+(from a clone: ``pip install -e ".[cpu]"``).
 """
 
 __version__ = "0.1.0"
+
+import importlib.util as _importlib_util
+
+# Say which extra is missing before the first submodule fails on `import tensorflow` deep inside.
+if _importlib_util.find_spec("tensorflow") is None:
+    raise ImportError(
+        "tf_mmcl needs TensorFlow, which comes from an extra: pip install \"tf-mmcl[cpu]\" (CPU) or "
+        "pip install \"tf-mmcl[gpu]\" (CUDA); from a clone: pip install -e \".[cpu]\" (or make install).")
 
 from tf_mmcl import data, distribute, evaluation, layers, losses, models, ops, optimizers, retrieval  # noqa: E402
 from tf_mmcl import hub  # noqa: E402  (keras-hub itself is imported only when used)

@@ -32,10 +32,20 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-from tf_mmcl.losses import symmetric_infonce  # noqa: E402
-from tf_mmcl.ops import dot_scores, mean_symmetric_infonce_over_pairs, symmetric_infonce_from_embeddings  # noqa: E402
+tf = symmetric_infonce = dot_scores = mean_symmetric_infonce_over_pairs = symmetric_infonce_from_embeddings = None
+
+
+def _import_tensorflow():
+    """TensorFlow and the kernels, imported once the flags are parsed (--help needs neither)."""
+    global tf, symmetric_infonce, dot_scores, mean_symmetric_infonce_over_pairs, symmetric_infonce_from_embeddings
+    import tensorflow
+    from tf_mmcl import losses, ops
+
+    tf = tensorflow
+    symmetric_infonce = losses.symmetric_infonce
+    dot_scores, mean_symmetric_infonce_over_pairs = ops.dot_scores, ops.mean_symmetric_infonce_over_pairs
+    symmetric_infonce_from_embeddings = ops.symmetric_infonce_from_embeddings
 
 LOGIT_SCALE = 1.0 / 0.07
 
@@ -144,17 +154,18 @@ def main(argv=None):
     parser.add_argument("--inner", type=int, default=20, help="Calls per timed repeat (graph modes).")
     parser.add_argument("--floor", action="store_true", help="Time the per-call floor at N = d = 64 instead.")
     args = parser.parse_args(argv)
-    if args.floor:
-        floor = dispatch_floor(repeats=args.repeats, inner=args.inner)
-        print("| call (N = d = 64, M = 3) | time |\n|---|---|")
-        print("\n".join(f"| {name} | {1e3 * t:.3f} ms |" for name, t in floor.items()))
-        return
     try:
         sizes = [tuple(int(v) for v in cell.lower().split("x")) for cell in args.sizes.split(",")]
         if any(len(c) != 2 or min(c) < 2 for c in sizes):
             raise ValueError
     except ValueError:
         parser.error(f"--sizes must look like 64x64,128x256 (N >= 2, d >= 2), got {args.sizes!r}")
+    _import_tensorflow()
+    if args.floor:
+        floor = dispatch_floor(repeats=args.repeats, inner=args.inner)
+        print("| call (N = d = 64, M = 3) | time |\n|---|---|")
+        print("\n".join(f"| {name} | {1e3 * t:.3f} ms |" for name, t in floor.items()))
+        return
     print(to_markdown(run(sizes, repeats=args.repeats, inner=args.inner)))
 
 

@@ -28,6 +28,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/_cli.py, also under runpy
+import _cli  # noqa: E402
+
 _SIZE = flags.DEFINE_enum("size", "base", ["base", "tiny"], "Backbone sizes.")
 _EXAMPLES = flags.DEFINE_integer("examples", 32, "Examples per batched extraction.")
 _LOOP = flags.DEFINE_integer("loop_examples", 8, "Examples through the plain Python loop.")
@@ -127,4 +130,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    sys.exit(app.run(main, flags_parser=_cli.flags_parser("benchmark_hub.py")))

@@ -19,7 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from tf_mmcl import training  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/_cli.py, also under runpy
+import _cli  # noqa: E402
+
+_PROG = "demo.py"
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _WORKDIR = flags.DEFINE_string("workdir", "demo_out", "Where every output goes.")
@@ -34,7 +37,9 @@ _VERBOSE = flags.DEFINE_integer("verbose", 1, "Keras verbosity: 1 progress bars,
 def main(argv):
     logging.set_verbosity(logging.WARNING)  # TF's SavedModel INFO lines drown the output
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        _cli.fail(_PROG, f"unexpected arguments {argv[1:]}; every setting is a flag (--help lists them).")
+    from tf_mmcl import training  # here, not at the top: --help and flag errors need no TensorFlow
+
     start = time.perf_counter()
     try:
         root = training.check_workdir(_WORKDIR.value)
@@ -60,7 +65,7 @@ def main(argv):
             exported = training.export(os.path.join(root, _EXPORT.value), export_dir=os.path.join(root, "export"),
                                        overwrite=True, version=1)
     except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
-        sys.exit(f"demo.py: error: {e}")
+        _cli.fail(_PROG, e)
 
     print("\nSymile XOR, p_hat = 1 (c = a XOR b): zero-shot retrieval of a over all 32 candidates,")
     print("from b or c alone (1->1) and from (b, c) together (2->1), test split:\n")
@@ -79,4 +84,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_cli.flags_parser(_PROG))

@@ -18,7 +18,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from tf_mmcl import training  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/_cli.py, also under runpy
+import _cli  # noqa: E402
+
+_PROG = "evaluate.py"
 
 _WORKDIRS = flags.DEFINE_multi_string("workdir", None, "A finished training run (repeat for several).")
 _COMPARE_DIR = flags.DEFINE_string("compare_dir", None,
@@ -35,9 +38,9 @@ _USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionErr
 def main(argv):
     logging.set_verbosity(logging.WARNING)  # TF's SavedModel INFO lines drown the output
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not _WORKDIRS.value:
-        raise app.UsageError("--workdir is required (a directory written by tools/train.py).")
+        _cli.fail(_PROG, f"unexpected arguments {argv[1:]}; pass each run as --workdir DIR.")
+    from tf_mmcl import training  # here, not at the top: --help and flag errors need no TensorFlow
+
     try:
         results = {}
         for workdir in _WORKDIRS.value:
@@ -57,7 +60,7 @@ def main(argv):
             print(table)
             print(f"  comparison       {os.path.join(out, 'comparison.md')}, {os.path.join(out, 'comparison.png')}")
     except _USER_ERRORS as e:
-        sys.exit(f"evaluate.py: error: {e}")
+        _cli.fail(_PROG, e)
 
 
 def _index_retrieval(workdir, name):
@@ -82,4 +85,4 @@ def _index_retrieval(workdir, name):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_cli.flags_parser(_PROG, required=("workdir",)))

@@ -4,7 +4,9 @@
 Writes ``<export_dir>/<name>/<version>/`` (default ``DIR/export/<dataset>_<objective>/1``), a
 SavedModel with the ``serving_default``, ``embed_<m>`` and ``score_<m>...`` signatures of
 ``tf_mmcl.export.export_for_serving`` and a warm-up file, plus ``<name>_candidates.npz`` (the
-candidate set and its embeddings) for benchmarks that have one. Serve it with::
+candidate set and its embeddings) for benchmarks that have one and ``<name>_examples.npz`` (8 test
+rows of every modality, keyed by modality: request inputs for ``tools/serving_request.py``).
+Serve it with::
 
     docker run -p 8501:8501 -v <export_dir>/<name>:/models/<name> -e MODEL_NAME=<name> tensorflow/serving
 """
@@ -16,7 +18,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from tf_mmcl import training  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/_cli.py, also under runpy
+import _cli  # noqa: E402
+
+_PROG = "export.py"
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished training run (written by tools/train.py).")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "TF Serving base directory (default: WORKDIR/export).")
@@ -29,19 +34,22 @@ _USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryErr
 def main(argv):
     logging.set_verbosity(logging.WARNING)  # TF's SavedModel INFO lines drown the output
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not _WORKDIR.value:
-        raise app.UsageError("--workdir is required (a directory written by tools/train.py).")
+        _cli.fail(_PROG, f"unexpected arguments {argv[1:]}; the run is --workdir DIR.")
+    from tf_mmcl import training  # here, not at the top: --help and flag errors need no TensorFlow
+
     try:
         out = training.export(_WORKDIR.value, export_dir=_EXPORT_DIR.value, name=_NAME.value,
                               version=_VERSION.value, overwrite=_OVERWRITE.value)
     except _USER_ERRORS as e:
-        sys.exit(f"export.py: error: {e}")
+        # The library names its keyword arguments; here they are flags.
+        _cli.fail(_PROG, str(e).replace("pass overwrite=True", "pass --overwrite"))
     print(f"SavedModel for TF Serving: {out['saved_model']}")
     print(f"  model_base_path {out['model_base_path']}  (MODEL_NAME={out['name']})")
     if out["candidates"]:
         print(f"  candidates      {out['candidates']}")
+    print(f"  examples        {out['examples']}  (request inputs: tools/serving_request.py "
+          f"--input <modality>={out['examples']})")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_cli.flags_parser(_PROG, required=("workdir",)))

@@ -18,6 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/_cli.py, also under runpy
+import _cli  # noqa: E402
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/hub/<setup>.py).")
 _FEATURES_DIR = flags.DEFINE_string("features_dir", None, "Output directory (default: config.features_dir).")
 _MAX_SHARDS = flags.DEFINE_integer("max_shards", None, "Stop after this many new shards (default: all).")
@@ -42,4 +45,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_cli.flags_parser("extract_features.py", required=("config",), config_flag="config",
+                                                  config_example="configs/hub/symile_m3.py"))

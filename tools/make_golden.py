@@ -57,10 +57,21 @@ import sys
 import types
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-DTYPE = torch.float64
+# PyTorch lives in the reference venv only (see Usage); imported once the flags are parsed.
+torch = F = DTYPE = None
+
+
+def _import_torch():
+    global torch, F, DTYPE
+    try:
+        import torch as _torch
+        import torch.nn.functional as _functional
+    except ImportError:
+        sys.exit("make_golden.py: error: PyTorch is not installed here; run this tool with the reference "
+                 "venv's python (python3 -m venv /tmp/refvenv && /tmp/refvenv/bin/pip install torch==2.13.0 "
+                 "symile==0.1.0 numpy; see the Usage in this file's docstring).")
+    torch, F, DTYPE = _torch, _functional, _torch.float64
 
 
 def _inputs(seed, m, n, d, normalize=True, scale=1.0):
@@ -334,6 +345,7 @@ def main(argv=None):
         os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden", "reference_losses.npz"))
     parser.add_argument("--seed", type=int, default=20240611)
     args = parser.parse_args(argv)
+    _import_torch()
 
     print(f"torch {torch.__version__}, reference dtype {DTYPE}")
     w = Writer()

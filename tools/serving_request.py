@@ -26,8 +26,10 @@ For a model exported with a candidate index (``export_for_serving(..., index=ind
     python tools/serving_request.py models/retrieval/1 --signature retrieve_c \\
         --input a=a.npy --input b=b.npy --grpc_target localhost:8500 --out_npz top.npz
 
-``--rest_url`` / ``--grpc_target`` send the request to a running server and print (and with
-``--out_npz`` save) the outputs.
+``--rest_url`` / ``--grpc_target`` send the request to a running server, ``--local`` runs the
+signature in this process (TensorFlow, no server); each prints (and with ``--out_npz`` saves) the
+outputs. An input may come from a ``.npz``: ``NAME=FILE.npz`` takes its array ``NAME``
+(``tools/export.py`` writes ``<name>_candidates.npz`` and ``<name>_examples.npz`` for this).
 """
 
 from __future__ import annotations
@@ -40,12 +42,14 @@ import sys
 import numpy as np
 
 __all__ = [
+    "load_input",
     "parse_predict_response",
     "parse_rest_response",
     "predict_request",
     "prepare_inputs",
     "read_signatures",
     "rest_body",
+    "run_local",
     "send_grpc",
     "send_rest",
 ]
@@ -274,19 +278,70 @@ def send_rest(url, model_name, body, output_names=None, version=None, timeout=10
         return parse_rest_response(response.read(), output_names)
 
 
-def _parse_input(text):
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--input takes NAME=FILE.npy, got {text!r}.")
-    key, path = text.split("=", 1)
-    return key, np.load(path)
+def run_local(model_dir, signature_name, inputs):
+    """Runs a signature of the SavedModel in this process (TensorFlow, no server); returns outputs."""
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(os.fspath(model_dir)).signatures[signature_name]
+    return {k: v.numpy() for k, v in signature(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+
+
+def load_input(spec):
+    """One ``--input`` value: ``NAME=FILE.npy``, ``NAME=FILE.npz`` (its array ``NAME``) or
+    ``NAME=FILE.npz:KEY``; returns ``(NAME, array)``.
+
+    ``tools/export.py`` writes ``<name>_candidates.npz`` (``candidate_embeddings``, ...) and
+    ``<name>_examples.npz`` (a few test rows of every modality), so both serve directly:
+    ``--input b=models/xor_examples.npz --input candidate_embeddings=models/xor_candidates.npz``.
+
+    Raises:
+        ValueError: for a malformed spec, a missing file or an array the ``.npz`` lacks.
+    """
+    if "=" not in spec:
+        raise ValueError(f"--input takes NAME=FILE.npy (or NAME=FILE.npz[:KEY]), got {spec!r}.")
+    name, path = spec.split("=", 1)
+    key = None
+    if ".npz:" in path:
+        path, key = path.rsplit(":", 1)
+    if not os.path.isfile(path):
+        raise ValueError(f"--input {name}: no file {path!r}.")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--input {name}: {path!r} is not a .npy/.npz file ({e}).") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        with data:
+            key = key or name
+            if key not in data.files:
+                raise ValueError(f"--input {name}: {path!r} holds the arrays {sorted(data.files)}, not {key!r}; "
+                                 f"pick one with --input {name}={path}:<array>.")
+            return name, data[key]
+    return name, data
+
+
+def _summary(v):
+    return np.array2string(np.asarray(v), precision=3, suppress_small=True, threshold=64, edgeitems=4)
+
+
+def _print_outputs(outputs, where):
+    print(f"Outputs ({where}):")
+    for k, v in sorted(outputs.items()):
+        print(f"  {k}: shape {v.shape} dtype {v.dtype}")
+        print("    " + _summary(v).replace("\n", "\n    "))
+        if k == "logits" and v.ndim == 2:
+            print(f"  top-1 candidate per query: {np.argmax(v, axis=1).tolist()}")
+
+
+def _fail(message):
+    sys.exit(f"serving_request.py: error: {' '.join(str(message).split())}")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", help="exported version directory <base>/<name>/<version>")
     parser.add_argument("--signature", default="serving_default")
-    parser.add_argument("--input", action="append", type=_parse_input, default=[],
-                        metavar="NAME=FILE.npy", help="one per signature input")
+    parser.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|FILE.npz[:KEY]",
+                        help="one per signature input; a .npz gives its array NAME (or KEY)")
     parser.add_argument("--model_name", help="served name (default: the parent directory's)")
     parser.add_argument("--version", type=int, help="request this version explicitly")
     parser.add_argument("--form", choices=("instances", "inputs"), default="inputs")
@@ -294,34 +349,71 @@ def main(argv=None):
     parser.add_argument("--grpc_out", help="write the serialised PredictRequest here")
     parser.add_argument("--rest_url", help="send over REST, e.g. http://localhost:8501")
     parser.add_argument("--grpc_target", help="send over gRPC, e.g. localhost:8500")
-    parser.add_argument("--out_npz", help="save the outputs of a sent request here")
+    parser.add_argument("--local", action="store_true",
+                        help="run the signature in this process with TensorFlow (no server) and print the outputs")
+    parser.add_argument("--out_npz", help="save the outputs of a sent (or --local) request here")
     args = parser.parse_args(argv)
 
     model_dir = os.path.abspath(args.model_dir)
     model_name = args.model_name or os.path.basename(os.path.dirname(model_dir))
-    signatures = read_signatures(model_dir)
-    inputs = prepare_inputs(signatures, args.signature, dict(args.input))
-    output_names = sorted(signatures[args.signature]["outputs"])
-    body = rest_body(inputs, args.signature, form=args.form)
+    try:
+        given = dict(load_input(spec) for spec in args.input)
+        signatures = read_signatures(model_dir)
+        inputs = prepare_inputs(signatures, args.signature, given)
+        output_names = sorted(signatures[args.signature]["outputs"])
+        body = rest_body(inputs, args.signature, form=args.form)
+    except ValueError as e:
+        _fail(e)
+    shapes = ", ".join(f"{k} {v.shape}" for k, v in inputs.items())
+    print(f"Request for signature {args.signature!r} of model {model_name!r} ({model_dir}): {shapes}")
     if args.rest_out:
         with open(args.rest_out, "w") as f:
             json.dump(body, f)
+        print(f"  REST body ({args.form} form) {os.path.abspath(args.rest_out)}")
     request = None
     if args.grpc_out or args.grpc_target:
-        request = predict_request(model_name, args.signature, inputs, version=args.version)
+        try:
+            request = predict_request(model_name, args.signature, inputs, version=args.version)
+        except ImportError as e:
+            _fail(e)
         if args.grpc_out:
             with open(args.grpc_out, "wb") as f:
                 f.write(request.SerializeToString())
+            print(f"  gRPC PredictRequest {os.path.abspath(args.grpc_out)}")
     outputs = None
+    if args.local:
+        outputs = run_local(model_dir, args.signature, inputs)
+        _print_outputs(outputs, "run locally")
     if args.rest_url:
-        outputs = send_rest(args.rest_url, model_name, body, output_names, version=args.version)
+        import urllib.error
+
+        try:
+            outputs = send_rest(args.rest_url, model_name, body, output_names, version=args.version)
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode(errors="replace")
+            _fail(f"TF Serving at {args.rest_url} answered HTTP {e.code}: {detail} (is the model served as "
+                  f"MODEL_NAME={model_name}? --model_name sets the name)")
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            _fail(f"cannot reach TF Serving at {args.rest_url} ({reason}); start it (docs/serving.md: docker run "
+                  f"-p 8501:8501 -v <export_dir>/{model_name}:/models/{model_name} -e MODEL_NAME={model_name} "
+                  "tensorflow/serving) or pass --local to run the model in this process instead.")
+        _print_outputs(outputs, f"REST {args.rest_url}")
     if args.grpc_target:
-        outputs = send_grpc(args.grpc_target, request)
-    if outputs is not None:
-        for k, v in sorted(outputs.items()):
-            print(f"{k}: shape {v.shape} dtype {v.dtype}")
-        if args.out_npz:
-            np.savez(args.out_npz, **outputs)
+        import grpc
+
+        try:
+            outputs = send_grpc(args.grpc_target, request)
+        except grpc.RpcError as e:
+            _fail(f"gRPC request to {args.grpc_target} failed: {e.code().name}: {e.details()} (start TF Serving "
+                  "with -p 8500:8500, see docs/serving.md, or pass --local)")
+        _print_outputs(outputs, f"gRPC {args.grpc_target}")
+    if outputs is not None and args.out_npz:
+        np.savez(args.out_npz, **outputs)
+        print(f"  outputs saved to {os.path.abspath(args.out_npz)}")
+    if outputs is None and not (args.rest_out or args.grpc_out):
+        print("Nothing sent or written: add --local (run here), --rest_url / --grpc_target (a server), "
+              "or --rest_out / --grpc_out (save the request).")
     return 0
 
 

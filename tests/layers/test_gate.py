@@ -379,7 +379,7 @@ def test_input_errors():
         gate.gate_tuple("z", emb)
     with pytest.raises(ValueError, match="masks: unknown"):
         gate.gate_weights(emb, masks={"z": np.ones(N, bool)})
-    with pytest.raises(ValueError, match="rank 1"):
+    with pytest.raises(ValueError, match=r"must be a \(N,\) boolean vector"):
         gate.gate_weights(emb, masks={"a": np.ones((N, 1), bool)})
     with pytest.raises(ValueError, match="rows"):
         gate.gate_weights(emb, masks={"a": np.ones(N + 1, bool)})

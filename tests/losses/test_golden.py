@@ -55,7 +55,9 @@ def _ours(case, reps, scale, fused=None, permutations=None):
     if method == "symile":
         if permutations is None and _has(case, "permutations"):
             permutations = _get(case, "permutations")
-        return symile_loss(reps, scale, kwargs["negative_sampling"], permutations=permutations)
+        # The reference takes raw vectors; the "_unnormalized" cases test exactly that.
+        return symile_loss(reps, scale, kwargs["negative_sampling"], permutations=permutations,
+                           check_unit_norm="unnormalized" not in case)
     if method == "clip":
         return clip_loss(reps, scale)
     if method == "gram":

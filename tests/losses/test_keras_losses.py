@@ -48,7 +48,7 @@ def test_modalities_order_and_unknown_names():
         loss(None, list(REPS.values()))
     with pytest.raises(ValueError, match="duplicates"):
         losses.CLIPLoss(modalities=["a", "a"])
-    with pytest.raises(ValueError, match="positive finite"):
+    with pytest.raises(ValueError, match="finite number > 0"):
         losses.CLIPLoss(logit_scale=-1.0)
 
 

@@ -147,5 +147,7 @@ def test_model_rejects_bad_clip_options():
         MultimodalContrastiveModel(enc, embedding_dim=2, objective="clip", similarity="l2")
     with pytest.raises(ValueError, match="normalize"):
         MultimodalContrastiveModel(enc, embedding_dim=2, objective="clip", normalize="no")
+    with pytest.raises(ValueError, match='needs similarity="lp"'):
+        MultimodalContrastiveModel(enc, embedding_dim=2, objective="clip", normalize=False)
     with pytest.raises(ValueError, match="Unknown option"):
         MultimodalContrastiveModel(enc, embedding_dim=2, objective="symile", similarity="lp")

@@ -72,7 +72,7 @@ def test_export_writes_a_tf_serving_version(trained, tmp_path):
     assert np.load(tmp_path / "xor_candidates.npz")["candidate_embeddings"].shape == (32, 16)
     again = run_tool("export.py", "--workdir", workdir, "--export_dir", str(tmp_path), "--name", "xor",
                      "--version", "1")
-    assert_clean_error(again, "export.py: error:", "exists")
+    assert_clean_error(again, "export.py: error:", "exists", "pass --overwrite")
 
 
 @pytest.mark.parametrize("args,fragments", [

@@ -200,6 +200,7 @@ def from_tfrecord(paths, feature_spec: Mapping[str, tf.TensorSpec], num_parallel
     for key, spec in feature_spec.items():
         if not isinstance(spec, tf.TensorSpec):
             raise ValueError(f"feature_spec[{key!r}] must be a tf.TensorSpec, got {type(spec).__name__}.")
+    _check_first_record(paths, feature_spec)
     parse_spec = {key: tf.io.FixedLenFeature([], tf.string) for key in feature_spec}
 
     def parse(record):
@@ -265,6 +266,51 @@ def _apply_preprocess(preprocess: Mapping[str, Callable]):
     return fn
 
 
+def _check_first_record(paths, feature_spec):
+    """Compares the first record's features with ``feature_spec``: a mismatch names the feature.
+
+    Parsing inside the ``tf.data`` map only says "type mismatch" at iteration time, without
+    the feature's name; one record read here turns that into a clear error up front.
+    """
+    from tensorflow.core.framework import tensor_pb2
+
+    for path in paths:
+        if not tf.io.gfile.exists(path):
+            raise FileNotFoundError(f"from_tfrecord: no such file {path!r}.")
+    try:
+        first = next(iter(tf.data.TFRecordDataset(paths[:1]).take(1)), None)
+    except tf.errors.OpError as e:
+        raise ValueError(f"from_tfrecord: {paths[0]!r} is not a readable TFRecord file ({e.message}).") from None
+    if first is None:
+        return  # an empty file: an empty dataset
+    example = tf.train.Example.FromString(first.numpy())
+    features = example.features.feature
+    missing = sorted(k for k in feature_spec if k not in features)
+    if missing:
+        raise ValueError(f"from_tfrecord: feature_spec names {missing}, which {paths[0]!r} lacks; it holds "
+                         f"{sorted(features)} (use the spec write_tfrecord returned).")
+    for key, spec in feature_spec.items():
+        raw = features[key].bytes_list.value
+        if len(raw) != 1:
+            raise ValueError(f"from_tfrecord: feature {key!r} of {paths[0]!r} is not a serialised tensor "
+                             "(files must come from write_tfrecord).")
+        proto = tensor_pb2.TensorProto.FromString(raw[0])
+        dtype = tf.dtypes.as_dtype(proto.dtype)
+        shape = tf.TensorShape([d.size for d in proto.tensor_shape.dim])
+        if dtype != spec.dtype:
+            raise ValueError(f"from_tfrecord: feature {key!r} is stored as {dtype.name} but feature_spec says "
+                             f"{spec.dtype.name}; pass tf.TensorSpec({list(shape)}, tf.{dtype.name}) for it.")
+        if not spec.shape.is_compatible_with(shape):
+            raise ValueError(f"from_tfrecord: feature {key!r} has per-example shape {shape} but feature_spec "
+                             f"says {spec.shape}; pass the spec write_tfrecord returned.")
+
+
+def _flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}.")
+    return bool(value)
+
+
 def make_pipeline(ds: tf.data.Dataset, batch_size: int, shuffle: bool = True, seed: int = 0,
                   drop_remainder: bool | None = None, preprocess: Mapping[str, Callable] | None = None,
                   corruptions: Sequence[Callable] = (), shuffle_buffer: int | None = None,
@@ -306,8 +352,15 @@ def make_pipeline(ds: tf.data.Dataset, batch_size: int, shuffle: bool = True, se
         raise ValueError("make_pipeline expects a dataset of dicts keyed by modality name.")
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    if shuffle_buffer is not None and shuffle_buffer < 1:
-        raise ValueError(f"shuffle_buffer must be positive, got {shuffle_buffer}.")
+    if shuffle_buffer is not None and (isinstance(shuffle_buffer, bool) or not isinstance(
+            shuffle_buffer, (int, np.integer)) or shuffle_buffer < 1):
+        raise ValueError(f"shuffle_buffer must be a positive integer or None, got {shuffle_buffer!r}.")
+    shuffle, repeat, cache, prefetch = (_flag(shuffle, "shuffle"), _flag(repeat, "repeat"), _flag(cache, "cache"),
+                                        _flag(prefetch, "prefetch"))
+    if drop_remainder is not None:
+        drop_remainder = _flag(drop_remainder, "drop_remainder")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}.")
     preprocess = dict(preprocess or {})
     unknown = [k for k in preprocess if k not in ds.element_spec]
     if unknown:
@@ -320,6 +373,12 @@ def make_pipeline(ds: tf.data.Dataset, batch_size: int, shuffle: bool = True, se
             raise ValueError(f"corruptions must be callables, got {type(c).__name__}.")
     if drop_remainder is None:
         drop_remainder = bool(shuffle)
+    card = int(ds.cardinality())
+    if card == 0:
+        raise ValueError("make_pipeline: the dataset is empty (0 examples); there is nothing to batch.")
+    if card > 0 and not repeat and drop_remainder and card < batch_size:
+        raise ValueError(f"make_pipeline: batch_size={batch_size} with drop_remainder=True over {card} examples "
+                         f"yields 0 batches; use batch_size <= {card} or drop_remainder=False.")
 
     options = tf.data.Options()
     options.deterministic = True

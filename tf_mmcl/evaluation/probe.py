@@ -83,15 +83,20 @@ class LogisticRegressionProbe:
     """
 
     def __init__(self, C: float = 1.0, max_iter: int = 500, standardize: bool = True):
-        if not np.isfinite(C) or C <= 0:
+        if isinstance(C, bool) or not isinstance(C, (int, float, np.number)) or not np.isfinite(C) or C <= 0:
             raise ValueError(f"C must be a positive number, got {C!r}.")
         if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}.")
+        if not isinstance(standardize, (bool, np.bool_)):
+            raise TypeError(f"standardize must be True or False, got {standardize!r}.")
         self.C, self.max_iter, self.standardize = float(C), int(max_iter), bool(standardize)
         self.classes_ = self.coef_ = self.intercept_ = None
 
     def _prep(self, x):
-        x = np.asarray(x, np.float64)
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiu":
+            raise TypeError(f"features must be a numeric (N, d) array, got dtype {x.dtype}.")
+        x = x.astype(np.float64)
         if x.ndim != 2:
             raise ValueError(f"features must be (N, d), got shape {x.shape}.")
         if not np.all(np.isfinite(x)):
@@ -130,6 +135,8 @@ class LogisticRegressionProbe:
         if self.coef_ is None:
             raise ValueError("the probe must be fitted before predicting.")
         x = self._prep(features)
+        if x.shape[0] == 0:
+            raise ValueError("features are empty: pass at least one (N >= 1) row.")
         if x.shape[1] != self.coef_.shape[0]:
             raise ValueError(f"features have width {x.shape[1]}; the probe was fitted on {self.coef_.shape[0]}.")
         return ((x - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
@@ -145,8 +152,13 @@ class LogisticRegressionProbe:
         return self.classes_[np.argmax(self.decision_function(features), axis=1)]
 
     def score(self, features, labels):
-        """Accuracy on (features, labels)."""
-        return float(np.mean(self.predict(features) == np.asarray(labels)))
+        """Accuracy on (features, labels); one label per row (never broadcast)."""
+        pred = self.predict(features)
+        y = np.asarray(labels)
+        if y.ndim != 1 or y.shape[0] != pred.shape[0]:
+            raise ValueError(f"labels must be (N,) with one label per feature row (N = {pred.shape[0]}), "
+                             f"got shape {y.shape}.")
+        return float(np.mean(pred == y))
 
 
 def few_shot_indices(labels, shots: int, seed: int = 0) -> np.ndarray:
@@ -193,6 +205,12 @@ def linear_probe(train_features, train_labels, test_features, test_labels, shots
         True
     """
     x_tr, y_tr = np.asarray(train_features), np.asarray(train_labels)
+    x_te, y_te = np.asarray(test_features), np.asarray(test_labels)
+    if y_te.ndim != 1 or x_te.ndim != 2 or y_te.shape[0] != x_te.shape[0]:
+        raise ValueError(f"test_labels must be (N,) with one label per row of test_features (N = "
+                         f"{x_te.shape[0] if x_te.ndim else '?'}), got shapes {x_te.shape} and {y_te.shape}.")
+    if y_te.shape[0] == 0:
+        raise ValueError("test_features/test_labels are empty: the accuracy of 0 examples is undefined.")
     if shots is not None:
         idx = few_shot_indices(y_tr, shots, seed)
         x_tr, y_tr = x_tr[idx], y_tr[idx]

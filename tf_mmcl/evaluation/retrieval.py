@@ -29,15 +29,46 @@ __all__ = [
 ]
 
 
+DEFAULT_KS = (1, 5, 10)
+
+
 def _check_ks(ks):
-    if isinstance(ks, (int, np.integer)):
+    if ks is None:
+        ks = DEFAULT_KS
+    if isinstance(ks, (int, np.integer)) and not isinstance(ks, bool):
         ks = (ks,)
+    if not isinstance(ks, (list, tuple, np.ndarray)):
+        raise ValueError(f"ks must be a tuple of positive integers (Recall@k cut-offs), got {ks!r}.")
     ks = tuple(ks)
     if not ks:
         raise ValueError("ks must name at least one cut-off.")
     for k in ks:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"ks must be positive integers, got {ks!r}.")
+    return ks
+
+
+def resolve_ks(ks, num_candidates):
+    """The Recall@k cut-offs that can discriminate among ``num_candidates`` candidates.
+
+    Recall@k with ``k >= C`` is 1.0 whatever the scores. ``ks=None`` (the default of the
+    functions here) means ``(1, 5, 10)`` restricted to ``k < C``; explicit ``ks`` holding such a
+    ``k`` are an error. Fewer than 2 candidates cannot be ranked at all.
+
+    Example:
+        >>> resolve_ks(None, 4), resolve_ks((1, 2), 4)
+        ((1,), (1, 2))
+    """
+    c = int(num_candidates)
+    if c < 2:
+        raise ValueError(f"retrieval needs at least 2 candidates to rank, got {c}: every metric would be 1.0.")
+    if ks is None:
+        return tuple(k for k in DEFAULT_KS if k < c)
+    ks = _check_ks(ks)
+    trivial = [k for k in ks if k >= c]
+    if trivial:
+        raise ValueError(f"ks {trivial} are >= the number of candidates ({c}): Recall@k would be 1.0 whatever "
+                         f"the scores; use cut-offs below {c} (or ks=None for the defaults that fit).")
     return ks
 
 
@@ -108,13 +139,14 @@ def metrics_from_ranks(ranks, ks=(1, 5, 10)) -> dict:
     return out
 
 
-def retrieval_metrics(scores, targets, ks=(1, 5, 10)) -> dict:
+def retrieval_metrics(scores, targets, ks=None) -> dict:
     """Retrieval metrics for a score matrix: ``{"top1", "recall@5", "recall@10", "mrr"}``.
 
     Args:
         scores: (B, C) scores of every candidate for every query row (higher = better).
         targets: (B,) index of the right candidate per row.
-        ks: Recall@k cut-offs (k = 1 is reported as ``"top1"``).
+        ks: Recall@k cut-offs (k = 1 is reported as ``"top1"``), each below the number of
+            candidates C (see :func:`resolve_ks`); ``None``: ``(1, 5, 10)`` restricted to k < C.
 
     Returns:
         Dict of floats. Ties count against the right candidate.
@@ -124,7 +156,8 @@ def retrieval_metrics(scores, targets, ks=(1, 5, 10)) -> dict:
         >>> retrieval_metrics(np.array([[0.9, 0.1], [0.5, 0.5]]), [0, 0], ks=(1,))
         {'top1': 0.5, 'mrr': 0.75}
     """
-    return metrics_from_ranks(target_ranks(scores, targets), ks)
+    ranks = target_ranks(scores, targets)
+    return metrics_from_ranks(ranks, resolve_ks(ks, np.shape(_to_numpy(scores))[1]))
 
 
 def _as_query_list(queries):
@@ -163,7 +196,7 @@ def _score_block(score_fn, qblock, cands, expected):
     return s
 
 
-def retrieve(queries, candidates, targets, score_fn: Callable | None = None, ks=(1, 5, 10),
+def retrieve(queries, candidates, targets, score_fn: Callable | None = None, ks=None,
              batch_size: int = 1024, candidate_batch_size: int | None = None, return_ranks: bool = False):
     """Retrieval of the right candidate for each query tuple, computed in blocks.
 
@@ -178,7 +211,8 @@ def retrieve(queries, candidates, targets, score_fn: Callable | None = None, ks=
         candidates: (C, d) candidate embeddings of the target modality.
         targets: (B,) index of each query's right candidate.
         score_fn: ``(list of (b, d), (c, d)) -> (b, c)``; default :func:`tf_mmcl.ops.mip_scores`.
-        ks: Recall@k cut-offs.
+        ks: Recall@k cut-offs, each below C (``None``: ``(1, 5, 10)`` restricted to k < C; see
+            :func:`resolve_ks`).
         batch_size: query rows per block.
         candidate_batch_size: candidates per block (None: all at once).
         return_ranks: also return the (B,) ranks.
@@ -192,7 +226,7 @@ def retrieve(queries, candidates, targets, score_fn: Callable | None = None, ks=
         >>> retrieve([e], e, np.arange(4), batch_size=3, candidate_batch_size=2)["top1"]
         1.0
     """
-    ks = _check_ks(ks)
+    ks = None if ks is None else _check_ks(ks)
     score_fn = mm_ops.mip_scores if score_fn is None else score_fn
     if not callable(score_fn):
         raise ValueError("score_fn must be callable.")
@@ -207,6 +241,7 @@ def retrieve(queries, candidates, targets, score_fn: Callable | None = None, ks=
     b, c = qs[0].shape[0], cands.shape[0]
     if b == 0 or c == 0:
         raise ValueError(f"retrieve needs at least one query and one candidate, got B={b}, C={c}.")
+    ks = resolve_ks(ks, c)
     t = _check_targets(targets, b, c)
     ranks = np.empty(b, np.int64)
     for start in range(0, b, batch_size):
@@ -238,7 +273,7 @@ def _direction_name(query_names, target):
     return f"{','.join(query_names)}->{target}"
 
 
-def retrieve_all_directions(embeddings: Mapping[str, np.ndarray], score_fn=None, ks=(1, 5, 10),
+def retrieve_all_directions(embeddings: Mapping[str, np.ndarray], score_fn=None, ks=None,
                             batch_size: int = 1024, candidate_batch_size: int | None = None,
                             directions: str | Sequence = "all") -> dict:
     """Retrieval in every direction among aligned embeddings: 1->1 and (M-1)->1.
@@ -302,7 +337,7 @@ def retrieve_all_directions(embeddings: Mapping[str, np.ndarray], score_fn=None,
     return out
 
 
-def zero_shot_classification(queries, class_embeddings, labels, score_fn=None, ks=(1, 5),
+def zero_shot_classification(queries, class_embeddings, labels, score_fn=None, ks=None,
                              batch_size: int = 1024, return_predictions: bool = False):
     """Zero-shot classification: the candidates are the class embeddings, the targets the labels.
 
@@ -311,7 +346,7 @@ def zero_shot_classification(queries, class_embeddings, labels, score_fn=None, k
         class_embeddings: (K, d) one embedding per class (e.g. the embedded label set, or all
             2^d codes of the XOR benchmarks).
         labels: (B,) true class indices.
-        score_fn, ks, batch_size: as :func:`retrieve`.
+        score_fn, ks, batch_size: as :func:`retrieve` (``ks=None``: ``(1, 5, 10)`` below K).
         return_predictions: also return the (B,) argmax predictions (first index on ties).
 
     Returns:

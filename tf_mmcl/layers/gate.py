@@ -366,13 +366,14 @@ class ContrastiveGate(keras.layers.Layer):
             for name, mask in masks.items():
                 if mask is None or name not in required:  # e.g. the target's mask in gated_scores
                     continue
-                mask = ops.convert_to_tensor(mask)
-                if len(mask.shape) != 1:
-                    raise ValueError(f"masks[{name!r}] must have rank 1 (N,); got shape {tuple(mask.shape)}.")
+                from tf_mmcl.ops.checks import _check_one_mask, _Pending
+
+                pending = _Pending()
                 n = tensors[name].shape[0]
-                if mask.shape[0] is not None and n is not None and int(mask.shape[0]) != int(n):
-                    raise ValueError(f"masks[{name!r}] has {int(mask.shape[0])} rows, embeddings have {int(n)}.")
-                present = ops.cast(ops.cast(mask, "bool"), "float32")
+                n = int(n) if n is not None else ops.shape(tensors[name])[0]
+                mask = _check_one_mask(mask, f"masks[{name!r}]", n, pending)  # bool or int 0/1, one per row
+                tensors[name] = pending.attach([tensors[name]])[0]
+                present = ops.cast(mask, "float32")
                 fill = self._fill_vector(self.modalities.index(name), neutral)
                 p = present[:, None]
                 tensors[name] = p * tensors[name] + (1.0 - p) * fill[None, :]

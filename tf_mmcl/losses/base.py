@@ -6,8 +6,10 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
+from tf_mmcl.ops.checks import check_logit_scale, check_presence_masks, check_representations
 from tf_mmcl.ops.infonce import ABSENT_LOGIT
 
 __all__ = [
@@ -15,10 +17,13 @@ __all__ = [
     "ContrastiveLoss",
     "as_logit_scale",
     "check_masks",
+    "checked_inputs",
     "combine_masks",
     "diagonal_cross_entropy",
     "fused_key",
     "masked_mean",
+    "positive_number",
+    "require_bool",
     "symmetric_infonce",
 ]
 
@@ -32,11 +37,44 @@ def fused_key(first, second):
 
 
 def as_logit_scale(logit_scale):
-    """The multiplier applied to similarities, as a float32 scalar tensor."""
-    s = ops.cast(ops.convert_to_tensor(logit_scale), "float32")
-    if len(s.shape) > 1 or (len(s.shape) == 1 and s.shape[0] not in (1, None)):
-        raise ValueError(f"logit_scale must be a scalar, got shape {tuple(s.shape)}.")
-    return ops.reshape(s, ())
+    """The multiplier applied to similarities, as a float32 scalar tensor.
+
+    Refused unless a finite number > 0 (checked at once for numbers and eager tensors, by a
+    run-time assertion inside ``tf.function``; see :func:`tf_mmcl.ops.checks.check_logit_scale`).
+    """
+    return check_logit_scale(logit_scale)
+
+
+def positive_number(value, name, allow_zero=False):
+    """``float(value)``, refused unless a finite real number > 0 (>= 0 with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}.")
+    v = float(value)
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
+    return v
+
+
+def require_bool(value, name):
+    """``value`` if it is a real bool (NumPy bools too); a string such as ``"false"`` is an error."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}"
+                    + (": a string is not parsed (\"false\" would read as True)." if isinstance(value, str) else "."))
+
+
+def checked_inputs(representations, masks=None, **kwargs):
+    """Validated (float32 embeddings, bool masks or None) for an objective (see ``check_representations``)."""
+    if masks is None:
+        return check_representations(representations, **kwargs), None
+    if isinstance(representations, (list, tuple)) and (
+            not isinstance(masks, (list, tuple)) or len(masks) != len(representations)):
+        check_presence_masks(masks, len(representations))  # raises the clear error
+    reps, masks = check_representations(representations, masks=masks, **kwargs)
+    if all(mk is None for mk in masks):
+        masks = None
+    return reps, masks
 
 
 # Logit given to candidates that are absent (missing modality): finite, so that a row with no
@@ -104,21 +142,8 @@ def combine_masks(masks, indices):
 
 
 def check_masks(masks, num_modalities, name="masks"):
-    """Validates a list of optional (N,) presence masks, one per modality."""
-    if masks is None:
-        return None
-    if not isinstance(masks, (list, tuple)) or len(masks) != num_modalities:
-        raise ValueError(f"{name} must be a list of {num_modalities} (N,) boolean tensors or None entries.")
-    out = []
-    for i, m in enumerate(masks):
-        if m is None:
-            out.append(None)
-            continue
-        m = ops.convert_to_tensor(m)
-        if len(m.shape) != 1:
-            raise ValueError(f"{name}[{i}] must be a (N,) boolean vector, got shape {tuple(m.shape)}.")
-        out.append(ops.cast(m, "bool"))
-    return out
+    """Validates a list of optional (N,) presence masks, one per modality (bool, or int 0/1)."""
+    return check_presence_masks(masks, num_modalities, name=name)
 
 
 class ContrastiveLoss(keras.losses.Loss):
@@ -151,10 +176,8 @@ class ContrastiveLoss(keras.losses.Loss):
             if len(set(modalities)) != len(modalities):
                 raise ValueError(f"modalities contains duplicates: {modalities}.")
         self.modalities = modalities
-        if not isinstance(logit_scale, (int, float)) or not math.isfinite(logit_scale) or logit_scale <= 0:
-            raise ValueError(f"logit_scale must be a positive finite number, got {logit_scale!r}.")
-        self.logit_scale = float(logit_scale)
-        self.check_finite = bool(check_finite)
+        self.logit_scale = positive_number(logit_scale, "logit_scale")
+        self.check_finite = require_bool(check_finite, "check_finite")
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         # The objective is a scalar over the whole batch: no per-sample weights or reduction.

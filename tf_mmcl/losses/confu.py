@@ -9,11 +9,14 @@ import keras
 from tf_mmcl.losses.base import (
     ContrastiveLoss,
     as_logit_scale,
-    check_masks,
+    checked_inputs,
     combine_masks,
     fused_key,
+    positive_number,
 )
-from tf_mmcl.ops import check_representations, symmetric_infonce_from_embeddings
+from tf_mmcl.ops import check_representations
+from tf_mmcl.ops.infonce import infonce_unchecked
+from tf_mmcl.ops.checks import check_unit_norm as unit_norm_check
 
 __all__ = ["confu_loss", "ConFuLoss", "confu_pairs"]
 
@@ -21,12 +24,20 @@ __all__ = ["confu_loss", "ConFuLoss", "confu_pairs"]
 CONFU_LOGIT_SCALE = 1.0 / 0.07
 
 
+def _check_lam(lam):
+    lam = positive_number(lam, "lam", allow_zero=True)
+    if lam > 1.0:
+        raise ValueError(f"lam must be in [0, 1] (the weight of the fused terms), got {lam!r}.")
+    return lam
+
+
 def confu_pairs(num_modalities):
     """The modality index pairs that get a fusion head, in order: (0, 1), (0, 2), (1, 2), ..."""
     return list(itertools.combinations(range(num_modalities), 2))
 
 
-def confu_loss(representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, masks=None, check_finite=False):
+def confu_loss(representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, masks=None, check_finite=False,
+               check_unit_norm=True):
     """The ConFu objective of the authors' code, for any M >= 3.
 
     With ``L(u, v) = 0.5 * (CE(S) + CE(S^T))``, ``S = logit_scale * u v^T``:
@@ -48,7 +59,10 @@ def confu_loss(representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, m
         logit_scale: multiplier, fixed at 1/0.07 in the authors' code.
         lam: weight of the fused terms, in [0, 1].
         masks: optional list of M bool (N,) presence masks (``None`` entries: all present).
-        check_finite: assert finiteness inside ``tf.function`` too.
+        check_finite: assert finiteness of every value inside ``tf.function`` too.
+        check_unit_norm: refuse rows that are not L2-normalised (see
+            :data:`tf_mmcl.ops.checks.UNIT_NORM_TOLERANCE`); ``False`` for deliberately
+            unnormalised inputs (e.g. comparisons with reference code on raw vectors).
 
     Returns:
         Scalar float32 loss.
@@ -59,16 +73,15 @@ def confu_loss(representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, m
         >>> float(confu_loss([r, r, r], [r, r, r], logit_scale=100.0)) < 1e-3
         True
     """
-    if not 0.0 <= float(lam) <= 1.0:
-        raise ValueError(f"lam must be in [0, 1], got {lam}.")
-    reps = check_representations(representations, min_modalities=3, check_finite_values=check_finite)
+    lam = _check_lam(lam)
+    reps, masks = checked_inputs(representations, masks, unit_norm=check_unit_norm, min_modalities=3,
+                                 check_finite_values=check_finite)
     scale = as_logit_scale(logit_scale)
     m = len(reps)
-    masks = check_masks(masks, m)
     pairs = confu_pairs(m)
     pair_total = 0.0
     for i, j in pairs:
-        pair_total = pair_total + symmetric_infonce_from_embeddings(reps[i], reps[j], scale,
+        pair_total = pair_total + infonce_unchecked(reps[i], reps[j], scale,
                                                                   combine_masks(masks, (i, j)))
     if float(lam) == 0.0:
         return pair_total / len(pairs)
@@ -79,20 +92,25 @@ def confu_loss(representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, m
         if missing:
             raise ValueError(f"fused is missing the pair(s) {missing}.")
         fused = [fused[p] for p in pairs]
-    if len(fused) != len(pairs):
-        raise ValueError(f"fused must hold {len(pairs)} embeddings (one per pair {pairs}), got {len(fused)}.")
-    fused = check_representations(list(reps[:1]) + list(fused), name="fused",
-                                  check_finite_values=check_finite)[1:]
+    if not isinstance(fused, (list, tuple)) or len(fused) != len(pairs):
+        got = len(fused) if isinstance(fused, (list, tuple)) else type(fused).__name__
+        raise ValueError(f"fused must hold {len(pairs)} embeddings (one per pair {pairs}), got {got}.")
+    # Shapes against the unimodal embeddings (norms on their own: absent rows are exempt).
+    both = check_representations(list(reps[:1]) + list(fused), name="fused", unit_norm=False,
+                                 check_finite_values=check_finite)
+    fused = both[1:]
+    if check_unit_norm:
+        fused = unit_norm_check(fused, [f"fused[{k}]" for k in range(len(pairs))],
+                                None if masks is None else [combine_masks(masks, p) for p in pairs])
     fused_total = 0.0
     num_fused_terms = 0
     for (i, j), z_ij in zip(pairs, fused):
         for k in range(m):
             if k in (i, j):
                 continue
-            fused_total = fused_total + symmetric_infonce_from_embeddings(z_ij, reps[k], scale,
+            fused_total = fused_total + infonce_unchecked(z_ij, reps[k], scale,
                                                                           combine_masks(masks, (i, j, k)))
             num_fused_terms += 1
-    lam = float(lam)
     return (lam * fused_total + (1.0 - lam) * pair_total) / (len(pairs) + num_fused_terms)
 
 
@@ -116,9 +134,7 @@ class ConFuLoss(ContrastiveLoss):
                  name="confu_loss", **kwargs):
         super().__init__(modalities=modalities, logit_scale=logit_scale, check_finite=check_finite,
                          name=name, **kwargs)
-        if not 0.0 <= float(lam) <= 1.0:
-            raise ValueError(f"lam must be in [0, 1], got {lam}.")
-        self.lam = float(lam)
+        self.lam = _check_lam(lam)
 
     def call(self, y_true, y_pred):
         names, reps, scale, masks = self.split(y_pred)

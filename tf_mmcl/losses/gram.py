@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import keras
 
-from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, check_masks, combine_masks, symmetric_infonce
-from tf_mmcl.ops import check_representations, gram_volume_matrix
+from tf_mmcl.losses.base import (
+    ContrastiveLoss,
+    as_logit_scale,
+    checked_inputs,
+    combine_masks,
+    positive_number,
+    symmetric_infonce,
+)
+from tf_mmcl.ops import gram_volume_matrix
 
 __all__ = ["gram_loss", "GRAMLoss"]
 
 
-def gram_loss(representations, logit_scale, eps=1e-8, masks=None, check_finite=False):
+def gram_loss(representations, logit_scale, eps=1e-8, masks=None, check_finite=False,
+              check_unit_norm=True):
     """Symmetric InfoNCE on ``-logit_scale * Vol``, averaged over the M anchor choices.
 
     For anchor m, ``Vol[i, j]`` is the Gram volume of ``(r_m[i], others[0][j], ...)`` with the
@@ -26,7 +34,10 @@ def gram_loss(representations, logit_scale, eps=1e-8, masks=None, check_finite=F
         logit_scale: multiplier (scalar).
         eps: clamp of the Gram determinant before the square root.
         masks: optional list of M bool (N,) presence masks (``None`` entries: all present).
-        check_finite: assert finiteness inside ``tf.function`` too.
+        check_finite: assert finiteness of every value inside ``tf.function`` too.
+        check_unit_norm: refuse rows that are not L2-normalised (see
+            :data:`tf_mmcl.ops.checks.UNIT_NORM_TOLERANCE`); ``False`` for deliberately
+            unnormalised inputs (e.g. comparisons with reference code on raw vectors).
 
     Returns:
         Scalar float32 loss.
@@ -35,12 +46,14 @@ def gram_loss(representations, logit_scale, eps=1e-8, masks=None, check_finite=F
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
         >>> r = [rng.normal(size=(6, 5)).astype("float32") for _ in range(3)]
+        >>> r = [x / np.linalg.norm(x, axis=1, keepdims=True) for x in r]  # L2-normalised rows
         >>> float(gram_loss(r, 1.0)) > 0
         True
     """
-    reps = check_representations(representations, check_finite_values=check_finite)
+    eps = positive_number(eps, "eps")
+    reps, masks = checked_inputs(representations, masks, unit_norm=check_unit_norm,
+                                 check_finite_values=check_finite)
     scale = as_logit_scale(logit_scale)
-    masks = check_masks(masks, len(reps))
     valid = combine_masks(masks, range(len(reps)))
     total = 0.0
     for a in range(len(reps)):
@@ -64,7 +77,7 @@ class GRAMLoss(ContrastiveLoss):
                  name="gram_loss", **kwargs):
         super().__init__(modalities=modalities, logit_scale=logit_scale, check_finite=check_finite,
                          name=name, **kwargs)
-        self.eps = float(eps)
+        self.eps = positive_number(eps, "eps")
 
     def call(self, y_true, y_pred):
         _, reps, scale, masks = self.split(y_pred)

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import itertools
 
-from tf_mmcl.losses.base import as_logit_scale, check_masks, combine_masks, symmetric_infonce
-from tf_mmcl.ops import check_representations
+from tf_mmcl.losses.base import as_logit_scale, checked_inputs, combine_masks, symmetric_infonce
 from tf_mmcl.ops.lp_distance import check_lp_order, lp_distance_matrix
 
 __all__ = ["lp_clip_loss", "SIMILARITIES"]
@@ -57,9 +56,9 @@ def lp_clip_loss(representations, logit_scale, p=2.0, power=True, masks=None, ch
         0.0
     """
     p = check_lp_order(p)
-    reps = check_representations(representations, check_finite_values=check_finite)
+    # Unnormalised embeddings are the point here: no unit-norm precondition.
+    reps, masks = checked_inputs(representations, masks, unit_norm=False, check_finite_values=check_finite)
     scale = as_logit_scale(logit_scale)
-    masks = check_masks(masks, len(reps))
     pairs = list(itertools.combinations(range(len(reps)), 2))
     total = 0.0
     for i, j in pairs:

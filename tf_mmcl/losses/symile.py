@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
-from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, check_masks, masked_mean
-from tf_mmcl.ops import check_representations, mip
-from tf_mmcl.ops.symile_logits import joint_streamed_logsumexps, shuffled_negative_logsumexp
+from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, checked_inputs, masked_mean
+from tf_mmcl.ops import mip
+from tf_mmcl.ops.checks import _Pending
+from tf_mmcl.ops.symile_logits import joint_streamed_logsumexps, shuffled_lse_unchecked
 
 __all__ = ["symile_loss", "SymileLoss", "NEGATIVE_SAMPLING"]
 
@@ -18,19 +20,17 @@ NEGATIVE_SAMPLING = ("n", "n_squared")
 def _check_permutations(permutations, m, n):
     perms = ops.convert_to_tensor(permutations)
     if "int" not in str(perms.dtype):
-        raise ValueError(f"permutations must be an integer array, got dtype {perms.dtype}.")
+        raise ValueError(f"permutations must be an integer array (M, M-1, N), got dtype {perms.dtype}.")
     expected = (m, m - 1, n)
     shape = tuple(perms.shape)
     if len(shape) != 3 or any(e is not None and s is not None and s != e for s, e in zip(shape, expected)):
         raise ValueError(f"permutations must have shape (M, M-1, N) = {expected}, got {shape}.")
-    if isinstance(permutations, np.ndarray) or hasattr(perms, "numpy"):
-        try:
-            arr = np.asarray(perms)
-        except Exception:  # symbolic tensor inside a graph: checked by the gather itself
-            arr = None
-        if arr is not None and n is not None:
+    if tf.executing_eagerly():
+        arr = np.asarray(perms)
+        if n is not None:
             if not np.array_equal(np.sort(arr, axis=-1), np.broadcast_to(np.arange(n), arr.shape)):
-                raise ValueError("permutations: every (anchor, modality) row must be a permutation of range(N).")
+                raise ValueError("permutations: every (anchor, modality) row must be a permutation of range(N) "
+                                 "(each row index exactly once), e.g. rng.permutation(N) per row.")
     return ops.cast(perms, "int32")
 
 
@@ -43,7 +43,7 @@ def _draw_permutations(m, n, seed):
 
 
 def symile_loss(representations, logit_scale, negative_sampling="n", permutations=None, seed=None,
-                block_size=None, masks=None, check_finite=False):
+                block_size=None, masks=None, check_finite=False, check_unit_norm=True):
     """The Symile objective, equal to the reference ``symile.Symile`` for every M >= 2.
 
     For each modality m as anchor, cross-entropy of ``logit_scale * MIP(anchor_i, candidate)``
@@ -80,7 +80,10 @@ def symile_loss(representations, logit_scale, negative_sampling="n", permutation
         seed: int or ``keras.random.SeedGenerator`` for the ``"n"`` permutations.
         block_size: prefix tuples per block for ``"n_squared"`` (``None``: automatic).
         masks: optional list of M bool (N,) presence masks (``None`` entries: all present).
-        check_finite: assert finiteness inside ``tf.function`` too.
+        check_finite: assert finiteness of every value inside ``tf.function`` too.
+        check_unit_norm: refuse rows that are not L2-normalised (see
+            :data:`tf_mmcl.ops.checks.UNIT_NORM_TOLERANCE`); ``False`` for deliberately
+            unnormalised inputs (e.g. comparisons with reference code on raw vectors).
 
     Returns:
         Scalar float32 loss.
@@ -89,17 +92,21 @@ def symile_loss(representations, logit_scale, negative_sampling="n", permutation
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
         >>> r = [rng.normal(size=(8, 4)).astype("float32") for _ in range(3)]
+        >>> r = [x / np.linalg.norm(x, axis=1, keepdims=True) for x in r]  # L2-normalised rows
         >>> a = symile_loss(r, 2.0, "n_squared")
         >>> b = symile_loss(r, 2.0, "n_squared", block_size=3)
         >>> bool(abs(float(a) - float(b)) < 1e-5)
         True
     """
-    if negative_sampling not in NEGATIVE_SAMPLING:
+    if not isinstance(negative_sampling, str) or negative_sampling not in NEGATIVE_SAMPLING:
         raise ValueError(f"Unknown negative_sampling {negative_sampling!r}; expected one of {NEGATIVE_SAMPLING}.")
-    reps = check_representations(representations, check_finite_values=check_finite)
+    if block_size is not None:
+        if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
+            raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}.")
+    reps, masks = checked_inputs(representations, masks, unit_norm=check_unit_norm,
+                                 check_finite_values=check_finite)
     scale = as_logit_scale(logit_scale)
     m = len(reps)
-    masks = check_masks(masks, m)
     if masks is not None:
         reps = [r if mk is None else ops.where(mk[:, None], r, ops.ones_like(r)) for r, mk in zip(reps, masks)]
     else:
@@ -108,6 +115,16 @@ def symile_loss(representations, logit_scale, negative_sampling="n", permutation
     if negative_sampling == "n":
         if permutations is not None:
             perms = _check_permutations(permutations, m, n_static)
+            if not tf.executing_eagerly():  # values unknown at trace time: check them at run time
+                pending = _Pending()
+                n = ops.shape(reps[0])[0]
+                pending.require(tf.reduce_all(tf.equal(tf.sort(perms, axis=-1), tf.range(n, dtype=perms.dtype))),
+                                "permutations: every (anchor, modality) row must be a permutation of "
+                                "range(N) (each row index exactly once).")
+                pending.require(tf.equal(tf.shape(perms)[-1], n),
+                                "permutations: the last axis must have the batch size N.")
+                checked = pending.attach(list(reps) + [perms])  # XLA: a failed check makes the loss NaN
+                reps, perms = checked[:m], checked[m]
         else:
             perms = _draw_permutations(m, ops.shape(reps[0])[0], seed)
     elif permutations is not None:
@@ -120,7 +137,7 @@ def symile_loss(representations, logit_scale, negative_sampling="n", permutation
     positive = mip(reps)  # every anchor's positive logit, unscaled
     for a in range(m):  # "n": one shuffled-negative logit matrix per anchor
         others = [r for j, r in enumerate(reps) if j != a]
-        lse = shuffled_negative_logsumexp(reps[a], others, perms[a], scale, positive)
+        lse = shuffled_lse_unchecked(reps[a], others, perms[a], scale, positive)
         # Columns are shuffled products, not rows of the anchor: mask rows only.
         losses.append(masked_mean(lse - scale * positive, masks[a]))
     return ops.sum(ops.stack(losses)) / m
@@ -148,6 +165,11 @@ class SymileLoss(ContrastiveLoss):
         if negative_sampling not in NEGATIVE_SAMPLING:
             raise ValueError(
                 f"Unknown negative_sampling {negative_sampling!r}; expected one of {NEGATIVE_SAMPLING}.")
+        if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer))
+                                       or block_size < 1):
+            raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}.")
         self.negative_sampling = negative_sampling
         self.seed = seed
         self.block_size = block_size

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import keras
 
-from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, check_masks, combine_masks, symmetric_infonce
-from tf_mmcl.ops import check_representations, triangle_area_matrix
+from tf_mmcl.losses.base import (
+    ContrastiveLoss,
+    as_logit_scale,
+    checked_inputs,
+    combine_masks,
+    positive_number,
+    require_bool,
+    symmetric_infonce,
+)
+from tf_mmcl.ops import triangle_area_matrix
 
 __all__ = ["triangle_loss", "TriangleLoss"]
 
 
-def triangle_loss(representations, logit_scale, squared=True, eps=1e-8, masks=None, check_finite=False):
+def triangle_loss(representations, logit_scale, squared=True, eps=1e-8, masks=None, check_finite=False,
+                  check_unit_norm=True):
     """Symmetric InfoNCE on ``-logit_scale * area``, averaged over the three anchor choices.
 
     Anchors (a; b, c), (b; a, c), (c; a, b) as the Gated Symile authors' baseline; ``area[i, j]``
@@ -28,7 +37,10 @@ def triangle_loss(representations, logit_scale, squared=True, eps=1e-8, masks=No
         squared: squared-area surrogate (default) or the area itself.
         eps: added under the square root when ``squared=False``.
         masks: optional list of 3 bool (N,) presence masks (``None`` entries: all present).
-        check_finite: assert finiteness inside ``tf.function`` too.
+        check_finite: assert finiteness of every value inside ``tf.function`` too.
+        check_unit_norm: refuse rows that are not L2-normalised (see
+            :data:`tf_mmcl.ops.checks.UNIT_NORM_TOLERANCE`); ``False`` for deliberately
+            unnormalised inputs (e.g. comparisons with reference code on raw vectors).
 
     Returns:
         Scalar float32 loss.
@@ -39,10 +51,12 @@ def triangle_loss(representations, logit_scale, squared=True, eps=1e-8, masks=No
         >>> float(triangle_loss([r, r, r], 100.0)) < 1e-3
         True
     """
-    reps = check_representations(representations, min_modalities=3, max_modalities=3,
+    squared = require_bool(squared, "squared")
+    eps = positive_number(eps, "eps")
+    reps, masks = checked_inputs(representations, masks, unit_norm=check_unit_norm, min_modalities=3,
+                                 max_modalities=3,
                                  check_finite_values=check_finite)
     scale = as_logit_scale(logit_scale)
-    masks = check_masks(masks, 3)
     valid = combine_masks(masks, range(3))
     total = 0.0
     for a in range(3):
@@ -69,8 +83,8 @@ class TriangleLoss(ContrastiveLoss):
                          name=name, **kwargs)
         if modalities is not None and len(modalities) != 3:
             raise ValueError(f"TRIANGLE is defined for exactly 3 modalities, got {list(modalities)}.")
-        self.squared = bool(squared)
-        self.eps = float(eps)
+        self.squared = require_bool(squared, "squared")
+        self.eps = positive_number(eps, "eps")
 
     def call(self, y_true, y_pred):
         _, reps, scale, masks = self.split(y_pred)

@@ -7,6 +7,8 @@ import itertools
 import math
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from tf_mmcl import losses as losses_lib
@@ -14,8 +16,9 @@ from tf_mmcl import ops as sim
 from tf_mmcl.layers.fusion import FusionHead
 from tf_mmcl.layers.gate import ContrastiveGate
 from tf_mmcl.layers.heads import L2Normalize, LogitScale, ProjectionHead
-from tf_mmcl.losses.base import LOGIT_SCALE_KEY, fused_key
+from tf_mmcl.losses.base import LOGIT_SCALE_KEY, fused_key, positive_number, require_bool
 from tf_mmcl.losses.gated import gated_symile_loss
+from tf_mmcl.ops.checks import _check_one_mask, _Pending, check_unit_norm, require_float
 
 __all__ = ["MultimodalContrastiveModel", "OBJECTIVES"]
 
@@ -83,7 +86,9 @@ class MultimodalContrastiveModel(keras.Model):
     a model that is not built is an error (Keras would only warn and drop the unbuilt weights).
 
     Logged metrics: ``loss``, ``top1_<modality>`` (in-batch retrieval of each modality from all
-    the others, by the objective's own score; ties count as misses) and ``logit_scale``.
+    the others, by the objective's own score: a retrieved row whose input of that modality
+    equals the query row's own is a hit, and ``t`` rows tied at the top score count as an
+    expectation, ``hits / t``; see ``_in_batch_top1``) and ``logit_scale``.
 
     Args:
         encoders: dict modality name -> Keras layer mapping that modality's input to features.
@@ -125,6 +130,7 @@ class MultimodalContrastiveModel(keras.Model):
         super().__init__(name=name, **base_kwargs)
         if not isinstance(encoders, dict) or not encoders:
             raise ValueError("encoders must be a non-empty dict modality name -> Keras layer.")
+        passthrough_keys = _check_passthrough_keys(passthrough_keys)
         names = [str(n) for n in encoders]
         for n in names:
             if "+" in n or "/" in n or n.endswith(_MASK_SUFFIX) or n == LOGIT_SCALE_KEY or n in passthrough_keys:
@@ -142,7 +148,8 @@ class MultimodalContrastiveModel(keras.Model):
             raise ValueError(f"The triangle objective needs exactly 3 modalities, got {names}.")
         if objective in ("confu", "gated_symile") and len(names) < 3:
             raise ValueError(f"The {objective} objective needs at least 3 modalities, got {names}.")
-        if not isinstance(embedding_dim, int) or embedding_dim < 1:
+        _check_objective_options(objective, objective_options)
+        if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
             raise ValueError(f"embedding_dim must be a positive int, got {embedding_dim!r}.")
         for n, enc in encoders.items():
             if not isinstance(enc, keras.layers.Layer):
@@ -156,11 +163,15 @@ class MultimodalContrastiveModel(keras.Model):
             self.options["p"] = losses_lib.lp_clip.check_similarity(self.options["similarity"], self.options["p"])
             if not isinstance(self.options["normalize"], bool):
                 raise ValueError(f"normalize must be True or False, got {self.options['normalize']!r}.")
+            if not self.options["normalize"] and self.options["similarity"] != "lp":
+                raise ValueError('normalize=False needs similarity="lp": the cosine objective takes '
+                                 'L2-normalised embeddings (set similarity="lp" or keep normalize=True).')
         self.projection_hidden_units = tuple(projection_hidden_units)
-        self.logit_scale_init = float(logit_scale_init)
-        self.learn_logit_scale = (objective != "confu") if learn_logit_scale is None else bool(learn_logit_scale)
-        self.max_logit_scale = float(max_logit_scale)
-        self.passthrough_keys = tuple(passthrough_keys)
+        self.logit_scale_init = positive_number(logit_scale_init, "logit_scale_init")
+        self.learn_logit_scale = ((objective != "confu") if learn_logit_scale is None
+                                  else require_bool(learn_logit_scale, "learn_logit_scale"))
+        self.max_logit_scale = positive_number(max_logit_scale, "max_logit_scale")
+        self.passthrough_keys = passthrough_keys
         if not isinstance(global_negatives, bool):
             raise ValueError(f"global_negatives must be True or False, got {global_negatives!r}.")
         self.global_negatives = global_negatives
@@ -257,10 +268,7 @@ class MultimodalContrastiveModel(keras.Model):
         for n in required:
             mask = inputs.get(n + _MASK_SUFFIX)
             if mask is not None:
-                mask = ops.convert_to_tensor(mask)
-                if len(mask.shape) != 1:
-                    raise ValueError(f"{n}{_MASK_SUFFIX} must be a (N,) boolean vector, got shape {tuple(mask.shape)}.")
-                masks[n] = ops.cast(mask, "bool")
+                masks[n] = _check_one_mask(mask, f"{n}{_MASK_SUFFIX}", None, self._input_checks)
             if n in inputs:
                 values[n] = inputs[n]
                 self._check_input_shape(n, values[n])
@@ -268,7 +276,7 @@ class MultimodalContrastiveModel(keras.Model):
                 if self._modality_shapes is None:
                     raise ValueError(f"Modality {n!r} is absent and the model is not built yet: pass it "
                                      "(any placeholder values) with its mask at least once.")
-                shape = (ops.shape(mask)[0],) + tuple(self._modality_shapes[n][1:])
+                shape = (ops.shape(masks[n])[0],) + tuple(self._modality_shapes[n][1:])
                 # Token-id encoders (input_dtype "int32") refuse float placeholders.
                 dtype = getattr(self.encoders[n], "input_dtype", None) or self.encoders[n].compute_dtype
                 values[n] = ops.zeros(shape, dtype=dtype)
@@ -279,21 +287,51 @@ class MultimodalContrastiveModel(keras.Model):
                  and len(v.shape) and v.shape[0] is not None}
         if len(batch) > 1:
             raise ValueError(f"Modalities have different batch sizes: "
-                             f"{ {n: tuple(v.shape) for n, v in values.items()} }.")
+                             f"{ {n: tuple(v.shape) for n, v in values.items()} }; row i of every modality "
+                             "is one example, so pass aligned rows.")
+        # Every mask has one entry per row (static check, or a run-time one inside a graph).
+        present = [n for n in required if n in inputs]
+        rows = _rows(values[present[0]]) if present else None
+        if rows is not None:
+            for n, mk in masks.items():
+                _check_one_mask(mk, f"{n}{_MASK_SUFFIX}", rows, self._input_checks)
+            self._check_same_rows({n: values[n] for n in present}, "inputs")
         return values, masks
 
-    def _check_input_shape(self, name, value):
-        """Once built, each modality's input must keep its rank and known trailing sizes."""
-        if self._modality_shapes is None or not hasattr(value, "shape"):
+    def _check_input_shape(self, name, value, what=None):
+        """Once built, each modality's input must keep its rank and known trailing sizes.
+
+        Strings and bools are refused (no encoder takes them); float inputs must be finite
+        (checked on the host in eager mode, by run-time assertions collected in
+        ``self._input_checks`` inside a graph).
+        """
+        what = what or f"Input {name!r}"
+        if isinstance(value, (str, bytes)):
+            raise TypeError(f"{what} must be an array of the modality's raw values, got a string.")
+        if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+            if isinstance(value, dict):
+                return  # structured inputs (e.g. a backbone's dict of arrays): the encoder checks them
+            value = ops.convert_to_tensor(value)
+        dtype = str(getattr(value.dtype, "name", value.dtype))
+        if dtype in ("string", "object", "bool") or dtype.startswith(("<U", "|S", "str", "bytes")):
+            raise TypeError(f"{what} has dtype {dtype}; expected the numeric raw values the encoder of "
+                            f"modality {name!r} takes (float features, or int ids for a text encoder).")
+        if "float" in dtype and getattr(self, "finite_monitor", None) is None:  # the guard names it better
+            self._input_checks.require(
+                tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(value))),
+                f"{what} contains NaN or Inf; clean or impute the raw inputs (a missing modality is "
+                f"marked with '{name}{_MASK_SUFFIX}' = False).",
+                details=lambda: f"{int(np.size(value) - np.count_nonzero(np.isfinite(np.asarray(value))))} value(s)")
+        if self._modality_shapes is None:
             return
         expected = self._modality_shapes[name]
         shape = tuple(value.shape)
         if len(shape) != len(expected):
-            raise ValueError(f"Input {name!r} has rank {len(shape)} (shape {shape}); the model was built "
+            raise ValueError(f"{what} has rank {len(shape)} (shape {shape}); the model was built "
                              f"for rank {len(expected)} (shape {expected}).")
         for got, want in zip(shape[1:], expected[1:]):
             if got is not None and want is not None and int(got) != int(want):
-                raise ValueError(f"Input {name!r} has shape {shape}; the model was built for {expected}.")
+                raise ValueError(f"{what} has shape {shape}; the model was built for {expected}.")
 
     def _features(self, values, training=None):
         features = {n: self.encoders[n](x, training=training) for n, x in values.items()}
@@ -338,11 +376,31 @@ class MultimodalContrastiveModel(keras.Model):
                 out[key] = self.normalize(head([features[a], features[b]], training=training))
         return out
 
+    @property
+    def _input_checks(self):
+        """Run-time input checks of the current trace (``_Pending``), attached to its outputs."""
+        pending = getattr(self, "_pending_input_checks", None)
+        if pending is None:
+            pending = _Pending()
+            object.__setattr__(self, "_pending_input_checks", pending)
+        return pending
+
+    def _attach_input_checks(self, out):
+        """Attaches the collected run-time input checks to a dict of outputs (XLA: NaN poison)."""
+        pending = getattr(self, "_pending_input_checks", None)
+        object.__setattr__(self, "_pending_input_checks", None)
+        if pending is None or not isinstance(out, dict):
+            return out
+        keys = list(out)
+        return dict(zip(keys, pending.attach([out[k] for k in keys])))
+
     def call(self, inputs, training=None):
+        object.__setattr__(self, "_pending_input_checks", None)
         values, masks = self._split_inputs(inputs)
         features = self._features(values, training)
         out = self._embed_features(features, training)
         out.update(self._fused(features, training))
+        out = self._attach_input_checks(out)
         if self.gate is not None:
             weights = self.gate(dict((n, out[n]) for n in self.modalities), masks=masks or None)
             out.update({f"gate_weights/{t}": w for t, w in weights.items()})
@@ -373,7 +431,11 @@ class MultimodalContrastiveModel(keras.Model):
         from tf_mmcl import distribute  # TF-specific collectives live there
 
         if sample_weight is not None:
-            raise ValueError("Contrastive objectives do not take sample_weight.")
+            raise ValueError("sample_weight is not supported: a contrastive objective is one scalar over the "
+                             "whole batch (drop it; mask rows with '<modality>_mask' instead).")
+        if y is not None:
+            raise ValueError("MultimodalContrastiveModel takes no targets y (positives are the aligned rows): "
+                             "pass only x; keep labels in x under a passthrough key such as 'label'.")
         scale = self.logit_scale.value()
         masks = self._masks_list(x)
         global_negatives = distribute.uses_global_negatives(self)
@@ -381,6 +443,16 @@ class MultimodalContrastiveModel(keras.Model):
         keys = list(self.modalities) + list(self.fusion_heads)
         y_pred = distribute.gather_batch({k: y_pred[k] for k in keys}, enabled=global_negatives)
         masks = distribute.gather_batch(masks, enabled=global_negatives)
+        from tf_mmcl.ops import checks
+
+        with checks.suspend_value_checks(getattr(self, "finite_monitor", None) is not None):
+            loss = self._objective_loss(y_pred, masks, scale)
+        # Keras sums gradients over replicas: each replica returns its share of the mean.
+        if global_negatives:
+            return distribute.scale_loss(loss)
+        return distribute.local_share(loss, local_rows)
+
+    def _objective_loss(self, y_pred, masks, scale):
         permutations = getattr(self, "symile_permutations", None)
         if permutations is not None and not (self.objective == "symile"
                                              and self.options["negative_sampling"] == "n"):
@@ -403,10 +475,31 @@ class MultimodalContrastiveModel(keras.Model):
             if masks is not None:
                 pred.update({n + _MASK_SUFFIX: m for n, m in zip(self.modalities, masks) if m is not None})
             loss = self.loss_object(None, pred)
-        # Keras sums gradients over replicas: each replica returns its share of the mean.
-        if global_negatives:
-            return distribute.scale_loss(loss)
-        return distribute.local_share(loss, local_rows)
+        return loss
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """``keras.Model.fit`` that refuses what the objective cannot use instead of dropping it.
+
+        ``y``, ``sample_weight`` and ``class_weight`` are errors (Keras would silently drop a
+        ``sample_weight`` without targets); a dict of arrays must have one row count.
+        """
+        names = ("batch_size", "epochs", "verbose", "callbacks", "validation_split", "validation_data",
+                 "shuffle", "class_weight", "sample_weight")
+        given = dict(zip(names, args))
+        for key in ("sample_weight", "class_weight"):
+            if given.get(key) is not None or kwargs.get(key) is not None:
+                raise ValueError(f"fit: {key} is not supported: a contrastive objective is one scalar over the "
+                                 "whole batch (drop it; mark missing rows with '<modality>_mask').")
+        if y is not None:
+            raise ValueError("fit: MultimodalContrastiveModel takes no targets y (positives are the aligned "
+                             "rows): pass only x; keep labels in x under a passthrough key such as 'label'.")
+        if isinstance(x, dict):
+            rows = {k: len(v) for k, v in x.items() if isinstance(v, (np.ndarray, list))
+                    or (hasattr(v, "shape") and len(getattr(v, "shape", ())) and v.shape[0] is not None)}
+            if len(set(rows.values())) > 1:
+                raise ValueError(f"fit: the arrays of x have different numbers of rows {rows}; row i of every "
+                                 "modality is one example, so pass aligned arrays.")
+        return super().fit(x, y, *args, **kwargs)
 
     def train_step(self, data):
         # tf_mmcl.training.fit's divergence guard: Keras' step plus finite checks of the inputs,
@@ -432,10 +525,14 @@ class MultimodalContrastiveModel(keras.Model):
                 if m is not None:
                     valid = m if valid is None else ops.logical_and(valid, m)
         embeddings = {n: y_pred[n] for n in self.modalities}
+        # Rows whose target input is the same value are the same candidate (see _in_batch_top1).
+        prints = {n: _row_fingerprint(x[n]) for n in self.modalities if isinstance(x, dict) and n in x}
+        prints = distribute.gather_batch(prints, enabled=global_negatives)
         for target in self.modalities:
             queries = {n: e for n, e in embeddings.items() if n != target}
             scores = self._similarity(queries, target, embeddings[target], fused=y_pred)
-            self._top1_trackers[target].update_state(_in_batch_top1(scores, valid))
+            same = _same_rows(prints[target]) if target in prints else None
+            self._top1_trackers[target].update_state(_in_batch_top1(scores, valid, same))
         self._scale_tracker.update_state(self.logit_scale.value())
         return {m.name: m.result() for m in self.metrics}
 
@@ -449,8 +546,10 @@ class MultimodalContrastiveModel(keras.Model):
         """Embeddings (N, embedding_dim) of raw inputs of one modality (L2-normalised unless
         the clip objective's ``normalize=False``)."""
         self._check_modality(modality)
+        object.__setattr__(self, "_pending_input_checks", None)
+        self._check_input_shape(modality, x, what=f"embed: x (raw {modality!r} inputs)")
         features = self._features({modality: x}, training)
-        return self._embed_features(features, training)[modality]
+        return self._attach_input_checks(self._embed_features(features, training))[modality]
 
     def score(self, queries, candidate_modality, candidates, query_masks=None):
         """Logits (B, C) of each candidate given each row of query inputs, raw inputs in.
@@ -468,6 +567,10 @@ class MultimodalContrastiveModel(keras.Model):
             query_masks: optional dict modality -> bool (B,) presence.
         """
         self._check_modality(candidate_modality, "candidate modality")
+        object.__setattr__(self, "_pending_input_checks", None)
+        self._check_input_shape(candidate_modality, candidates,
+                                what=f"candidates (raw {candidate_modality!r} inputs)")
+        object.__setattr__(self, "_pending_input_checks", None)
         return self.score_candidate_embeddings(queries, candidate_modality,
                                                self.embed(candidate_modality, candidates),
                                                query_masks=query_masks)
@@ -487,14 +590,44 @@ class MultimodalContrastiveModel(keras.Model):
         if candidate_modality in queries:
             raise ValueError(f"The candidate modality {candidate_modality!r} cannot also be a query.")
         names = [n for n in self.modalities if n in queries]
+        object.__setattr__(self, "_pending_input_checks", None)
+        for n in names:
+            self._check_input_shape(n, queries[n], what=f"queries[{n!r}]")
+        self._check_same_rows({n: queries[n] for n in names}, "queries")
+        cand = self._check_candidate_embeddings(candidate_embeddings)
         features = self._features({n: queries[n] for n in names}, training=False)
         q_emb = self._embed_features(features, training=False)
         fused = self._fused(features, training=False)
-        cand = ops.cast(candidate_embeddings, "float32")
-        if len(cand.shape) != 2 or (cand.shape[-1] is not None and int(cand.shape[-1]) != self.embedding_dim):
-            raise ValueError(f"candidate_embeddings must be (C, {self.embedding_dim}), got shape {tuple(cand.shape)}.")
+        checked = self._attach_input_checks(dict(q_emb, **fused, **{"candidates": cand}))
+        cand = checked.pop("candidates")
+        q_emb = {n: checked[n] for n in q_emb}
+        fused = {k: checked[k] for k in fused}
         return self.logit_scale.value() * self._similarity(q_emb, candidate_modality, cand, fused=fused,
                                                            query_masks=query_masks)
+
+    def _check_same_rows(self, values, what):
+        """Query modalities must have one row count: a 1-row query is never broadcast."""
+        rows = {n: _rows(v) for n, v in values.items()}
+        static = {n: r for n, r in rows.items() if isinstance(r, int)}
+        if len(set(static.values())) > 1:
+            raise ValueError(f"{what}: the modalities have different numbers of rows {static}; row i of every "
+                             "query modality is one query tuple, so pass aligned rows.")
+        dynamic = [r for r in rows.values() if r is not None and not isinstance(r, int)]
+        if dynamic and len(rows) > 1:
+            first = next(iter(rows.values()))
+            for n, r in rows.items():
+                self._input_checks.require(tf.equal(tf.cast(r, tf.int32), tf.cast(first, tf.int32)),
+                                           f"{what}: modality {n!r} has a different number of rows; pass "
+                                           "aligned rows (row i of every query modality is one query).")
+
+    def _check_candidate_embeddings(self, candidate_embeddings, name="candidate_embeddings"):
+        cand = require_float(candidate_embeddings, name, hint="embeddings from model.embed")
+        if len(cand.shape) != 2 or (cand.shape[-1] is not None and int(cand.shape[-1]) != self.embedding_dim):
+            raise ValueError(f"{name} must be (C, {self.embedding_dim}) embeddings from model.embed(), got shape "
+                             f"{tuple(cand.shape)}; pass raw candidates to model.score() instead.")
+        if cand.shape[0] == 0:
+            raise ValueError(f"{name} is empty: pass at least one candidate.")
+        return check_unit_norm([cand], [name])[0]
 
     def _check_modality(self, name, what="modality"):
         if name not in self.modalities:
@@ -511,7 +644,37 @@ class MultimodalContrastiveModel(keras.Model):
                                 fused=fused_embeddings, query_masks=query_masks)
 
     def _similarity(self, queries, target, candidates, fused=None, query_masks=None):
+        pending = _Pending()
+        query_masks = self._checked_query_masks(queries, target, query_masks, pending)
+        scores = self._raw_similarity(queries, target, candidates, fused, query_masks)
+        return pending.attach([scores])[0]
+
+    def _checked_query_masks(self, queries, target, query_masks, pending):
+        """Validates ``query_masks``: a dict over query modalities of (B,) bool (or int 0/1) masks."""
+        if query_masks is None:
+            return None
+        if not isinstance(query_masks, dict):
+            raise TypeError(f"query_masks must be a dict query modality -> (B,) bool mask, "
+                            f"got {type(query_masks).__name__}.")
+        unknown = sorted(str(k) for k in query_masks if k not in self.modalities)
+        if unknown:
+            raise ValueError(f"query_masks has unknown modality(ies) {unknown}; expected among {self.modalities}.")
+        if target in query_masks and query_masks[target] is not None:
+            raise ValueError(f"query_masks[{target!r}]: the candidate modality has no query mask; "
+                             "mask candidates by leaving them out.")
+        rows = next((_rows(v) for n, v in queries.items() if n != target), None)
+        return {n: None if m is None else _check_one_mask(m, f"query_masks[{n!r}]", rows, pending)
+                for n, m in query_masks.items()}
+
+    def _raw_similarity(self, queries, target, candidates, fused=None, query_masks=None):
+        if not isinstance(queries, dict) or not queries:
+            raise ValueError("queries must be a non-empty dict modality -> embeddings.")
+        bad = sorted(str(k) for k in queries if k not in self.modalities)
+        if bad:
+            raise ValueError(f"Unknown query modality(ies) {bad}; expected among {self.modalities}.")
         names = [n for n in self.modalities if n in queries and n != target]
+        if not names:
+            raise ValueError(f"queries must hold at least one modality other than the candidate modality {target!r}.")
         qs = [queries[n] for n in names]
         if self.objective == "gated_symile":
             # Query modalities left out are missing: the gate puts their neutral direction in.
@@ -527,9 +690,6 @@ class MultimodalContrastiveModel(keras.Model):
                     masks[n] = ops.zeros((b,), "bool")
             return self.gate.gated_scores(target, full, candidates, query_masks=masks or None)
         if query_masks:
-            unknown = sorted(set(query_masks) - set(self.modalities))
-            if unknown:
-                raise ValueError(f"query_masks has unknown modality(ies) {unknown}.")
             # A missing query row is the neutral element of the score: ones for the MIP product,
             # zeros for the additive (CLIP, ConFu) scores. Volume scores need every vector.
             if self.objective in ("gram", "triangle"):
@@ -558,7 +718,7 @@ class MultimodalContrastiveModel(keras.Model):
         if len(qs) == 1 or self.objective == "symile":
             # Symile: MIP with absent queries as the neutral element; 1->1 is the cosine for all.
             return sim.mip_scores(qs, candidates)
-        if self.objective == "confu":
+        if self.objective == "confu" and self.fusion_heads:
             pair_keys = [fused_key(a, b) for a, b in itertools.combinations(names, 2)]
             if fused is None or any(k not in fused for k in pair_keys):
                 raise ValueError(f"ConFu (M-1)->1 scores need the fused embeddings {pair_keys}.")
@@ -571,7 +731,9 @@ class MultimodalContrastiveModel(keras.Model):
         if self.objective == "triangle":
             return -ops.transpose(sim.triangle_area_matrix(candidates, qs[0], qs[1],
                                                            squared=self.options["squared"], eps=self.options["eps"]))
-        total = 0.0  # clip: sum of pairwise cosine similarities
+        # clip, and ConFu with lam = 0 (no fusion heads: its objective is then CLIP's pairwise
+        # InfoNCE, so it scores like CLIP): sum of pairwise cosine similarities.
+        total = 0.0
         for q in qs:
             total = total + sim.dot_scores(q, candidates)
         return total
@@ -601,6 +763,66 @@ class MultimodalContrastiveModel(keras.Model):
         return cls(**config)
 
 
+def _rows(value):
+    """Static row count of an input, or its run-time row count inside a graph."""
+    shape = getattr(value, "shape", None)
+    if shape is None or not len(shape):
+        return None
+    if shape[0] is not None:
+        return int(shape[0])
+    return tf.shape(value)[0]
+
+
+def _check_passthrough_keys(keys):
+    if isinstance(keys, (str, bytes)):
+        raise TypeError(f"passthrough_keys must be a list or tuple of key names, got the string {keys!r} "
+                        f"(it would be read letter by letter): pass ({keys!r},).")
+    if not isinstance(keys, (list, tuple)) or not all(isinstance(k, str) for k in keys):
+        raise TypeError(f"passthrough_keys must be a list or tuple of key names (str), got {keys!r}.")
+    return tuple(keys)
+
+
+def _positive_int_or_none(value, name):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+        raise ValueError(f"{name} must be a positive integer or None, got {value!r}.")
+
+
+def _check_objective_options(objective, options):
+    """Type checks of the options that would otherwise fail late (first step) or be coerced."""
+    o = options
+    for key in ("seed",):
+        if o.get(key) is not None and (isinstance(o[key], bool) or not isinstance(o[key], (int, np.integer))):
+            raise TypeError(f"{key} must be an int or None, got {type(o[key]).__name__} {o[key]!r}.")
+    for key in ("block_size", "num_negatives", "fusion_hidden_dim", "fusion_layers", "key_dim"):
+        if key in o:
+            _positive_int_or_none(o[key], key)
+    for key in ("renormalize", "use_null", "variance_scaling", "squared"):
+        if key in o:
+            require_bool(o[key], key)
+    if "lam" in o:
+        lam = positive_number(o["lam"], "lam", allow_zero=True)
+        if lam > 1.0:
+            raise ValueError(f"lam must be in [0, 1] (the weight of ConFu's fused terms), got {o['lam']!r}.")
+    if "distill_weight" in o:
+        positive_number(o["distill_weight"], "distill_weight", allow_zero=True)
+    for key in ("fusion_dropout", "mask_ratio"):
+        if key in o:
+            v = positive_number(o[key], key, allow_zero=True)
+            if v >= 1.0:
+                raise ValueError(f"{key} must be in [0, 1), got {o[key]!r}.")
+    for key in ("negative_sampling", "mode", "gate_type", "neutral"):
+        if key in o and not isinstance(o[key], str):
+            raise TypeError(f"{key} must be a string, got {type(o[key]).__name__} {o[key]!r}.")
+    if objective == "gated_symile":
+        from tf_mmcl.losses.gated import GATED_NEGATIVE_SAMPLING
+
+        sampling = o.get("negative_sampling", "pair")
+        if sampling not in GATED_NEGATIVE_SAMPLING:
+            raise ValueError(f"Unknown negative_sampling {sampling!r}; expected one of {GATED_NEGATIVE_SAMPLING}.")
+        if o.get("num_negatives") is not None and sampling != "pair":
+            raise ValueError('num_negatives only applies to negative_sampling="pair".')
+
+
 def _build_once(layer, shape):
     if not layer.built:
         layer.build(shape)
@@ -612,16 +834,54 @@ def _num_replicas():
     return distribute.num_replicas()
 
 
-def _in_batch_top1(scores, valid=None):
-    """Fraction of rows whose own candidate strictly beats every other (ties count as misses)."""
+def _row_fingerprint(x):
+    """(N, 4) float32 summary of each row of an input: equal rows give equal summaries.
+
+    The sum, the sum of squares and two fixed-weight sums of the flattened row; rows that differ
+    give different summaries except on a measure-zero set (exact ties in all four).
+    """
+    x = ops.cast(x, "float32")
+    x = ops.reshape(x, (ops.shape(x)[0], -1))
+    pos = ops.cast(ops.arange(ops.shape(x)[1]), "float32")
+    weights = ops.stack([ops.ones_like(pos), ops.sin(1.7 * pos + 0.3), ops.cos(2.3 * pos + 0.5)], axis=1)
+    return ops.concatenate([ops.matmul(x, weights), ops.sum(ops.square(x), axis=1, keepdims=True)], axis=1)
+
+
+def _same_rows(fingerprint, rtol=1e-5):
+    """(N, N) bool: rows i and j hold the same input (their fingerprints agree to ``rtol``)."""
+    a, b = fingerprint[:, None, :], fingerprint[None, :, :]
+    close = ops.abs(a - b) <= rtol * (ops.abs(a) + ops.abs(b)) + 1e-6
+    return ops.all(close, axis=-1)
+
+
+def _in_batch_top1(scores, valid=None, same=None):
+    """In-batch top-1 of retrieving each row's own candidate, ties as an honest expectation.
+
+    Row ``i`` retrieves the candidate(s) with the highest score; the retrieved row is a hit if
+    its target input equals row ``i``'s own (``same[i, j]``; a batch of discrete values repeats
+    them, and an identical candidate is the right answer). With ``t`` candidates tied at the top
+    score, ``h`` of them hits, the row counts ``h / t``: the top-1 accuracy expected when ties
+    are broken at random. A perfect model scores 1 and a model at chance about
+    ``1 / (distinct candidates in the batch)``; a collapsed model (all scores equal) scores the
+    share of the batch equal to each row, not 1.
+
+    Args:
+        scores: (N, N) scores of query ``i`` against candidate ``j``.
+        valid: optional (N,) bool, rows with every modality present (others neither query nor
+            compete).
+        same: optional (N, N) bool, rows holding the same target input (default: only ``i``).
+    """
     scores = ops.cast(scores, "float32")
     n = ops.shape(scores)[0]
     eye = ops.eye(n, dtype="bool")
+    same = eye if same is None else ops.logical_or(same, eye)
     if valid is not None:
         scores = ops.where(valid[None, :], scores, -math.inf)
-    positive = ops.diagonal(scores)
-    others = ops.max(ops.where(eye, -math.inf, scores), axis=1)
-    correct = ops.cast(positive > others, "float32")
+    top = ops.max(scores, axis=1, keepdims=True)
+    at_top = ops.greater_equal(scores, top)
+    tied = ops.sum(ops.cast(at_top, "float32"), axis=1)
+    hits = ops.sum(ops.cast(ops.logical_and(at_top, same), "float32"), axis=1)
+    correct = hits / ops.maximum(tied, 1.0)
     if valid is None:
         return ops.mean(correct)
     w = ops.cast(valid, "float32")

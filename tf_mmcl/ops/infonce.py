@@ -52,6 +52,17 @@ def symmetric_infonce_from_embeddings(queries, candidates, logit_scale, valid=No
         >>> round(float(symmetric_infonce_from_embeddings(r, r, 100.0)), 4)
         0.0
     """
+    from tf_mmcl.ops.checks import check_logit_scale, check_presence_masks, check_representations
+
+    masks = None if valid is None else [valid, None]
+    checked = check_representations([queries, candidates], name="[queries, candidates]", masks=masks)
+    a, b = checked[0] if masks is not None else checked
+    valid = None if masks is None else checked[1][0]
+    return infonce_unchecked(a, b, check_logit_scale(logit_scale), valid)
+
+
+def infonce_unchecked(queries, candidates, logit_scale, valid=None):
+    """:func:`symmetric_infonce_from_embeddings` for inputs the caller has validated already."""
     a = tf.cast(queries, tf.float32)
     b = tf.cast(candidates, tf.float32)
     scale = tf.reshape(tf.cast(logit_scale, tf.float32), ())
@@ -81,10 +92,22 @@ def mean_symmetric_infonce_over_pairs(queries, candidates, logit_scale):
         >>> round(float(mean_symmetric_infonce_over_pairs(r, r, 100.0)), 4)
         0.0
     """
-    a = tf.cast(queries, tf.float32)
-    b = tf.cast(candidates, tf.float32)
+    from tf_mmcl.ops.checks import check_logit_scale, require_float
+
+    a = require_float(queries, "queries")
+    b = require_float(candidates, "candidates")
     if a.shape.rank != 3 or b.shape.rank != 3:
         raise ValueError(f"queries and candidates must be (P, N, d), got shapes {a.shape} and {b.shape}.")
+    if not a.shape.is_compatible_with(b.shape):
+        raise ValueError(f"queries and candidates must have the same (P, N, d) shape (no broadcasting), "
+                         f"got {a.shape} and {b.shape}.")
+    return pairs_unchecked(a, b, check_logit_scale(logit_scale))
+
+
+def pairs_unchecked(queries, candidates, logit_scale):
+    """:func:`mean_symmetric_infonce_over_pairs` for inputs the caller has validated already."""
+    a = tf.cast(queries, tf.float32)
+    b = tf.cast(candidates, tf.float32)
     return _infonce(a, b, tf.reshape(tf.cast(logit_scale, tf.float32), ()))
 
 

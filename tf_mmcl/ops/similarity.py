@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import itertools
 
+import tensorflow as tf
 from keras import ops
+
+from tf_mmcl.ops.checks import _Pending, require_float
 
 __all__ = [
     "dot_scores",
@@ -24,9 +27,51 @@ __all__ = [
 ]
 
 
-def _f32(x):
-    x = ops.convert_to_tensor(x)
-    return x if x.dtype == "float32" else ops.cast(x, "float32")
+def _f32(x, name="input"):
+    return require_float(x, name, hint="float embeddings")
+
+
+def _matrix(x, name):
+    x = _f32(x, name)
+    if len(x.shape) != 2:
+        raise ValueError(f"{name} must be a (rows, d) matrix, got shape {tuple(x.shape)}.")
+    return x
+
+
+def _eps(eps):
+    import math
+
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0 (a negative eps makes the square root NaN), "
+                         f"got {eps!r}.")
+    return float(eps)
+
+
+def _same_width(tensors, names, fn):
+    widths = {n: t.shape[-1] for t, n in zip(tensors, names)}
+    known = {int(w) for w in widths.values() if w is not None}
+    if len(known) > 1:
+        raise ValueError(f"{fn}: embedding widths differ: "
+                         + ", ".join(f"{n} has d={w}" for n, w in widths.items())
+                         + "; every input must live in the same d-dimensional space.")
+
+
+def _same_rows(tensors, names, fn):
+    """Row counts must match exactly (no broadcasting of a 1-row input); run-time checked in graphs."""
+    rows = [t.shape[0] for t in tensors]
+    known = {int(r) for r in rows if r is not None}
+    if len(known) > 1:
+        raise ValueError(f"{fn}: row counts differ: " + ", ".join(f"{n} has {r}" for n, r in zip(names, rows))
+                         + "; rows are aligned tuples, so pass the same number of rows for each.")
+    if None in rows and len(tensors) > 1 and not tf.executing_eagerly():
+        pending = _Pending()
+        n0 = tf.shape(tensors[0])[0]
+        for t, n in zip(tensors[1:], names[1:]):
+            pending.require(tf.equal(tf.shape(t)[0], n0),
+                            f"{fn}: {n} has a different number of rows than {names[0]}; rows are aligned "
+                            "tuples, pass the same number for each.")
+        return pending.attach(tensors)
+    return list(tensors)
 
 
 def dot_scores(queries, candidates):
@@ -38,7 +83,9 @@ def dot_scores(queries, candidates):
         array([[1., 0.],
                [0., 1.]], dtype=float32)
     """
-    return ops.matmul(_f32(queries), ops.transpose(_f32(candidates)))
+    q, c = _matrix(queries, "queries"), _matrix(candidates, "candidates")
+    _same_width([q, c], ["queries", "candidates"], "dot_scores")
+    return ops.matmul(q, ops.transpose(c))
 
 
 def mip(representations):
@@ -59,11 +106,19 @@ def mip(representations):
         >>> mip([a, a, np.ones_like(a)]).numpy()
         array([ 5., 25.], dtype=float32)
     """
+    if isinstance(representations, dict):
+        representations = list(representations.values())
+    if not isinstance(representations, (list, tuple)):
+        raise TypeError(f"mip takes a list of (N, d) tensors, got {type(representations).__name__}.")
     if not representations:
         raise ValueError("mip needs at least one representation.")
-    prod = _f32(representations[0])
-    for r in representations[1:]:
-        prod = prod * _f32(r)
+    names = [f"representations[{i}]" for i in range(len(representations))]
+    reps = [_matrix(r, n) for r, n in zip(representations, names)]
+    _same_width(reps, names, "mip")
+    reps = _same_rows(reps, names, "mip")
+    prod = reps[0]
+    for r in reps[1:]:
+        prod = prod * r
     return ops.sum(prod, axis=-1)
 
 
@@ -93,19 +148,19 @@ def mip_scores(queries, candidates):
     if not queries:
         raise ValueError("mip_scores needs at least one query modality.")
     qs = []
-    for q in queries:
-        q = _f32(q)
+    for i, q in enumerate(queries):
+        q = _f32(q, f"queries[{i}]")
         if len(q.shape) == 1:
             q = ops.expand_dims(q, 0)
         if len(q.shape) != 2:
             raise ValueError(f"mip_scores: each query must be (B, d) or (d,), got shape {tuple(q.shape)}.")
         qs.append(q)
-    cands = _f32(candidates)
+    cands = _f32(candidates, "candidates")
     if len(cands.shape) != 2:
         raise ValueError(f"mip_scores: candidates must be (C, d), got shape {tuple(cands.shape)}.")
-    widths = {int(t.shape[-1]) for t in qs + [cands] if t.shape[-1] is not None}
-    if len(widths) > 1:
-        raise ValueError(f"mip_scores: embedding widths differ between queries and candidates: {sorted(widths)}.")
+    names = [f"queries[{i}]" for i in range(len(qs))]
+    _same_width(qs + [cands], names + ["candidates"], "mip_scores")
+    qs = _same_rows(qs, names, "mip_scores")  # a 1-row query is not broadcast over the others
     prod = qs[0]
     for q in qs[1:]:
         prod = prod * q
@@ -163,10 +218,14 @@ def gram_volume_matrix(anchor, others, eps=1e-8):
         >>> float(gram_volume_matrix(e[:1], [e[1:2], e[2:3]])[0, 0])
         1.0
     """
-    if not others:
-        raise ValueError("gram_volume_matrix needs at least one other modality.")
-    a = _f32(anchor)
-    xs = [_f32(x) for x in others]
+    if not isinstance(others, (list, tuple)) or not others:
+        raise ValueError("gram_volume_matrix needs a non-empty list of other modalities' (B2, d) tensors.")
+    eps = _eps(eps)
+    a = _matrix(anchor, "anchor")
+    names = [f"others[{i}]" for i in range(len(others))]
+    xs = [_matrix(x, n) for x, n in zip(others, names)]
+    _same_width([a] + xs, ["anchor"] + names, "gram_volume_matrix")
+    xs = _same_rows(xs, names, "gram_volume_matrix")
     b1 = ops.shape(a)[0]
     b2 = ops.shape(xs[0])[0]
     aa = ops.sum(a * a, axis=-1)[:, None] * ops.ones((1, b2), "float32")
@@ -202,7 +261,10 @@ def triangle_area_matrix(anchor, mod_b, mod_c, squared=True, eps=1e-8):
         >>> float(triangle_area_matrix(e[:1], e[1:2], e[2:3], squared=False)[0, 0])  # doctest: +ELLIPSIS
         0.866...
     """
-    a, b, c = _f32(anchor), _f32(mod_b), _f32(mod_c)
+    eps = _eps(eps)
+    a, b, c = _matrix(anchor, "anchor"), _matrix(mod_b, "mod_b"), _matrix(mod_c, "mod_c")
+    _same_width([a, b, c], ["anchor", "mod_b", "mod_c"], "triangle_area_matrix")
+    b, c = _same_rows([b, c], ["mod_b", "mod_c"], "triangle_area_matrix")
     a2 = ops.sum(a * a, axis=1)[:, None]
     b2 = ops.sum(b * b, axis=1)[None, :]
     c2 = ops.sum(c * c, axis=1)[None, :]

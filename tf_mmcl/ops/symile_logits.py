@@ -28,6 +28,34 @@ __all__ = ["shuffled_negative_logits", "shuffled_negative_logsumexp", "streamed_
 _BLOCK_BUDGET = 1 << 20
 
 
+def _static_inputs(anchor, others, fn, permutations=None):
+    """Trace-time checks of a kernel's inputs (free at run time): float (N, d) matrices of one
+    shape, and an int (len(others), N) permutation array."""
+    from tf_mmcl.ops.checks import require_float
+
+    if not isinstance(others, (list, tuple)) or not others:
+        raise ValueError(f"{fn}: others must be a non-empty list of (N, d) tensors, got {type(others).__name__}.")
+    tensors = [require_float(anchor, f"{fn}: anchor")] + [
+        require_float(r, f"{fn}: others[{k}]") for k, r in enumerate(others)]
+    names = ["anchor"] + [f"others[{k}]" for k in range(len(others))]
+    for t, n in zip(tensors, names):
+        if len(t.shape) != 2:
+            raise ValueError(f"{fn}: {n} must be (N, d), got shape {tuple(t.shape)}.")
+    if not all(t.shape.is_compatible_with(tensors[0].shape) for t in tensors):
+        raise ValueError(f"{fn}: inputs must all have the same (N, d) shape, got "
+                         + ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(names, tensors)) + ".")
+    if permutations is None:
+        return tensors, None
+    perms = tf.convert_to_tensor(permutations)
+    if not perms.dtype.is_integer:
+        raise ValueError(f"{fn}: permutations must be an integer array (len(others), N), got dtype {perms.dtype.name}.")
+    expected = tf.TensorShape([len(others), tensors[0].shape[0]])
+    if not perms.shape.is_compatible_with(expected):
+        raise ValueError(f"{fn}: permutations must have shape (len(others), N) = {tuple(expected)}, "
+                         f"got {tuple(perms.shape)}.")
+    return tensors, perms
+
+
 def shuffled_negative_logits(anchor, others, permutations):
     """The reference "n" logits for one anchor: (N, N), positives on the diagonal.
 
@@ -41,6 +69,7 @@ def shuffled_negative_logits(anchor, others, permutations):
         (N, N) unscaled logits: off-diagonal ``anchor_i . prod_k shuffled_k[j]``, diagonal the
         positive MIP(anchor_i, others_i...).
     """
+    (anchor, *others), permutations = _static_inputs(anchor, others, "shuffled_negative_logits", permutations)
     logits = tf.matmul(anchor, _shuffled_product(anchor, others, permutations), transpose_b=True)
     return tf.linalg.set_diag(logits, _aligned_mip(anchor, others))
 
@@ -89,6 +118,14 @@ def shuffled_negative_logsumexp(anchor, others, permutations, logit_scale, posit
         >>> [round(float(v), 4) for v in lse]
         [1.862, 1.862, 1.862]
     """
+    (anchor, *others), permutations = _static_inputs(anchor, others, "shuffled_negative_logsumexp", permutations)
+    from tf_mmcl.ops.checks import check_logit_scale
+
+    return shuffled_lse_unchecked(anchor, others, permutations, check_logit_scale(logit_scale), positive)
+
+
+def shuffled_lse_unchecked(anchor, others, permutations, logit_scale, positive=None):
+    """:func:`shuffled_negative_logsumexp` for inputs the caller has validated (the Symile loss)."""
     anchor = tf.convert_to_tensor(anchor, tf.float32)
     if positive is None:
         positive = _aligned_mip(anchor, others)
@@ -153,14 +190,14 @@ def streamed_logsumexp(anchor, others, block_size=None):
     Returns:
         (N,) float32 log-sum-exp per anchor row; differentiable w.r.t. every input.
     """
-    others = list(others)
-    if not others:
+    if isinstance(others, (list, tuple)) and not others:
         raise ValueError("streamed_logsumexp needs at least one non-anchor modality.")
+    (anchor, *others), _ = _static_inputs(anchor, others, "streamed_logsumexp")
     n_static = anchor.shape[0]
     d_static = anchor.shape[1]
     num_prefix_mods = len(others) - 1
-    if block_size is not None and int(block_size) < 1:
-        raise ValueError(f"block_size must be >= 1, got {block_size}.")
+    if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1):
+        raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}.")
     return _build(num_prefix_mods, block_size, n_static, d_static)(anchor, *others)
 
 

@@ -31,6 +31,7 @@ from tf_mmcl.training.config import (
     default_config,
     load_config_file,
     load_saved_config,
+    objective_defaults,
     validate_config,
 )
 from tf_mmcl.training.report import (
@@ -82,6 +83,7 @@ __all__ = [
     "load_config_file",
     "load_saved_config",
     "load_run",
+    "objective_defaults",
     "plot_comparison",
     "plot_retrieval",
     "plot_training_curves",

@@ -13,13 +13,20 @@ Layout of a config::
     dataset: name, source ("generator" | "tfds"), tfds_name, data_dir, params (the
              generator's keyword arguments)
     model:   objective, modalities (empty: the dataset's), embedding_dim, encoder
-             (MLPEncoder arguments), projection_hidden_units, logit_scale_init,
+             (MLPEncoder arguments), encoders (per modality: {"type": "mlp" | "image" |
+             "audio" | "text", **that encoder's arguments}; a modality not listed gets
+             MLPEncoder(**encoder)), projection_hidden_units, logit_scale_init,
              learn_logit_scale (None: the objective's default), objective_options
     eval:    batch_size, ks
     export:  name (empty: "<dataset>_<objective>"), partial_queries
 
-``dataset.params`` and ``model.objective_options`` are open: their keys are checked against
-the generator's signature and the objective's options when the dataset and model are built.
+``dataset.params``, ``model.encoders`` and ``model.objective_options`` are open: their keys are
+checked against the generator's signature, the encoders' arguments and the objective's options.
+
+``m3_digits`` (image, audio, text; docs/m3_digits.md) has no in-process generator: it is read
+from its tfds build (``dataset.source = "tfds"``, built on first use, or by
+``tools/make_dataset.py m3_digits``); its one ``dataset.params`` key is ``clip_source`` ("" renders
+the speech with espeak-ng, or a directory of pre-rendered clips).
 """
 
 from __future__ import annotations
@@ -36,15 +43,19 @@ from ml_collections import config_dict
 
 from tf_mmcl.data.synthetic import GENERATORS
 from tf_mmcl.models import OBJECTIVES
+from tf_mmcl.models.contrastive import _OBJECTIVE_OPTIONS  # what each objective accepts
 
 __all__ = [
     "BENCHMARKS",
     "DATASET_SOURCES",
+    "ENCODER_TYPES",
+    "TFDS_ONLY_DATASETS",
     "apply_overrides",
     "benchmark_config",
     "default_config",
     "load_config_file",
     "load_saved_config",
+    "objective_defaults",
     "validate_config",
 ]
 
@@ -52,8 +63,12 @@ DATASET_SOURCES = ("generator", "tfds")
 # Top-level keys added to the schema after runs were saved, with the value that reproduces what
 # those runs did: a saved config.json without them still loads (see load_saved_config).
 _ADDED_KEYS = {"steps_per_execution": 1}
-# Sub-dicts whose keys are free (checked later against the generator / the objective).
-_OPEN_KEYS = ("dataset.params", "model.objective_options")
+_ADDED_MODEL_KEYS = {"encoders": {}}
+# Sub-dicts whose keys are free (checked later against the generator / the encoders / the objective).
+_OPEN_KEYS = ("dataset.params", "model.encoders", "model.objective_options")
+# Datasets read from their tfds build only (no in-process generator): name -> accepted params.
+TFDS_ONLY_DATASETS = {"m3_digits": ("clip_source",)}
+ENCODER_TYPES = ("mlp", "image", "audio", "text")
 
 # Per benchmark: generator parameters, model and training settings sized for a CPU in minutes.
 BENCHMARKS = {
@@ -80,6 +95,21 @@ BENCHMARKS = {
         "encoder": dict(hidden_units=(64,), output_dim=32),
         "embedding_dim": 8, "batch_size": 128, "learning_rate": 0.005, "epochs": 5,
     },
+    # Image scan x spoken language -> written digit name, read from its tfds build. The encoders
+    # of the reproduction (configs/reproduce/m3_digits.py), with the audio's log-mel front end in
+    # the graph (so the exported model takes waveforms); text: vocab_size / max_length filled in
+    # by benchmark_config from the dataset's character vocabulary.
+    "m3_digits": {
+        "source": "tfds", "tfds_name": "m3_digits/default",
+        "params": dict(clip_source=""),
+        "encoder": dict(hidden_units=(64,), output_dim=64),
+        "encoders": {
+            "image": dict(type="image", filters=(16, 32), output_dim=64),
+            "audio": dict(type="audio", input_type="waveform", num_mel_bins=32, filters=(16, 32), output_dim=64),
+            "text": dict(type="text", embed_dim=32, num_layers=1, num_heads=2, ff_dim=64),
+        },
+        "embedding_dim": 32, "batch_size": 128, "learning_rate": 0.002, "epochs": 10,
+    },
 }
 
 # Objective options that make each method fast and effective on the small benchmarks.
@@ -93,6 +123,22 @@ _OBJECTIVE_DEFAULTS = {
     # The gate's default key_dim (256) is far too slow for these benchmarks on a CPU.
     "gated_symile": {"negative_sampling": "pair", "num_negatives": 15, "key_dim": 16},
 }
+
+
+def objective_defaults(objective: str) -> dict:
+    """The ``model.objective_options`` a config starts from for ``objective``.
+
+    Switching a config's objective (``apply_overrides(config, ["model.objective=clip"])``,
+    ``--config.model.objective=clip``) resets its options to these: options of the old objective
+    mean nothing (or something else) to the new one.
+
+    Example:
+        >>> objective_defaults("confu")
+        {'lam': 0.5, 'fusion_dropout': 0.0}
+    """
+    if objective not in _OBJECTIVE_DEFAULTS:
+        raise ValueError(f"Unknown objective {objective!r}; expected one of {OBJECTIVES}.")
+    return dict(_OBJECTIVE_DEFAULTS[objective])
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -128,6 +174,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.embedding_dim = 16
     c.model.encoder = ml_collections.ConfigDict(dict(
         hidden_units=(), output_dim=16, activation="relu", dropout=0.0, use_layer_norm=False))
+    c.model.encoders = ml_collections.ConfigDict()  # per-modality encoders (see the module docstring)
     c.model.projection_hidden_units = ()
     c.model.logit_scale_init = 1.0 / 0.07
     c.model.learn_logit_scale = config_dict.placeholder(bool)
@@ -143,7 +190,7 @@ def benchmark_config(benchmark: str, objective: str, **objective_options) -> ml_
 
     Args:
         benchmark: a key of :data:`BENCHMARKS` (``symile_xor``, ``confu_xor``, ``fragility``,
-            ``misalignment``).
+            ``misalignment``, ``m3_digits``).
         objective: one of :data:`tf_mmcl.models.OBJECTIVES`.
         **objective_options: options added to (or replacing) the objective's defaults.
 
@@ -169,6 +216,16 @@ def benchmark_config(benchmark: str, objective: str, **objective_options) -> ml_
     c.model.objective = objective
     c.model.embedding_dim = preset["embedding_dim"]
     c.model.encoder.update(preset["encoder"])
+    if "source" in preset:
+        c.dataset.source = preset["source"]
+        c.dataset.tfds_name = preset["tfds_name"]
+    encoders = {m: dict(spec) for m, spec in preset.get("encoders", {}).items()}
+    if benchmark == "m3_digits":
+        from tf_mmcl.datasets.m3_digits import VOCABULARY
+        from tf_mmcl.datasets.m3_digits.languages import MAX_TEXT_LENGTH
+
+        encoders["text"].update(vocab_size=len(VOCABULARY), max_length=MAX_TEXT_LENGTH)
+    c.model.encoders = ml_collections.ConfigDict(encoders)
     options = dict(_OBJECTIVE_DEFAULTS[objective])
     options.update(objective_options)
     c.model.objective_options = ml_collections.ConfigDict(options)
@@ -221,15 +278,37 @@ def validate_config(config) -> ml_collections.ConfigDict:
         raise ValueError(f"Config is missing the key(s) {missing}; start from "
                          "tf_mmcl.training.benchmark_config(...) or default_config().")
     _check_values(config)
-    if config.dataset.name not in GENERATORS:
-        raise ValueError(f"Unknown dataset {config.dataset.name!r}; expected one of {sorted(GENERATORS)}.")
+    datasets = sorted(GENERATORS) + sorted(TFDS_ONLY_DATASETS)
+    if config.dataset.name not in datasets:
+        raise ValueError(f"Unknown dataset {config.dataset.name!r}; expected one of {datasets}.")
     if config.dataset.source not in DATASET_SOURCES:
         raise ValueError(f"Unknown dataset source {config.dataset.source!r}; expected one of {DATASET_SOURCES}.")
+    if config.dataset.name in TFDS_ONLY_DATASETS and config.dataset.source != "tfds":
+        raise ValueError(f"Dataset {config.dataset.name!r} is read from its tfds build: set "
+                         "dataset.source='tfds' (start from configs/m3_digits_<objective>.py).")
+    encoders = config.model.encoders
+    encoders = encoders.to_dict() if isinstance(encoders, ml_collections.ConfigDict) else dict(encoders or {})
+    for modality, spec in encoders.items():
+        if not isinstance(spec, dict) or spec.get("type") not in ENCODER_TYPES:
+            raise ValueError(f"model.encoders.{modality} must be a dict with 'type' in {ENCODER_TYPES} and the "
+                             f"encoder's arguments, got {spec!r}.")
     if config.model.objective not in OBJECTIVES:
         raise ValueError(f"Unknown objective {config.model.objective!r}; expected one of {OBJECTIVES}.")
+    options = config.model.objective_options
+    options = options.to_dict() if isinstance(options, ml_collections.ConfigDict) else dict(options or {})
+    foreign = sorted(set(options) - set(_OBJECTIVE_OPTIONS[config.model.objective]))
+    if foreign:
+        raise ValueError(
+            f"model.objective_options {foreign} are not options of objective {config.model.objective!r} "
+            f"(it takes {sorted(_OBJECTIVE_OPTIONS[config.model.objective])}): drop them, or switch the "
+            "objective with --config.model.objective=<name> / apply_overrides(config, ['model.objective=<name>']), "
+            "which resets the options to that objective's defaults.")
     params = config.dataset.params.to_dict() if isinstance(config.dataset.params, ml_collections.ConfigDict) \
         else dict(config.dataset.params or {})
-    accepted = set(inspect.signature(GENERATORS[config.dataset.name]).parameters)
+    if config.dataset.name in TFDS_ONLY_DATASETS:
+        accepted = set(TFDS_ONLY_DATASETS[config.dataset.name])
+    else:
+        accepted = set(inspect.signature(GENERATORS[config.dataset.name]).parameters)
     bad = sorted(set(params) - accepted)
     if bad:
         raise ValueError(f"Unknown dataset.params {bad} for dataset {config.dataset.name!r}; "
@@ -292,6 +371,10 @@ def load_saved_config(saved: dict) -> ml_collections.ConfigDict:
     saved = dict(saved)
     for key, value in _ADDED_KEYS.items():
         saved.setdefault(key, value)
+    if isinstance(saved.get("model"), dict):
+        saved["model"] = dict(saved["model"])
+        for key, value in _ADDED_MODEL_KEYS.items():
+            saved["model"].setdefault(key, value)
     return validate_config(ml_collections.ConfigDict(saved))
 
 
@@ -334,6 +417,10 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides=()) -> ml_colle
     Like ``--config.a.b.c=value`` on the command line, an override may only set an existing
     key (except inside the open ``dataset.params`` and ``model.objective_options``).
 
+    ``model.objective=<new>`` switches the objective and resets ``model.objective_options`` to
+    :func:`objective_defaults` of the new one (it is applied first, so
+    ``model.objective_options.<key>=...`` overrides in the same call land on top of those).
+
     Args:
         config: the ``ConfigDict`` to edit.
         overrides: iterable of ``"key.path=value"`` strings.
@@ -346,13 +433,24 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides=()) -> ml_colle
 
     Example:
         >>> c = apply_overrides(benchmark_config("symile_xor", "clip"), ["epochs=1", "model.objective=symile"])
-        >>> c.epochs, c.model.objective
-        (1, 'symile')
+        >>> c.epochs, c.model.objective, c.model.objective_options.to_dict()
+        (1, 'symile', {'negative_sampling': 'n'})
     """
-    for item in overrides or ():
+    overrides = list(overrides or ())
+    for item in overrides:
         if "=" not in item:
             raise ValueError(f"Override {item!r} must look like key.path=value.")
+    # The objective first: switching it resets the options, which the other overrides may then set.
+    overrides.sort(key=lambda item: item.split("=", 1)[0].strip() != "model.objective")
+    for item in overrides:
         path, text = item.split("=", 1)
+        if path.strip() == "model.objective":
+            objective = _parse_value(text.strip())
+            if objective != config.model.objective:
+                with config.model.unlocked() if hasattr(config.model, "unlocked") else _nullcontext():
+                    config.model.objective = objective
+                    config.model.objective_options = ml_collections.ConfigDict(objective_defaults(objective))
+            continue
         parts = path.strip().split(".")
         node = config
         for depth, part in enumerate(parts[:-1]):

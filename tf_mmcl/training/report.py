@@ -104,7 +104,9 @@ def evaluate_model(model, splits, ks=(1, 5, 10), batch_size=1024, split="test") 
     ranks_by_direction = {}
 
     if info.get("candidates") is not None and target in modalities and info.get("target_index_key") in arrays:
-        candidates = np.asarray(model.embed(target, np.asarray(info["candidates"], np.float32)))
+        values = np.asarray(info["candidates"])  # token ids (m3_digits' texts) stay integers
+        values = values.astype(np.int32) if np.issubdtype(values.dtype, np.integer) else values.astype(np.float32)
+        candidates = np.asarray(model.embed(target, values))
         targets = arrays[info["target_index_key"]]
         result.update(task="zero-shot over the candidate set", target=target,
                       chance=1.0 / candidates.shape[0], num_candidates=int(candidates.shape[0]))
@@ -123,6 +125,15 @@ def evaluate_model(model, splits, ks=(1, 5, 10), batch_size=1024, split="test") 
         target = None
         result.update(task="retrieval of the matching test row", target=None, chance=1.0 / n, num_candidates=n)
 
+    # Recall@k with k >= the number of candidates is 1.0 whatever the model: such columns are
+    # dropped (and listed) rather than reported (e.g. Recall@5/10 over 2 class candidates).
+    num_candidates = int(result["num_candidates"])
+    if num_candidates < 2:
+        raise ValueError(f"The {split} split offers {num_candidates} candidate(s): retrieval needs at least 2.")
+    dropped = [k for k in ev.retrieval._check_ks(ks) if k >= num_candidates]
+    ks = tuple(k for k in ev.retrieval._check_ks(ks) if k < num_candidates)
+    if dropped:
+        result["ks_dropped"] = dropped
     targets_of = [target] if target is not None else modalities
     for t in targets_of:
         others = [m for m in modalities if m != t]
@@ -164,6 +175,9 @@ def results_markdown(result, title=None) -> str:
         lines += [f"## {title}", ""]
     lines += [f"Task: {result['task']} ({result['num_examples']} {result['split']} examples, "
               f"{result['num_candidates']} candidates, chance top-1 = {result['chance']:.3f}).", ""]
+    if result.get("ks_dropped"):
+        lines += [f"Recall@k for k = {result['ks_dropped']} not reported: k >= the {result['num_candidates']} "
+                  "candidates makes it 1.0 whatever the model.", ""]
     keys = [k for k in next(iter(result["directions"].values())) if k != "mrr"] + ["mrr"]
     lines.append("| direction | " + " | ".join(keys) + " |")
     lines.append("|---|" + "---:|" * len(keys))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -31,7 +32,7 @@ import tensorflow as tf
 
 from tf_mmcl.data import MASK_SUFFIX, MultimodalSplits, make_pipeline
 from tf_mmcl.data.synthetic import GENERATORS
-from tf_mmcl.layers import MLPEncoder
+from tf_mmcl.layers import AudioEncoder, ImageEncoder, MLPEncoder, TextEncoder
 from tf_mmcl.models import MultimodalContrastiveModel
 from tf_mmcl.optimizers import ScheduleFreeAdamW, ScheduleFreeEvaluation
 from tf_mmcl.training import loop
@@ -136,6 +137,32 @@ def _splits_from_tfds(config) -> MultimodalSplits:
     return MultimodalSplits(arrays, sample.modalities, builder.benchmark_info())
 
 
+def _splits_from_m3_digits(config) -> MultimodalSplits:
+    """m3_digits read from its tfds build (built here first if needed; docs/m3_digits.md)."""
+    import tensorflow_datasets as tfds
+
+    from tf_mmcl.datasets import m3_digits
+
+    tfds_name = config.dataset.tfds_name or "m3_digits/default"
+    name, _, config_name = tfds_name.partition("/")
+    if name != "m3_digits":
+        raise ValueError(f"dataset.tfds_name {tfds_name!r} is not a config of dataset.name 'm3_digits'.")
+    data_dir = os.path.expanduser(config.dataset.data_dir or "~/tensorflow_datasets")
+    clip_source = config.dataset.params.to_dict().get("clip_source") or None
+    try:
+        builder = m3_digits.build(data_dir, config_name or "default", clip_source=clip_source)
+    except m3_digits.EspeakNotFoundError as e:
+        # A missing program, not a bug: the message names the install line and the alternative.
+        hint = "--config.dataset.params.clip_source=<clip library directory>"
+        raise FileNotFoundError(str(e).replace("clip_source=<clip library directory>", hint)) from None
+    arrays = {ours: tfds.as_numpy(builder.as_dataset(split=theirs, batch_size=-1, shuffle_files=False))
+              for theirs, ours in (("train", "train"), ("validation", "val"), ("test", "test"))}
+    info = {"name": "m3_digits", "target": "text", "queries": ["image", "audio"], "target_index_key": "text_id",
+            "candidates": np.asarray(builder.candidate_texts(), np.int32),
+            "languages": list(builder.info.metadata["languages"])}
+    return MultimodalSplits(arrays, ["image", "audio", "text"], info)
+
+
 def build_dataset(config) -> MultimodalSplits:
     """The train/val/test splits of the config's benchmark.
 
@@ -153,6 +180,8 @@ def build_dataset(config) -> MultimodalSplits:
         ValueError: for an unknown dataset or source, or parameters the generator rejects.
     """
     config = validate_config(config)
+    if config.dataset.name == "m3_digits":
+        return _splits_from_m3_digits(config)
     if config.dataset.source == "tfds":
         return _splits_from_tfds(config)
     params = config.dataset.params.to_dict()
@@ -205,7 +234,23 @@ def build_model(config, modalities) -> MultimodalContrastiveModel:
     m = config.model
     encoder = m.encoder.to_dict()
     encoder["hidden_units"] = tuple(encoder["hidden_units"])
-    encoders = {name: MLPEncoder(name=f"encoder_{name}", **encoder) for name in modalities}
+    specs = m.encoders.to_dict()
+    unknown = sorted(set(specs) - set(modalities))
+    if unknown:
+        raise ValueError(f"model.encoders names {unknown}, not modalities of dataset {config.dataset.name!r} "
+                         f"({list(modalities)}).")
+    encoders = {}
+    for name in modalities:
+        if name not in specs:
+            encoders[name] = MLPEncoder(name=f"encoder_{name}", **encoder)
+            continue
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in specs[name].items()}
+        cls = _ENCODERS[kwargs.pop("type")]
+        try:
+            encoders[name] = cls(name=f"encoder_{name}", **kwargs)
+        except TypeError as e:  # an argument the encoder does not take
+            takes = sorted(p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs"))
+            raise ValueError(f"model.encoders.{name}: {e}; {cls.__name__} takes {takes}.") from None
     options = m.objective_options.to_dict()
     try:
         return MultimodalContrastiveModel(
@@ -216,6 +261,9 @@ def build_model(config, modalities) -> MultimodalContrastiveModel:
     except ValueError as e:
         raise ValueError(f"Cannot build the {m.objective!r} model on dataset {config.dataset.name!r} "
                          f"(modalities {list(modalities)}): {e}") from e
+
+
+_ENCODERS = {"mlp": MLPEncoder, "image": ImageEncoder, "audio": AudioEncoder, "text": TextEncoder}
 
 
 def _optimizer(config):
@@ -587,7 +635,8 @@ def export(workdir, export_dir=None, name=None, version=None, overwrite=False) -
 
     Returns:
         ``{"saved_model": version dir, "model_base_path": <export_dir>/<name>, "name": name,
-        "candidates": .npz path or None}``.
+        "candidates": .npz path or None, "examples": .npz path}``; ``<name>_examples.npz``
+        holds the first 8 test rows of every modality, keyed by modality (request inputs).
 
     Raises:
         FileNotFoundError: if ``workdir`` holds no finished run.
@@ -601,11 +650,37 @@ def export(workdir, export_dir=None, name=None, version=None, overwrite=False) -
     saved = export_for_serving(model, export_dir, name, version=version, overwrite=overwrite,
                                partial_queries=bool(config.export.partial_queries))
     candidates_path = None
-    info = build_dataset(config).info
+    splits = build_dataset(config)
+    info = splits.info
     if info.get("candidates") is not None and info.get("target") in model.modalities:
-        cands = np.asarray(info["candidates"], np.float32)
+        cands = _candidate_array(info["candidates"])
         candidates_path = os.path.join(export_dir, f"{name}_candidates.npz")
-        np.savez(candidates_path, candidates=cands, target=info["target"],
-                 candidate_embeddings=model.embed(info["target"], cands).numpy())
+        _save_npz(candidates_path, candidates=cands, target=info["target"],
+                  candidate_embeddings=model.embed(info["target"], cands).numpy())
+    # A few test rows of every modality, named as the signatures' inputs: ready-made request
+    # inputs (tools/serving_request.py --input b=<name>_examples.npz).
+    test = splits.as_numpy("test")
+    examples_path = os.path.join(export_dir, f"{name}_examples.npz")
+    _save_npz(examples_path, **{m: np.asarray(test[m][:_NUM_EXAMPLES]) for m in model.modalities})
     return {"saved_model": saved, "model_base_path": os.path.join(export_dir, name), "name": name,
-            "candidates": candidates_path}
+            "candidates": candidates_path, "examples": examples_path}
+
+
+_NUM_EXAMPLES = 8
+
+
+def _candidate_array(candidates):
+    """Candidates as model input: float32 values, or integer token ids kept as int32."""
+    cands = np.asarray(candidates)
+    return cands.astype(np.int32) if np.issubdtype(cands.dtype, np.integer) else cands.astype(np.float32)
+
+
+def _save_npz(path, **arrays):
+    """np.savez through a temporary file and a rename: never a half-written file at ``path``."""
+    tmp = f"{path}.tmp-{os.getpid()}.npz"
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -1,0 +1,136 @@
+"""Flag handling shared by the absl tools in tools/: --help and flag mistakes answered fast.
+
+Importing TensorFlow costs seconds, so the tools import ``tf_mmcl`` inside ``main()`` and this
+module checks the command line first, with absl alone: ``--help`` is answered without loading a
+``--config`` file (those import the library), an unknown flag or a missing required flag is one
+line naming the fix, and absl's own flag errors (a bad integer, ...) are one line too.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+
+from absl import flags
+
+_HELP = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
+
+
+def fail(prog: str, message: str):
+    """Exits with ``<prog>: error: <message>`` on one line (no traceback, no usage dump)."""
+    sys.exit(f"{prog}: error: {' '.join(str(message).split())}")
+
+
+def _flag_name(arg):
+    return arg.lstrip("-").split("=", 1)[0]
+
+
+def _is_config(name, config_flag):
+    return config_flag is not None and (name == config_flag or name.startswith(config_flag + "."))
+
+
+def _takes_separate_value(name, arg, config_flag):
+    """True for ``--flag value`` (a non-boolean flag given without ``=``)."""
+    if "=" in arg:
+        return False
+    if _is_config(name, config_flag):
+        return True
+    flag = flags.FLAGS[name] if name in flags.FLAGS else None
+    return flag is not None and not flag.boolean
+
+
+def _scan(args, config_flag):
+    """(name, value or None, is_config) for every flag before ``--``."""
+    out, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            break
+        if arg.startswith("-") and arg != "-":
+            name = _flag_name(arg)
+            value = arg.split("=", 1)[1] if "=" in arg else None
+            if _takes_separate_value(name, arg, config_flag) and i + 1 < len(args):
+                value = args[i + 1]
+                i += 1
+            out.append((name, value))
+        i += 1
+    return out
+
+
+def _strip_config(args, config_flag):
+    """``args`` without the config file flag and its overrides (help needs neither)."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        name = _flag_name(arg) if arg.startswith("-") else None
+        if name is not None and _is_config(name, config_flag):
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return out
+
+
+def _known(name):
+    if name in flags.FLAGS:
+        return True
+    return name.startswith("no") and name[2:] in flags.FLAGS and flags.FLAGS[name[2:]].boolean
+
+
+def flags_parser(prog: str, required=(), config_flag: str | None = None, parse=None,
+                 config_example: str = "configs/symile_xor_symile.py"):
+    """An absl ``flags_parser`` for ``app.run`` that answers mistakes before heavy imports.
+
+    Args:
+        prog: the tool's file name, e.g. ``"train.py"`` (prefix of every error line).
+        required: flag names that must be given (unless help is asked for).
+        config_flag: the name of an ml_collections config-file flag (``"config"``): its
+            overrides ``--config.<key>`` pass the name check, and its file must exist.
+        parse: the parser to run after the checks (default: ``absl.flags.FLAGS``), e.g. one
+            that turns config-override errors into one line.
+        config_example: a config file named in the error for a missing one.
+
+    Returns:
+        ``parse(argv) -> remaining argv``.
+    """
+    def run(argv):
+        args = list(argv[1:])
+        asked = [a for a in args if a in _HELP or a.startswith("--help")]
+        if asked:  # answered here (exit 0), without parsing --config: that would import the library
+            from absl import app
+
+            if asked[0].startswith("--helpxml"):
+                return _absl(prog, [argv[0], *_strip_config(args, config_flag)], None)
+            app.usage(shorthelp=not asked[0].startswith("--helpfull"), writeto_stdout=True)
+            sys.exit(0)
+        if any(_flag_name(a) in ("flagfile", "undefok") for a in args if a.startswith("-")):
+            return _absl(prog, argv, parse)  # flags come from elsewhere: let absl check them
+        given = {}
+        for name, value in _scan(args, config_flag):
+            if not _known(name) and not _is_config(name, config_flag):
+                own = [f.name for f in flags.FLAGS.flags_by_module_dict().get(sys.argv[0], [])]
+                close = difflib.get_close_matches(name, own or list(flags.FLAGS), n=1)
+                hint = f" (did you mean --{close[0]}?)" if close else ""
+                fail(prog, f"unknown flag --{name}{hint}. Pass --help to see the flags.")
+            given[name] = value
+        for name in required:
+            if name not in given:
+                help_text = flags.FLAGS[name].help if name in flags.FLAGS else ""
+                fail(prog, f"--{name} is required: {help_text} Pass --help to see the flags.")
+        if config_flag is not None and config_flag in given:
+            path = (given[config_flag] or "").split(":", 1)[0]
+            if not os.path.isfile(path):
+                fail(prog, f"--{config_flag}: config file {path!r} does not exist; pass one of the files in "
+                     f"{os.path.dirname(config_example)}/, e.g. --{config_flag} {config_example}.")
+        return _absl(prog, argv, parse)
+
+    return run
+
+
+def _absl(prog, argv, parse):
+    try:
+        return (parse or flags.FLAGS)(argv)
+    except flags.Error as e:
+        fail(prog, f"{e}. Pass --help to see the flags.")
