@@ -627,6 +627,8 @@ class MultimodalContrastiveModel(keras.Model):
                              f"{tuple(cand.shape)}; pass raw candidates to model.score() instead.")
         if cand.shape[0] == 0:
             raise ValueError(f"{name} is empty: pass at least one candidate.")
+        if not self.options.get("normalize", True):
+            return cand  # the clip objective with normalize=False embeds without normalising
         return check_unit_norm([cand], [name])[0]
 
     def _check_modality(self, name, what="modality"):
