@@ -18,7 +18,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # One experiment, --quick, with reduced sizes: 2 seeds x 2 methods x one p_hat.
 QUICK_ARGS = ["--experiments=symile_xor", "--quick", "--seeds=2", "--set=p_hats=[1.0]", "--set=steps=60",
-              "--set=n_train=2000", "--set=n_test=500", "--set=batch_size=500"]
+              "--set=n_train=2000", "--set=n_test=500", "--set=batch_size=500", "--set=protocol='section1'"]
 
 
 @pytest.fixture(scope="module")

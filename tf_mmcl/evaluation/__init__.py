@@ -6,6 +6,7 @@ or a model's own scoring callable (fusion head, gate).
 """
 
 from tf_mmcl.evaluation.identifiability import identifiability_r2, identifiability_report, r2_score
+from tf_mmcl.evaluation.instance_and_class import class_ranks, distinct_candidates, instance_and_class_metrics
 from tf_mmcl.evaluation.probe import LogisticRegressionProbe, few_shot_indices, linear_probe
 from tf_mmcl.evaluation.retrieval import (
     metrics_by_group,
@@ -27,6 +28,9 @@ from tf_mmcl.evaluation.sweeps import (
 )
 
 __all__ = [
+    "class_ranks",
+    "distinct_candidates",
+    "instance_and_class_metrics",
     "LogisticRegressionProbe",
     "SweepResult",
     "corruption_sweep",

@@ -12,6 +12,7 @@ from tf_mmcl.losses.clip import CLIPLoss, clip_loss
 from tf_mmcl.losses.confu import ConFuLoss, confu_loss, confu_pairs
 from tf_mmcl.losses.gated import gated_symile_loss
 from tf_mmcl.losses.gram import GRAMLoss, gram_loss
+from tf_mmcl.losses.lp_clip import lp_clip_loss
 from tf_mmcl.losses.symile import SymileLoss, symile_loss
 from tf_mmcl.losses.triangle import TriangleLoss, triangle_loss
 
@@ -30,6 +31,7 @@ __all__ = [
     "fused_key",
     "gated_symile_loss",
     "gram_loss",
+    "lp_clip_loss",
     "symile_loss",
     "symmetric_infonce",
     "triangle_loss",

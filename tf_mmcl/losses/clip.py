@@ -9,12 +9,14 @@ import tensorflow as tf
 from keras import ops
 
 from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, checked_inputs, combine_masks
+from tf_mmcl.losses.lp_clip import check_similarity, lp_clip_loss
 from tf_mmcl.ops.infonce import infonce_unchecked, pairs_unchecked
 
 __all__ = ["clip_loss", "CLIPLoss"]
 
 
-def clip_loss(representations, logit_scale, masks=None, check_finite=False, check_unit_norm=True):
+def clip_loss(representations, logit_scale, masks=None, check_finite=False, check_unit_norm=True,
+              similarity="cosine", p=2.0, lp_power=True):
     """Mean over the M(M-1)/2 unordered pairs of ``0.5 * (CE(S) + CE(S^T))``.
 
     ``S = logit_scale * r_i @ r_j^T``; positives are the aligned rows. This is the trimodal CLIP
@@ -31,6 +33,12 @@ def clip_loss(representations, logit_scale, masks=None, check_finite=False, chec
         check_unit_norm: refuse rows that are not L2-normalised (see
             :data:`tf_mmcl.ops.checks.UNIT_NORM_TOLERANCE`); ``False`` for deliberately
             unnormalised inputs (e.g. comparisons with reference code on raw vectors).
+            Not applied with ``similarity="lp"``, whose embeddings need no normalisation.
+        similarity: ``"cosine"`` (default: ``S = logit_scale * r_i @ r_j^T``) or ``"lp"``
+            (``S = -logit_scale * ||r_i - r_j||_p ** p``, "Negate or Embrace"'s objective; see
+            :func:`tf_mmcl.losses.lp_clip.lp_clip_loss`).
+        p: order of the Lp distance (``similarity="lp"`` only).
+        lp_power: use the p-th power of the Lp norm (the paper) rather than the norm.
 
     Returns:
         Scalar float32 loss.
@@ -40,7 +48,13 @@ def clip_loss(representations, logit_scale, masks=None, check_finite=False, chec
         >>> r = np.eye(4, dtype="float32")
         >>> round(float(clip_loss([r, r, r], 100.0)), 4)
         0.0
+        >>> round(float(clip_loss([10 * r, 10 * r], 1.0, similarity="lp", p=2)), 4)
+        0.0
     """
+    p = check_similarity(similarity, p)
+    if similarity == "lp":
+        return lp_clip_loss(representations, logit_scale, p=p, power=lp_power, masks=masks,
+                            check_finite=check_finite)
     reps, masks = checked_inputs(representations, masks, unit_norm=check_unit_norm,
                                  check_finite_values=check_finite)
     scale = as_logit_scale(logit_scale)
@@ -70,10 +84,20 @@ class CLIPLoss(ContrastiveLoss):
         0.0
     """
 
-    def __init__(self, modalities=None, logit_scale=1.0 / 0.07, check_finite=False, name="clip_loss", **kwargs):
+    def __init__(self, modalities=None, logit_scale=1.0 / 0.07, check_finite=False, name="clip_loss",
+                 similarity="cosine", p=2.0, lp_power=True, **kwargs):
         super().__init__(modalities=modalities, logit_scale=logit_scale, check_finite=check_finite,
                          name=name, **kwargs)
+        self.p = check_similarity(similarity, p)
+        self.similarity = similarity
+        self.lp_power = bool(lp_power)
 
     def call(self, y_true, y_pred):
         _, reps, scale, masks = self.split(y_pred)
-        return clip_loss(reps, scale, masks=masks, check_finite=self.check_finite)
+        return clip_loss(reps, scale, masks=masks, check_finite=self.check_finite,
+                         similarity=self.similarity, p=self.p, lp_power=self.lp_power)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"similarity": self.similarity, "p": self.p, "lp_power": self.lp_power})
+        return config

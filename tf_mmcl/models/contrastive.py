@@ -28,7 +28,9 @@ _GATE_OPTIONS = {
     "key_dim": 256, "strength_logit_init": -6.0, "renormalize": True, "temperature_init": 1.0,
 }
 _OBJECTIVE_OPTIONS = {
-    "clip": {},
+    # similarity "lp": "Negate or Embrace"'s -||a - b||_p ** p (lp_power); normalize=False keeps
+    # the embeddings unnormalised, as that paper's simulation.
+    "clip": {"similarity": "cosine", "p": 2.0, "lp_power": True, "normalize": True},
     "symile": {"negative_sampling": "n", "seed": None, "block_size": None},
     "confu": {"lam": 0.5, "fusion_hidden_dim": None, "fusion_layers": 2, "fusion_dropout": 0.1,
               "mask_ratio": 0.0},
@@ -54,8 +56,11 @@ class MultimodalContrastiveModel(keras.Model):
 
     Objectives (``objective=``) and their options (``**objective_options``):
 
-    * ``"clip"``: pairwise symmetric InfoNCE over every pair of modalities. Missing: a pair's
-      term uses the rows where both are present.
+    * ``"clip"``: pairwise symmetric InfoNCE over every pair of modalities;
+      ``similarity="cosine"`` (default) or ``"lp"`` (``-||a - b||_p ** p``, options ``p`` (2)
+      and ``lp_power`` (True; False: the norm itself)), and ``normalize`` (True; False skips the
+      L2 normalisation of the embeddings, as the Lp objective of "Negate or Embrace"). Missing:
+      a pair's term uses the rows where both are present.
     * ``"symile"``: ``negative_sampling="n" | "n_squared"``, ``seed``, ``block_size``. Missing:
       the missing factor is the all-ones vector, the neutral element of the multilinear
       product; an anchor's loss averages over rows where it is present.
@@ -154,6 +159,13 @@ class MultimodalContrastiveModel(keras.Model):
         self.embedding_dim = embedding_dim
         self.objective = objective
         self.options = dict(allowed, **objective_options)
+        if objective == "clip":
+            self.options["p"] = losses_lib.lp_clip.check_similarity(self.options["similarity"], self.options["p"])
+            if not isinstance(self.options["normalize"], bool):
+                raise ValueError(f"normalize must be True or False, got {self.options['normalize']!r}.")
+            if not self.options["normalize"] and self.options["similarity"] != "lp":
+                raise ValueError('normalize=False needs similarity="lp": the cosine objective takes '
+                                 'L2-normalised embeddings (set similarity="lp" or keep normalize=True).')
         self.projection_hidden_units = tuple(projection_hidden_units)
         self.logit_scale_init = positive_number(logit_scale_init, "logit_scale_init")
         self.learn_logit_scale = ((objective != "confu") if learn_logit_scale is None
@@ -200,7 +212,7 @@ class MultimodalContrastiveModel(keras.Model):
         o = self.options
         common = {"modalities": self.modalities}
         if self.objective == "clip":
-            return losses_lib.CLIPLoss(**common)
+            return losses_lib.CLIPLoss(similarity=o["similarity"], p=o["p"], lp_power=o["lp_power"], **common)
         if self.objective == "symile":
             return losses_lib.SymileLoss(negative_sampling=o["negative_sampling"], seed=o["seed"],
                                          block_size=o["block_size"], **common)
@@ -351,6 +363,8 @@ class MultimodalContrastiveModel(keras.Model):
         super().save_own_variables(store)
 
     def _embed_features(self, features, training=None):
+        if not self.options.get("normalize", True):
+            return {n: self.projections[n](h, training=training) for n, h in features.items()}
         return {n: self.normalize(self.projections[n](h, training=training)) for n, h in features.items()}
 
     def _fused(self, features, training=None):
@@ -529,7 +543,8 @@ class MultimodalContrastiveModel(keras.Model):
 
     # ------------------------------------------------------------------ evaluation API
     def embed(self, modality, x, training=False):
-        """L2-normalised embeddings (N, embedding_dim) of raw inputs of one modality."""
+        """Embeddings (N, embedding_dim) of raw inputs of one modality (L2-normalised unless
+        the clip objective's ``normalize=False``)."""
         self._check_modality(modality)
         object.__setattr__(self, "_pending_input_checks", None)
         self._check_input_shape(modality, x, what=f"embed: x (raw {modality!r} inputs)")
@@ -612,6 +627,8 @@ class MultimodalContrastiveModel(keras.Model):
                              f"{tuple(cand.shape)}; pass raw candidates to model.score() instead.")
         if cand.shape[0] == 0:
             raise ValueError(f"{name} is empty: pass at least one candidate.")
+        if not self.options.get("normalize", True):
+            return cand  # the clip objective with normalize=False embeds without normalising
         return check_unit_norm([cand], [name])[0]
 
     def _check_modality(self, name, what="modality"):
@@ -691,6 +708,15 @@ class MultimodalContrastiveModel(keras.Model):
                     present = [ops.cast(query_masks[x], "bool") for x in (a, b) if query_masks.get(x) is not None]
                     for p_ in present:
                         fused[key] = ops.where(p_[:, None], fused[key], 0.0)
+        if self.objective == "clip" and self.options["similarity"] == "lp":
+            # Sum over query modalities of -||q - c||_p^p; an absent query row adds 0.
+            total = 0.0
+            for n, q in zip(names, qs):
+                s = -sim.lp_distance_matrix(q, candidates, p=self.options["p"], power=self.options["lp_power"])
+                if query_masks and query_masks.get(n) is not None:
+                    s = ops.where(ops.cast(query_masks[n], "bool")[:, None], s, 0.0)
+                total = total + s
+            return total
         if len(qs) == 1 or self.objective == "symile":
             # Symile: MIP with absent queries as the neutral element; 1->1 is the cosine for all.
             return sim.mip_scores(qs, candidates)

@@ -1,6 +1,7 @@
 """Similarity math: one source of truth for losses, evaluation and serving."""
 
 from tf_mmcl.ops.checks import check_representations
+from tf_mmcl.ops.lp_distance import lp_distance_matrix
 from tf_mmcl.ops.infonce import mean_symmetric_infonce_over_pairs, symmetric_infonce_from_embeddings
 from tf_mmcl.ops.similarity import (
     dot_scores,
@@ -20,6 +21,7 @@ __all__ = [
     "check_representations",
     "dot_scores",
     "gram_volume_matrix",
+    "lp_distance_matrix",
     "mip",
     "mean_symmetric_infonce_over_pairs",
     "mip_scores",

@@ -114,7 +114,8 @@ BENCHMARKS = {
 
 # Objective options that make each method fast and effective on the small benchmarks.
 _OBJECTIVE_DEFAULTS = {
-    "clip": {},
+    # Listed so the command line can override them (--config.model.objective_options.similarity=lp).
+    "clip": {"similarity": "cosine", "p": 2.0, "lp_power": True, "normalize": True},
     "symile": {"negative_sampling": "n"},
     "confu": {"lam": 0.5, "fusion_dropout": 0.0},
     "gram": {},
@@ -151,7 +152,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.batch_size = 128
     c.epochs = 5
     c.learning_rate = 0.02
-    c.optimizer = "adam"  # adam | adamw | sgd
+    c.optimizer = "adam"  # adam | adamw | sgd | schedule_free_adamw
     c.weight_decay = 0.0
     c.steps_per_epoch = 0  # 0: one pass over the training split
     c.verbose = 1  # Keras: 1 progress bar, 2 one line per epoch, 0 silent
@@ -345,8 +346,8 @@ def _check_values(config):
         fail("verbose", "0, 1 or 2 (Keras: silent, progress bar, one line per epoch)")
     if not isinstance(config.jit_compile, bool):
         fail("jit_compile", "True or False")
-    if config.optimizer not in ("adam", "adamw", "sgd"):
-        fail("optimizer", "'adam', 'adamw' or 'sgd'")
+    if config.optimizer not in ("adam", "adamw", "sgd", "schedule_free_adamw"):
+        fail("optimizer", "'adam', 'adamw', 'sgd' or 'schedule_free_adamw'")
     value = config.model.embedding_dim
     if not _is_int(value) or value < 1:
         fail("model.embedding_dim", "an integer >= 1")

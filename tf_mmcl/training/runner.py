@@ -34,6 +34,7 @@ from tf_mmcl.data import MASK_SUFFIX, MultimodalSplits, make_pipeline
 from tf_mmcl.data.synthetic import GENERATORS
 from tf_mmcl.layers import AudioEncoder, ImageEncoder, MLPEncoder, TextEncoder
 from tf_mmcl.models import MultimodalContrastiveModel
+from tf_mmcl.optimizers import ScheduleFreeAdamW, ScheduleFreeEvaluation
 from tf_mmcl.training import loop
 from tf_mmcl.training.config import load_saved_config, validate_config
 from tf_mmcl.training.files import (
@@ -273,7 +274,11 @@ def _optimizer(config):
         return keras.optimizers.AdamW(lr, weight_decay=float(config.weight_decay))
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(lr, momentum=0.9)
-    raise ValueError(f"Unknown optimizer {config.optimizer!r}; expected 'adam', 'adamw' or 'sgd'.")
+    if config.optimizer == "schedule_free_adamw":
+        # Evaluated and saved at its average x: train() passes ScheduleFreeEvaluation to fit.
+        return ScheduleFreeAdamW(lr, weight_decay=float(config.weight_decay))
+    raise ValueError(f"Unknown optimizer {config.optimizer!r}; expected 'adam', 'adamw', 'sgd' or "
+                     "'schedule_free_adamw'.")
 
 
 # ---------------------------------------------------------------------------------- workdir
@@ -597,6 +602,10 @@ def train(config, workdir, verbose=None, overwrite=False) -> TrainResult:
                           validation_data=val_ds, backup_dir=paths["backup"],
                           backup_state={"config_fingerprint": fingerprint}, accept_backup=accept_backup,
                           on_start=on_start, on_epoch_saved=on_epoch_saved,
+                          # Schedule-free AdamW: validate at its average x and leave x in the model
+                          # after validation, so the epoch's backup and checkpoint hold x too, and
+                          # model.keras after the last epoch (a no-op for other optimizers).
+                          callbacks=[ScheduleFreeEvaluation()],
                           verbose=config.verbose if verbose is None else verbose)
     except loop.DivergenceError as e:
         # The advice in the message (another learning rate, other data) is another config: say

@@ -16,7 +16,7 @@ import numpy as np
 
 from tf_mmcl.datasets.m3_digits.languages import MAX_TEXT_LENGTH, digit_name, encode_text
 
-__all__ = ["SPLITS", "load_digit_scans", "make_split", "split_counts", "split_indices", "text_table"]
+__all__ = ["SPLITS", "load_digit_scans", "make_split", "make_symile_m3_split", "split_counts", "split_indices", "text_table"]
 
 SPLITS = ("train", "val", "test")
 
@@ -164,4 +164,58 @@ def make_split(n, *, scan_ids, scan_images, scan_labels, clip_ids, clip_waveform
         "image_id": image_id,
         "audio_id": audio_id,
         "spoken": np.array([clip_spoken[c] for c in audio_id], np.int32).reshape(n),
+    }
+
+
+def make_symile_m3_split(n, *, scan_ids, scan_images, scan_labels, clip_ids, clip_waveforms, clip_languages,
+                         clip_spoken, languages, audio_length, seed):
+    """``n`` examples with Symile-M3's structure, as a dict of numpy arrays.
+
+    With ``w = len(languages)``: the image is a scan of a digit ``d``; the audio is a clip in a
+    language ``L`` (it says a number unrelated to ``d``); the text is ``w`` words, one per
+    language, in a random order, where the word in ``L`` names ``d`` and every other word names
+    a digit drawn uniformly (independently of ``d``; it may be ``d`` too). So the text alone
+    leaves up to ``w`` candidate digits, the audio alone only the language, and only the pair
+    (text, audio) fixes the image's digit: the task is to retrieve the image from both.
+
+    Args: as :func:`make_split`.
+
+    Returns:
+        dict with ``image`` float32 ``(n, 8, 8, 1)``, ``audio`` float32 ``(n, audio_length)``,
+        ``text`` int32 ``(n, w * MAX_TEXT_LENGTH)`` (word ``k`` in slots
+        ``[k * MAX_TEXT_LENGTH, (k + 1) * MAX_TEXT_LENGTH)``, each zero-padded),
+        ``text_languages`` and ``text_digits`` int32 ``(n, w)`` (the language of each word and
+        the digit it names, in text order), and int32 ``(n,)`` ``label`` (``d``),
+        ``language`` (``L``), ``answer_position`` (the word of ``L`` in the text),
+        ``image_id``, ``audio_id``, ``spoken``.
+
+    Raises:
+        ValueError: when a digit has no scan or a language no clip in this split.
+    """
+    w = len(languages)
+    base = make_split(n, scan_ids=scan_ids, scan_images=scan_images, scan_labels=scan_labels,
+                      clip_ids=clip_ids, clip_waveforms=clip_waveforms, clip_languages=clip_languages,
+                      clip_spoken=clip_spoken, languages=languages, audio_length=audio_length, seed=seed)
+    # A separate stream for the text, so the image / audio pairing is that of make_split.
+    rng = np.random.default_rng([*np.atleast_1d(seed).tolist(), 7])
+    table = text_table(languages)  # (w, 10, MAX_TEXT_LENGTH)
+    order = np.argsort(rng.random((n, w)), axis=1).astype(np.int32)  # language of each word slot
+    digits_by_language = rng.integers(0, 10, size=(n, w)).astype(np.int32)
+    rows = np.arange(n)
+    digits_by_language[rows, base["language"]] = base["label"]
+    text_digits = np.take_along_axis(digits_by_language, order, axis=1)
+    text = table[order, text_digits].reshape(n, w * MAX_TEXT_LENGTH)
+    answer_position = np.argmax(order == base["language"][:, None], axis=1).astype(np.int32)
+    return {
+        "image": base["image"],
+        "audio": base["audio"],
+        "text": text.astype(np.int32),
+        "text_languages": order,
+        "text_digits": text_digits.astype(np.int32),
+        "label": base["label"],
+        "language": base["language"],
+        "answer_position": answer_position.reshape(n),
+        "image_id": base["image_id"],
+        "audio_id": base["audio_id"],
+        "spoken": base["spoken"],
     }

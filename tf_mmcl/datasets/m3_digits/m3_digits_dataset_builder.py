@@ -19,8 +19,18 @@ Example features (all fixed shape; ``audio_length`` depends on the config):
 
 Splits ``train`` / ``validation`` / ``test`` are disjoint in scans and in clips.
 
-Configs: ``l2``, ``default`` (= ``l5``) and ``l10`` (2, 5, 10 languages, like Symile-M3-2/5/10)
-and ``tiny`` (5 languages, 3 short clips each, 40/20/20 examples, for tests).
+Configs of this *pairwise* structure: ``l2``, ``default`` (= ``l5`` = ``pairwise``) and ``l10``
+(2, 5, 10 languages) and ``tiny`` (5 languages, 3 short clips each, 40/20/20 examples, for tests).
+
+Symile-M3's structure (``structure="symile_m3"``; configs ``symile_m3_2``, ``symile_m3_5`` (the
+builder's default config), ``symile_m3_10``, ``symile_m3_tiny``): the text is ``w`` digit names,
+one per language, in random order, the word in the audio's language naming the image's digit
+and the others random digits; the task is to retrieve the **image** from (text, audio). The
+text alone leaves ~``w`` candidate digits and the audio says only the language, so a pairwise
+(additive) score cannot pick the word: CLIP should land near ``1/w`` of Symile. Features:
+``text`` int32 ``(w * 12,)`` (word ``k`` in slots ``12k .. 12k+11``), ``text_languages`` and
+``text_digits`` int32 ``(w,)``, ``answer_position`` (the slot of the audio's language), and
+``label``, ``language``, ``image_id``, ``audio_id``, ``spoken`` as above (no ``text_id``).
 
 Example:
     >>> import tempfile, tf_mmcl.datasets.m3_digits as m3  # doctest: +SKIP
@@ -47,6 +57,10 @@ __all__ = ["Builder", "CONFIGS", "M3DigitsConfig", "build"]
 # tfds split name -> our split name (as in tf_mmcl.datasets.TFDS_SPLITS).
 _TFDS_SPLITS = {"train": "train", "validation": "val", "test": "test"}
 
+#: "pairwise": text from image + audio, each a pairwise factor; "symile_m3": Symile-M3's
+#: structure, image from text (w words) + audio, decided only by the pair.
+STRUCTURES = ("pairwise", "symile_m3")
+
 
 @dataclasses.dataclass(eq=False)
 class M3DigitsConfig(tfds.core.BuilderConfig):
@@ -69,6 +83,11 @@ class M3DigitsConfig(tfds.core.BuilderConfig):
         seed: seeds the clip plan, the splits and the pairing.
         allow_shared_words: accept language sets in which one word names a digit in two
             languages (two (digit, language) classes with one text).
+        structure: ``"pairwise"`` (text = the name of the image's digit in the audio's
+            language; retrieve the text from image + audio; each factor is a pairwise
+            dependence) or ``"symile_m3"`` (Symile-M3's: text = ``w = len(languages)`` digit
+            names, one per language, in random order, the word in the audio's language naming
+            the image's digit; retrieve the image from text + audio; only the pair decides).
     """
 
     languages: tuple = LANGUAGE_SETS[5]
@@ -85,9 +104,12 @@ class M3DigitsConfig(tfds.core.BuilderConfig):
     max_clip_seconds: float | None = None
     seed: int = 0
     allow_shared_words: bool = False
+    structure: str = "pairwise"
 
     def validate(self):
         """Raises ``ValueError`` for an inconsistent config."""
+        if self.structure not in STRUCTURES:
+            raise ValueError(f"`structure` must be one of {STRUCTURES}. Received: {self.structure!r}")
         unknown = [lang for lang in self.languages if lang not in DIGIT_NAMES]
         if unknown:
             raise ValueError(f"Unknown languages {unknown}; known: {sorted(DIGIT_NAMES)}.")
@@ -130,6 +152,19 @@ CONFIGS = {c.name: c for c in (
     _config("tiny", 5, "Tiny, for tests: 5 languages, 3 fast clips of <= 0.5 s each, 40/20/20 examples.",
             clips_per_language=3, n_train=40, n_val=20, n_test=20, audio_length=8000,
             speed_range=(260, 320), max_clip_seconds=0.5),
+    _config("pairwise", 5, "Same as default (the pairwise structure, named): 5 languages, 60 clips "
+            "each, 6000/1000/1000 examples, 1 s audio."),
+    # Symile-M3's structure (Symile-M3-2/5/10): image from (text of w words, audio).
+    _config("symile_m3_2", 2, "Symile-M3-2 structure: image from (2-word text, audio); en de, 60 clips "
+            "each, 6000/1000/1000 examples, 1 s audio.", structure="symile_m3"),
+    _config("symile_m3_5", 5, "Symile-M3-5 structure: image from (5-word text, audio); en de es fi tr, "
+            "60 clips each, 6000/1000/1000 examples, 1 s audio.", structure="symile_m3"),
+    _config("symile_m3_10", 10, "Symile-M3-10 structure: image from (10-word text, audio); 10 "
+            "languages, 60 clips each, 10000/1000/1000 examples, 1 s audio.", n_train=10000,
+            structure="symile_m3"),
+    _config("symile_m3_tiny", 5, "Tiny Symile-M3-5 structure for tests: tiny's clips and sizes.",
+            clips_per_language=3, n_train=40, n_val=20, n_test=20, audio_length=8000,
+            speed_range=(260, 320), max_clip_seconds=0.5, structure="symile_m3"),
 )}
 
 
@@ -150,7 +185,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release: sklearn digit scans, espeak-ng clips, character text."}
     BUILDER_CONFIGS = list(CONFIGS.values())
-    DEFAULT_CONFIG_NAME = "default"
+    # The benchmark's default is Symile-M3's structure; the config *named* "default" keeps the
+    # pairwise structure (alias "pairwise") so existing runs and configs read what they did.
+    DEFAULT_CONFIG_NAME = "symile_m3_5"
 
     def __init__(self, *, clip_source=None, resampler="scipy", **kwargs):
         self._clip_source = clip_source
@@ -160,17 +197,25 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         c = self.builder_config
-        scalar = {k: tfds.features.Tensor(shape=(), dtype=np.int32)
-                  for k in ("label", "language", "text_id", "image_id", "audio_id", "spoken")}
+        if c.structure == "symile_m3":
+            w = len(c.languages)
+            scalar_keys = ("label", "language", "answer_position", "image_id", "audio_id", "spoken")
+            text = {"text": tfds.features.Tensor(shape=(w * MAX_TEXT_LENGTH,), dtype=np.int32),
+                    "text_languages": tfds.features.Tensor(shape=(w,), dtype=np.int32),
+                    "text_digits": tfds.features.Tensor(shape=(w,), dtype=np.int32)}
+        else:
+            scalar_keys = ("label", "language", "text_id", "image_id", "audio_id", "spoken")
+            text = {"text": tfds.features.Tensor(shape=(MAX_TEXT_LENGTH,), dtype=np.int32)}
+        scalar = {k: tfds.features.Tensor(shape=(), dtype=np.int32) for k in scalar_keys}
         features = tfds.features.FeaturesDict({
             "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.float32),
             "audio": tfds.features.Tensor(shape=(c.audio_length,), dtype=np.float32,
                                           encoding=tfds.features.Encoding.ZLIB),
-            "text": tfds.features.Tensor(shape=(MAX_TEXT_LENGTH,), dtype=np.int32),
+            **text,
             **scalar,
         })
         metadata = tfds.core.MetadataDict(languages=list(c.languages), vocabulary=list(VOCABULARY),
-                                          sample_rate=_clips.SAMPLE_RATE)
+                                          sample_rate=_clips.SAMPLE_RATE, structure=c.structure)
         return tfds.core.DatasetInfo(builder=self, description=__doc__, features=features,
                                      metadata=metadata, disable_shuffling=True,
                                      citation="Saporta, Puli, Goldstein, Ranganath. Contrastive learning "
@@ -178,7 +223,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                                               "Kaynak. Optical Recognition of Handwritten Digits. UCI, 1998.")
 
     def candidate_texts(self):
-        """Token ids of all ``len(languages) * 10`` texts; row ``text_id`` is that example's text."""
+        """Token ids of all ``len(languages) * 10`` texts; row ``text_id`` is that example's text.
+
+        Pairwise structure only: with ``structure="symile_m3"`` the texts are not a small closed
+        set and the task retrieves images (candidates: the split's images, by scan or by digit).
+        """
+        if self.builder_config.structure != "pairwise":
+            raise ValueError(f"candidate_texts() is for the pairwise structure; config "
+                             f"{self.builder_config.name!r} has structure "
+                             f"{self.builder_config.structure!r}, whose task retrieves the image.")
         return _gen.text_table(self.builder_config.languages).reshape(-1, MAX_TEXT_LENGTH)
 
     def _load_clips(self):
@@ -220,8 +273,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             clip_spoken={int(r["clip_id"]): int(r["spoken"]) for r in records})
         sizes = {"train": c.n_train, "val": c.n_val, "test": c.n_test}
         out = {}
+        make = _gen.make_symile_m3_split if c.structure == "symile_m3" else _gen.make_split
         for k, (tfds_name, ours) in enumerate(_TFDS_SPLITS.items()):
-            arrays = _gen.make_split(sizes[ours], scan_ids=scan_split[ours], clip_ids=ids[clip_split[ours]],
+            arrays = make(sizes[ours], scan_ids=scan_split[ours], clip_ids=ids[clip_split[ours]],
                                      seed=[c.seed, 3, k], **common)
             out[tfds_name] = self._generate_examples(arrays)
         return out
@@ -240,7 +294,9 @@ def build(data_dir, config_name="default", *, config=None, clip_source=None, res
 
     Args:
         data_dir: tfds data directory.
-        config_name: one of :data:`CONFIGS` (``default``, ``l2``, ``l5``, ``l10``, ``tiny``).
+        config_name: one of :data:`CONFIGS`: pairwise structure ``default`` (= ``pairwise``,
+            ``l5``), ``l2``, ``l10``, ``tiny``; Symile-M3 structure ``symile_m3_2``,
+            ``symile_m3_5``, ``symile_m3_10``, ``symile_m3_tiny``.
         config: a custom :class:`M3DigitsConfig` instead of ``config_name``.
         clip_source: ``None``/``"espeak"`` (render with espeak-ng) or a clip library directory.
         resampler: ``"scipy"`` or ``"tfio"`` for live rendering.
