@@ -41,8 +41,6 @@ _OUTPUT = flags.DEFINE_string("output", None, "Write the results here (JSON).")
 
 
 def _inputs(kind, encoder, n, rng):
-    import numpy as np
-
     if kind == "image":
         shape = encoder.backbone.input_shape[1:]
         return rng.uniform(size=(n,) + tuple(shape)).astype("float32")

@@ -66,7 +66,7 @@ def main(argv):
 def _index_retrieval(workdir, name):
     import json
 
-    from tf_mmcl import retrieval
+    from tf_mmcl import retrieval, training
 
     config, model = training.load_run(training.check_workdir(workdir, must_exist=True))
     arrays = training.build_dataset(config).as_numpy("test")

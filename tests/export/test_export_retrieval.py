@@ -1,6 +1,5 @@
 """export_for_serving(index=...): retrieve_* signatures give search()'s ids in a TF-only process."""
 
-import json
 import os
 
 import numpy as np

@@ -1,7 +1,6 @@
 """Cached features: resumable sharded extraction, no mixing of encoders, head-only training,
 and the trained heads composed back onto the backbones for serving raw inputs."""
 
-import json
 import os
 
 import numpy as np

@@ -16,10 +16,10 @@ Outputs: ``scores`` (B, k) float32 (the model's score times its logit scale, des
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import tensorflow as tf
+
+from tf_mmcl.export import saved_model
 
 __all__ = ["RETRIEVAL_CONTRACT", "retrieval_query_subsets", "retrieval_signature_name", "check_indexes",
            "add_retrieval_endpoints"]
@@ -37,20 +37,12 @@ _MODEL_SCORE_BLOCK = 4096
 
 
 def retrieval_query_subsets(model, candidate, partial_queries):
-    others = [m for m in model.modalities if m != candidate]
-    if not partial_queries:
-        return [tuple(others)]
-    subsets = []
-    for k in range(len(others), 0, -1):
-        subsets.extend(itertools.combinations(others, k))
-    return subsets
+    """The query-modality subsets that get a ``retrieve_`` signature (as for ``score_``)."""
+    return saved_model._query_subsets(model, candidate, partial_queries)
 
 
 def retrieval_signature_name(model, candidate, queries):
-    others = [m for m in model.modalities if m != candidate]
-    if list(queries) == others:
-        return f"retrieve_{candidate}"
-    return f"retrieve_{candidate}_from_{'_'.join(queries)}"
+    return saved_model._signature_name(model, candidate, queries, "retrieve")
 
 
 def check_indexes(model, index):

@@ -131,11 +131,16 @@ def _query_subsets(model, candidate, partial_queries):
     return subsets
 
 
-def _score_name(model, candidate, queries):
+def _signature_name(model, candidate, queries, kind="score"):
+    """``<kind>_<candidate>`` for every other modality as queries, else ``..._from_<q...>``."""
     others = [m for m in model.modalities if m != candidate]
     if list(queries) == others:
-        return f"score_{candidate}"
-    return f"score_{candidate}_from_{'_'.join(queries)}"
+        return f"{kind}_{candidate}"
+    return f"{kind}_{candidate}_from_{'_'.join(queries)}"
+
+
+def _score_name(model, candidate, queries):
+    return _signature_name(model, candidate, queries, "score")
 
 
 def signature_names(model, partial_queries=True):

@@ -52,7 +52,7 @@ def symmetric_infonce_from_embeddings(queries, candidates, logit_scale, valid=No
         >>> round(float(symmetric_infonce_from_embeddings(r, r, 100.0)), 4)
         0.0
     """
-    from tf_mmcl.ops.checks import check_logit_scale, check_presence_masks, check_representations
+    from tf_mmcl.ops.checks import check_logit_scale, check_representations
 
     masks = None if valid is None else [valid, None]
     checked = check_representations([queries, candidates], name="[queries, candidates]", masks=masks)
