@@ -25,7 +25,7 @@ install: $(VENV)/.installed
 # so they do not lay the full tensorflow wheel over tensorflow-cpu; their real needs come from
 # the extra. A GPU install (the `gpu` extra) can use `pip install -e ".[gpu,hub]" keras-hub` plainly.
 $(VENV)/.installed-hub: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e ".[cpu,test,serving,hub]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS),hub]"
 	$(PY) -m pip install --quiet --no-deps "keras-hub==0.32.0" "tensorflow-text~=2.21.0"
 	touch $@
 

@@ -87,7 +87,9 @@ def test_switching_the_objective_from_the_command_line(tmp_path):
                     *TINY, "--config.model.objective=clip")
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = json.load(open(tmp_path / "clip" / "config.json"))
-    assert saved["model"]["objective"] == "clip" and saved["model"]["objective_options"] == {}
+    assert saved["model"]["objective"] == "clip"
+    assert saved["model"]["objective_options"] == training.objective_defaults("clip")
+    assert "negative_sampling" not in saved["model"]["objective_options"]
     # symile -> gated_symile with one option set on the command line (before the switch, even).
     proc = run_tool("train.py", "--config", "configs/symile_xor_symile.py", "--workdir", str(tmp_path / "gated"),
                     *TINY, "--config.model.objective_options.key_dim=8", "--config.model.objective", "gated_symile")
