@@ -34,6 +34,12 @@ def _check_permutations(permutations, m, n):
     return ops.cast(perms, "int32")
 
 
+def _check_block_size(block_size):
+    if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer))
+                                   or block_size < 1):
+        raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}.")
+
+
 def _draw_permutations(m, n, seed):
     """(M, M-1, N) random permutations from a Keras RNG (int seed or ``SeedGenerator``)."""
     rows = []
@@ -100,9 +106,7 @@ def symile_loss(representations, logit_scale, negative_sampling="n", permutation
     """
     if not isinstance(negative_sampling, str) or negative_sampling not in NEGATIVE_SAMPLING:
         raise ValueError(f"Unknown negative_sampling {negative_sampling!r}; expected one of {NEGATIVE_SAMPLING}.")
-    if block_size is not None:
-        if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
-            raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}.")
+    _check_block_size(block_size)
     reps, masks = checked_inputs(representations, masks, unit_norm=check_unit_norm,
                                  check_finite_values=check_finite)
     scale = as_logit_scale(logit_scale)
@@ -165,9 +169,7 @@ class SymileLoss(ContrastiveLoss):
         if negative_sampling not in NEGATIVE_SAMPLING:
             raise ValueError(
                 f"Unknown negative_sampling {negative_sampling!r}; expected one of {NEGATIVE_SAMPLING}.")
-        if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer))
-                                       or block_size < 1):
-            raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}.")
+        _check_block_size(block_size)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}.")
         self.negative_sampling = negative_sampling
