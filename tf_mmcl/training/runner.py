@@ -687,11 +687,6 @@ def _candidate_array(candidates):
 
 
 def _save_npz(path, **arrays):
-    """np.savez through a temporary file and a rename: never a half-written file at ``path``."""
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    try:
+    """np.savez through :func:`atomic_path`: never a half-written file at ``path`` (``path`` ends in .npz)."""
+    with atomic_path(path) as tmp:
         np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
