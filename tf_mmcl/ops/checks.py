@@ -142,13 +142,8 @@ class _Pending:
     def __init__(self):
         self.flags = []  # graph: (ok, message)
 
-    @property
-    def oks(self):
-        return [ok for ok, _ in self.flags]
-
-    def require(self, ok, message, details=None, data=()):
+    def require(self, ok, message, details=None):
         """``ok``: bool scalar tensor; ``details``: callable giving eager-only extra text."""
-        del data  # kept for callers; the message carries what is needed
         if tf.executing_eagerly():
             if not bool(ok):
                 extra = details() if details is not None else ""
@@ -219,7 +214,7 @@ def check_logit_scale(logit_scale, name="logit_scale"):
     pending.require(tf.logical_and(s > 0.0, tf.math.is_finite(s)),
                     f"{name} must be a positive finite number (a scale <= 0 or NaN inverts or voids "
                     "the similarities): pass exp() of a log-scale, or a constant such as 1/0.07.",
-                    details=lambda: f"got {float(s)}", data=[s])
+                    details=lambda: f"got {float(s)}")
     return pending.attach([s])[0]
 
 
@@ -269,7 +264,7 @@ def _check_one_mask(m, name, n, pending):
         got = tf.shape(m)[0]
         pending.require(tf.equal(got, tf.cast(n, got.dtype)),
                         f"{name}: the mask length differs from the batch size; one entry per row.",
-                        details=lambda: f"{int(got)} entries, {int(n)} rows", data=[got, n])
+                        details=lambda: f"{int(got)} entries, {int(n)} rows")
     if dt != "bool":
         pending.require(tf.reduce_all(tf.logical_or(tf.equal(m, 0), tf.equal(m, 1))),
                         f"{name}: an integer presence mask must hold only 0 and 1; pass a bool mask.",
@@ -306,7 +301,7 @@ def check_unit_norm(reps, names, masks=None, tolerance=UNIT_NORM_TOLERANCE):
                         f"{n} must be L2-normalised and finite (every present row of norm 1 within "
                         f"tolerance {tolerance} on the squared norm, or all-zero): normalise with "
                         "tf.math.l2_normalize(x, axis=-1) / tf_mmcl.layers.L2Normalize, or fix NaN/Inf.",
-                        details=details, data=[tf.reduce_max(tf.where(good, 0.0, tf.where(tf.math.is_nan(dev), float("inf"), dev)))])
+                        details=details)
     return pending.attach(reps)
 
 
@@ -364,11 +359,10 @@ def check_representations(representations, *, min_modalities=2, max_modalities=N
         # Run-time batch sizes (e.g. a partial last batch): assert inside the graph.
         n0 = tf.shape(reps[0])[0]
         pending.require(n0 >= 2, f"{name}: batch size must be >= 2 (a contrastive loss needs negatives); "
-                        "drop or pad a 1-row last batch (drop_remainder=True).", data=[n0])
+                        "drop or pad a 1-row last batch (drop_remainder=True).")
         for i, r in enumerate(reps[1:], start=1):
             pending.require(tf.equal(tf.shape(r)[0], n0),
-                            f"{name}: batch size of modality {i} differs from modality 0; rows must be aligned.",
-                            data=[tf.shape(r)[0], n0])
+                            f"{name}: batch size of modality {i} differs from modality 0; rows must be aligned.")
     n_static = next(iter(known_n)) if known_n else tf.shape(reps[0])[0]
     checked_masks = None
     if masks is not None:  # run-time mask checks guard the embeddings (XLA: poison them)
