@@ -18,7 +18,7 @@ from tf_mmcl.layers.gate import ContrastiveGate
 from tf_mmcl.layers.heads import L2Normalize, LogitScale, ProjectionHead
 from tf_mmcl.losses.base import LOGIT_SCALE_KEY, fused_key, positive_number, require_bool
 from tf_mmcl.losses.gated import gated_symile_loss
-from tf_mmcl.ops.checks import _check_one_mask, _Pending, check_unit_norm, require_float
+from tf_mmcl.ops.checks import _check_one_mask, _Pending, check_unit_norm, require_float, suspend_value_checks
 
 __all__ = ["MultimodalContrastiveModel", "OBJECTIVES"]
 
@@ -443,9 +443,7 @@ class MultimodalContrastiveModel(keras.Model):
         keys = list(self.modalities) + list(self.fusion_heads)
         y_pred = distribute.gather_batch({k: y_pred[k] for k in keys}, enabled=global_negatives)
         masks = distribute.gather_batch(masks, enabled=global_negatives)
-        from tf_mmcl.ops import checks
-
-        with checks.suspend_value_checks(getattr(self, "finite_monitor", None) is not None):
+        with suspend_value_checks(getattr(self, "finite_monitor", None) is not None):
             loss = self._objective_loss(y_pred, masks, scale)
         # Keras sums gradients over replicas: each replica returns its share of the mean.
         if global_negatives:
