@@ -56,6 +56,12 @@ def positive_number(value, name, allow_zero=False):
     return v
 
 
+def positive_int_or_none(value, name):
+    """Refuses ``value`` unless ``None`` or an integer >= 1 (bools are not integers here)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+        raise ValueError(f"{name} must be a positive integer or None, got {value!r}.")
+
+
 def require_bool(value, name):
     """``value`` if it is a real bool (NumPy bools too); a string such as ``"false"`` is an error."""
     if isinstance(value, (bool, np.bool_)):

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, checked_inputs, masked_mean
+from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, checked_inputs, masked_mean, positive_int_or_none
 from tf_mmcl.ops import mip
 from tf_mmcl.ops.checks import _Pending
 from tf_mmcl.ops.symile_logits import joint_streamed_logsumexps, shuffled_lse_unchecked
@@ -32,12 +32,6 @@ def _check_permutations(permutations, m, n):
                 raise ValueError("permutations: every (anchor, modality) row must be a permutation of range(N) "
                                  "(each row index exactly once), e.g. rng.permutation(N) per row.")
     return ops.cast(perms, "int32")
-
-
-def _check_block_size(block_size):
-    if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer))
-                                   or block_size < 1):
-        raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}.")
 
 
 def _draw_permutations(m, n, seed):
@@ -106,7 +100,7 @@ def symile_loss(representations, logit_scale, negative_sampling="n", permutation
     """
     if not isinstance(negative_sampling, str) or negative_sampling not in NEGATIVE_SAMPLING:
         raise ValueError(f"Unknown negative_sampling {negative_sampling!r}; expected one of {NEGATIVE_SAMPLING}.")
-    _check_block_size(block_size)
+    positive_int_or_none(block_size, "block_size")
     reps, masks = checked_inputs(representations, masks, unit_norm=check_unit_norm,
                                  check_finite_values=check_finite)
     scale = as_logit_scale(logit_scale)
@@ -169,7 +163,7 @@ class SymileLoss(ContrastiveLoss):
         if negative_sampling not in NEGATIVE_SAMPLING:
             raise ValueError(
                 f"Unknown negative_sampling {negative_sampling!r}; expected one of {NEGATIVE_SAMPLING}.")
-        _check_block_size(block_size)
+        positive_int_or_none(block_size, "block_size")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}.")
         self.negative_sampling = negative_sampling

@@ -16,7 +16,7 @@ from tf_mmcl import ops as sim
 from tf_mmcl.layers.fusion import FusionHead
 from tf_mmcl.layers.gate import ContrastiveGate
 from tf_mmcl.layers.heads import L2Normalize, LogitScale, ProjectionHead
-from tf_mmcl.losses.base import LOGIT_SCALE_KEY, fused_key, positive_number, require_bool
+from tf_mmcl.losses.base import LOGIT_SCALE_KEY, fused_key, positive_int_or_none, positive_number, require_bool
 from tf_mmcl.losses.gated import gated_symile_loss
 from tf_mmcl.ops.checks import _check_one_mask, _Pending, check_unit_norm, require_float, suspend_value_checks
 
@@ -782,11 +782,6 @@ def _check_passthrough_keys(keys):
     return tuple(keys)
 
 
-def _positive_int_or_none(value, name):
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
-        raise ValueError(f"{name} must be a positive integer or None, got {value!r}.")
-
-
 def _check_objective_options(objective, options):
     """Type checks of the options that would otherwise fail late (first step) or be coerced."""
     o = options
@@ -795,7 +790,7 @@ def _check_objective_options(objective, options):
             raise TypeError(f"{key} must be an int or None, got {type(o[key]).__name__} {o[key]!r}.")
     for key in ("block_size", "num_negatives", "fusion_hidden_dim", "fusion_layers", "key_dim"):
         if key in o:
-            _positive_int_or_none(o[key], key)
+            positive_int_or_none(o[key], key)
     for key in ("renormalize", "use_null", "variance_scaling", "squared"):
         if key in o:
             require_bool(o[key], key)
