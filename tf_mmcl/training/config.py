@@ -320,6 +320,10 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_finite_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_values(config):
     """Rejects values no run can use (checked before a workdir is created)."""
     def fail(key, expected, fix=""):
@@ -335,12 +339,10 @@ def _check_values(config):
             fix = "Contrastive batches need at least 2 examples (each row's negatives are the others)." \
                 if key == "batch_size" else ""
             fail(key, f"an integer >= {low}", fix)
-    for key in ("learning_rate",):
-        value = config[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            fail(key, "a finite number > 0")
+    if not _is_finite_number(config.learning_rate) or config.learning_rate <= 0:
+        fail("learning_rate", "a finite number > 0")
     value = config.weight_decay
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if not _is_finite_number(value) or value < 0:
         fail("weight_decay", "a finite number >= 0")
     if config.verbose not in (0, 1, 2) or isinstance(config.verbose, bool):
         fail("verbose", "0, 1 or 2 (Keras: silent, progress bar, one line per epoch)")
@@ -352,7 +354,7 @@ def _check_values(config):
     if not _is_int(value) or value < 1:
         fail("model.embedding_dim", "an integer >= 1")
     value = config.model.logit_scale_init
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if not _is_finite_number(value) or value <= 0:
         fail("model.logit_scale_init", "a finite number > 0")
     if not _is_int(config.eval.batch_size) or config.eval.batch_size < 1:
         fail("eval.batch_size", "an integer >= 1")
