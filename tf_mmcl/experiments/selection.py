@@ -37,16 +37,6 @@ class _BestWeights(keras.callbacks.Callback):
             self.best_weights = [np.array(w) for w in self.model.get_weights()]
 
 
-def _seed_generators(model):
-    """The Keras random generators the model's objective draws from (loss object and model)."""
-    found = []
-    for owner in (model, getattr(model, "loss_object", None)):
-        for value in vars(owner).values() if owner is not None else ():
-            if isinstance(value, keras.random.SeedGenerator) and value not in found:
-                found.append(value)
-    return found
-
-
 def train_select_best(model, train: Mapping[str, np.ndarray], val: Mapping[str, np.ndarray], batch_size: int,
                       steps: int, learning_rate: float, weight_decay: float, seed: int, val_every: int,
                       validate: Callable | None = None) -> dict:
@@ -70,6 +60,7 @@ def train_select_best(model, train: Mapping[str, np.ndarray], val: Mapping[str, 
     Raises:
         ValueError: on bad sizes or a non-finite training loss.
     """
+    from tf_mmcl.distribute import seed_generators
     from tf_mmcl.training.loop import fit
 
     keys = [k for k in train if k in model.modalities]
@@ -86,7 +77,7 @@ def train_select_best(model, train: Mapping[str, np.ndarray], val: Mapping[str, 
         def validate():
             # The loss draws random negatives (Symile "n", Gated Symile): put the generators back,
             # so validating does not change the training run's negatives.
-            generators = _seed_generators(model)
+            generators = seed_generators(model)
             saved = [np.array(g.state) for g in generators]
             value = float(model.compute_loss(x=val_data, y_pred=model(val_data, training=False), training=False))
             for g, state in zip(generators, saved):
