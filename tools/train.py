@@ -51,9 +51,7 @@ def main(argv):
             with config.unlocked():
                 training.apply_overrides(config, _objective_overrides)
         result = training.train(config, _WORKDIR.value, overwrite=_OVERWRITE.value)
-    except _USER_ERRORS as e:
-        _cli.fail(_PROG, e)
-    except FloatingPointError as e:  # tf_mmcl.training.DivergenceError
+    except (*_USER_ERRORS, FloatingPointError) as e:  # FloatingPointError: tf_mmcl.training.DivergenceError
         _cli.fail(_PROG, e)
     if result.status == "finished":
         print(f"The run in {result.paths['model'].rsplit(os.sep, 1)[0]} has already finished "
