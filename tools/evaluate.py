@@ -67,6 +67,7 @@ def _index_retrieval(workdir, name):
     import json
 
     from tf_mmcl import retrieval, training
+    from tf_mmcl.training import files
 
     config, model = training.load_run(training.check_workdir(workdir, must_exist=True))
     arrays = training.build_dataset(config).as_numpy("test")
@@ -75,10 +76,7 @@ def _index_retrieval(workdir, name):
     table = training.results_markdown(result, title=f"{name}: whole test split through the index")
     paths = {"index_md": os.path.join(out, "index_retrieval.md"), "index_json": os.path.join(out, "index_retrieval.json")}
     for path, text in ((paths["index_md"], table), (paths["index_json"], json.dumps(result, indent=1))):
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        files.write_text(path, text)
     print(table)
     for key, path in paths.items():
         print(f"  {key:16s} {path}")

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_mmcl.retrieval.index import CandidateIndex
+from tf_mmcl.retrieval.index import _MASK_SUFFIX, CandidateIndex
 
 __all__ = ["evaluate_split_with_index"]
-
-_MASK_SUFFIX = "_mask"
 
 
 def evaluate_split_with_index(model, arrays, ks=(1, 5, 10), batch_size=256, verbose=0):
