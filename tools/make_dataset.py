@@ -58,14 +58,13 @@ def main(argv):
         if name == "m3_digits":
             from tf_mmcl.datasets import m3_digits
 
-            builder = m3_digits.build(data_dir, config_name or "default", clip_source=_CLIP_SOURCE.value)
+            try:
+                builder = m3_digits.build(data_dir, config_name or "default", clip_source=_CLIP_SOURCE.value)
+            except m3_digits.EspeakNotFoundError as e:  # espeak-ng vanished or is not executable
+                _cli.fail(_PROG, e)
         else:
             builder = training.prepare_tfds(dataset, _DATA_DIR.value)
     except (ValueError, PermissionError, NotADirectoryError, OSError, ImportError) as e:
-        _cli.fail(_PROG, e)
-    except RuntimeError as e:  # m3_digits' EspeakNotFoundError: espeak-ng vanished or is not executable
-        if type(e).__name__ != "EspeakNotFoundError":
-            raise
         _cli.fail(_PROG, e)
     splits = {name: split.num_examples for name, split in builder.info.splits.items()}
     print(f"Prepared {builder.info.full_name}: {splits}")

@@ -23,9 +23,9 @@ import glob
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 
+from tf_mmcl.data.pipeline import write_tfrecord
 from tf_mmcl.hub import features as features_lib
 from tf_mmcl.hub.heads import compose_with_encoders, head_model
 
@@ -41,11 +41,7 @@ def write_tensor_records(path, arrays):
     if len(n) != 1:
         raise ValueError(f"All arrays need the same number of rows, got { {k: len(v) for k, v in arrays.items()} }.")
     tmp = f"{path}.tmp"
-    with tf.io.TFRecordWriter(tmp) as writer:
-        for i in range(n.pop()):
-            feature = {k: tf.train.Feature(bytes_list=tf.train.BytesList(
-                value=[tf.io.serialize_tensor(np.asarray(v[i])).numpy()])) for k, v in arrays.items()}
-            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    write_tfrecord(tmp, arrays)  # the same row format as tf_mmcl.data.from_tfrecord reads
     os.replace(tmp, path)
 
 
