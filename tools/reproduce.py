@@ -13,7 +13,7 @@ the Markdown is then assembled from every JSON present, so running some experime
 others' sections. <output_dir> defaults to docs (the committed results) for full runs and to
 workdir/reproduce_quick (git-ignored) for --quick runs, so a quick check never overwrites the
 committed results; pass --output_dir=docs to regenerate them on purpose.
-The experiment logic lives in tf_mmcl.experiments; configs in configs/reproduce/.
+The experiment logic lives in the top-level reproductions/ package; configs in configs/reproduce/.
 """
 
 import os
@@ -58,14 +58,14 @@ def main(argv):
 
 def _run():
     output_dir = FLAGS.output_dir or (_QUICK_OUTPUT_DIR if FLAGS.quick else _FULL_OUTPUT_DIR)
-    from tf_mmcl import experiments
+    import reproductions as experiments
 
     if FLAGS.list:
         for name, cls in experiments.EXPERIMENTS.items():
             print(f"{name}: {cls.title}")
         return 0
     if FLAGS.resummarize:
-        from tf_mmcl.experiments import runner
+        from reproductions import runner
 
         runner.resummarize(output_dir, FLAGS.experiments)
     elif not FLAGS.assemble_only:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tf_mmcl import experiments
-from tf_mmcl.experiments import runner
+import reproductions as experiments
+from reproductions import runner
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "reproduce.py"

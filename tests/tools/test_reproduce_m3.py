@@ -15,8 +15,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from tf_mmcl import experiments
-from tf_mmcl.experiments import m3_digits, runner
+import reproductions as experiments
+from reproductions import m3_digits, runner
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "reproduce.py"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tf_mmcl.data.corruptions import snr_db
-from tf_mmcl.experiments import noise_robustness, runner
+from reproductions import noise_robustness, runner
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIPS = ROOT / "tests" / "datasets" / "data" / "m3_digits_clips"
@@ -38,7 +38,7 @@ def test_noisy_inputs_hit_the_snr_and_leave_the_other_modality_clean(tiny_overri
     dist = [np.abs(inputs[f"{snr} dB A deg."]["audio"] - test["audio"]).mean() for snr in (10, 15, 20)]
     assert dist[0] > dist[1] > dist[2] > 0
     # The clean features of the test waveforms are what the experiment's loader made.
-    from tf_mmcl.experiments.m3_digits import audio_inputs, waveform_log_mels
+    from reproductions.m3_digits import audio_inputs, waveform_log_mels
 
     np.testing.assert_allclose(audio_inputs(waveform_log_mels(data, test["waveform"]), config.audio_features),
                                test["audio"], atol=1e-4)

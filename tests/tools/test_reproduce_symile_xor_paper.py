@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from tf_mmcl.experiments import runner, selection
-from tf_mmcl.experiments.symile_xor import bayes_top1_b
+from reproductions import runner, selection
+from reproductions.symile_xor import bayes_top1_b
 
 
 def test_paper_protocol_tables_and_claim(tmp_path):
@@ -48,7 +48,7 @@ def test_final_weights_equal_an_unvalidated_run():
     import keras
 
     from tf_mmcl.data.synthetic import make_symile_xor
-    from tf_mmcl.experiments import common
+    from reproductions import common
 
     data = make_symile_xor(d_v=3, p_hat=1.0, n_train=400, n_val=100, n_test=100, seed=0)
     spec = {"objective": "symile", "options": {"negative_sampling": "n"}}  # random negatives

@@ -15,9 +15,9 @@ import numpy as np
 
 from tf_mmcl.data.synthetic import make_confu_xor
 from tf_mmcl.data.synthetic.symile_xor import bayes_top1, per_bit_posterior_top1
-from tf_mmcl.experiments import common
-from tf_mmcl.experiments.base import Experiment, register
-from tf_mmcl.experiments.symile_xor import two_to_one_accuracy
+from reproductions import common
+from reproductions.base import Experiment, register
+from reproductions.symile_xor import two_to_one_accuracy
 
 # The poster's statements about its XOR figure (no table).
 PAPER = {"ConFu": "high, rising with p̂", "Symile": "high, rising with p̂", "GRAM": "< 15", "TRIANGLE": "< 15",

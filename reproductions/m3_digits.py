@@ -35,8 +35,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_mmcl.data.audio import log_mel_spectrogram
-from tf_mmcl.experiments import common
-from tf_mmcl.experiments.base import Experiment, register
+from reproductions import common
+from reproductions.base import Experiment, register
 from tf_mmcl.layers import AudioEncoder, ImageEncoder, MLPEncoder, TextEncoder
 from tf_mmcl.models import MultimodalContrastiveModel
 

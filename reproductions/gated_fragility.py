@@ -22,8 +22,8 @@ from keras import ops
 
 from tf_mmcl.data.synthetic import CORRUPTION_KINDS, make_fragility
 from tf_mmcl.evaluation import metrics_by_group, target_ranks
-from tf_mmcl.experiments import common
-from tf_mmcl.experiments.base import Experiment, register
+from reproductions import common
+from reproductions.base import Experiment, register
 
 
 def block_ranks(model, arrays, block, target="a", queries=("b", "c")):

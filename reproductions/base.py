@@ -1,7 +1,7 @@
 """The experiment interface and registry of ``tools/reproduce.py``.
 
 An experiment is a :class:`Experiment` subclass registered under a name. The runner
-(:mod:`tf_mmcl.experiments.runner`) loads its config (``configs/reproduce/<name>.py``), calls
+(:mod:`reproductions.runner`) loads its config (``configs/reproduce/<name>.py``), calls
 :meth:`Experiment.run` once per seed, then :meth:`Experiment.summarize` and
 :meth:`Experiment.plot`, and stores everything as ``<output_dir>/results/<name>.json``; the
 Markdown is assembled from those JSON files. Adding an experiment = a module with a subclass

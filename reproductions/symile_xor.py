@@ -20,8 +20,8 @@ import numpy as np
 from tf_mmcl.data.synthetic import make_symile_xor
 from tf_mmcl.data.synthetic._checks import bits_to_index
 from tf_mmcl.data.synthetic.symile_xor import bayes_top1, per_bit_posterior_top1
-from tf_mmcl.experiments import common, selection
-from tf_mmcl.experiments.base import Experiment, register
+from reproductions import common, selection
+from reproductions.base import Experiment, register
 
 
 def two_to_one_accuracy(model, arrays, candidates, target="a", queries=("b", "c"), index_key="a_index"):

@@ -9,12 +9,12 @@ Registered experiments (each with a config in ``configs/reproduce/<name>.py``):
 * ``noise_robustness``: accuracy with one modality degraded at 10/15/20 dB SNR.
 * ``m3_digits``: Symile-M3's text from image + audio on the offline ``m3_digits`` benchmark.
 
-Add one by subclassing :class:`~tf_mmcl.experiments.base.Experiment`, decorating it with
-:func:`~tf_mmcl.experiments.base.register`, importing its module here and writing its config.
+Add one by subclassing :class:`~reproductions.base.Experiment`, decorating it with
+:func:`~reproductions.base.register`, importing its module here and writing its config.
 """
 
-from tf_mmcl.experiments.base import EXPERIMENTS, Experiment, get_experiment, register
-from tf_mmcl.experiments import (  # noqa: F401  (importing registers them)
+from reproductions.base import EXPERIMENTS, Experiment, get_experiment, register
+from reproductions import (  # noqa: F401  (importing registers them)
     symile_xor,
     confu_xor,
     gated_fragility,
@@ -27,7 +27,7 @@ from tf_mmcl.experiments import (  # noqa: F401  (importing registers them)
 for _name in ("symile_xor", "confu_xor", "gated_fragility", "misalignment", "noise_robustness", "m3_digits"):
     EXPERIMENTS[_name] = EXPERIMENTS.pop(_name)
 del _name
-from tf_mmcl.experiments.runner import assemble_markdown, load_config, run_experiment
+from reproductions.runner import assemble_markdown, load_config, run_experiment
 
 __all__ = ["EXPERIMENTS", "Experiment", "get_experiment", "register", "assemble_markdown", "load_config",
            "run_experiment"]

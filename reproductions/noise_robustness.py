@@ -25,9 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 from tf_mmcl.data import GaussianNoise
-from tf_mmcl.experiments import common
-from tf_mmcl.experiments.base import Experiment, register
-from tf_mmcl.experiments.m3_digits import audio_inputs, evaluate, prepare_splits, train_m3_model, waveform_log_mels
+from reproductions import common
+from reproductions.base import Experiment, register
+from reproductions.m3_digits import audio_inputs, evaluate, prepare_splits, train_m3_model, waveform_log_mels
 
 # The poster's AV-MNIST table (accuracy %, degraded modality A or V at each SNR).
 PAPER = {

@@ -15,8 +15,8 @@ import numpy as np
 
 from tf_mmcl.data.synthetic import latent_blocks, make_misalignment
 from tf_mmcl.evaluation import identifiability_report
-from tf_mmcl.experiments import common
-from tf_mmcl.experiments.base import Experiment, register
+from reproductions import common
+from reproductions.base import Experiment, register
 
 REGRESSORS = ("linear", "nonlinear")
 

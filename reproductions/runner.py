@@ -18,12 +18,12 @@ from typing import Callable, Sequence
 
 import ml_collections
 
-from tf_mmcl.experiments import common
-from tf_mmcl.experiments.base import EXPERIMENTS, get_experiment
+from reproductions import common
+from reproductions.base import EXPERIMENTS, get_experiment
 
 __all__ = ["load_config", "run_experiment", "assemble_markdown", "resummarize", "DEFAULT_CONFIG_DIR"]
 
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "reproduce"
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "reproduce"
 RESULTS_SUBDIR = "results"
 PLOTS_SUBDIR = "plots"
 
@@ -102,7 +102,7 @@ def _init_seed_worker(threads: int) -> None:
 
 
 def _run_seed_in_worker(name: str, config, seed: int) -> dict:
-    from tf_mmcl import experiments  # noqa: F401  (registers the experiments in a fresh process)
+    import reproductions as experiments  # noqa: F401  (registers the experiments in a fresh process)
 
     return get_experiment(name).run_seed(config, seed, lambda msg: print(msg, flush=True))
 
