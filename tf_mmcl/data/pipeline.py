@@ -20,6 +20,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tf_mmcl.keys import MASK_SUFFIX, mask_key
+
 __all__ = [
     "MASK_SUFFIX",
     "SPLITS",
@@ -32,13 +34,7 @@ __all__ = [
     "make_pipeline",
 ]
 
-MASK_SUFFIX = "_mask"
 SPLITS = ("train", "val", "test")
-
-
-def mask_key(modality: str) -> str:
-    """The presence-mask key of a modality: ``"<modality>_mask"``."""
-    return f"{modality}{MASK_SUFFIX}"
 
 
 def _check_arrays(arrays: Mapping[str, np.ndarray], what="arrays") -> dict:

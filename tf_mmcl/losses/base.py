@@ -9,6 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tf_mmcl.keys import FUSED_SEPARATOR, LOGIT_SCALE_KEY, fused_key, is_fused_key, is_mask_key, mask_key
 from tf_mmcl.ops.checks import check_logit_scale, check_presence_masks, check_representations
 from tf_mmcl.ops.infonce import ABSENT_LOGIT
 
@@ -27,13 +28,8 @@ __all__ = [
     "symmetric_infonce",
 ]
 
-#: Key under which a model passes its (clamped, exponentiated) logit scale in ``y_pred``.
-LOGIT_SCALE_KEY = "logit_scale"
-
-
-def fused_key(first, second):
-    """Name of the ConFu fused embedding of two modalities, e.g. ``"image+audio"``."""
-    return f"{first}+{second}"
+# LOGIT_SCALE_KEY and fused_key are defined in tf_mmcl.keys (the batch-key protocol) and
+# re-exported here.
 
 
 def as_logit_scale(logit_scale):
@@ -176,9 +172,10 @@ class ContrastiveLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if modalities is not None:
             modalities = [str(m) for m in modalities]
-            bad = [m for m in modalities if "+" in m or m == LOGIT_SCALE_KEY]
+            bad = [m for m in modalities if is_fused_key(m) or m == LOGIT_SCALE_KEY]
             if bad:
-                raise ValueError(f"Modality names may not contain '+' or be {LOGIT_SCALE_KEY!r}: {bad}.")
+                raise ValueError(f"Modality names may not contain '{FUSED_SEPARATOR}' or be {LOGIT_SCALE_KEY!r}: "
+                                 f"{bad}.")
             if len(set(modalities)) != len(modalities):
                 raise ValueError(f"modalities contains duplicates: {modalities}.")
         self.modalities = modalities
@@ -209,13 +206,13 @@ class ContrastiveLoss(keras.losses.Loss):
                 raise ValueError(f"Missing embeddings for modality(ies) {missing}; got keys {sorted(y_pred)}.")
             names = list(self.modalities)
         scale = y_pred.get(LOGIT_SCALE_KEY, self.logit_scale)
-        masks = [y_pred.get(f"{n}_mask") for n in names]
+        masks = [y_pred.get(mask_key(n)) for n in names]
         masks = None if all(mk is None for mk in masks) else masks
         return names, [y_pred[n] for n in names], as_logit_scale(scale), masks
 
     def _is_extra_key(self, key):
         # Fused-pair embeddings ("a+b") travel in the same dict; modality names never hold "+".
-        return "+" in key or key.endswith("_mask")
+        return is_fused_key(key) or is_mask_key(key)
 
     def get_config(self):
         config = super().get_config()

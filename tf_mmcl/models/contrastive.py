@@ -3,7 +3,6 @@ contrastive objective over all modalities, trained with ``model.fit``."""
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import keras
@@ -11,38 +10,23 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tf_mmcl import losses as losses_lib
-from tf_mmcl import ops as sim
-from tf_mmcl.layers.fusion import FusionHead
-from tf_mmcl.layers.gate import ContrastiveGate
+from tf_mmcl import objectives as objectives_lib
+from tf_mmcl.keys import MASK_SUFFIX, check_modality_name, mask_key
 from tf_mmcl.layers.heads import L2Normalize, LogitScale, ProjectionHead
-from tf_mmcl.losses.base import LOGIT_SCALE_KEY, fused_key, positive_int_or_none, positive_number, require_bool
-from tf_mmcl.losses.gated import gated_symile_loss
+from tf_mmcl.losses.base import positive_number, require_bool
 from tf_mmcl.ops.checks import _check_one_mask, _Pending, check_unit_norm, require_float, suspend_value_checks
 
 __all__ = ["MultimodalContrastiveModel", "OBJECTIVES"]
 
-# Options each objective accepts (with defaults); anything else is a clear error.
-_GATE_OPTIONS = {
-    "mode": "attention", "gate_type": "softmax", "use_null": True, "neutral": "random_trainable",
-    "key_dim": 256, "strength_logit_init": -6.0, "renormalize": True, "temperature_init": 1.0,
-}
-_OBJECTIVE_OPTIONS = {
-    # similarity "lp": "Negate or Embrace"'s -||a - b||_p ** p (lp_power); normalize=False keeps
-    # the embeddings unnormalised, as that paper's simulation.
-    "clip": {"similarity": "cosine", "p": 2.0, "lp_power": True, "normalize": True},
-    "symile": {"negative_sampling": "n", "seed": None, "block_size": None},
-    "confu": {"lam": 0.5, "fusion_hidden_dim": None, "fusion_layers": 2, "fusion_dropout": 0.1,
-              "mask_ratio": 0.0},
-    "gram": {"eps": 1e-8},
-    "triangle": {"squared": True, "eps": 1e-8},
-    "gated_symile": dict({"negative_sampling": "pair", "num_negatives": None, "distill_weight": 0.0,
-                          "variance_scaling": True, "seed": None}, **_GATE_OPTIONS),
-}
-OBJECTIVES = tuple(_OBJECTIVE_OPTIONS)
+#: The built-in objective names (``tf_mmcl.objectives.names()`` lists every registered one).
+OBJECTIVES = objectives_lib.BUILTIN
 # Non-modality keys a dataset may carry for evaluation; the model ignores them.
 _DEFAULT_PASSTHROUGH = ("label", "labels", "corruption", "latents")
-_MASK_SUFFIX = "_mask"
+# The model's own constructor arguments (an objective option of one of these names is kept in
+# a nested objective config instead of flat).
+_MODEL_ARGUMENTS = ("name", "encoders", "embedding_dim", "objective", "projection_hidden_units",
+                    "logit_scale_init", "learn_logit_scale", "max_logit_scale", "passthrough_keys",
+                    "global_negatives", "in_batch_metrics", "trainable", "dtype")
 
 
 @keras.saving.register_keras_serializable(package="tf_mmcl")
@@ -54,28 +38,26 @@ class MultimodalContrastiveModel(keras.Model):
     embeddings keyed by modality, plus the fused pair embeddings ``"a+b"`` for ConFu and the
     gate weights ``"gate_weights/<target>"`` ((N, M), modality order) for Gated Symile.
 
-    Objectives (``objective=``) and their options (``**objective_options``):
+    The objective (``objective=``) is a :class:`tf_mmcl.objectives.Objective`: a registered
+    name with its options as keyword arguments (``objective="symile",
+    negative_sampling="n_squared"``) or an instance (``objective=tf_mmcl.objectives.Symile(...)``).
+    The model owns encoders, projections, normalisation and the logit scale, and delegates the
+    rest to the objective: the layers it adds (ConFu's fusion heads as ``model.fusion_heads``,
+    Gated Symile's gate as ``model.gate``), the loss, the scores and how a missing query
+    modality is filled. The built-in objectives and their options (see each module of
+    ``tf_mmcl.objectives``):
 
-    * ``"clip"``: pairwise symmetric InfoNCE over every pair of modalities;
-      ``similarity="cosine"`` (default) or ``"lp"`` (``-||a - b||_p ** p``, options ``p`` (2)
-      and ``lp_power`` (True; False: the norm itself)), and ``normalize`` (True; False skips the
-      L2 normalisation of the embeddings, as the Lp objective of "Negate or Embrace"). Missing:
-      a pair's term uses the rows where both are present.
-    * ``"symile"``: ``negative_sampling="n" | "n_squared"``, ``seed``, ``block_size``. Missing:
-      the missing factor is the all-ones vector, the neutral element of the multilinear
-      product; an anchor's loss averages over rows where it is present.
+    * ``"clip"``: pairwise symmetric InfoNCE; ``similarity="cosine"`` (default) or ``"lp"``
+      (options ``p``, ``lp_power``), and ``normalize`` (False needs ``similarity="lp"``).
+    * ``"symile"``: ``negative_sampling="n" | "n_squared"``, ``seed``, ``block_size``.
     * ``"confu"``: ``lam`` (0.5), ``fusion_hidden_dim``, ``fusion_layers`` (2),
-      ``fusion_dropout`` (0.1), ``mask_ratio`` (0). One ``FusionHead`` per modality pair over
-      the *encoder features*. The logit scale is fixed at 1/0.07 unless
-      ``learn_logit_scale=True`` (as the authors' code). Missing: each term uses the rows
-      where all the modalities it involves are present.
-    * ``"gram"`` (``eps``) and ``"triangle"`` (``squared``, ``eps``; exactly 3 modalities):
-      missing: only rows with every modality present take part.
+      ``fusion_dropout`` (0.1), ``mask_ratio`` (0); the logit scale is fixed at 1/0.07 unless
+      ``learn_logit_scale=True``.
+    * ``"gram"`` (``eps``) and ``"triangle"`` (``squared``, ``eps``; exactly 3 modalities).
     * ``"gated_symile"``: ``negative_sampling="pair" | "n" | "n_squared"``, ``num_negatives``,
       ``distill_weight``, ``variance_scaling``, ``seed`` and the gate's options (``mode``,
       ``gate_type``, ``use_null``, ``neutral``, ``key_dim``, ``strength_logit_init``,
-      ``renormalize``, ``temperature_init``). Missing: a missing modality is replaced by its
-      neutral direction (gate weight 0).
+      ``renormalize``, ``temperature_init``).
 
     A modality may be left out of a batch entirely if its mask is given (all False); its input
     is then zeros of the shape the model was built with.
@@ -93,7 +75,8 @@ class MultimodalContrastiveModel(keras.Model):
     Args:
         encoders: dict modality name -> Keras layer mapping that modality's input to features.
         embedding_dim: width of the shared embedding space.
-        objective: one of ``OBJECTIVES``.
+        objective: a registered objective name (``tf_mmcl.objectives.names()``), an
+            :class:`~tf_mmcl.objectives.Objective` instance, or its serialised config.
         projection_hidden_units: hidden widths of the projection heads (empty: linear).
         logit_scale_init: initial logit scale (default 1/0.07).
         learn_logit_scale: train the log-scale (default True; False for ConFu).
@@ -105,7 +88,7 @@ class MultimodalContrastiveModel(keras.Model):
         in_batch_metrics: log the in-batch ``top1_<modality>`` retrieval metrics in ``fit`` /
             ``evaluate``. On the small XOR benchmarks they cost as much as the loss; ``False``
             skips them (the loss and gradients are unchanged).
-        **objective_options: the objective's options above.
+        **objective_options: the objective's options (with a name only).
 
     Example:
         >>> import numpy as np, keras, tf_mmcl
@@ -131,24 +114,11 @@ class MultimodalContrastiveModel(keras.Model):
         if not isinstance(encoders, dict) or not encoders:
             raise ValueError("encoders must be a non-empty dict modality name -> Keras layer.")
         passthrough_keys = _check_passthrough_keys(passthrough_keys)
-        names = [str(n) for n in encoders]
-        for n in names:
-            if "+" in n or "/" in n or n.endswith(_MASK_SUFFIX) or n == LOGIT_SCALE_KEY or n in passthrough_keys:
-                raise ValueError(f"Invalid modality name {n!r}: no '+', '/', '{_MASK_SUFFIX}' suffix or reserved name.")
+        names = [check_modality_name(n, passthrough_keys) for n in encoders]
         if len(names) < 2:
             raise ValueError(f"A contrastive model needs at least 2 modalities, got {names}.")
-        if objective not in _OBJECTIVE_OPTIONS:
-            raise ValueError(f"Unknown objective {objective!r}; expected one of {OBJECTIVES}.")
-        allowed = _OBJECTIVE_OPTIONS[objective]
-        unknown = sorted(set(objective_options) - set(allowed))
-        if unknown:
-            raise ValueError(f"Unknown option(s) {unknown} for objective {objective!r}; "
-                             f"allowed: {sorted(allowed)}.")
-        if objective == "triangle" and len(names) != 3:
-            raise ValueError(f"The triangle objective needs exactly 3 modalities, got {names}.")
-        if objective in ("confu", "gated_symile") and len(names) < 3:
-            raise ValueError(f"The {objective} objective needs at least 3 modalities, got {names}.")
-        _check_objective_options(objective, objective_options)
+        objective = objectives_lib.get(objective, **objective_options)
+        objective.check_modalities(names)
         if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
             raise ValueError(f"embedding_dim must be a positive int, got {embedding_dim!r}.")
         for n, enc in encoders.items():
@@ -158,17 +128,9 @@ class MultimodalContrastiveModel(keras.Model):
         self.modalities = names
         self.embedding_dim = embedding_dim
         self.objective = objective
-        self.options = dict(allowed, **objective_options)
-        if objective == "clip":
-            self.options["p"] = losses_lib.lp_clip.check_similarity(self.options["similarity"], self.options["p"])
-            if not isinstance(self.options["normalize"], bool):
-                raise ValueError(f"normalize must be True or False, got {self.options['normalize']!r}.")
-            if not self.options["normalize"] and self.options["similarity"] != "lp":
-                raise ValueError('normalize=False needs similarity="lp": the cosine objective takes '
-                                 'L2-normalised embeddings (set similarity="lp" or keep normalize=True).')
         self.projection_hidden_units = tuple(projection_hidden_units)
         self.logit_scale_init = positive_number(logit_scale_init, "logit_scale_init")
-        self.learn_logit_scale = ((objective != "confu") if learn_logit_scale is None
+        self.learn_logit_scale = (objective.learn_logit_scale if learn_logit_scale is None
                                   else require_bool(learn_logit_scale, "learn_logit_scale"))
         self.max_logit_scale = positive_number(max_logit_scale, "max_logit_scale")
         self.passthrough_keys = passthrough_keys
@@ -187,42 +149,35 @@ class MultimodalContrastiveModel(keras.Model):
         self.normalize = L2Normalize(name="l2_normalize")
         self.logit_scale = LogitScale(self.logit_scale_init, self.max_logit_scale,
                                       trainable=self.learn_logit_scale, name="logit_scale")
-        self.fusion_heads = {}
-        if objective == "confu" and self.options["lam"] > 0:
-            for i, j in itertools.combinations(range(len(names)), 2):
-                key = fused_key(names[i], names[j])
-                self.fusion_heads[key] = FusionHead(
-                    embedding_dim, hidden_dim=self.options["fusion_hidden_dim"],
-                    num_layers=self.options["fusion_layers"], dropout=self.options["fusion_dropout"],
-                    mask_ratio=self.options["mask_ratio"], name=f"fusion_{names[i]}_{names[j]}")
-        self.gate = None
-        if objective == "gated_symile":
-            self.gate = ContrastiveGate(names, seed=self.options["seed"], name="contrastive_gate",
-                                        **{k: self.options[k] for k in _GATE_OPTIONS})
-            # Fresh sampled negatives / permutations every step, reproducible from the seed.
-            self._loss_seed = keras.random.SeedGenerator(self.options["seed"], name="loss_seed")
-        self.loss_object = self._make_loss()
+        # The objective's own layers (ConFu's fusion heads, Gated Symile's gate), under the
+        # attribute names it gives: that is also where .keras files keep their weights.
+        self._objective_attributes = []
+        for attribute, value in objective.make_layers(names, embedding_dim).items():
+            setattr(self, attribute, value)
+            self._objective_attributes.append(attribute)
+        self.loss_object = objective.make_loss(names)
         self._modality_shapes = None
         self._seen_input_shapes = {}
         self._top1_trackers = {n: keras.metrics.Mean(name=f"top1_{n}") for n in names}
         self._scale_tracker = keras.metrics.Mean(name="logit_scale")
 
     # ------------------------------------------------------------------ construction
-    def _make_loss(self):
-        o = self.options
-        common = {"modalities": self.modalities}
-        if self.objective == "clip":
-            return losses_lib.CLIPLoss(similarity=o["similarity"], p=o["p"], lp_power=o["lp_power"], **common)
-        if self.objective == "symile":
-            return losses_lib.SymileLoss(negative_sampling=o["negative_sampling"], seed=o["seed"],
-                                         block_size=o["block_size"], **common)
-        if self.objective == "confu":
-            return losses_lib.ConFuLoss(lam=o["lam"], **common)
-        if self.objective == "gram":
-            return losses_lib.GRAMLoss(eps=o["eps"], **common)
-        if self.objective == "triangle":
-            return losses_lib.TriangleLoss(squared=o["squared"], eps=o["eps"], **common)
-        return None  # gated_symile: the loss needs the gate layer, see compute_loss
+    @property
+    def options(self):
+        """The objective's options (every one, defaults included)."""
+        return self.objective.options
+
+    def objective_layers(self):
+        """The layers the objective added (fusion heads, gate), in a stable order.
+
+        (A method, not a property: Keras' saving walks properties and would store them again.)
+        """
+        found = []
+        for attribute in self._objective_attributes:
+            value = getattr(self, attribute)
+            values = value.values() if isinstance(value, dict) else [value]
+            found += [v for v in values if isinstance(v, keras.layers.Layer)]
+        return found
 
     def build(self, input_shape):
         if not isinstance(input_shape, dict):
@@ -245,11 +200,7 @@ class MultimodalContrastiveModel(keras.Model):
         _build_once(self.normalize, (None, self.embedding_dim))
         if not self.logit_scale.built:
             self.logit_scale.build()
-        for key, head in self.fusion_heads.items():
-            a, b = key.split("+")
-            _build_once(head, [features[a], features[b]])
-        if self.gate is not None:
-            _build_once(self.gate, {n: (None, self.embedding_dim) for n in self.modalities})
+        self.objective.build(self, features)
         self.built = True
 
     # ------------------------------------------------------------------ inputs
@@ -259,16 +210,16 @@ class MultimodalContrastiveModel(keras.Model):
             raise ValueError(f"{type(self).__name__} expects a dict keyed by modality name "
                              f"({self.modalities}), got {type(inputs).__name__}.")
         required = self.modalities if required is None else required
-        known = set(self.modalities) | {n + _MASK_SUFFIX for n in self.modalities} | set(self.passthrough_keys)
+        known = set(self.modalities) | {mask_key(n) for n in self.modalities} | set(self.passthrough_keys)
         unknown = sorted(k for k in inputs if k not in known)
         if unknown:
             raise ValueError(f"Unknown input key(s) {unknown}; modalities are {self.modalities} "
-                             f"(masks as '<name>{_MASK_SUFFIX}'; other keys via passthrough_keys).")
+                             f"(masks as '<name>{MASK_SUFFIX}'; other keys via passthrough_keys).")
         values, masks = {}, {}
         for n in required:
-            mask = inputs.get(n + _MASK_SUFFIX)
+            mask = inputs.get(mask_key(n))
             if mask is not None:
-                masks[n] = _check_one_mask(mask, f"{n}{_MASK_SUFFIX}", None, self._input_checks)
+                masks[n] = _check_one_mask(mask, mask_key(n), None, self._input_checks)
             if n in inputs:
                 values[n] = inputs[n]
                 self._check_input_shape(n, values[n])
@@ -281,7 +232,7 @@ class MultimodalContrastiveModel(keras.Model):
                 dtype = getattr(self.encoders[n], "input_dtype", None) or self.encoders[n].compute_dtype
                 values[n] = ops.zeros(shape, dtype=dtype)
             else:
-                raise ValueError(f"Missing modality {n!r}: pass it, or pass '{n}{_MASK_SUFFIX}' "
+                raise ValueError(f"Missing modality {n!r}: pass it, or pass '{mask_key(n)}' "
                                  "(all False) to mark it missing.")
         batch = {int(v.shape[0]) for v in values.values() if getattr(v, "shape", None) is not None
                  and len(v.shape) and v.shape[0] is not None}
@@ -294,7 +245,7 @@ class MultimodalContrastiveModel(keras.Model):
         rows = _rows(values[present[0]]) if present else None
         if rows is not None:
             for n, mk in masks.items():
-                _check_one_mask(mk, f"{n}{_MASK_SUFFIX}", rows, self._input_checks)
+                _check_one_mask(mk, mask_key(n), rows, self._input_checks)
             self._check_same_rows({n: values[n] for n in present}, "inputs")
         return values, masks
 
@@ -320,7 +271,7 @@ class MultimodalContrastiveModel(keras.Model):
             self._input_checks.require(
                 tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(value))),
                 f"{what} contains NaN or Inf; clean or impute the raw inputs (a missing modality is "
-                f"marked with '{name}{_MASK_SUFFIX}' = False).",
+                f"marked with '{mask_key(name)}' = False).",
                 details=lambda: f"{int(np.size(value) - np.count_nonzero(np.isfinite(np.asarray(value))))} value(s)")
         if self._modality_shapes is None:
             return
@@ -363,18 +314,13 @@ class MultimodalContrastiveModel(keras.Model):
         super().save_own_variables(store)
 
     def _embed_features(self, features, training=None):
-        if not self.options.get("normalize", True):
+        if not self.objective.normalize_embeddings:
             return {n: self.projections[n](h, training=training) for n, h in features.items()}
         return {n: self.normalize(self.projections[n](h, training=training)) for n, h in features.items()}
 
     def _fused(self, features, training=None):
-        """ConFu's normalised fused embeddings of every pair whose two modalities are in ``features``."""
-        out = {}
-        for key, head in self.fusion_heads.items():
-            a, b = key.split("+")
-            if a in features and b in features:
-                out[key] = self.normalize(head([features[a], features[b]], training=training))
-        return out
+        """The objective's outputs from encoder features (ConFu's normalised fused pairs)."""
+        return self.objective.feature_outputs(self, features, training)
 
     @property
     def _input_checks(self):
@@ -401,16 +347,14 @@ class MultimodalContrastiveModel(keras.Model):
         out = self._embed_features(features, training)
         out.update(self._fused(features, training))
         out = self._attach_input_checks(out)
-        if self.gate is not None:
-            weights = self.gate(dict((n, out[n]) for n in self.modalities), masks=masks or None)
-            out.update({f"gate_weights/{t}": w for t, w in weights.items()})
+        out.update(self.objective.embedding_outputs(self, out, masks))
         return out
 
     # ------------------------------------------------------------------ training
     def _masks_list(self, x):
         if not isinstance(x, dict):
             return None
-        masks = [x.get(n + _MASK_SUFFIX) for n in self.modalities]
+        masks = [x.get(mask_key(n)) for n in self.modalities]
         if all(m is None for m in masks):
             return None
         return [None if m is None else ops.cast(m, "bool") for m in masks]
@@ -426,7 +370,8 @@ class MultimodalContrastiveModel(keras.Model):
         constructor option, saved in the config) keeps each replica's negatives local instead (a
         different objective).
         ``model.symile_permutations`` (int (M, M-1, N_global), optional) fixes the permutations
-        of Symile's ``"n"`` negative sampling instead of drawing them from the seed.
+        of Symile's ``"n"`` negative sampling instead of drawing them from the seed (handed to
+        the objective, which refuses it unless it is Symile with ``negative_sampling="n"``).
         """
         from tf_mmcl import distribute  # TF-specific collectives live there
 
@@ -440,40 +385,16 @@ class MultimodalContrastiveModel(keras.Model):
         masks = self._masks_list(x)
         global_negatives = distribute.uses_global_negatives(self)
         local_rows = ops.shape(y_pred[self.modalities[0]])[0]
-        keys = list(self.modalities) + list(self.fusion_heads)
+        keys = list(self.modalities) + self.objective.loss_keys(self)
         y_pred = distribute.gather_batch({k: y_pred[k] for k in keys}, enabled=global_negatives)
         masks = distribute.gather_batch(masks, enabled=global_negatives)
         with suspend_value_checks(getattr(self, "finite_monitor", None) is not None):
-            loss = self._objective_loss(y_pred, masks, scale)
+            loss = self.objective.loss(self, y_pred, masks, scale,
+                                       permutations=getattr(self, "symile_permutations", None))
         # Keras sums gradients over replicas: each replica returns its share of the mean.
         if global_negatives:
             return distribute.scale_loss(loss)
         return distribute.local_share(loss, local_rows)
-
-    def _objective_loss(self, y_pred, masks, scale):
-        permutations = getattr(self, "symile_permutations", None)
-        if permutations is not None and not (self.objective == "symile"
-                                             and self.options["negative_sampling"] == "n"):
-            raise ValueError('symile_permutations only apply to objective="symile" with negative_sampling="n".')
-        if permutations is not None:
-            loss = losses_lib.symile_loss([y_pred[n] for n in self.modalities], scale, "n",
-                                          permutations=permutations, masks=masks)
-        elif self.objective == "gated_symile":
-            o = self.options
-            reps = {n: y_pred[n] for n in self.modalities}
-            mask_dict = None if masks is None else {n: m for n, m in zip(self.modalities, masks) if m is not None}
-            loss = gated_symile_loss(reps, self.gate, scale, negative_sampling=o["negative_sampling"],
-                                     num_negatives=o["num_negatives"], distill_weight=o["distill_weight"],
-                                     variance_scaling=o["variance_scaling"], masks=mask_dict,
-                                     seed=self._loss_seed, modalities=self.modalities)
-        else:
-            pred = {n: y_pred[n] for n in self.modalities}
-            pred.update({k: y_pred[k] for k in self.fusion_heads})
-            pred[LOGIT_SCALE_KEY] = scale
-            if masks is not None:
-                pred.update({n + _MASK_SUFFIX: m for n, m in zip(self.modalities, masks) if m is not None})
-            loss = self.loss_object(None, pred)
-        return loss
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """``keras.Model.fit`` that refuses what the objective cannot use instead of dropping it.
@@ -514,7 +435,7 @@ class MultimodalContrastiveModel(keras.Model):
             return {m.name: m.result() for m in self.metrics}
 
         global_negatives = distribute.uses_global_negatives(self)
-        keys = list(self.modalities) + list(self.fusion_heads)
+        keys = list(self.modalities) + self.objective.loss_keys(self)
         y_pred = distribute.gather_batch({k: y_pred[k] for k in keys}, enabled=global_negatives)
         masks = distribute.gather_batch(self._masks_list(x), enabled=global_negatives)
         valid = None
@@ -625,8 +546,8 @@ class MultimodalContrastiveModel(keras.Model):
                              f"{tuple(cand.shape)}; pass raw candidates to model.score() instead.")
         if cand.shape[0] == 0:
             raise ValueError(f"{name} is empty: pass at least one candidate.")
-        if not self.options.get("normalize", True):
-            return cand  # the clip objective with normalize=False embeds without normalising
+        if not self.objective.normalize_embeddings:
+            return cand  # e.g. the clip objective with normalize=False embeds without normalising
         return check_unit_norm([cand], [name])[0]
 
     def _check_modality(self, name, what="modality"):
@@ -675,68 +596,8 @@ class MultimodalContrastiveModel(keras.Model):
         names = [n for n in self.modalities if n in queries and n != target]
         if not names:
             raise ValueError(f"queries must hold at least one modality other than the candidate modality {target!r}.")
-        qs = [queries[n] for n in names]
-        if self.objective == "gated_symile":
-            # Query modalities left out are missing: the gate puts their neutral direction in.
-            b = ops.shape(qs[0])[0]
-            full, masks = {}, dict(query_masks or {})
-            for n in self.modalities:
-                if n == target:
-                    continue
-                if n in queries:
-                    full[n] = queries[n]
-                else:
-                    full[n] = ops.zeros((b, self.embedding_dim), "float32")
-                    masks[n] = ops.zeros((b,), "bool")
-            return self.gate.gated_scores(target, full, candidates, query_masks=masks or None)
-        if query_masks:
-            # A missing query row is the neutral element of the score: ones for the MIP product,
-            # zeros for the additive (CLIP, ConFu) scores. Volume scores need every vector.
-            if self.objective in ("gram", "triangle"):
-                raise ValueError(f"The {self.objective} score needs every query modality; "
-                                 "query_masks are not supported for it.")
-            neutral = 1.0 if self.objective == "symile" else 0.0
-            qs = [q if query_masks.get(n) is None else
-                  ops.where(ops.cast(query_masks[n], "bool")[:, None], ops.cast(q, "float32"), neutral)
-                  for n, q in zip(names, qs)]
-            if fused:
-                fused = dict(fused)
-                for key in list(fused):
-                    a, b = key.split("+")
-                    present = [ops.cast(query_masks[x], "bool") for x in (a, b) if query_masks.get(x) is not None]
-                    for p_ in present:
-                        fused[key] = ops.where(p_[:, None], fused[key], 0.0)
-        if self.objective == "clip" and self.options["similarity"] == "lp":
-            # Sum over query modalities of -||q - c||_p^p; an absent query row adds 0.
-            total = 0.0
-            for n, q in zip(names, qs):
-                s = -sim.lp_distance_matrix(q, candidates, p=self.options["p"], power=self.options["lp_power"])
-                if query_masks and query_masks.get(n) is not None:
-                    s = ops.where(ops.cast(query_masks[n], "bool")[:, None], s, 0.0)
-                total = total + s
-            return total
-        if len(qs) == 1 or self.objective == "symile":
-            # Symile: MIP with absent queries as the neutral element; 1->1 is the cosine for all.
-            return sim.mip_scores(qs, candidates)
-        if self.objective == "confu" and self.fusion_heads:
-            pair_keys = [fused_key(a, b) for a, b in itertools.combinations(names, 2)]
-            if fused is None or any(k not in fused for k in pair_keys):
-                raise ValueError(f"ConFu (M-1)->1 scores need the fused embeddings {pair_keys}.")
-            total = 0.0
-            for k in pair_keys:
-                total = total + sim.dot_scores(fused[k], candidates)
-            return total / len(pair_keys)
-        if self.objective == "gram":
-            return -ops.transpose(sim.gram_volume_matrix(candidates, qs, eps=self.options["eps"]))
-        if self.objective == "triangle":
-            return -ops.transpose(sim.triangle_area_matrix(candidates, qs[0], qs[1],
-                                                           squared=self.options["squared"], eps=self.options["eps"]))
-        # clip, and ConFu with lam = 0 (no fusion heads: its objective is then CLIP's pairwise
-        # InfoNCE, so it scores like CLIP): sum of pairwise cosine similarities.
-        total = 0.0
-        for q in qs:
-            total = total + sim.dot_scores(q, candidates)
-        return total
+        return self.objective.similarity(self, {n: queries[n] for n in names}, target, candidates,
+                                         fused=fused, query_masks=query_masks)
 
     # ------------------------------------------------------------------ serialisation
     def get_config(self):
@@ -744,7 +605,7 @@ class MultimodalContrastiveModel(keras.Model):
             "name": self.name,
             "encoders": {n: keras.saving.serialize_keras_object(e) for n, e in self.encoders.items()},
             "embedding_dim": self.embedding_dim,
-            "objective": self.objective,
+            "objective": self._objective_config(),
             "projection_hidden_units": list(self.projection_hidden_units),
             "logit_scale_init": self.logit_scale_init,
             "learn_logit_scale": self.learn_logit_scale,
@@ -753,8 +614,19 @@ class MultimodalContrastiveModel(keras.Model):
             "global_negatives": self.global_negatives,
             "in_batch_metrics": self.in_batch_metrics,
         }
-        config.update(self.options)
+        if isinstance(config["objective"], str):
+            config.update(self.objective.get_config())
         return config
+
+    def _objective_config(self):
+        """The objective's name when the registry rebuilds it from its options (which the config
+        then holds flat, as model keyword arguments); its serialised config otherwise."""
+        name = self.objective.name
+        registered = name in objectives_lib.names() and objectives_lib.get_class(name) is type(self.objective)
+        clash = set(self.objective.get_config()) & set(_MODEL_ARGUMENTS)
+        if registered and not clash:
+            return name
+        return keras.saving.serialize_keras_object(self.objective)
 
     @classmethod
     def from_config(cls, config):
@@ -782,51 +654,9 @@ def _check_passthrough_keys(keys):
     return tuple(keys)
 
 
-def _check_objective_options(objective, options):
-    """Type checks of the options that would otherwise fail late (first step) or be coerced."""
-    o = options
-    for key in ("seed",):
-        if o.get(key) is not None and (isinstance(o[key], bool) or not isinstance(o[key], (int, np.integer))):
-            raise TypeError(f"{key} must be an int or None, got {type(o[key]).__name__} {o[key]!r}.")
-    for key in ("block_size", "num_negatives", "fusion_hidden_dim", "fusion_layers", "key_dim"):
-        if key in o:
-            positive_int_or_none(o[key], key)
-    for key in ("renormalize", "use_null", "variance_scaling", "squared"):
-        if key in o:
-            require_bool(o[key], key)
-    if "lam" in o:
-        lam = positive_number(o["lam"], "lam", allow_zero=True)
-        if lam > 1.0:
-            raise ValueError(f"lam must be in [0, 1] (the weight of ConFu's fused terms), got {o['lam']!r}.")
-    if "distill_weight" in o:
-        positive_number(o["distill_weight"], "distill_weight", allow_zero=True)
-    for key in ("fusion_dropout", "mask_ratio"):
-        if key in o:
-            v = positive_number(o[key], key, allow_zero=True)
-            if v >= 1.0:
-                raise ValueError(f"{key} must be in [0, 1), got {o[key]!r}.")
-    for key in ("negative_sampling", "mode", "gate_type", "neutral"):
-        if key in o and not isinstance(o[key], str):
-            raise TypeError(f"{key} must be a string, got {type(o[key]).__name__} {o[key]!r}.")
-    if objective == "gated_symile":
-        from tf_mmcl.losses.gated import GATED_NEGATIVE_SAMPLING
-
-        sampling = o.get("negative_sampling", "pair")
-        if sampling not in GATED_NEGATIVE_SAMPLING:
-            raise ValueError(f"Unknown negative_sampling {sampling!r}; expected one of {GATED_NEGATIVE_SAMPLING}.")
-        if o.get("num_negatives") is not None and sampling != "pair":
-            raise ValueError('num_negatives only applies to negative_sampling="pair".')
-
-
 def _build_once(layer, shape):
     if not layer.built:
         layer.build(shape)
-
-
-def _num_replicas():
-    from tf_mmcl import distribute  # distribution is TF-specific; kept out of the math above
-
-    return distribute.num_replicas()
 
 
 def _row_fingerprint(x):
