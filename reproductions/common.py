@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_mmcl.keys import mask_modality
 from tf_mmcl.layers import MLPEncoder
 from tf_mmcl.models import MultimodalContrastiveModel
 
@@ -114,7 +115,7 @@ def train_model(model: MultimodalContrastiveModel, arrays: Mapping[str, np.ndarr
     from tf_mmcl.training.loop import fit
 
     if keys is None:
-        keys = [k for k in arrays if k in model.modalities or (k.endswith("_mask") and k[:-5] in model.modalities)]
+        keys = [k for k in arrays if k in model.modalities or mask_modality(k) in model.modalities]
     data = {k: np.asarray(arrays[k]) for k in keys}
     n = len(next(iter(data.values())))
     if not 1 <= batch_size <= n:

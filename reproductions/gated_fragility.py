@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-from keras import ops
 
 from tf_mmcl.data.synthetic import CORRUPTION_KINDS, make_fragility
 from tf_mmcl.evaluation import metrics_by_group, target_ranks
+from tf_mmcl.keys import mask_key
 from reproductions import common
 from reproductions.base import Experiment, register
 
@@ -33,19 +33,12 @@ def block_ranks(model, arrays, block, target="a", queries=("b", "c")):
     for start in range(0, n, block):
         sl = slice(start, start + block)
         batch = {k: arrays[k][sl] for k in model.modalities}
-        batch.update({f"{m}_mask": arrays[f"{m}_mask"][sl] for m in model.modalities})
+        batch.update({mask_key(m): arrays[mask_key(m)][sl] for m in model.modalities})
         emb = model(batch, training=False)
-        q = {}
-        masks = {m: arrays[f"{m}_mask"][sl] for m in queries}
-        for m in queries:
-            e = emb[m]
-            if model.objective == "symile":
-                e = ops.where(masks[m][:, None], e, ops.ones_like(e))
-            elif model.objective == "clip":
-                e = ops.where(masks[m][:, None], e, ops.zeros_like(e))
-            q[m] = e
-        scores = model.score_embeddings(q, target, emb[target],
-                                        query_masks=masks if model.objective == "gated_symile" else None)
+        # A missing query row is filled the objective's way (Symile: ones, CLIP: zeros, Gated
+        # Symile: the gate's neutral direction).
+        masks = {m: arrays[mask_key(m)][sl] for m in queries}
+        scores = model.score_embeddings({m: emb[m] for m in queries}, target, emb[target], query_masks=masks)
         ranks.append(target_ranks(np.asarray(scores), np.arange(block)))
     return np.concatenate(ranks), n
 

@@ -18,8 +18,20 @@ if _importlib_util.find_spec("tensorflow") is None:
         "tf_mmcl needs TensorFlow, which comes from an extra: pip install \"tf-mmcl[cpu]\" (CPU) or "
         "pip install \"tf-mmcl[gpu]\" (CUDA); from a clone: pip install -e \".[cpu]\" (or make install).")
 
-from tf_mmcl import data, distribute, evaluation, layers, losses, models, ops, optimizers, retrieval  # noqa: E402
+from tf_mmcl import (  # noqa: E402
+    data,
+    distribute,
+    evaluation,
+    keys,
+    layers,
+    losses,
+    models,
+    objectives,
+    ops,
+    optimizers,
+    retrieval,
+)
 from tf_mmcl import hub  # noqa: E402  (keras-hub itself is imported only when used)
 
-__all__ = ["data", "distribute", "evaluation", "hub", "layers", "losses", "models", "ops", "optimizers",
-           "retrieval", "__version__"]
+__all__ = ["data", "distribute", "evaluation", "hub", "keys", "layers", "losses", "models", "objectives", "ops",
+           "optimizers", "retrieval", "__version__"]

@@ -27,37 +27,47 @@ def _model(objective="symile", **options):
 X, _ = make_xor(10, 0)
 
 
+# Outputs beyond the modality embeddings, per objective (the batch-key protocol of tf_mmcl.keys).
+EXTRA_OUTPUTS = {"confu": {"a+b", "a+c", "b+c"},
+                 "gated_symile": {"gate_weights/a", "gate_weights/b", "gate_weights/c"}}
+OBJECTIVE_OPTIONS = {"gated_symile": {"key_dim": 8}}
+
+
 @pytest.mark.parametrize("objective", tf_mmcl.models.OBJECTIVES)
 def test_call_outputs_are_unit_float32_embeddings(objective):
-    model = _model(objective, **({"key_dim": 8} if objective == "gated_symile" else {}))
+    model = _model(objective, **OBJECTIVE_OPTIONS.get(objective, {}))
     out = model(X)
     for m in "abc":
         assert out[m].dtype == "float32" and tuple(out[m].shape) == (10, 6)
         np.testing.assert_allclose(np.linalg.norm(out[m], axis=1), 1.0, rtol=1e-5)
-    if objective == "confu":
-        assert {"a+b", "a+c", "b+c"} <= set(out)
-    if objective == "gated_symile":
-        assert tuple(out["gate_weights/c"].shape) == (10, 3)
+    assert set(out) - set("abc") == EXTRA_OUTPUTS.get(objective, set())
+    for key in set(out) - set("abc"):  # gate weights (N, M); fused pairs (N, D)
+        want = (10, 3) if tf_mmcl.keys.gate_weights_target(key) else (10, 6)
+        assert tuple(out[key].shape) == want
 
 
-def test_score_follows_each_objective():
-    for objective in ("symile", "clip", "gram", "triangle"):
-        model = _model(objective)
-        emb = model(X)
-        scale = float(model.logit_scale.value())
-        scores = model.score({"a": X["a"], "b": X["b"]}, "c", X["c"]).numpy()
-        if objective == "symile":
-            expected = sim.mip_scores([emb["a"], emb["b"]], emb["c"])
-        elif objective == "clip":
-            expected = sim.dot_scores(emb["a"], emb["c"]) + sim.dot_scores(emb["b"], emb["c"])
-        elif objective == "gram":
-            expected = -np.transpose(sim.gram_volume_matrix(emb["c"], [emb["a"], emb["b"]]))
-        else:
-            expected = -np.transpose(sim.triangle_area_matrix(emb["c"], emb["a"], emb["b"]))
-        np.testing.assert_allclose(scores, scale * np.asarray(expected), rtol=1e-4, atol=1e-4)
-        # 1 -> 1 is the scaled cosine for every embedding-only objective.
-        np.testing.assert_allclose(model.score({"a": X["a"]}, "c", X["c"]),
-                                   scale * sim.dot_scores(emb["a"], emb["c"]), rtol=1e-4, atol=1e-4)
+# The (M-1)->1 score each embedding-only objective defines, from the embeddings.
+EXPECTED_SCORES = {
+    "symile": lambda e: sim.mip_scores([e["a"], e["b"]], e["c"]),
+    "clip": lambda e: sim.dot_scores(e["a"], e["c"]) + sim.dot_scores(e["b"], e["c"]),
+    "gram": lambda e: -np.transpose(sim.gram_volume_matrix(e["c"], [e["a"], e["b"]])),
+    "triangle": lambda e: -np.transpose(sim.triangle_area_matrix(e["c"], e["a"], e["b"])),
+}
+
+
+@pytest.mark.parametrize("objective", sorted(EXPECTED_SCORES))
+def test_score_follows_each_objective(objective):
+    model = _model(objective)
+    emb = model(X)
+    scale = float(model.logit_scale.value())
+    scores = model.score({"a": X["a"], "b": X["b"]}, "c", X["c"]).numpy()
+    np.testing.assert_allclose(scores, scale * np.asarray(EXPECTED_SCORES[objective](emb)), rtol=1e-4, atol=1e-4)
+    # 1 -> 1 is the scaled cosine for every embedding-only objective.
+    np.testing.assert_allclose(model.score({"a": X["a"]}, "c", X["c"]),
+                               scale * sim.dot_scores(emb["a"], emb["c"]), rtol=1e-4, atol=1e-4)
+
+
+def test_confu_scores_with_the_fused_pair():
     model = _model("confu")
     out = model(X)
     np.testing.assert_allclose(model.score({"a": X["a"], "b": X["b"]}, "c", X["c"]),

@@ -45,8 +45,7 @@ def test_embedding_every_modality_builds_the_whole_model(objective, tmp_path):
     model = make(objective)
     for m in "abc":
         model.embed(m, X[m])
-    assert model.built and (model.gate is None or model.gate.built)
-    assert all(head.built for head in model.fusion_heads.values())
+    assert model.built and model.objective_layers() and all(layer.built for layer in model.objective_layers())
     assert_round_trip(model, str(tmp_path / "m.keras"))
 
 

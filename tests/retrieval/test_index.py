@@ -9,7 +9,7 @@ from tf_mmcl.retrieval import CandidateIndex
 
 from tests.retrieval.helpers import MODALITIES, assert_exact_top_k, model_top_k, tiny_model
 
-OBJECTIVES = ("clip", "symile", "confu", "gram", "triangle", "gated_symile")
+OBJECTIVES = tf_mmcl.objectives.BUILTIN
 
 
 def _query_sets(target):
@@ -28,6 +28,21 @@ def test_search_matches_exhaustive_scoring(objective):
             assert_exact_top_k(model, queries, target, x[target], scores, ids)
             _, ref_i = model_top_k(model, queries, target, x[target], 7)
             assert np.mean(ids == ref_i) > 0.9, (objective, names, target)
+
+
+def test_lp_clip_is_searched_by_shortlist_and_matches_the_model():
+    # -||q - c||_p^p is not an inner product: the query sum only proposes a shortlist.
+    model = tf_mmcl.models.MultimodalContrastiveModel(
+        {m: tf_mmcl.layers.MLPEncoder(hidden_units=(8,)) for m in MODALITIES}, embedding_dim=8,
+        objective="clip", similarity="lp", normalize=False)
+    x = {m: np.random.default_rng(1).normal(size=(40, 5)).astype("float32") for m in MODALITIES}
+    model(x)
+    assert not model.objective.reduces_exactly(model, ["a"])
+    index = CandidateIndex.build(model, "c", x["c"], verbose=0)
+    for names in (("a",), ("a", "b")):
+        queries = {n: x[n][:12] for n in names}
+        scores, ids = index.search(queries, k=5)
+        assert_exact_top_k(model, queries, "c", x["c"], scores, ids)
 
 
 @pytest.mark.parametrize("objective", ["clip", "symile", "confu", "gated_symile"])

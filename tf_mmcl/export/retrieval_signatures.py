@@ -6,7 +6,7 @@ model). The search is exact and uses core TensorFlow ops only (``MatMul``, ``Top
 ``While``, gathers):
 
 * objectives whose score reduces to one query vector (see
-  :mod:`tf_mmcl.retrieval.reduction`) run :func:`tf_mmcl.ops.blocked_top_k` on it;
+  :meth:`tf_mmcl.objectives.Objective.reduce_queries`) run :func:`tf_mmcl.ops.blocked_top_k` on it;
 * the others score every candidate block with the model's own score inside
   :func:`tf_mmcl.ops.streaming_top_k` (exhaustive, so exact).
 
@@ -57,9 +57,9 @@ def check_indexes(model, index):
                              f"{type(item).__name__}.")
         if item.modality in out:
             raise ValueError(f"Two indexes for modality {item.modality!r}; pass one per candidate modality.")
-        for key, want in (("objective", model.objective), ("modalities", list(model.modalities)),
+        for key, want in (("objective", model.objective.name), ("modalities", list(model.modalities)),
                           ("embedding_dim", model.embedding_dim)):
-            got = getattr(item.model, key)
+            got = item.model.objective.name if key == "objective" else getattr(item.model, key)
             got = list(got) if key == "modalities" else got
             if got != want:
                 raise ValueError(f"The index of {item.modality!r} was built with a model of {key}={got!r}; "
@@ -83,11 +83,10 @@ def add_retrieval_endpoints(archive, model, specs, indexes, k, partial_queries):
         list of (signature name, candidate modality, query modalities).
     """
     from tf_mmcl.ops import topk
-    from tf_mmcl.retrieval.reduction import reduction_for
 
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"retrieve_k must be an int >= 1, got {k!r}.")
-    reduction = reduction_for(model.objective)
+    objective = model.objective  # reduces the queries to one vector (exactly or as a proxy)
     added = []
     collection = []
     for c, index in indexes.items():
@@ -100,9 +99,9 @@ def add_retrieval_endpoints(archive, model, specs, indexes, k, partial_queries):
         collection += [emb_var, ids_var]
         num, dim = index.embeddings.shape
         for queries in retrieval_query_subsets(model, c, partial_queries):
-            exact = reduction.exact(model, list(queries))
+            exact = objective.reduces_exactly(model, list(queries))
 
-            retrieve = _make_retrieve(model, reduction, topk, c, queries, exact, emb_var, ids_var, kk, num, dim)
+            retrieve = _make_retrieve(model, objective, topk, c, queries, exact, emb_var, ids_var, kk, num, dim)
             name = retrieval_signature_name(model, c, queries)
             archive.add_endpoint(name, retrieve, input_signature=[{q: specs[q] for q in queries}])
             added.append((name, c, queries))
@@ -111,7 +110,7 @@ def add_retrieval_endpoints(archive, model, specs, indexes, k, partial_queries):
     return added
 
 
-def _make_retrieve(model, reduction, topk, c, queries, exact, emb_var, ids_var, k, num, dim):
+def _make_retrieve(model, objective, topk, c, queries, exact, emb_var, ids_var, k, num, dim):
     """The endpoint function (a closure: variables must not become traced arguments)."""
 
     def retrieve(inputs):
@@ -120,7 +119,7 @@ def _make_retrieve(model, reduction, topk, c, queries, exact, emb_var, ids_var, 
         fused = model._fused(features, training=False)
         scale = tf.cast(model.logit_scale.value(), tf.float32)
         if exact:
-            vec = reduction.vector(model, c, emb, fused, {}) * scale
+            vec = objective.reduce_queries(model, c, emb, fused, {}) * scale
             scores, pos = topk.blocked_top_k(vec, emb_var, k)
         else:
             def score_block(start, size):

@@ -165,8 +165,7 @@ def signature_names(model, partial_queries=True):
     names = ["serving_default"] + [f"embed_{m}" for m in model.modalities]
     for c in model.modalities:
         names += [_score_name(model, c, q) for q in _query_subsets(model, c, partial_queries)]
-    if getattr(model, "gate", None) is not None:
-        names.append("gate_weights")
+    names += list(model.objective.export_endpoints(model))  # e.g. Gated Symile's "gate_weights"
     return names
 
 
@@ -221,14 +220,13 @@ def _build_archive(model, specs, partial_queries, indexes=None, retrieve_k=10):
             signature[CANDIDATE_EMBEDDINGS] = cand_spec
             archive.add_endpoint(_score_name(model, c, queries), score, input_signature=[signature])
 
-    if model.gate is not None:
-        def gate_weights(inputs):
+    # The objective's own endpoints (Gated Symile: "gate_weights"), over every modality's embedding.
+    for endpoint, outputs_of in model.objective.export_endpoints(model).items():
+        def objective_endpoint(inputs, outputs_of=outputs_of):
             embeddings = {m: model.embed(m, inputs[m]) for m in modalities}
-            weights = model.gate.gate_weights(embeddings)
-            return {f"{t}_gate_weights": _float32(w) for t, w in weights.items()}
+            return {k: _float32(v) for k, v in outputs_of(embeddings).items()}
 
-        archive.add_endpoint("gate_weights", gate_weights,
-                             input_signature=[{m: specs[m] for m in modalities}])
+        archive.add_endpoint(endpoint, objective_endpoint, input_signature=[{m: specs[m] for m in modalities}])
     if indexes:
         from tf_mmcl.export import retrieval_signatures
 

@@ -121,9 +121,7 @@ def compose_with_encoders(trained, encoders, sample_inputs, check_fingerprints=T
     composed({m: sample_inputs[m] for m in trained.modalities})
     pairs = [(trained.projections[m], composed.projections[m]) for m in trained.modalities]
     pairs.append((trained.logit_scale, composed.logit_scale))
-    pairs += [(trained.fusion_heads[k], composed.fusion_heads[k]) for k in trained.fusion_heads]
-    if trained.gate is not None:
-        pairs.append((trained.gate, composed.gate))
+    pairs += list(zip(trained.objective_layers(), composed.objective_layers()))  # fusion heads, gate
     for src, dst in pairs:
         dst.set_weights(src.get_weights())
     return composed

@@ -14,7 +14,7 @@ Built in (registration order): ``clip`` (:class:`CLIP`), ``symile`` (:class:`Sym
 
 Example:
     >>> import tf_mmcl
-    >>> tf_mmcl.objectives.names()
+    >>> tf_mmcl.objectives.BUILTIN
     ('clip', 'symile', 'confu', 'gram', 'triangle', 'gated_symile')
     >>> tf_mmcl.objectives.get("confu", lam=0.25)
     ConFu(lam=0.25, fusion_hidden_dim=None, fusion_layers=2, fusion_dropout=0.1, mask_ratio=0.0)

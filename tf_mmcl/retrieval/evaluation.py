@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_mmcl.retrieval.index import _MASK_SUFFIX, CandidateIndex
+from tf_mmcl.keys import mask_key
+from tf_mmcl.retrieval.index import CandidateIndex
 
 __all__ = ["evaluate_split_with_index"]
 
@@ -50,9 +51,9 @@ def evaluate_split_with_index(model, arrays, ks=(1, 5, 10), batch_size=256, verb
         others = [m for m in model.modalities if m != target]
         for qs in [[q] for q in others] + ([others] if len(others) > 1 else []):
             queries = {q: arrays[q] for q in qs}
-            masks = {q: np.asarray(arrays[q + _MASK_SUFFIX], bool) for q in qs if q + _MASK_SUFFIX in arrays}
-            if model.objective in ("gram", "triangle") and len(qs) > 1:
-                masks = {}  # their scores need every query; masked rows are ranked as given
+            masks = {q: np.asarray(arrays[mask_key(q)], bool) for q in qs if mask_key(q) in arrays}
+            if model.objective.absent_query_value is None and len(qs) > 1:
+                masks = {}  # the score needs every query (GRAM, TRIANGLE); masked rows are ranked as given
             directions[f"{','.join(qs)}->{target}"] = index.evaluate(
                 queries, np.arange(n), ks=ks, query_masks=masks or None, batch_size=batch_size)
     return {"task": "retrieval of the matching row among the whole split (CandidateIndex, exact ranks)",

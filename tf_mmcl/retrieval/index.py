@@ -13,14 +13,13 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tf_mmcl.keys import mask_modality
 from tf_mmcl.ops import topk
 from tf_mmcl.retrieval import backends as backends_lib
-from tf_mmcl.retrieval.reduction import reduction_for
 
 __all__ = ["CandidateIndex"]
 
 _FORMAT = "tf_mmcl.CandidateIndex/1"
-_MASK_SUFFIX = "_mask"
 # Largest (rows x candidates) score block materialised while re-scoring (floats).
 _RESCORE_BUDGET = 1 << 22
 
@@ -37,7 +36,7 @@ class CandidateIndex:
     applied), without the (queries x candidates) matrix:
 
     * objectives whose score reduces to one query vector (CLIP, Symile, ConFu; GRAM /
-      TRIANGLE 1->1; see :mod:`tf_mmcl.retrieval.reduction`) run one maximum-inner-product
+      TRIANGLE 1->1; see :meth:`tf_mmcl.objectives.Objective.reduce_queries`) run one maximum-inner-product
       search;
     * the others (GRAM / TRIANGLE with 2+ queries, Gated Symile) take a shortlist from a
       proxy vector and re-score it with the model's own score. The shortlist depth is chosen
@@ -181,8 +180,8 @@ class CandidateIndex:
         k = self._check_k(k)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}.")
-        reduction = reduction_for(self.model.objective)
-        exact = reduction.exact(self.model, names)
+        objective = self.model.objective  # reduces the queries to one vector (exactly or as a proxy)
+        exact = objective.reduces_exactly(self.model, names)
         key = self._key(names)
         if not exact and key not in self.calibration:
             rows = min(b, self.calibration_queries)
@@ -193,7 +192,7 @@ class CandidateIndex:
             sl = slice(start, start + batch_size)
             emb, fused = self._encode({n: v[sl] for n, v in values.items()})
             m = {n: tf.constant(v[sl]) for n, v in masks.items()}
-            vec = reduction.vector(self.model, self.modality, emb, fused, m)
+            vec = objective.reduce_queries(self.model, self.modality, emb, fused, m)
             if exact:
                 s, p = self._search_reduced(vec, k)
             else:
@@ -221,12 +220,12 @@ class CandidateIndex:
         target = self.target_recall if target_recall is None else float(target_recall)
         if not 0.0 < target <= 1.0:
             raise ValueError(f"target_recall must be in (0, 1], got {target_recall!r}.")
-        reduction = reduction_for(self.model.objective)
+        objective = self.model.objective
         emb, fused = self._encode(values)
         m = {n: tf.constant(v) for n, v in masks.items()}
         c = self.num_candidates
         probe = min(c, max(4096, 64 * k))
-        _, proxy = self._backend_search(reduction.vector(self.model, self.modality, emb, fused, m), probe)
+        _, proxy = self._backend_search(objective.reduce_queries(self.model, self.modality, emb, fused, m), probe)
         _, exact_pos = self._exhaustive(emb, fused, m, k)
         ranks = np.full(exact_pos.shape, np.inf)
         for row in range(exact_pos.shape[0]):
@@ -295,8 +294,8 @@ class CandidateIndex:
         c = self.num_candidates
         if b and (t.min() < 0 or t.max() >= c):
             raise ValueError(f"targets must be row positions in [0, {c}); got values in [{t.min()}, {t.max()}].")
-        reduction = reduction_for(self.model.objective)
-        exact = reduction.exact(self.model, names)
+        objective = self.model.objective  # reduces the queries to one vector (exactly or as a proxy)
+        exact = objective.reduces_exactly(self.model, names)
         out = np.zeros(b, np.int64)
         for start in range(0, b, batch_size):
             sl = slice(start, start + batch_size)
@@ -305,7 +304,7 @@ class CandidateIndex:
             tb = t[sl]
             rows = np.arange(len(tb))
             if exact:
-                vec = tf.constant(_as_numpy(reduction.vector(self.model, self.modality, emb, fused, m))
+                vec = tf.constant(_as_numpy(objective.reduce_queries(self.model, self.modality, emb, fused, m))
                                   * np.float32(self._scale()))
 
                 def block_scores(lo, hi, vec=vec):
@@ -353,8 +352,8 @@ class CandidateIndex:
         model = self.model
         if not isinstance(queries, dict) or not queries:
             raise ValueError("queries must be a non-empty dict modality -> raw inputs (B, ...).")
-        masks = {k[:-len(_MASK_SUFFIX)]: v for k, v in queries.items() if k.endswith(_MASK_SUFFIX)}
-        values = {k: v for k, v in queries.items() if not k.endswith(_MASK_SUFFIX)}
+        masks = {mask_modality(k): v for k, v in queries.items() if mask_modality(k) is not None}
+        values = {k: v for k, v in queries.items() if mask_modality(k) is None}
         for n, v in (query_masks or {}).items():
             masks[n] = v
         bad = sorted(set(values) - set(model.modalities))
@@ -467,7 +466,7 @@ class CandidateIndex:
         model's objective / modalities / width (checked on :meth:`load`); not the model.
         """
         path = os.fspath(path)
-        meta = {"format": _FORMAT, "modality": self.modality, "objective": self.model.objective,
+        meta = {"format": _FORMAT, "modality": self.modality, "objective": self.model.objective.name,
                 "modalities": list(self.model.modalities), "embedding_dim": self.model.embedding_dim,
                 "backend": self.backend_name, "backend_options": self.backend_options,
                 "target_recall": self.target_recall, "shortlist_margin": self.shortlist_margin,
@@ -508,7 +507,7 @@ class CandidateIndex:
             raise ValueError(f"{path} is not a readable CandidateIndex file ({e}).") from e
         if meta.get("format") != _FORMAT:
             raise ValueError(f"{path} has format {meta.get('format')!r}, expected {_FORMAT!r}.")
-        for key, want in (("objective", model.objective), ("modalities", list(model.modalities)),
+        for key, want in (("objective", model.objective.name), ("modalities", list(model.modalities)),
                           ("embedding_dim", model.embedding_dim)):
             if meta[key] != want:
                 raise ValueError(f"The index at {path} was built for {key}={meta[key]!r}, the model has {want!r}.")

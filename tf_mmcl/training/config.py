@@ -42,8 +42,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from tf_mmcl.data.synthetic import GENERATORS
-from tf_mmcl.models import OBJECTIVES
-from tf_mmcl.models.contrastive import _OBJECTIVE_OPTIONS  # what each objective accepts
+from tf_mmcl import objectives as objectives_lib
 
 __all__ = [
     "BENCHMARKS",
@@ -130,15 +129,16 @@ def objective_defaults(objective: str) -> dict:
 
     Switching a config's objective (``apply_overrides(config, ["model.objective=clip"])``,
     ``--config.model.objective=clip``) resets its options to these: options of the old objective
-    mean nothing (or something else) to the new one.
+    mean nothing (or something else) to the new one. These are the training presets on top of
+    the objective's own defaults (``tf_mmcl.objectives.defaults``); any registered objective
+    is accepted (no preset: ``{}``).
 
     Example:
         >>> objective_defaults("confu")
         {'lam': 0.5, 'fusion_dropout': 0.0}
     """
-    if objective not in _OBJECTIVE_DEFAULTS:
-        raise ValueError(f"Unknown objective {objective!r}; expected one of {OBJECTIVES}.")
-    return dict(_OBJECTIVE_DEFAULTS[objective])
+    objectives_lib.get_class(objective)  # an unknown name: the error lists the registered ones
+    return dict(_OBJECTIVE_DEFAULTS.get(objective, {}))
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -191,7 +191,7 @@ def benchmark_config(benchmark: str, objective: str, **objective_options) -> ml_
     Args:
         benchmark: a key of :data:`BENCHMARKS` (``symile_xor``, ``confu_xor``, ``fragility``,
             ``misalignment``, ``m3_digits``).
-        objective: one of :data:`tf_mmcl.models.OBJECTIVES`.
+        objective: a registered objective name (``tf_mmcl.objectives.names()``).
         **objective_options: options added to (or replacing) the objective's defaults.
 
     Returns:
@@ -207,8 +207,7 @@ def benchmark_config(benchmark: str, objective: str, **objective_options) -> ml_
     """
     if benchmark not in BENCHMARKS:
         raise ValueError(f"Unknown benchmark {benchmark!r}; expected one of {sorted(BENCHMARKS)}.")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"Unknown objective {objective!r}; expected one of {OBJECTIVES}.")
+    objectives_lib.get_class(objective)  # an unknown name: the error lists the registered ones
     preset = BENCHMARKS[benchmark]
     c = default_config()
     c.dataset.name = benchmark
@@ -292,15 +291,14 @@ def validate_config(config) -> ml_collections.ConfigDict:
         if not isinstance(spec, dict) or spec.get("type") not in ENCODER_TYPES:
             raise ValueError(f"model.encoders.{modality} must be a dict with 'type' in {ENCODER_TYPES} and the "
                              f"encoder's arguments, got {spec!r}.")
-    if config.model.objective not in OBJECTIVES:
-        raise ValueError(f"Unknown objective {config.model.objective!r}; expected one of {OBJECTIVES}.")
+    allowed = objectives_lib.defaults(config.model.objective)  # an unknown name: the error lists them
     options = config.model.objective_options
     options = options.to_dict() if isinstance(options, ml_collections.ConfigDict) else dict(options or {})
-    foreign = sorted(set(options) - set(_OBJECTIVE_OPTIONS[config.model.objective]))
+    foreign = sorted(set(options) - set(allowed))
     if foreign:
         raise ValueError(
             f"model.objective_options {foreign} are not options of objective {config.model.objective!r} "
-            f"(it takes {sorted(_OBJECTIVE_OPTIONS[config.model.objective])}): drop them, or switch the "
+            f"(it takes {sorted(allowed)}): drop them, or switch the "
             "objective with --config.model.objective=<name> / apply_overrides(config, ['model.objective=<name>']), "
             "which resets the options to that objective's defaults.")
     params = config.dataset.params.to_dict() if isinstance(config.dataset.params, ml_collections.ConfigDict) \

@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from tf_mmcl import evaluation as ev
-from tf_mmcl.data import MASK_SUFFIX
+from tf_mmcl.keys import gate_weights_target, is_fused_key, mask_key, split_fused_key
 from tf_mmcl.training.runner import build_dataset, check_workdir, load_run, train_inputs
 
 __all__ = [
@@ -44,7 +44,7 @@ def _outputs(model, arrays, batch_size):
         batch = {k: v[start:start + batch_size] for k, v in train_inputs(arrays, model.modalities).items()}
         out = model(batch, training=False)
         for k, v in out.items():
-            if not k.startswith("gate_weights/"):
+            if gate_weights_target(k) is None:
                 chunks.setdefault(k, []).append(np.asarray(v))
     return {k: np.concatenate(v) for k, v in chunks.items()}
 
@@ -63,10 +63,10 @@ def _score_fn(model, query_names, fused_names, mask_names, target):
 
 
 def _direction(model, outputs, arrays, query_names, target, candidates, targets, ks, batch_size):
-    fused_names = [k for k in outputs if "+" in k and set(k.split("+")) <= set(query_names)]
-    mask_names = [m for m in query_names if m + MASK_SUFFIX in arrays]
+    fused_names = [k for k in outputs if is_fused_key(k) and set(split_fused_key(k)) <= set(query_names)]
+    mask_names = [m for m in query_names if mask_key(m) in arrays]
     packed = ([outputs[q] for q in query_names] + [outputs[f] for f in fused_names]
-              + [np.asarray(arrays[m + MASK_SUFFIX], np.float32)[:, None] for m in mask_names])
+              + [np.asarray(arrays[mask_key(m)], np.float32)[:, None] for m in mask_names])
     return ev.retrieve(packed, candidates, targets, score_fn=_score_fn(model, query_names, fused_names,
                                                                       mask_names, target),
                        ks=ks, batch_size=batch_size, return_ranks=True)

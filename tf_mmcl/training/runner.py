@@ -30,8 +30,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_mmcl.data import MASK_SUFFIX, MultimodalSplits, make_pipeline
+from tf_mmcl.data import MultimodalSplits, make_pipeline
 from tf_mmcl.data.synthetic import GENERATORS
+from tf_mmcl.keys import mask_key
 from tf_mmcl.layers import AudioEncoder, ImageEncoder, MLPEncoder, TextEncoder
 from tf_mmcl.models import MultimodalContrastiveModel
 from tf_mmcl.optimizers import ScheduleFreeAdamW, ScheduleFreeEvaluation
@@ -202,7 +203,7 @@ def _modalities(config, splits: MultimodalSplits):
 
 def train_inputs(example: dict, modalities) -> dict:
     """Keeps the model inputs of an example dict: the modalities and their presence masks."""
-    keys = list(modalities) + [m + MASK_SUFFIX for m in modalities]
+    keys = list(modalities) + [mask_key(m) for m in modalities]
     return {k: example[k] for k in keys if k in example}
 
 
