@@ -2,8 +2,10 @@
 
 The reference file ``tests/golden/objective_parity.npz`` was written by this module's
 ``__main__`` from the model as it was before objectives became classes (string dispatch inside
-``MultimodalContrastiveModel``): run ``python -m tests.models.test_objective_parity`` to
-rewrite it, which is only right when a numerical change is intended.
+``MultimodalContrastiveModel``; the Gated Symile cases after the gate's scoring moved to
+``tf_mmcl.ops.gated``, which changed its gradients in the last float bits): run
+``python -m tests.models.test_objective_parity`` to rewrite it, which is only right when a
+numerical change is intended.
 """
 
 import os

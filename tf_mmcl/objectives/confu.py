@@ -24,7 +24,7 @@ import tensorflow as tf
 from tf_mmcl import losses as losses_lib
 from tf_mmcl import ops as sim
 from tf_mmcl.keys import fused_key, split_fused_key
-from tf_mmcl.layers.fusion import FusionHead
+from tf_mmcl.layers import FusionHead
 from tf_mmcl.losses.base import positive_number
 from tf_mmcl.objectives.base import Objective, _masked, check_options
 from tf_mmcl.objectives.registry import register

@@ -22,7 +22,7 @@ import keras
 from keras import ops
 
 from tf_mmcl.keys import gate_weights_key
-from tf_mmcl.layers.gate import ContrastiveGate
+from tf_mmcl.layers import ContrastiveGate
 from tf_mmcl.losses.base import positive_number
 from tf_mmcl.losses.gated import GATED_NEGATIVE_SAMPLING, gated_symile_loss
 from tf_mmcl.objectives.base import Objective, check_options
