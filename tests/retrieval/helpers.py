@@ -7,10 +7,7 @@ import tf_mmcl
 MODALITIES = ("a", "b", "c")
 
 
-def tiny_model(objective, lam=None, n=40, seed=0):
-    options = {}
-    if objective == "confu" and lam is not None:
-        options["lam"] = lam
+def tiny_model(objective, n=40, seed=0, **options):
     model = tf_mmcl.models.MultimodalContrastiveModel(
         {m: tf_mmcl.layers.MLPEncoder(hidden_units=(8,)) for m in MODALITIES},
         embedding_dim=8, objective=objective, **options)

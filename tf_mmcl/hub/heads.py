@@ -65,7 +65,7 @@ def head_model(manifest, embedding_dim, objective="symile", modalities=None, **m
     Args:
         manifest: the dict of :func:`tf_mmcl.hub.features.load_manifest`.
         embedding_dim: width of the shared embedding space.
-        objective: any of ``tf_mmcl.models.OBJECTIVES``.
+        objective: a registered objective name (``tf_mmcl.objectives.names()``) or instance.
         modalities: order of the modalities (default: the manifest's, sorted).
         **model_kwargs: further ``MultimodalContrastiveModel`` arguments.
 

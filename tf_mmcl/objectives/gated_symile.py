@@ -85,6 +85,9 @@ class GatedSymile(Objective):
         return {"gate_weights": gate_weights}
 
     def loss(self, model, y_pred, masks, scale, permutations=None):
+        # The loss function with the model's own gate and ``_loss_seed`` (not a GatedSymileLoss,
+        # whose own seed generator would draw other negatives than existing models and
+        # checkpoints do).
         self.check_permutations(permutations)
         o = self.options
         reps = {n: y_pred[n] for n in model.modalities}
