@@ -6,7 +6,7 @@ The command-line tools in ``tools/`` are thin layers over these functions:
   divergence guard) with checkpoints, TensorBoard, CSV and JSON metrics; saves ``model.keras``.
 * :func:`fit`: the one training loop, also used by the reproduction experiments.
 * :func:`evaluate` (``tools/evaluate.py``): retrieval on the test split -> Markdown table and
-  PNG plots; :func:`comparison_markdown` / :func:`plot_comparison` put several runs side by side.
+  PNG plots (with the ``plot`` extra, matplotlib); :func:`comparison_markdown` / :func:`plot_comparison` put several runs side by side.
 * :func:`export` (``tools/export.py``): a TF Serving SavedModel via
   :func:`tf_mmcl.export.export_for_serving`.
 * :func:`prepare_tfds` (``tools/make_dataset.py``): generate a tfds builder's data.
@@ -41,6 +41,7 @@ from tf_mmcl.training.report import (
     plot_comparison,
     plot_retrieval,
     plot_training_curves,
+    plotting_available,
     results_markdown,
 )
 from tf_mmcl.training.files import CorruptFileError
@@ -87,6 +88,7 @@ __all__ = [
     "plot_comparison",
     "plot_retrieval",
     "plot_training_curves",
+    "plotting_available",
     "prepare_tfds",
     "results_markdown",
     "train",
