@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tf_mmcl.data.audio import log_mel_spectrogram, num_frames, validate_log_mel_args
+from tf_mmcl.ops.audio import log_mel_spectrogram, num_frames, validate_log_mel_args
 
 __all__ = ["MLPEncoder", "ImageEncoder", "AudioEncoder", "TextEncoder", "TransformerEncoderBlock"]
 
