@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # The setup.cfg extras `make install` puts into .venv (comma-separated; add an extra here).
-EXTRAS ?= cpu,test,serving,faiss
+EXTRAS ?= cpu,test,serving,faiss,plot
 
 .PHONY: test install install-hub clean demo
 

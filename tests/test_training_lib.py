@@ -10,26 +10,46 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from configs.benchmark import benchmark_config
 from tf_mmcl import training
 from tf_mmcl.models import OBJECTIVES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
+BENCHMARK_CONFIG = os.path.join(REPO, "configs", "benchmark.py")
+# The pairs the docs show (configs/benchmark.py:<benchmark>,<objective>); every other pair is validated only.
+SHOWN = ([("symile_xor", o) for o in OBJECTIVES]
+         + [(b, o) for b in ("confu_xor", "fragility", "m3_digits") for o in ("clip", "symile", "confu", "gated_symile")]
+         + [("misalignment", "clip"), ("misalignment", "symile")])
 TINY = ["dataset.params.n_train=256", "dataset.params.n_val=64", "dataset.params.n_test=64",
         "epochs=1", "batch_size=64", "verbose=0"]
 
 
 def tiny_config(benchmark="symile_xor", objective="symile", *overrides):
-    return training.apply_overrides(training.benchmark_config(benchmark, objective), TINY + list(overrides))
+    return training.apply_overrides(benchmark_config(benchmark, objective), TINY + list(overrides))
 
 
 # ---------------------------------------------------------------------------------- configs
-def test_config_files_cover_every_method_on_symile_xor_and_the_main_methods_elsewhere():
-    names = {os.path.basename(p)[:-3] for p in CONFIG_FILES}
-    assert {f"symile_xor_{o}" for o in OBJECTIVES} <= names
-    for bench in ("confu_xor", "fragility"):
-        assert {f"{bench}_{o}" for o in ("clip", "symile", "confu", "gated_symile")} <= names
-    assert {"misalignment_clip", "misalignment_symile"} <= names
+def test_benchmark_config_file_gives_a_valid_config_for_every_benchmark_and_objective():
+    from configs import benchmark
+
+    for name in benchmark.BENCHMARKS:
+        for objective in OBJECTIVES:
+            config = training.validate_config(benchmark.get_config(f"{name},{objective}"))
+            assert (config.dataset.name, config.model.objective) == (name, objective)
+    assert benchmark.get_config("symile_xor,confu").epochs == 6  # a pair's own setting
+    assert benchmark.get_config(" fragility , gated_symile ").model.objective_options.key_dim == 16
+    for arg in (None, "", "symile_xor", "symile_xor,clip,x", "symile_xor,"):
+        with pytest.raises(ValueError, match=r"configs/benchmark.py:symile_xor,symile"):
+            benchmark.get_config(arg)
+
+
+def test_the_library_holds_no_experiment_presets():
+    # Settings live in configs/: the schema's defaults are the generator's and the objective's own.
+    assert not hasattr(training, "BENCHMARKS") and not hasattr(training, "benchmark_config")
+    config = training.default_config()
+    assert config.dataset.params.to_dict() == {}
+    assert config.model.objective_options.to_dict() == training.objective_defaults("symile")
+    assert training.objective_defaults("gated_symile")["key_dim"] == 256  # the gate's own default
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +60,11 @@ def m3_tiny(tmp_path_factory):
             f"dataset.params.clip_source={clips}", "epochs=1", "batch_size=16", "verbose=0"]
 
 
-@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: os.path.basename(p))
-def test_every_config_file_builds_its_dataset_and_model(path, m3_tiny):
-    m3 = os.path.basename(path).startswith("m3_digits_")
-    config = training.load_config_file(path, m3_tiny if m3 else TINY)
-    bench, objective = config.dataset.name, config.model.objective
-    assert os.path.basename(path) == f"{bench}_{objective}.py"
+@pytest.mark.parametrize("pair", SHOWN, ids="{0[0]},{0[1]}".format)
+def test_every_shown_config_builds_its_dataset_and_model(pair, m3_tiny):
+    m3 = pair[0] == "m3_digits"
+    config = training.load_config_file(f"{BENCHMARK_CONFIG}:{pair[0]},{pair[1]}", m3_tiny if m3 else TINY)
+    assert (config.dataset.name, config.model.objective) == pair
     splits = training.build_dataset(config)
     assert splits.num_examples("train") == (40 if m3 else 256)
     model = training.build_model(config, splits.modalities)
@@ -58,7 +77,7 @@ def test_every_config_file_builds_its_dataset_and_model(path, m3_tiny):
 
 
 def test_unknown_config_key_is_named_with_a_suggestion():
-    config = training.benchmark_config("symile_xor", "clip")
+    config = benchmark_config("symile_xor", "clip")
     with config.unlocked():
         config.model.embeding_dim = 8
     with pytest.raises(ValueError, match=r"Unknown config key.*'model.embeding_dim'.*did you mean 'model.embedding_dim'"):
@@ -70,7 +89,7 @@ def test_unknown_config_key_is_named_with_a_suggestion():
 
 
 def test_overrides_parse_literals_and_keep_types():
-    config = training.apply_overrides(training.benchmark_config("symile_xor", "clip"),
+    config = training.apply_overrides(benchmark_config("symile_xor", "clip"),
                                       ["batch_size=256", "learning_rate=1", "model.objective=confu",
                                        "model.objective_options.lam=0.25", "model.modalities=('a', 'b', 'c')"])
     assert config.batch_size == 256 and config.learning_rate == 1.0 and isinstance(config.learning_rate, float)
@@ -87,12 +106,12 @@ def test_overrides_parse_literals_and_keep_types():
 ])
 def test_unknown_dataset_objective_source_or_parameter(override, message):
     with pytest.raises(ValueError, match=message):
-        training.validate_config(training.apply_overrides(training.benchmark_config("symile_xor", "clip"), [override]))
+        training.validate_config(training.apply_overrides(benchmark_config("symile_xor", "clip"), [override]))
 
 
 @pytest.mark.parametrize("value", [0, -2])
 def test_steps_per_execution_below_one_is_an_error(value):
-    config = training.apply_overrides(training.benchmark_config("symile_xor", "clip"), [f"steps_per_execution={value}"])
+    config = training.apply_overrides(benchmark_config("symile_xor", "clip"), [f"steps_per_execution={value}"])
     with pytest.raises(ValueError, match=f"steps_per_execution must be an integer >= 1, got {value}"):
         training.validate_config(config)
 
@@ -114,9 +133,9 @@ def test_steps_per_execution_trains_the_same_model(tmp_path):
 
 def test_benchmark_config_rejects_unknown_names():
     with pytest.raises(ValueError, match="Unknown benchmark 'mnist'"):
-        training.benchmark_config("mnist", "clip")
+        benchmark_config("mnist", "clip")
     with pytest.raises(ValueError, match="Unknown objective 'simclr'"):
-        training.benchmark_config("symile_xor", "simclr")
+        benchmark_config("symile_xor", "simclr")
 
 
 def test_config_modalities_must_match_the_dataset(tmp_path):
@@ -237,7 +256,7 @@ def test_export_serves_the_same_scores(tiny_run, tmp_path):
 def test_symile_learns_xor_and_clip_does_not(tmp_path):
     reports = {}
     for objective in ("symile", "clip"):
-        config = training.apply_overrides(training.benchmark_config("symile_xor", objective), [
+        config = training.apply_overrides(benchmark_config("symile_xor", objective), [
             "dataset.params.d_v=3", "dataset.params.n_train=1024", "dataset.params.n_val=64",
             "dataset.params.n_test=256", "epochs=6", "batch_size=64", "verbose=0"])
         training.train(config, str(tmp_path / objective))

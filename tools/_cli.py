@@ -79,8 +79,56 @@ def _known(name):
     return name.startswith("no") and name[2:] in flags.FLAGS and flags.FLAGS[name[2:]].boolean
 
 
+def moved_config(path: str):
+    """``configs/benchmark.py:<b>,<o>`` for a removed ``configs/<b>_<o>.py``, else None.
+
+    The per-pair training config files were replaced by one parametrised file (deprecated
+    paths keep working, with a warning, until the next release).
+    """
+    directory, name = os.path.split(path)
+    target = os.path.join(directory, "benchmark.py")
+    if os.path.exists(path) or not name.endswith(".py") or not os.path.isfile(target):
+        return None
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_tf_mmcl_benchmark_configs", target)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)  # ml_collections only at module level: no TensorFlow
+        benchmarks = getattr(module, "BENCHMARKS", {})
+    except Exception:  # noqa: BLE001 - not ours to report: the caller says the file is missing
+        return None
+    stem = name[:-len(".py")]
+    for benchmark in sorted(benchmarks, key=len, reverse=True):
+        if stem.startswith(benchmark + "_") and len(stem) > len(benchmark) + 1:
+            return f"{target}:{benchmark},{stem[len(benchmark) + 1:]}"
+    return None
+
+
+def _redirect_moved_config(prog, argv, config_flag):
+    """argv with a removed ``configs/<b>_<o>.py`` replaced by its ``configs/benchmark.py:<b>,<o>``."""
+    out, i = list(argv), 1
+    while i < len(out):
+        arg = out[i]
+        if arg in (f"--{config_flag}", f"-{config_flag}") and i + 1 < len(out):
+            i, value, prefix = i + 1, out[i + 1], ""
+        elif arg.startswith((f"--{config_flag}=", f"-{config_flag}=")):
+            prefix, value = arg.split("=", 1)
+            prefix += "="
+        else:
+            i += 1
+            continue
+        new = moved_config(value)
+        if new is not None:
+            sys.stderr.write(f"{prog}: warning: {value} is deprecated and will be removed in the next release: "
+                             f"use --{config_flag} {new}\n")
+            out[i] = prefix + new
+        i += 1
+    return out
+
+
 def flags_parser(prog: str, required=(), config_flag: str | None = None, parse=None,
-                 config_example: str = "configs/symile_xor_symile.py"):
+                 config_example: str = "configs/benchmark.py:symile_xor,symile"):
     """An absl ``flags_parser`` for ``app.run`` that answers mistakes before heavy imports.
 
     Args:
@@ -96,6 +144,8 @@ def flags_parser(prog: str, required=(), config_flag: str | None = None, parse=N
         ``parse(argv) -> remaining argv``.
     """
     def run(argv):
+        if config_flag is not None:
+            argv = _redirect_moved_config(prog, argv, config_flag)
         args = list(argv[1:])
         asked = [a for a in args if a in _HELP or a.startswith("--help")]
         if asked:  # answered here (exit 0), without parsing --config: that would import the library
@@ -123,7 +173,7 @@ def flags_parser(prog: str, required=(), config_flag: str | None = None, parse=N
             path = (given[config_flag] or "").split(":", 1)[0]
             if not os.path.isfile(path):
                 fail(prog, f"--{config_flag}: config file {path!r} does not exist; pass one of the files in "
-                     f"{os.path.dirname(config_example)}/, e.g. --{config_flag} {config_example}.")
+                     f"{os.path.dirname(config_example.split(':', 1)[0])}/, e.g. --{config_flag} {config_example}.")
         return _absl(prog, argv, parse)
 
     return run

@@ -27,7 +27,7 @@ _PROG = "demo.py"
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _WORKDIR = flags.DEFINE_string("workdir", "demo_out", "Where every output goes.")
 _OBJECTIVES = flags.DEFINE_list("objectives", ["clip", "symile", "confu", "gated_symile"],
-                                "Objectives to train (configs/symile_xor_<objective>.py).")
+                                "Objectives to train (configs/benchmark.py:symile_xor,<objective>).")
 _EXPORT = flags.DEFINE_string("export", "symile", "Objective whose model is exported for TF Serving ('' = none).")
 _OVERRIDES = flags.DEFINE_multi_string("override", [], "key.path=value applied to every config, "
                                        "e.g. --override=epochs=1.")
@@ -45,7 +45,7 @@ def main(argv):
         root = training.check_workdir(_WORKDIR.value)
         results = {}
         for objective in _OBJECTIVES.value:
-            config = training.load_config_file(os.path.join(_REPO, "configs", f"symile_xor_{objective}.py"),
+            config = training.load_config_file(os.path.join(_REPO, "configs", "benchmark.py") + f":symile_xor,{objective}",
                                                _OVERRIDES.value)
             config.verbose = _VERBOSE.value
             print(f"\n=== {objective}: {config.epochs} epochs, batch {config.batch_size} ===", flush=True)

@@ -2,8 +2,8 @@
 """Evaluate trained runs: ``python tools/evaluate.py --workdir DIR [--workdir DIR2 ...]``.
 
 For each run writes ``DIR/eval/results.md`` (Markdown table of retrieval top-1 / Recall@k /
-MRR per direction), ``results.json``, ``retrieval.png`` and ``training_curves.png``, and
-prints the table. ``--index_retrieval`` also ranks every test example's matching row among the
+MRR per direction), ``results.json``, ``retrieval.png`` and ``training_curves.png`` (the PNGs
+need the ``plot`` extra, matplotlib; without it they are skipped), and prints the table. ``--index_retrieval`` also ranks every test example's matching row among the
 whole test split through ``tf_mmcl.retrieval.CandidateIndex`` (Recall@k, MRR; exact streamed
 ranks, for splits too large for a dense matrix) into ``DIR/eval/index_retrieval.{md,json}``.
 With several runs also prints a side-by-side table of their 1->1 and
@@ -56,9 +56,11 @@ def main(argv):
             table = training.comparison_markdown(results)
             with open(os.path.join(out, "comparison.md"), "w") as f:
                 f.write(table)
-            training.plot_comparison(results, os.path.join(out, "comparison.png"))
+            written = [os.path.join(out, "comparison.md")]
+            if training.plotting_available():
+                written.append(training.plot_comparison(results, os.path.join(out, "comparison.png")))
             print(table)
-            print(f"  comparison       {os.path.join(out, 'comparison.md')}, {os.path.join(out, 'comparison.png')}")
+            print(f"  comparison       {', '.join(written)}")
     except _USER_ERRORS as e:
         _cli.fail(_PROG, e)
 

@@ -3,7 +3,7 @@
 
 ``python tools/guard_overhead.py [--objectives=symile,gated_symile] [--rounds=5] [--steps=100]``
 
-For each objective, the XOR benchmark model of ``configs/symile_xor_<objective>.py`` trains on
+For each objective, the XOR benchmark model of ``configs/benchmark.py:symile_xor,<objective>`` trains on
 its benchmark data in ``--rounds`` interleaved pairs of ``fit`` calls (guard on, guard off), each
 ``--steps`` steps. A call's step time is the time from its 10th to its last
 ``on_train_batch_end`` over the steps in between (tracing left out), both wall time and the
@@ -19,11 +19,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-_OBJECTIVES = flags.DEFINE_list("objectives", ["symile", "gated_symile"], "Objectives (configs/symile_xor_<x>.py).")
+_OBJECTIVES = flags.DEFINE_list("objectives", ["symile", "gated_symile"], "Objectives (configs/benchmark.py:symile_xor,<x>).")
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Interleaved (guard on, guard off) pairs of fit calls.")
 _STEPS = flags.DEFINE_integer("steps", 100, "Steps per fit call.")
 _JIT = flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step.")
 _WARMUP = 10
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _measure(objective, rounds, steps, jit_compile):
@@ -34,7 +35,7 @@ def _measure(objective, rounds, steps, jit_compile):
 
     from tf_mmcl import training
 
-    config = training.benchmark_config("symile_xor", objective)
+    config = training.load_config_file(os.path.join(_REPO, "configs", "benchmark.py") + f":symile_xor,{objective}")
     splits = training.build_dataset(config)
     data = training.train_inputs(splits.as_numpy("train"), splits.modalities)
     keras.utils.set_random_seed(0)

@@ -7,8 +7,8 @@ process, nothing is downloaded) and prints the split sizes and where they are. `
 renders its speech with espeak-ng (``apt-get install espeak-ng``) unless ``--clip_source`` names
 a folder of pre-rendered clips.
 Train on it with ``--config.dataset.source=tfds --config.dataset.tfds_name=symile_xor/default
---config.dataset.data_dir=DIR``; m3_digits with ``configs/m3_digits_<objective>.py`` (which read
-``m3_digits/default`` from ``~/tensorflow_datasets``). ``--list`` lists the builders and their configs.
+--config.dataset.data_dir=DIR``; m3_digits with ``configs/benchmark.py:m3_digits,<objective>``
+(which reads ``m3_digits/default`` from ``~/tensorflow_datasets``). ``--list`` lists the builders and their configs.
 """
 
 import os

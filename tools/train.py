@@ -1,5 +1,8 @@
 #!/usr/bin/env python
-"""Train one config: ``python tools/train.py --config configs/<x>.py --workdir DIR``.
+"""Train one config: ``python tools/train.py --config configs/benchmark.py:<benchmark>,<objective> --workdir DIR``.
+
+``configs/benchmark.py:symile_xor,clip`` is CLIP on the Symile XOR benchmark (the file lists the
+benchmarks and holds their settings); any other file defining ``get_config()`` works too.
 
 Override any config key on the command line, e.g. ``--config.batch_size=256``,
 ``--config.epochs=10``; switch the objective with ``--config.model.objective=clip`` (its
@@ -26,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/_cli.py,
 import _cli  # noqa: E402
 
 _PROG = "train.py"
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/<benchmark>_<objective>.py).",
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/benchmark.py:symile_xor,symile (<benchmark>,<objective>).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory for checkpoints, logs, metrics and the model.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete the run files in --workdir first and train from "
@@ -93,7 +96,7 @@ def _parse_flags(argv):
         _cli.fail(_PROG, f"{e}. Pass --helpfull to see the flags.")
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         text = str(e).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
-        _cli.fail(_PROG, f"bad --config override ({type(e).__name__}): {text}")
+        _cli.fail(_PROG, f"bad --config or --config.<key> override ({type(e).__name__}): {text}")
 
 
 if __name__ == "__main__":

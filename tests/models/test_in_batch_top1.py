@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import tf_mmcl
+from configs.benchmark import BENCHMARKS, benchmark_config
 from tf_mmcl.models.contrastive import _in_batch_top1, _row_fingerprint, _same_rows
-from tf_mmcl.training import BENCHMARKS, benchmark_config, build_dataset
+from tf_mmcl.training import build_dataset
 
 
 def top1(scores, valid=None, same=None):

@@ -6,13 +6,14 @@ import keras
 import numpy as np
 import pytest
 
+from configs.benchmark import benchmark_config
 from tf_mmcl import training
 from tf_mmcl.optimizers import ScheduleFreeAdamW
 
 
 def test_train_with_schedule_free_saves_the_average(tmp_path):
     config = training.apply_overrides(
-        training.benchmark_config("symile_xor", "clip"),
+        benchmark_config("symile_xor", "clip"),
         ["dataset.params.n_train=256", "dataset.params.n_val=64", "dataset.params.n_test=64",
          "epochs=2", "batch_size=64", "verbose=0", "optimizer='schedule_free_adamw'", "weight_decay=0.01"])
     keras.utils.set_random_seed(0)
@@ -30,7 +31,7 @@ def test_train_with_schedule_free_saves_the_average(tmp_path):
 
 
 def test_unknown_optimizer_names_the_choices(tmp_path):
-    config = training.apply_overrides(training.benchmark_config("symile_xor", "clip"),
+    config = training.apply_overrides(benchmark_config("symile_xor", "clip"),
                                       ["optimizer='lion'", "verbose=0"])
     with pytest.raises(ValueError, match="schedule_free_adamw"):
         training.train(config, str(tmp_path))

@@ -1,20 +1,12 @@
-"""Keeps tools/benchmark.py working: a tiny run of its main function (no timing asserts)."""
+"""Keeps the benchmark harness (benchmarks/contrastive, run by tools/benchmark.py) working: a tiny
+run of its main function (no timing asserts) and its parts one by one."""
 
-import importlib.util
 import json
 import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("tf_mmcl_benchmark_tool", os.path.join(ROOT, "tools", "benchmark.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
+from benchmarks.contrastive import cli, common, protocol, report, run, tf_worker
 
 TINY = ["--sizes=8", "--dims=4", "--repeats=2", "--samples=2", "--warmup=0", "--min_time=0", "--large_n=", "--xor_batch=8",
         "--xor_bits=4", "--xor_dim=4", "--xor_steps=2", "--xor_modes=function", "--roofline_n=8",
@@ -23,10 +15,9 @@ TINY = ["--sizes=8", "--dims=4", "--repeats=2", "--samples=2", "--warmup=0", "--
 
 
 def test_tiny_run_writes_json_markdown_and_plot(tmp_path):
-    bench = _load()
     out_json, out_md, plot = tmp_path / "b.json", tmp_path / "b.md", tmp_path / "plots" / "b.png"
-    res = bench.main(TINY + ["--skip_reference", "--modes=eager,xla", "--loop_modes=xla_loop", "--steps_per_call=3",
-                             f"--output_json={out_json}", f"--output_md={out_md}", f"--plot={plot}"])
+    res = cli.main(TINY + ["--skip_reference", "--modes=eager,xla", "--loop_modes=xla_loop", "--steps_per_call=3",
+                           f"--output_json={out_json}", f"--output_md={out_md}", f"--plot={plot}"])
     data = json.loads(out_json.read_text())
     assert data["reference"]["available"] is False
     cells = {(t["loss"], t["m"], t["mode"]) for t in data["timings"]}
@@ -60,26 +51,24 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path):
 
 
 def test_missing_reference_python_degrades_with_a_message(tmp_path, capsys):
-    bench = _load()
-    args = bench.parse_args(["--reference_python", str(tmp_path / "no" / "python")])
-    ok, msg = bench.reference_available(args)
+    args = cli.parse_args(["--reference_python", str(tmp_path / "no" / "python")])
+    ok, msg = run.reference_available(args)
     assert not ok and "not found" in msg and "tf_mmcl numbers only" in msg
 
 
 def test_markdown_ratios_from_synthetic_results():
     """The report's ratio arithmetic, on made-up numbers (reference twice as slow)."""
-    bench = _load()
-    args = bench.parse_args([])
+    args = cli.parse_args([])
     timings = []
     for impl, mode, t in [("reference", "torch", 0.2), ("tf_mmcl", "xla", 0.1)]:
         timings.append({"impl": impl, "mode": mode, "loss": "n_squared", "m": 3, "n": 256, "d": 256,
                         "median_s": t, "loss_value": 1.0})
     res = {"machine": {"cpu_count": 2, "loadavg_start": [0, 0, 0], "loadavg_end": [0, 0, 0]},
            "config": vars(args), "reference": {"available": True}, "timings": timings}
-    md = bench.write_markdown(res, None)
+    md = report.write_markdown(res, None)
     assert "| n_squared | 3 | 256 | 256 | 200 ms | 100 ms | 2.00x |" in md
-    assert bench.summarise(res)["n_squared_speedup_256_256"] == pytest.approx(2.0)
-    assert bench.objective_flops("n_squared", 256, 256, 3) == 18 * 256 ** 3 * 256
+    assert report.summarise(res)["n_squared_speedup_256_256"] == pytest.approx(2.0)
+    assert common.objective_flops("n_squared", 256, 256, 3) == 18 * 256 ** 3 * 256
 
 
 @pytest.mark.parametrize("loss", ["clip", "n"])
@@ -88,14 +77,13 @@ def test_loop_mode_runs_each_batch_as_the_single_step_does(loss, mode):
     """K steps in one call compute, batch by batch, the single-call step's loss and gradients."""
     import numpy as np
     import tensorflow as tf
-    bench = _load()
     k, m, n, d = 3, 3, 6, 4
-    batches = [bench.make_reps(n, d, m, seed=i) for i in range(k)]
-    scale = tf.constant(bench.LOGIT_SCALE)
-    looped = bench._tf_step(tf, loss, mode)
+    batches = [common.make_reps(n, d, m, seed=i) for i in range(k)]
+    scale = tf.constant(common.LOGIT_SCALE)
+    looped = tf_worker._tf_step(tf, loss, mode)
     mean_loss, (flat,) = looped(scale, tf.constant(np.stack([np.stack(b) for b in batches])))
     assert flat.shape == (k, 1 + m * n * d)  # every step's gradients (scale, then each modality) come out
-    single = bench._tf_step(tf, loss, "function")
+    single = tf_worker._tf_step(tf, loss, "function")
     values = []
     for i, reps in enumerate(batches):
         value, grads = single(scale, *[tf.constant(r) for r in reps])
@@ -116,8 +104,7 @@ def test_loop_mode_runs_each_batch_as_the_single_step_does(loss, mode):
 
 
 def test_targets_report_one_call_and_loop_modes_separately():
-    bench = _load()
-    args = bench.parse_args(["--steps_per_call=8"])
+    args = cli.parse_args(["--steps_per_call=8"])
     timings = []
     for n in (64, 128):
         for impl, mode, t in [("reference", "torch", 1.0), ("tf_mmcl", "xla", 1.25), ("tf_mmcl", "xla_loop", 0.5)]:
@@ -125,7 +112,7 @@ def test_targets_report_one_call_and_loop_modes_separately():
                             "median_s": t * n / 64, "loss_value": 1.0})
     res = {"machine": {"cpu_count": 2, "loadavg_start": [0, 0, 0], "loadavg_end": [0, 0, 0]},
            "config": vars(args), "reference": {"available": True}, "timings": timings}
-    md = bench.write_markdown(res, None)
+    md = report.write_markdown(res, None)
     assert "| clip | 3 | 64 | 64 | 1 s | 1.25 s | 500 ms | 0.80x | 2.00x |" in md
     assert "| clip (M = 3), one call per step: >= the reference's speed in every cell (best mode per cell) | " \
            "worst cell 0.80x" in md and md.count("| no |") == 1
@@ -135,14 +122,13 @@ def test_targets_report_one_call_and_loop_modes_separately():
 
 
 def test_rounds_merge_into_medians_and_keep_errors():
-    bench = _load()
     base = {"impl": "tf_mmcl", "mode": "xla", "loss": "clip", "m": 3, "n": 8, "d": 4}
     recs = [dict(base, median_s=t, min_s=t, samples_s=[t], loss_value=1.0) for t in (3.0, 1.0, 2.0)]
     recs += [dict(base, n=16, error="RuntimeError: boom"), dict(base, n=16, error="RuntimeError: boom")]
     recs += [dict(base, n=32, error="MemoryError: x"), dict(base, n=32, median_s=5.0, min_s=5.0, samples_s=[5.0])]
     loop = dict(base, mode="xla_loop", steps_per_call=4)
     recs += [dict(loop, median_s=t, min_s=t, samples_s=[t], per_call_s=4 * t) for t in (1.0, 3.0)]
-    merged = {(r["mode"], r["n"]): r for r in bench.merge_rounds(recs)}
+    merged = {(r["mode"], r["n"]): r for r in protocol.merge_rounds(recs)}
     assert merged[("xla", 8)]["median_s"] == 2.0 and merged[("xla", 8)]["samples_s"] == [3.0, 1.0, 2.0]
     assert merged[("xla", 8)]["min_s"] == 1.0 and merged[("xla", 8)]["rounds"] == 3
     assert "median_s" not in merged[("xla", 16)] and merged[("xla", 16)]["error"].startswith("RuntimeError")
@@ -151,15 +137,14 @@ def test_rounds_merge_into_medians_and_keep_errors():
 
 
 def test_bad_modes_and_steps_per_call_are_errors():
-    bench = _load()
     with pytest.raises(SystemExit):
-        bench.parse_args(["--loop_modes=xla"])
+        cli.parse_args(["--loop_modes=xla"])
     with pytest.raises(SystemExit):
-        bench.parse_args(["--modes=jit"])
+        cli.parse_args(["--modes=jit"])
     with pytest.raises(SystemExit):
-        bench.parse_args(["--steps_per_call=1"])
+        cli.parse_args(["--steps_per_call=1"])
     with pytest.raises(SystemExit):
-        bench.parse_args(["--samples=0"])
+        cli.parse_args(["--samples=0"])
 
 
 class _FakeWorker:
@@ -199,7 +184,6 @@ class _FakeRunner:
 
 
 def test_interleaved_rounds_alternate_samples_and_keep_errors():
-    bench = _load()
     log = []
     workers = {"torch": _FakeWorker("torch", log), "fn": _FakeWorker("fn", log, fail_prepare=(16,)),
                "loop": _FakeWorker("loop", log, call_s=2.0)}
@@ -208,8 +192,8 @@ def test_interleaved_rounds_alternate_samples_and_keep_errors():
              ("tf", "xla_loop", {"name": "loop"},
               lambda c: dict(c, mode="xla_loop", steps_per_call=4) if c["n"] == 8 else None)]
     cells = [{"loss": "clip", "m": 3, "n": 8, "d": 4}, {"loss": "clip", "m": 3, "n": 16, "d": 4}]
-    recs = bench.interleaved_rounds(_FakeRunner(workers), parts, cells, rounds=2, samples=3, long_call=1.0,
-                                    timeout=5.0)
+    recs = protocol.interleaved_rounds(_FakeRunner(workers), parts, cells, rounds=2, samples=3, long_call=1.0,
+                                       timeout=5.0)
     round1 = log[:log.index(("torch", "close", None))]
     # Cell 1: all prepare, then turns; the 2 s loop worker takes one sample only; each turn starts
     # with the next participant.
@@ -221,19 +205,18 @@ def test_interleaved_rounds_alternate_samples_and_keep_errors():
     # Round 2 runs the participants in reverse order: the reference prepares last.
     round2 = log[log.index(("torch", "close", None)) + 3:]
     assert [w for w, op, n in round2[:3]] == ["loop", "fn", "torch"]
-    merged = {(r["mode"], r["n"]): r for r in bench.merge_rounds(recs)}
+    merged = {(r["mode"], r["n"]): r for r in protocol.merge_rounds(recs)}
     assert len(merged[("torch", 8)]["samples_s"]) == 6 and merged[("xla_loop", 8)]["samples_s"] == [2.0, 2.0]
     assert merged[("xla_loop", 8)]["per_call_s"] == 8.0
     assert merged[("function", 16)]["error"] == "RuntimeError: no" and merged[("torch", 16)]["median_s"] == 0.01
 
 
 def test_interleaved_rounds_keep_the_samples_taken_before_a_failure():
-    bench = _load()
     log = []
     workers = {"torch": _FakeWorker("torch", log, fail_sample_after=1), "fn": _FakeWorker("fn", log)}
     parts = [("torch", "torch", {"name": "torch"}, dict), ("tf", "function", {"name": "fn"}, dict)]
-    recs = bench.interleaved_rounds(_FakeRunner(workers), parts, [{"loss": "n", "m": 3, "n": 8, "d": 4}],
-                                    rounds=1, samples=3, long_call=1.0, timeout=5.0)
+    recs = protocol.interleaved_rounds(_FakeRunner(workers), parts, [{"loss": "n", "m": 3, "n": 8, "d": 4}],
+                                       rounds=1, samples=3, long_call=1.0, timeout=5.0)
     by_impl = {r["impl"]: r for r in recs}
     assert by_impl["reference"]["samples_s"] == [0.01] and "error" not in by_impl["reference"]
     assert len(by_impl["tf_mmcl"]["samples_s"]) == 3
@@ -243,8 +226,7 @@ def test_interleaved_rounds_keep_the_samples_taken_before_a_failure():
 
 def test_served_worker_subprocess_prepares_samples_and_survives_a_bad_cell():
     """The real protocol: a TF worker process, a good cell, a bad one, another good one."""
-    bench = _load()
-    runner = bench.Runner(bench.parse_args(["--warmup=0", "--min_time=0", "--threads=1"]))
+    runner = protocol.Runner(cli.parse_args(["--warmup=0", "--min_time=0", "--threads=1"]))
     worker = runner.served("tf", {})
     try:
         cell = {"loss": "clip", "m": 3, "n": 8, "d": 4, "mode": "function"}
@@ -292,8 +274,28 @@ def test_cpu_steps_read_back_the_loss_only_and_agree_with_a_full_read_back():
     """On the CPU with synchronous execution the call returns with every output computed."""
     import tensorflow as tf
 
-    bench = _load()
-    assert tf.config.experimental.get_synchronous_execution() and not bench._must_read_back(tf)
-    step = bench._tf_step(tf, "clip", "function")
-    args = [tf.constant(bench.LOGIT_SCALE)] + [tf.constant(r) for r in bench.make_reps(8, 4, 3)]
-    assert bench._tf_call(tf, step, args, read_back=False) == bench._tf_call(tf, step, args, read_back=True)
+    assert tf.config.experimental.get_synchronous_execution() and not tf_worker._must_read_back(tf)
+    step = tf_worker._tf_step(tf, "clip", "function")
+    args = [tf.constant(common.LOGIT_SCALE)] + [tf.constant(r) for r in common.make_reps(8, 4, 3)]
+    assert tf_worker._tf_call(tf, step, args, read_back=False) == tf_worker._tf_call(tf, step, args, read_back=True)
+
+
+def test_the_tools_entry_point_rewrites_a_report_from_json_without_tensorflow(tmp_path):
+    """`python tools/benchmark.py` is a thin entry point: same flags, same report, from any directory."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    args = cli.parse_args([])
+    timings = [{"impl": impl, "mode": mode, "loss": "n_squared", "m": 3, "n": 256, "d": 256, "median_s": t,
+                "loss_value": 1.0} for impl, mode, t in [("reference", "torch", 0.2), ("tf_mmcl", "xla", 0.1)]]
+    res = {"machine": {"cpu_count": 2, "loadavg_start": [0, 0, 0], "loadavg_end": [0, 0, 0]},
+           "config": vars(args), "reference": {"available": True}, "timings": timings}
+    (tmp_path / "r.json").write_text(json.dumps(res))
+    code = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
+            "print('TENSORFLOW_IMPORTED', 'tensorflow' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, f"{root}/tools/benchmark.py", "--from_json", "r.json",
+                           "--output_md", "out.md"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "TENSORFLOW_IMPORTED False" in proc.stdout
+    assert (tmp_path / "out.md").read_text() == report.write_markdown(res, None)

@@ -28,7 +28,7 @@ def assert_clean_error(proc, *fragments):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("cli") / "symile")
-    proc = run_tool("train.py", "--config", "configs/symile_xor_symile.py", "--workdir", workdir, *TINY,
+    proc = run_tool("train.py", "--config", "configs/benchmark.py:symile_xor,symile", "--workdir", workdir, *TINY,
                     "--config.verbose=2")
     assert proc.returncode == 0, proc.stderr
     return workdir, proc
@@ -82,17 +82,17 @@ def test_export_writes_a_tf_serving_version(trained, tmp_path):
     (["--config.model.modalities=('a','b','x')"], ["do not match the modalities of dataset 'symile_xor'"]),
 ])
 def test_train_config_errors_are_one_clear_line(tmp_path, args, fragments):
-    proc = run_tool("train.py", "--config", "configs/symile_xor_clip.py", "--workdir", str(tmp_path / "w"),
+    proc = run_tool("train.py", "--config", "configs/benchmark.py:symile_xor,clip", "--workdir", str(tmp_path / "w"),
                     *TINY, *args)
     assert_clean_error(proc, *fragments)
     assert not os.path.exists(tmp_path / "w" / "model.keras")
 
 
 def test_missing_or_unwritable_workdir(tmp_path):
-    proc = run_tool("train.py", "--config", "configs/symile_xor_clip.py")
+    proc = run_tool("train.py", "--config", "configs/benchmark.py:symile_xor,clip")
     assert proc.returncode != 0 and "--workdir is required" in proc.stderr
     (tmp_path / "file").write_text("x")
-    proc = run_tool("train.py", "--config", "configs/symile_xor_clip.py", "--workdir", str(tmp_path / "file" / "w"))
+    proc = run_tool("train.py", "--config", "configs/benchmark.py:symile_xor,clip", "--workdir", str(tmp_path / "file" / "w"))
     assert_clean_error(proc, "train.py: error: Workdir", "not a directory")
     proc = run_tool("evaluate.py", "--workdir", str(tmp_path / "missing"))
     assert_clean_error(proc, "evaluate.py: error: Workdir", "does not exist; train first")
@@ -122,18 +122,18 @@ def test_demo_smoke(tmp_path):
 
 def test_train_a_finished_run_again_says_so_and_a_bad_value_leaves_no_workdir(trained, tmp_path):
     workdir, _ = trained
-    proc = run_tool("train.py", "--config", "configs/symile_xor_symile.py", "--workdir", workdir, *TINY,
+    proc = run_tool("train.py", "--config", "configs/benchmark.py:symile_xor,symile", "--workdir", workdir, *TINY,
                     "--config.verbose=0")  # verbose is not part of the run's identity
     assert proc.returncode == 0, proc.stderr
     assert "has already finished (1 epoch(s)); nothing to do" in proc.stdout and "--overwrite" in proc.stdout
     with open(os.path.join(workdir, "metrics.csv")) as f:
         assert len(f.read().strip().splitlines()) == 2  # no duplicate epoch
-    proc = run_tool("train.py", "--config", "configs/symile_xor_symile.py", "--workdir", workdir, *TINY,
+    proc = run_tool("train.py", "--config", "configs/benchmark.py:symile_xor,symile", "--workdir", workdir, *TINY,
                     "--config.learning_rate=0.5")
     assert_clean_error(proc, "belongs to a run with another config: learning_rate: 0.02 in the workdir, 0.5 now",
                        "--overwrite")
     fresh = str(tmp_path / "never")
-    proc = run_tool("train.py", "--config", "configs/symile_xor_symile.py", "--workdir", fresh, *TINY,
+    proc = run_tool("train.py", "--config", "configs/benchmark.py:symile_xor,symile", "--workdir", fresh, *TINY,
                     "--config.learning_rate=nan")
     assert_clean_error(proc, "learning_rate must be a finite number > 0, got nan")
     assert not os.path.exists(fresh)

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from configs.benchmark import benchmark_config
 from tf_mmcl import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -55,12 +56,12 @@ def test_help_answers_without_tensorflow(tool):
 
 
 @pytest.mark.parametrize("tool,args,fragments", [
-    ("train.py", ["--config", "configs/symile_xor_clip.py", "--workdri", "w"],
+    ("train.py", ["--config", "configs/benchmark.py:symile_xor,clip", "--workdri", "w"],
      ["train.py: error: unknown flag --workdri", "did you mean --workdir?"]),
-    ("train.py", ["--config", "configs/symile_xor_clip.py"], ["--workdir is required"]),
+    ("train.py", ["--config", "configs/benchmark.py:symile_xor,clip"], ["--workdir is required"]),
     ("train.py", ["--config", "configs/nope.py", "--workdir", "w"],
-     ["config file 'configs/nope.py' does not exist", "configs/symile_xor_symile.py"]),
-    ("train.py", ["--config", "configs/symile_xor_clip.py", "--help"], []),  # help wins, config not loaded
+     ["config file 'configs/nope.py' does not exist", "configs/benchmark.py:symile_xor,symile"]),
+    ("train.py", ["--config", "configs/benchmark.py:symile_xor,clip", "--help"], []),  # help wins, config not loaded
     ("evaluate.py", [], ["evaluate.py: error: --workdir is required"]),
     ("export.py", ["--workdir", "w", "--version=abc"], ["export.py: error:", "version"]),
     ("make_dataset.py", ["--dataset", "x", "--data_dri", "d"], ["unknown flag --data_dri", "--data_dir"]),
@@ -83,7 +84,7 @@ def test_m3_digits_without_espeak_is_one_line(tmp_path):
 
 def test_switching_the_objective_from_the_command_line(tmp_path):
     # symile -> clip: Symile's negative_sampling is dropped, clip's defaults apply.
-    proc = run_tool("train.py", "--config", "configs/symile_xor_symile.py", "--workdir", str(tmp_path / "clip"),
+    proc = run_tool("train.py", "--config", "configs/benchmark.py:symile_xor,symile", "--workdir", str(tmp_path / "clip"),
                     *TINY, "--config.model.objective=clip")
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = json.load(open(tmp_path / "clip" / "config.json"))
@@ -91,20 +92,20 @@ def test_switching_the_objective_from_the_command_line(tmp_path):
     assert saved["model"]["objective_options"] == training.objective_defaults("clip")
     assert "negative_sampling" not in saved["model"]["objective_options"]
     # symile -> gated_symile with one option set on the command line (before the switch, even).
-    proc = run_tool("train.py", "--config", "configs/symile_xor_symile.py", "--workdir", str(tmp_path / "gated"),
+    proc = run_tool("train.py", "--config", "configs/benchmark.py:symile_xor,symile", "--workdir", str(tmp_path / "gated"),
                     *TINY, "--config.model.objective_options.key_dim=8", "--config.model.objective", "gated_symile")
     assert proc.returncode == 0, proc.stderr[-3000:]
     options = json.load(open(tmp_path / "gated" / "config.json"))["model"]["objective_options"]
     assert options["key_dim"] == 8 and options["negative_sampling"] == "pair"
     # An option the objective does not take: one line naming it and the fix.
-    proc = run_tool("train.py", "--config", "configs/symile_xor_symile.py", "--workdir", str(tmp_path / "bad"),
+    proc = run_tool("train.py", "--config", "configs/benchmark.py:symile_xor,symile", "--workdir", str(tmp_path / "bad"),
                     *TINY, "--config.model.objective_options.key_dim=32")
     assert_one_line_error(proc, "['key_dim'] are not options of objective 'symile'", "--config.model.objective=")
     assert not os.path.exists(tmp_path / "bad" / "model.keras")
 
 
 def test_apply_overrides_resets_the_options_of_a_new_objective():
-    config = training.benchmark_config("confu_xor", "confu")
+    config = benchmark_config("confu_xor", "confu")
     training.apply_overrides(config, ["model.objective_options.key_dim=4", "model.objective=gated_symile"])
     assert config.model.objective_options.to_dict() == dict(training.objective_defaults("gated_symile"), key_dim=4)
     training.apply_overrides(config, ["model.objective=gated_symile"])  # same objective: options kept
@@ -155,7 +156,7 @@ def test_reproduce_quick_writes_outside_the_committed_docs(tmp_path):
 def test_m3_digits_trains_evaluates_and_exports_with_the_tools(tmp_path):
     clips = os.path.join(REPO, "tests", "datasets", "data", "m3_digits_clips")
     workdir = str(tmp_path / "m3")
-    proc = run_tool("train.py", "--config", "configs/m3_digits_symile.py", "--workdir", workdir,
+    proc = run_tool("train.py", "--config", "configs/benchmark.py:m3_digits,symile", "--workdir", workdir,
                     "--config.dataset.tfds_name=m3_digits/tiny", f"--config.dataset.data_dir={tmp_path / 'data'}",
                     f"--config.dataset.params.clip_source={clips}", "--config.batch_size=16", "--config.epochs=1",
                     "--config.verbose=0")

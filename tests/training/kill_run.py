@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 
+from configs.benchmark import benchmark_config
 from tf_mmcl import training
 from tf_mmcl.training import files, loop
 
@@ -62,7 +63,7 @@ def main(workdir, point, *overrides):
             commit(tmp, path)
 
         files._commit = killing_commit
-    config = training.apply_overrides(training.benchmark_config("symile_xor", "symile"), list(overrides))
+    config = training.apply_overrides(benchmark_config("symile_xor", "symile"), list(overrides))
     training.train(config, workdir)
     print("finished without being killed")
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from configs.benchmark import benchmark_config
 from tf_mmcl import training
 from tf_mmcl.layers import MLPEncoder
 from tf_mmcl.models import MultimodalContrastiveModel
@@ -17,7 +18,7 @@ TINY = ["dataset.params.n_train=128", "dataset.params.n_val=32", "dataset.params
 
 
 def tiny_config(*overrides, objective="clip"):
-    return training.apply_overrides(training.benchmark_config("symile_xor", objective), TINY + list(overrides))
+    return training.apply_overrides(benchmark_config("symile_xor", objective), TINY + list(overrides))
 
 
 def small_model(objective="symile"):

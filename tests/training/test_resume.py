@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from configs.benchmark import benchmark_config
 from tf_mmcl import training
 
 OVERRIDES = ["dataset.params.n_train=256", "dataset.params.n_val=64", "dataset.params.n_test=64",
@@ -34,7 +35,7 @@ SCENARIOS = {
 
 
 def config():
-    return training.apply_overrides(training.benchmark_config("symile_xor", "symile"), list(OVERRIDES))
+    return training.apply_overrides(benchmark_config("symile_xor", "symile"), list(OVERRIDES))
 
 
 def launch(workdir, point, env=None):

@@ -6,28 +6,28 @@ The command-line tools in ``tools/`` are thin layers over these functions:
   divergence guard) with checkpoints, TensorBoard, CSV and JSON metrics; saves ``model.keras``.
 * :func:`fit`: the one training loop, also used by the reproduction experiments.
 * :func:`evaluate` (``tools/evaluate.py``): retrieval on the test split -> Markdown table and
-  PNG plots; :func:`comparison_markdown` / :func:`plot_comparison` put several runs side by side.
+  PNG plots (with the ``plot`` extra, matplotlib); :func:`comparison_markdown` /
+  :func:`plot_comparison` put several runs side by side.
 * :func:`export` (``tools/export.py``): a TF Serving SavedModel via
   :func:`tf_mmcl.export.export_for_serving`.
 * :func:`prepare_tfds` (``tools/make_dataset.py``): generate a tfds builder's data.
 
-Configs are ``ml_collections.ConfigDict`` objects (:func:`benchmark_config`,
-:func:`default_config`); ``configs/<benchmark>_<objective>.py`` hold one per method x benchmark.
+Configs are ``ml_collections.ConfigDict`` objects of one schema (:func:`default_config`);
+config files hold the settings (``configs/benchmark.py:<benchmark>,<objective>``: one objective
+on one benchmark).
 
 Example:
     >>> import tempfile
     >>> from tf_mmcl import training
-    >>> config = training.benchmark_config("symile_xor", "symile")
+    >>> config = training.default_config()  # Symile on Symile XOR, the generator's defaults
     >>> config.epochs, config.verbose = 1, 0
     >>> config.dataset.params.update(n_train=256, n_val=64, n_test=64)
     >>> run = training.train(config, tempfile.mkdtemp())  # doctest: +SKIP
 """
 
 from tf_mmcl.training.config import (
-    BENCHMARKS,
     DATASET_SOURCES,
     apply_overrides,
-    benchmark_config,
     default_config,
     load_config_file,
     load_saved_config,
@@ -41,6 +41,7 @@ from tf_mmcl.training.report import (
     plot_comparison,
     plot_retrieval,
     plot_training_curves,
+    plotting_available,
     results_markdown,
 )
 from tf_mmcl.training.files import CorruptFileError
@@ -60,12 +61,10 @@ from tf_mmcl.training.runner import (
 )
 
 __all__ = [
-    "BENCHMARKS",
     "DATASET_SOURCES",
     "RUN_FILES",
     "TrainResult",
     "apply_overrides",
-    "benchmark_config",
     "build_dataset",
     "build_model",
     "CorruptFileError",
@@ -87,6 +86,7 @@ __all__ = [
     "plot_comparison",
     "plot_retrieval",
     "plot_training_curves",
+    "plotting_available",
     "prepare_tfds",
     "results_markdown",
     "train",

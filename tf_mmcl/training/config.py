@@ -1,8 +1,9 @@
 """Experiment configs: one ``ml_collections.ConfigDict`` schema for every method x benchmark.
 
-:func:`default_config` is the schema (every key a config may hold, with its default);
-:func:`benchmark_config` fills in the settings of one benchmark and objective, and the files in
-``configs/`` are one-line ``get_config()`` wrappers around it. :func:`validate_config` rejects
+:func:`default_config` is the schema (every key a config may hold, with its default); the
+settings of an experiment live in its config file, which starts from the schema
+(``configs/benchmark.py:<benchmark>,<objective>`` for the training benchmarks). The library holds
+no experiment presets. :func:`validate_config` rejects
 unknown keys (with a did-you-mean), unknown datasets, sources and objectives, so a typo fails
 before any training starts.
 
@@ -45,12 +46,10 @@ from tf_mmcl.data.synthetic import GENERATORS
 from tf_mmcl import objectives as objectives_lib
 
 __all__ = [
-    "BENCHMARKS",
     "DATASET_SOURCES",
     "ENCODER_TYPES",
     "TFDS_ONLY_DATASETS",
     "apply_overrides",
-    "benchmark_config",
     "default_config",
     "load_config_file",
     "load_saved_config",
@@ -69,83 +68,35 @@ _OPEN_KEYS = ("dataset.params", "model.encoders", "model.objective_options")
 TFDS_ONLY_DATASETS = {"m3_digits": ("clip_source",)}
 ENCODER_TYPES = ("mlp", "image", "audio", "text")
 
-# Per benchmark: generator parameters, model and training settings sized for a CPU in minutes.
-BENCHMARKS = {
-    "symile_xor": {
-        "params": dict(d_v=5, p_hat=1.0, n_train=4096, n_val=512, n_test=1000, num_modalities=3, seed=0),
-        "encoder": dict(hidden_units=(), output_dim=16),
-        "embedding_dim": 16, "batch_size": 128, "learning_rate": 0.02, "epochs": 5,
-    },
-    "confu_xor": {
-        "params": dict(d=5, p_hat=1.0, n_train=4096, n_val=512, n_test=1000,
-                       embed_dim=config_dict.placeholder(int), noise_std=0.0, seed=0),
-        "encoder": dict(hidden_units=(), output_dim=16),
-        "embedding_dim": 16, "batch_size": 128, "learning_rate": 0.02, "epochs": 5,
-    },
-    "fragility": {
-        "params": dict(n_bits=1, dim=32, p_misaligned=0.1, p_weak=0.1, p_missing=0.1, p_flip=0.1,
-                       a_rule="xor", embed_mode="xor_only", n_train=4096, n_val=512, n_test=1000, seed=0),
-        "encoder": dict(hidden_units=(64,), output_dim=32),
-        "embedding_dim": 32, "batch_size": 128, "learning_rate": 0.005, "epochs": 5,
-    },
-    "misalignment": {
-        "params": dict(semantics_n=6, modality_n=2, selected=(0, 1, 2, 3), perturbed=(3,),
-                       change_prob=0.75, n_train=4096, n_val=512, n_test=1000, cond_pool=2000, seed=0),
-        "encoder": dict(hidden_units=(64,), output_dim=32),
-        "embedding_dim": 8, "batch_size": 128, "learning_rate": 0.005, "epochs": 5,
-    },
-    # Image scan x spoken language -> written digit name, read from its tfds build. The encoders
-    # of the reproduction (configs/reproduce/m3_digits.py), with the audio's log-mel front end in
-    # the graph (so the exported model takes waveforms); text: vocab_size / max_length filled in
-    # by benchmark_config from the dataset's character vocabulary.
-    "m3_digits": {
-        "source": "tfds", "tfds_name": "m3_digits/default",
-        "params": dict(clip_source=""),
-        "encoder": dict(hidden_units=(64,), output_dim=64),
-        "encoders": {
-            "image": dict(type="image", filters=(16, 32), output_dim=64),
-            "audio": dict(type="audio", input_type="waveform", num_mel_bins=32, filters=(16, 32), output_dim=64),
-            "text": dict(type="text", embed_dim=32, num_layers=1, num_heads=2, ff_dim=64),
-        },
-        "embedding_dim": 32, "batch_size": 128, "learning_rate": 0.002, "epochs": 10,
-    },
-}
-
-# Objective options that make each method fast and effective on the small benchmarks.
-_OBJECTIVE_DEFAULTS = {
-    # Listed so the command line can override them (--config.model.objective_options.similarity=lp).
-    "clip": {"similarity": "cosine", "p": 2.0, "lp_power": True, "normalize": True},
-    "symile": {"negative_sampling": "n"},
-    "confu": {"lam": 0.5, "fusion_dropout": 0.0},
-    "gram": {},
-    "triangle": {},
-    # The gate's default key_dim (256) is far too slow for these benchmarks on a CPU.
-    "gated_symile": {"negative_sampling": "pair", "num_negatives": 15, "key_dim": 16},
-}
-
 
 def objective_defaults(objective: str) -> dict:
-    """The ``model.objective_options`` a config starts from for ``objective``.
+    """The ``model.objective_options`` a config switched to ``objective`` starts from.
 
     Switching a config's objective (``apply_overrides(config, ["model.objective=clip"])``,
-    ``--config.model.objective=clip``) resets its options to these: options of the old objective
-    mean nothing (or something else) to the new one. These are the training presets on top of
-    the objective's own defaults (``tf_mmcl.objectives.defaults``); any registered objective
-    is accepted (no preset: ``{}``).
+    ``--config.model.objective=clip``) resets its options to these, the objective's own
+    defaults: options of the old objective mean nothing (or something else) to the new one.
+    Settings tuned for an experiment live in its config file (``configs/benchmark.py``).
 
     Example:
-        >>> objective_defaults("confu")
-        {'lam': 0.5, 'fusion_dropout': 0.0}
+        >>> objective_defaults("confu")["lam"]
+        0.5
     """
-    objectives_lib.get_class(objective)  # an unknown name: the error lists the registered ones
-    return dict(_OBJECTIVE_DEFAULTS.get(objective, {}))
+    return objectives_lib.defaults(objective)  # an unknown name: the error lists the registered ones
 
 
 def default_config() -> ml_collections.ConfigDict:
     """The config schema with its defaults (Symile on the Symile XOR benchmark).
 
+    The experiments' settings are not here: a config file starts from this schema and fills
+    them in (``configs/benchmark.py``).
+
     Returns:
         A ``ConfigDict`` holding every key a config may have.
+
+    Example:
+        >>> c = default_config()
+        >>> c.dataset.name, c.model.objective, c.dataset.params.to_dict()
+        ('symile_xor', 'symile', {})
     """
     c = ml_collections.ConfigDict()
     c.seed = 0
@@ -166,7 +117,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.dataset.source = "generator"
     c.dataset.tfds_name = ""  # e.g. "symile_xor/tiny" when source == "tfds"
     c.dataset.data_dir = ""  # tfds data_dir ("" = the tfds default)
-    c.dataset.params = ml_collections.ConfigDict(dict(BENCHMARKS["symile_xor"]["params"]))
+    c.dataset.params = ml_collections.ConfigDict()  # the generator's keyword arguments (empty: its defaults)
 
     c.model = ml_collections.ConfigDict()
     c.model.objective = "symile"
@@ -178,59 +129,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.projection_hidden_units = ()
     c.model.logit_scale_init = 1.0 / 0.07
     c.model.learn_logit_scale = config_dict.placeholder(bool)
-    c.model.objective_options = ml_collections.ConfigDict(dict(_OBJECTIVE_DEFAULTS["symile"]))
+    c.model.objective_options = ml_collections.ConfigDict(objective_defaults("symile"))
 
     c.eval = ml_collections.ConfigDict(dict(batch_size=1024, ks=(1, 5, 10)))
     c.export = ml_collections.ConfigDict(dict(name="", partial_queries=True))
-    return c
-
-
-def benchmark_config(benchmark: str, objective: str, **objective_options) -> ml_collections.ConfigDict:
-    """A complete config for one objective on one benchmark.
-
-    Args:
-        benchmark: a key of :data:`BENCHMARKS` (``symile_xor``, ``confu_xor``, ``fragility``,
-            ``misalignment``, ``m3_digits``).
-        objective: a registered objective name (``tf_mmcl.objectives.names()``).
-        **objective_options: options added to (or replacing) the objective's defaults.
-
-    Returns:
-        The ``ConfigDict``; edit it further in the config file or on the command line.
-
-    Raises:
-        ValueError: for an unknown benchmark or objective.
-
-    Example:
-        >>> c = benchmark_config("symile_xor", "clip")
-        >>> c.model.objective, c.dataset.params.d_v
-        ('clip', 5)
-    """
-    if benchmark not in BENCHMARKS:
-        raise ValueError(f"Unknown benchmark {benchmark!r}; expected one of {sorted(BENCHMARKS)}.")
-    objectives_lib.get_class(objective)  # an unknown name: the error lists the registered ones
-    preset = BENCHMARKS[benchmark]
-    c = default_config()
-    c.dataset.name = benchmark
-    c.dataset.params = ml_collections.ConfigDict(dict(preset["params"]))
-    c.model.objective = objective
-    c.model.embedding_dim = preset["embedding_dim"]
-    c.model.encoder.update(preset["encoder"])
-    if "source" in preset:
-        c.dataset.source = preset["source"]
-        c.dataset.tfds_name = preset["tfds_name"]
-    encoders = {m: dict(spec) for m, spec in preset.get("encoders", {}).items()}
-    if benchmark == "m3_digits":
-        from tf_mmcl.datasets.m3_digits import VOCABULARY
-        from tf_mmcl.datasets.m3_digits.languages import MAX_TEXT_LENGTH
-
-        encoders["text"].update(vocab_size=len(VOCABULARY), max_length=MAX_TEXT_LENGTH)
-    c.model.encoders = ml_collections.ConfigDict(encoders)
-    options = dict(_OBJECTIVE_DEFAULTS[objective])
-    options.update(objective_options)
-    c.model.objective_options = ml_collections.ConfigDict(options)
-    c.batch_size = preset["batch_size"]
-    c.learning_rate = preset["learning_rate"]
-    c.epochs = preset["epochs"]
     return c
 
 
@@ -275,7 +177,7 @@ def validate_config(config) -> ml_collections.ConfigDict:
     missing = sorted(set(known) - set(given))
     if missing:
         raise ValueError(f"Config is missing the key(s) {missing}; start from "
-                         "tf_mmcl.training.benchmark_config(...) or default_config().")
+                         "tf_mmcl.training.default_config() (as configs/benchmark.py does).")
     _check_values(config)
     datasets = sorted(GENERATORS) + sorted(TFDS_ONLY_DATASETS)
     if config.dataset.name not in datasets:
@@ -284,7 +186,7 @@ def validate_config(config) -> ml_collections.ConfigDict:
         raise ValueError(f"Unknown dataset source {config.dataset.source!r}; expected one of {DATASET_SOURCES}.")
     if config.dataset.name in TFDS_ONLY_DATASETS and config.dataset.source != "tfds":
         raise ValueError(f"Dataset {config.dataset.name!r} is read from its tfds build: set "
-                         "dataset.source='tfds' (start from configs/m3_digits_<objective>.py).")
+                         "dataset.source='tfds' (start from configs/benchmark.py:m3_digits,<objective>).")
     encoders = config.model.encoders
     encoders = encoders.to_dict() if isinstance(encoders, ml_collections.ConfigDict) else dict(encoders or {})
     for modality, spec in encoders.items():
@@ -382,7 +284,9 @@ def load_config_file(path: str, overrides=()) -> ml_collections.ConfigDict:
     """Loads ``get_config()`` from a config file and applies ``key=value`` overrides.
 
     Args:
-        path: a Python file defining ``get_config()`` (as the files in ``configs/``).
+        path: a Python file defining ``get_config()`` (as the files in ``configs/``), optionally
+            followed by ``:<arg>`` for ``get_config(arg)``, as on the command line
+            (``configs/benchmark.py:symile_xor,clip``).
         overrides: ``"key.path=value"`` strings, see :func:`apply_overrides`.
 
     Returns:
@@ -392,6 +296,7 @@ def load_config_file(path: str, overrides=()) -> ml_collections.ConfigDict:
         FileNotFoundError: if the file does not exist.
         ValueError: if it has no ``get_config`` or the config is invalid.
     """
+    path, has_arg, arg = os.fspath(path).partition(":")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Config file {path!r} does not exist.")
     spec = importlib.util.spec_from_file_location(f"_tf_mmcl_config_{abs(hash(path))}", path)
@@ -399,7 +304,7 @@ def load_config_file(path: str, overrides=()) -> ml_collections.ConfigDict:
     spec.loader.exec_module(module)
     if not callable(getattr(module, "get_config", None)):
         raise ValueError(f"Config file {path!r} defines no get_config().")
-    config = module.get_config()
+    config = module.get_config(arg) if has_arg else module.get_config()
     apply_overrides(config, overrides)
     return validate_config(config)
 
@@ -432,9 +337,9 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides=()) -> ml_colle
         ValueError: for a malformed override or an unknown key.
 
     Example:
-        >>> c = apply_overrides(benchmark_config("symile_xor", "clip"), ["epochs=1", "model.objective=symile"])
-        >>> c.epochs, c.model.objective, c.model.objective_options.to_dict()
-        (1, 'symile', {'negative_sampling': 'n'})
+        >>> c = apply_overrides(default_config(), ["epochs=1", "model.objective=clip"])
+        >>> c.epochs, c.model.objective, c.model.objective_options.similarity
+        (1, 'clip', 'cosine')
     """
     overrides = list(overrides or ())
     for item in overrides:

@@ -1,5 +1,8 @@
 """Evaluate a trained run on its test split; Markdown tables and PNG plots.
 
+The plots need matplotlib, the ``plot`` extra (``pip install "tf-mmcl[plot]"``); it is imported
+when a plot is drawn, never at import time.
+
 What is measured depends on what the benchmark provides:
 
 * a candidate set (``info["candidates"]``, the XOR benchmarks): zero-shot retrieval of the
@@ -16,6 +19,7 @@ Scores are the model's own (``score_embeddings``: MIP, fused pair, gate, volume,
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 
@@ -32,6 +36,7 @@ __all__ = [
     "plot_comparison",
     "plot_retrieval",
     "plot_training_curves",
+    "plotting_available",
     "results_markdown",
 ]
 
@@ -226,8 +231,24 @@ def comparison_markdown(results: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------- plots
+PLOT_EXTRA_HINT = ('pip install "tf-mmcl[plot]" (from a clone: pip install -e ".[plot]")')
+
+
+def plotting_available() -> bool:
+    """Whether matplotlib (the ``plot`` extra) is installed, without importing it."""
+    try:
+        return importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):  # a broken install, or an import hook refusing it
+        return False
+
+
 def _pyplot():
-    import matplotlib
+    """matplotlib's pyplot on the Agg backend, imported on first use (the ``plot`` extra)."""
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError(f"Plotting needs matplotlib, which comes from the `plot` extra: {PLOT_EXTRA_HINT}."
+                          ) from e
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -303,23 +324,30 @@ def plot_comparison(results: dict, path, title=None) -> str:
 
 
 # ---------------------------------------------------------------------------------- runs
-def evaluate(workdir, output_dir=None) -> dict:
+def evaluate(workdir, output_dir=None, plots=None) -> dict:
     """Evaluates a finished training run and writes its report.
 
     Writes into ``output_dir`` (default ``<workdir>/eval``): ``results.json``, ``results.md``
-    (Markdown table), ``retrieval.png`` (top-1 per direction) and ``training_curves.png``
-    (from ``metrics.json``).
+    (Markdown table) and, with plots, ``retrieval.png`` (top-1 per direction) and
+    ``training_curves.png`` (from ``metrics.json``).
 
     Args:
         workdir: a run directory written by :func:`tf_mmcl.training.train`.
         output_dir: where the report goes.
+        plots: write the PNG plots (needs the ``plot`` extra, matplotlib); ``None``: when
+            matplotlib is installed.
 
     Returns:
         The :func:`evaluate_model` result plus ``"name"``, ``"train_seconds"`` and ``"paths"``.
 
     Raises:
         FileNotFoundError: if ``workdir`` holds no finished run.
+        ImportError: for ``plots=True`` without matplotlib.
     """
+    if plots is None:
+        plots = plotting_available()
+    elif plots and not plotting_available():
+        _pyplot()  # the error naming the extra, before any work
     path = check_workdir(workdir, must_exist=True)
     config, model = load_run(path)
     splits = build_dataset(config)
@@ -334,12 +362,12 @@ def evaluate(workdir, output_dir=None) -> dict:
         history = saved.get("history", {})
         result["train_seconds"] = saved.get("train_seconds")
     out = check_workdir(output_dir or os.path.join(path, "eval"))
-    paths = {"json": os.path.join(out, "results.json"), "markdown": os.path.join(out, "results.md"),
-             "retrieval_plot": os.path.join(out, "retrieval.png")}
+    paths = {"json": os.path.join(out, "results.json"), "markdown": os.path.join(out, "results.md")}
     with open(paths["markdown"], "w") as f:
         f.write(results_markdown(result, title=name))
-    plot_retrieval(result, paths["retrieval_plot"], title=name)
-    if history:
+    if plots:
+        paths["retrieval_plot"] = plot_retrieval(result, os.path.join(out, "retrieval.png"), title=name)
+    if plots and history:
         paths["training_curves"] = plot_training_curves(history, os.path.join(out, "training_curves.png"), name)
     result["paths"] = paths
     with open(paths["json"], "w") as f:

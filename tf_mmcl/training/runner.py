@@ -303,7 +303,7 @@ def check_workdir(workdir, must_exist: bool = False) -> str:
     if must_exist:
         if not os.path.isdir(path):
             raise FileNotFoundError(f"Workdir {path} does not exist; train first: "
-                                    f"python tools/train.py --config configs/<x>.py --workdir {workdir}")
+                                    f"python tools/train.py --config <config file> --workdir {workdir}")
         for key in ("config", "model"):
             if not os.path.isfile(os.path.join(path, RUN_FILES[key])):
                 raise FileNotFoundError(f"Workdir {path} holds no finished training run (no "
