@@ -22,6 +22,7 @@ TINY = ["--sizes=8", "--dims=4", "--repeats=2", "--samples=2", "--warmup=0", "--
         "--memory_mode=function"]
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_json_markdown_and_plot(tmp_path):
     bench = _load()
     out_json, out_md, plot = tmp_path / "b.json", tmp_path / "b.md", tmp_path / "plots" / "b.png"
@@ -241,6 +242,7 @@ def test_interleaved_rounds_keep_the_samples_taken_before_a_failure():
     assert [op for w, op, _ in log if w == "torch"].count("sample") == 2
 
 
+@pytest.mark.slow
 def test_served_worker_subprocess_prepares_samples_and_survives_a_bad_cell():
     """The real protocol: a TF worker process, a good cell, a bad one, another good one."""
     bench = _load()
