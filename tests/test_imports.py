@@ -1,5 +1,7 @@
-"""Import hygiene of the package: no module imports another module's private names, and the
-core does not import upwards (layers -> data)."""
+"""No module of the package imports another module's private (underscore) names.
+
+The direction of imports between subpackages is checked in ``tests/test_import_layering.py``.
+"""
 
 import ast
 import pathlib
@@ -46,8 +48,3 @@ def test_no_module_imports_private_names_of_another():
                 found.add((path.relative_to(PACKAGE_DIR).as_posix(), module, name))
     assert found - PENDING == set(), "import the public name instead (or make the name public)"
 
-
-def test_layers_do_not_import_data():
-    for path in sorted((PACKAGE_DIR / "layers").rglob("*.py")):
-        modules = {module for module, _ in _imports(path)}
-        assert not {m for m in modules if m.startswith("tf_mmcl.data")}, path.name

@@ -1,8 +1,4 @@
-"""Core-TensorFlow audio input: WAV decoding, and the log-mel front end re-exported.
-
-:func:`log_mel_spectrogram`, :func:`num_frames` and :func:`validate_log_mel_args` live in
-:mod:`tf_mmcl.ops.audio` (the layers use them too) and are re-exported here, so
-``tf_mmcl.data.audio.log_mel_spectrogram`` keeps working.
+"""Core-TensorFlow audio front end: WAV decoding and log-mel spectrograms.
 
 Everything here is built from core TensorFlow ops (``tf.audio``, ``tf.signal``, ``tf.math``),
 so it runs inside ``tf.data`` pipelines, inside Keras layers and inside an exported SavedModel
@@ -12,6 +8,10 @@ that TF Serving loads without any custom op library.
 backed by its compiled library (``resample``, ``decode_flac``, ...) raises
 ``NotImplementedError`` there. :func:`tfio_available` tells whether a working build is present,
 for code that wants to use it as an optional extra.
+
+The log-mel recipe is the one in the ``tf.signal`` guide: a Hann-windowed STFT, the magnitude
+spectrum, a triangular mel filter bank (``tf.signal.linear_to_mel_weight_matrix``, HTK mel
+scale) and ``log(mel + log_offset)``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,14 @@ import warnings
 
 import tensorflow as tf
 
-from tf_mmcl.ops.audio import log_mel_spectrogram, num_frames, validate_log_mel_args
+from tf_mmcl.ops.audio import log_mel_spectrogram, num_frames, validate_log_mel_args  # noqa: F401 (re-exported)
 
-__all__ = ["log_mel_spectrogram", "num_frames", "validate_log_mel_args", "decode_wav", "tfio_available"]
+__all__ = ["log_mel_spectrogram", "num_frames", "decode_wav", "tfio_available"]
+
+
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
 
 
 def decode_wav(contents, expected_sample_rate=None, desired_samples=-1):
@@ -54,11 +59,8 @@ def decode_wav(contents, expected_sample_rate=None, desired_samples=-1):
         >>> x.shape, int(rate)
         (TensorShape([800]), 8000)
     """
-    if expected_sample_rate is not None and (
-            isinstance(expected_sample_rate, bool) or not isinstance(expected_sample_rate, int)
-            or expected_sample_rate <= 0):
-        raise ValueError("`expected_sample_rate` must be a positive integer. Received: "
-                         f"expected_sample_rate={expected_sample_rate!r}")
+    if expected_sample_rate is not None:
+        _check_positive_int(expected_sample_rate, "expected_sample_rate")
     audio, sample_rate = tf.audio.decode_wav(contents, desired_samples=desired_samples)
     waveform = tf.reduce_mean(audio, axis=-1)
     if expected_sample_rate is not None:

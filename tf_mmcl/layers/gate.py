@@ -18,7 +18,8 @@ softmax over the other modalities plus NULL whose NULL part is dropped (the kept
 
 Because the query comes from the *target* embedding, scoring candidate c of target t gates the
 tuple (candidate c, the query row's other modalities): the weights differ for every candidate
-(:meth:`ContrastiveGate.gated_scores`). That per-candidate score is computed here without the
+(:meth:`ContrastiveGate.gated_scores`). That per-candidate score is computed by
+:mod:`tf_mmcl.ops.gated` (the layer holds the weights and calls it) without the
 (B, C, D) tensor of gated tuples: each gated vector is ``a * E_m + b * n_m`` with (B, C)
 coefficients ``a = 1 - alpha + alpha * w`` and ``b = alpha * (1 - w)``, so the MIP with a candidate
 expands into 2^(M-1) matrix products of fixed (B, D) row products with the candidates, and the
@@ -36,21 +37,19 @@ only the linear projections run in the layer's compute dtype.
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import keras
 from keras import ops
 
+from tf_mmcl.ops import gated as gated_ops
+
 __all__ = ["ContrastiveGate", "GATE_MODES", "GATE_TYPES", "NEUTRAL_TYPES"]
 
 GATE_MODES = ("attention", "matrix")
-GATE_TYPES = ("softmax", "sigmoid")
+GATE_TYPES = gated_ops.GATE_TYPES
 NEUTRAL_TYPES = ("random_trainable", "random_frozen", "ones", None)
 
-# Logit given to masked-out (missing) modalities before the softmax: finite, so that a row with
-# every slot masked yields a uniform softmax (then zeroed by the mask) instead of NaN.
-_MASKED_LOGIT = -1e9
 # Added to the temperature, as the authors: T = softplus(log_temperature) + 0.1.
 _TEMPERATURE_FLOOR = 0.1
 
@@ -319,11 +318,27 @@ class ContrastiveGate(keras.layers.Layer):
         return _f32(h)[..., 0]
 
     # ------------------------------------------------------------------ input handling
-    def _prepare(self, embeddings, masks, what="embeddings", required=None):
-        """Validates a dict of embeddings (+ masks); returns (filled dict float32, presence dict).
+    def fill_missing(self, embeddings, masks=None, what="embeddings", required=None):
+        """Validates a dict of embeddings (+ masks) and fills the missing rows.
 
-        ``presence[m]`` is None (all present) or an (N,) float32 0/1 tensor; missing rows of the
-        returned embeddings are replaced by the fill vector (the neutral direction).
+        Args:
+            embeddings: dict name -> (N, D) embeddings; by default every gate modality.
+            masks: optional dict name -> (N,) bool (or 0/1), True = present.
+            what: the argument's name in error messages.
+            required: the modality names ``embeddings`` must hold (default: all).
+
+        Returns:
+            ``(filled, presence)``: dict name -> (N, D) float32 embeddings whose missing rows are
+            replaced by the modality's fill vector (its neutral direction, or ``1/sqrt(D)``
+            without one), and dict name -> None (all present) or (N,) float32 0/1 presence.
+
+        Example:
+            >>> import numpy as np
+            >>> gate = ContrastiveGate(["a", "b", "c"], key_dim=4, neutral="ones")
+            >>> emb = {m: np.eye(2, 4, dtype="float32") for m in "abc"}
+            >>> filled, presence = gate.fill_missing(emb, {"b": np.array([True, False])})
+            >>> np.asarray(filled["b"]).tolist(), presence["a"] is None
+            ([[1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5]], True)
         """
         if not isinstance(embeddings, dict):
             raise ValueError(f"{what} must be a dict of (N, D) embeddings keyed by modality, "
@@ -381,61 +396,33 @@ class ContrastiveGate(keras.layers.Layer):
         return tensors, presence
 
     # ------------------------------------------------------------------ weights
-    def _combine(self, logits, null_raw, presence):
-        """Gate weights from per-modality logits (already divided by T where applicable).
-
-        Args:
-            logits: list over the other modalities of float32 tensors, all the same shape S.
-            null_raw: tensor broadcastable to S (or None without NULL).
-            presence: list (same order) of tensors broadcastable to S, or None entries.
-
-        Returns:
-            (list of weights with shape S, NULL probability with shape S).
-        """
-        shape_like = logits[0]
-        for x in logits[1:]:
-            shape_like = shape_like + 0.0 * x
-        logits = [x + 0.0 * shape_like for x in logits]
-        present = [None if p is None else p + 0.0 * shape_like for p in presence]
-        zeros = ops.zeros_like(shape_like)
-        if self.gate_type == "softmax":
-            masked = [x if p is None else ops.where(p > 0.5, x, _MASKED_LOGIT) for x, p in zip(logits, present)]
-            if self.use_null:
-                masked.append(null_raw + zeros)
-            probs = ops.softmax(ops.stack(masked, axis=-1), axis=-1)
-            k = len(logits)
-            weights = [probs[..., i] for i in range(k)]
-            p_null = probs[..., k] if self.use_null else zeros
-        else:
-            weights = [ops.sigmoid(x) for x in logits]
-            if self.use_null:
-                p_null = ops.sigmoid(null_raw + zeros)
-                weights = [w * (1.0 - p_null) for w in weights]
-            else:
-                p_null = zeros
-        weights = [w if p is None else w * p for w, p in zip(weights, present)]
-        return weights, p_null
+    def _presence_matrix(self, presence):
+        """(N, K) float32 0/1 presence of a list of K entries (None = all present), or None."""
+        if all(p is None for p in presence):
+            return None
+        like = next(p for p in presence if p is not None)
+        return ops.stack([ops.ones_like(like) if p is None else p for p in presence], axis=-1)
 
     def _row_weights(self, t, tensors, presence):
-        """Row-wise (each row's own tuple) weights for target index t: list over other modalities."""
+        """Row-wise (each row's own tuple) weights for target index t: dict over other modalities."""
         names = self.modalities
         others = [i for i in range(len(names)) if i != t]
+        null_raw = None
         if self.mode == "attention":
             temp = self.temperature()
             q = self._query(t, tensors[names[t]])
-            logits = [ops.sum(q * self._key(m, tensors[names[m]]), axis=-1) / temp for m in others]
-            null_raw = None
+            keys = ops.stack([self._key(m, tensors[names[m]]) for m in others], axis=1)  # (N, K, d_k)
+            logits = ops.sum(q[:, None, :] * keys, axis=-1) / temp
             if self.use_null:
                 null_raw = (self._null_head(tensors[names[t]]) + _f32(self.null_logit)[t]) / temp
         else:
-            base = ops.zeros_like(tensors[names[t]][:, 0])
-            table = _f32(self.gate_logits)
-            logits = [base + table[t, m] for m in others]
-            null_raw = None
+            base = ops.zeros_like(tensors[names[t]][:, :1])
+            logits = base + ops.take(_f32(self.gate_logits)[t], others)[None, :]
             if self.use_null:
-                null_raw = base + _f32(self.null_logit)[t] / self.temperature()
-        weights, p_null = self._combine(logits, null_raw, [presence[names[m]] for m in others])
-        return dict(zip([names[m] for m in others], weights)), p_null
+                null_raw = base[:, 0] + _f32(self.null_logit)[t] / self.temperature()
+        weights, p_null = gated_ops.gate_weights(
+            logits, null_raw, self._presence_matrix([presence[names[m]] for m in others]), self.gate_type)
+        return {names[m]: weights[:, i] for i, m in enumerate(others)}, p_null
 
     def gate_weights(self, embeddings, masks=None, return_null=False):
         """Gate weights of every row's own tuple, per target.
@@ -451,7 +438,7 @@ class ContrastiveGate(keras.layers.Layer):
             ``w[t, t] = 1``; with ``return_null`` a pair (weights, dict target -> (N,) p_null).
             In softmax mode the off-target weights of a row sum to ``1 - p_null``.
         """
-        tensors, presence = self._prepare(embeddings, masks)
+        tensors, presence = self.fill_missing(embeddings, masks)
         out, nulls = {}, {}
         for t, target in enumerate(self.modalities):
             w, p_null = self._row_weights(t, tensors, presence)
@@ -471,14 +458,6 @@ class ContrastiveGate(keras.layers.Layer):
         return {m: spec for m in self.modalities}
 
     # ------------------------------------------------------------------ gated embeddings
-    def _interpolate(self, index, e, w, alpha, neutral):
-        """(1 - alpha) E + alpha (w E + (1 - w) n), renormalised; e (N, D), w (N,)."""
-        w = w[:, None]
-        if neutral is None:
-            return (1.0 - alpha + alpha * w) * e
-        g = (1.0 - alpha + alpha * w) * e + alpha * (1.0 - w) * neutral[index][None, :]
-        return self._normalize(g) if self.renormalize else g
-
     def gate_tuple(self, target, embeddings, masks=None):
         """Gated embeddings of each row's own tuple for one target (candidate-independent).
 
@@ -492,24 +471,24 @@ class ContrastiveGate(keras.layers.Layer):
             dict m -> (N, D) float32 gated embedding for every m != target.
         """
         t = self._target_index(target)
-        tensors, presence = self._prepare(embeddings, masks)
-        return self._gated_tuple(t, tensors, presence)
-
-    def _gated_tuple(self, t, tensors, presence):
-        """gate_tuple on already validated / filled tensors (see ``_prepare``)."""
+        tensors, presence = self.fill_missing(embeddings, masks)
         weights, _ = self._row_weights(t, tensors, presence)
         alpha = self.strength()
         neutral = self._neutral_vectors()
-        return {m: self._interpolate(self.modalities.index(m), tensors[m], weights[m], alpha, neutral)
-                for m in weights}
+        out = {}
+        for m, w in weights.items():
+            n = None if neutral is None else neutral[self.modalities.index(m)]
+            out[m] = gated_ops.interpolate(tensors[m], w, alpha, n, self.renormalize, self.epsilon)
+        return out
 
     # ------------------------------------------------------------------ per-candidate scores
-    def gated_scores(self, target, queries, candidates, query_masks=None, return_weights=False):
+    def gated_scores(self, target, queries, candidates, query_masks=None, return_weights=False,
+                     candidate_indices=None):
         """Per-candidate gated MIP scores: ``MIP(c, gated others of row b given candidate c)``.
 
         For every query row b and candidate c of the target modality, the gate runs on the tuple
         (c, the other modalities of row b), and the score is ``<c, prod_m G_m(b, c)>``. Raw scores:
-        no logit scale and no variance scaling.
+        no logit scale and no variance scaling. The math is :mod:`tf_mmcl.ops.gated`.
 
         Args:
             target: the target modality name (the candidates' modality).
@@ -519,6 +498,10 @@ class ContrastiveGate(keras.layers.Layer):
                 a missing one is replaced by its neutral direction with weight 0. An entry for
                 the target modality is ignored (the candidates are taken as present).
             return_weights: also return the per-candidate weights.
+            candidate_indices: optional (B, K) int indices into (C, D) ``candidates``: row b is
+                scored against ``candidates[candidate_indices[b]]`` only. Same scores as passing
+                the gathered (B, K, D) candidates, but the candidates' projections are computed
+                once per pool row instead of once per (row, candidate) pair.
 
         Returns:
             (B, C) (or (B, K)) float32 scores; with ``return_weights`` also the weights
@@ -529,7 +512,7 @@ class ContrastiveGate(keras.layers.Layer):
         others = [names[i] for i in range(len(names)) if i != t]
         if isinstance(queries, dict) and target in queries:
             raise ValueError(f"queries must hold only the non-target modalities {others}; got the target {target!r}.")
-        tensors, presence = self._prepare(queries, query_masks, what="queries", required=others)
+        tensors, presence = self.fill_missing(queries, query_masks, what="queries", required=others)
         cands = _f32(candidates)
         if len(cands.shape) not in (2, 3):
             raise ValueError(f"candidates must be (C, D) or (B, K, D); got shape {tuple(cands.shape)}.")
@@ -539,74 +522,57 @@ class ContrastiveGate(keras.layers.Layer):
         b = tensors[others[0]].shape[0]
         if len(cands.shape) == 3 and cands.shape[0] is not None and b is not None and int(cands.shape[0]) != int(b):
             raise ValueError(f"per-row candidates have {int(cands.shape[0])} rows, queries have {int(b)}.")
-        return self._candidate_scores(t, tensors, presence, cands, return_weights)
+        if candidate_indices is not None:
+            candidate_indices = ops.convert_to_tensor(candidate_indices)
+            if "int" not in str(candidate_indices.dtype):
+                raise ValueError(f"candidate_indices must be integers, got dtype {candidate_indices.dtype}.")
+            if len(candidate_indices.shape) != 2:
+                raise ValueError(f"candidate_indices must be (B, K), got shape {tuple(candidate_indices.shape)}.")
+            if len(cands.shape) != 2:
+                raise ValueError("candidate_indices index a (C, D) candidate pool; got per-row candidates "
+                                 f"of shape {tuple(cands.shape)}.")
+            rows_i = candidate_indices.shape[0]
+            if rows_i is not None and b is not None and int(rows_i) != int(b):
+                raise ValueError(f"candidate_indices have {int(rows_i)} rows, queries have {int(b)}.")
+            candidate_indices = ops.cast(candidate_indices, "int32")
+        return self._candidate_scores(t, tensors, presence, cands, return_weights, candidate_indices)
 
-    def _candidate_scores(self, t, tensors, presence, cands, return_weights=False):
+    def _candidate_scores(self, t, tensors, presence, cands, return_weights=False, candidate_indices=None):
         names = self.modalities
         others = [i for i in range(len(names)) if i != t]
         per_row = len(cands.shape) == 3
-
-        def pair(x):
-            """(B, P) row features against candidate features -> (B, C) or (B, K)."""
-            return ops.einsum("bp,bkp->bk", x, cands_ref[0]) if per_row else ops.matmul(
-                x, ops.transpose(cands_ref[0]))
-
-        cands_ref = [None]
-        rows = [tensors[names[m]] for m in others]
+        rows = ops.stack([tensors[names[m]] for m in others], axis=1)  # (B, K, D)
+        null_raw = None
         if self.mode == "attention":
             temp = self.temperature()
-            cands_ref[0] = self._query(t, cands)
-            logits = [pair(self._key(m, tensors[names[m]])) / temp for m in others]
-            null_raw = None
+            keys = ops.stack([self._key(m, tensors[names[m]]) for m in others], axis=1)  # (B, K, d_k)
+            logits = gated_ops.candidate_attention_logits(keys, self._query(t, cands), temp, candidate_indices)
             if self.use_null:
-                null_c = (self._null_head(cands) + _f32(self.null_logit)[t]) / temp
-                null_raw = null_c if per_row else null_c[None, :]
+                null_c = (self._null_head(cands) + _f32(self.null_logit)[t]) / temp  # (C,) or (B, K)
+                if candidate_indices is not None:
+                    null_raw = ops.take(null_c, candidate_indices, axis=0)
+                else:
+                    null_raw = null_c if per_row else null_c[None, :]
         else:
-            cands_ref[0] = ops.zeros_like(cands[..., :1])
-            base = pair(ops.zeros_like(rows[0][:, :1]))
-            table = _f32(self.gate_logits)
-            logits = [base + table[t, m] for m in others]
-            null_raw = base + _f32(self.null_logit)[t] / self.temperature() if self.use_null else None
-        weights, _ = self._combine(
-            logits, null_raw, [None if presence[names[m]] is None else presence[names[m]][:, None] for m in others])
-
-        cands_ref[0] = cands
-        alpha = self.strength()
+            if candidate_indices is not None:
+                base = ops.zeros_like(ops.cast(candidate_indices, "float32"))
+            elif per_row:
+                base = ops.zeros_like(cands[..., 0])
+            else:
+                base = ops.zeros_like(rows[:, 0, :1]) + ops.zeros_like(cands[:, 0])[None, :]
+            logits = base[..., None] + ops.take(_f32(self.gate_logits)[t], others)
+            if self.use_null:
+                null_raw = base + _f32(self.null_logit)[t] / self.temperature()
+        present = self._presence_matrix([presence[names[m]] for m in others])
+        weights, _ = gated_ops.gate_weights(
+            logits, null_raw, None if present is None else present[:, None, :], self.gate_type)
         neutral = self._neutral_vectors()
-        a = [1.0 - alpha + alpha * w for w in weights]
-        if neutral is None:
-            prod = rows[0]
-            for r in rows[1:]:
-                prod = prod * r
-            coef = a[0]
-            for x in a[1:]:
-                coef = coef * x
-            scores = coef * pair(prod)
-        else:
-            bcoef = [alpha * (1.0 - w) for w in weights]
-            ns = [neutral[m] for m in others]
-            scores = 0.0
-            for choice in itertools.product((True, False), repeat=len(others)):
-                vec, coef = None, None
-                for k, use_e in enumerate(choice):
-                    v = rows[k] if use_e else ns[k][None, :]
-                    c = a[k] if use_e else bcoef[k]
-                    vec = v if vec is None else vec * v
-                    coef = c if coef is None else coef * c
-                vec = vec + ops.zeros_like(rows[0])
-                scores = scores + coef * pair(vec)
-            if self.renormalize:
-                inv = 1.0
-                for k in range(len(others)):
-                    e2 = ops.sum(rows[k] * rows[k], axis=-1)[:, None]
-                    en = ops.sum(rows[k] * ns[k][None, :], axis=-1)[:, None]
-                    n2 = ops.sum(ns[k] * ns[k])
-                    sq = a[k] * a[k] * e2 + 2.0 * a[k] * bcoef[k] * en + bcoef[k] * bcoef[k] * n2
-                    inv = inv * ops.rsqrt(ops.maximum(sq, self.epsilon ** 2))
-                scores = scores * inv
+        if neutral is not None:
+            neutral = ops.take(neutral, others, axis=0)
+        scores = gated_ops.gated_candidate_scores(rows, weights, cands, self.strength(), neutral, self.renormalize,
+                                                  self.epsilon, candidate_indices)
         if not return_weights:
             return scores
         ones = ops.ones_like(scores)
-        by_index = dict(zip(others, weights))
-        full = ops.stack([ones if i == t else by_index[i] + 0.0 * scores for i in range(len(names))], axis=-1)
-        return scores, full
+        cols = [ones if i == t else weights[..., others.index(i)] for i in range(len(names))]
+        return scores, ops.stack(cols, axis=-1)

@@ -10,7 +10,7 @@ from tf_mmcl.losses.base import (
 )
 from tf_mmcl.losses.clip import CLIPLoss, clip_loss
 from tf_mmcl.losses.confu import ConFuLoss, confu_loss, confu_pairs
-from tf_mmcl.losses.gated import gated_symile_loss
+from tf_mmcl.losses.gated import GatedSymileLoss, gated_symile_loss
 from tf_mmcl.losses.gram import GRAMLoss, gram_loss
 from tf_mmcl.losses.lp_clip import lp_clip_loss
 from tf_mmcl.losses.symile import SymileLoss, symile_loss
@@ -22,6 +22,7 @@ __all__ = [
     "ConFuLoss",
     "ContrastiveLoss",
     "GRAMLoss",
+    "GatedSymileLoss",
     "SymileLoss",
     "TriangleLoss",
     "clip_loss",

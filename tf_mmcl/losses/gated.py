@@ -1,5 +1,10 @@
 """Gated Symile: the Symile objective with a :class:`~tf_mmcl.layers.gate.ContrastiveGate`
-(Rheude et al., "Hidden in the Multiplicative Interaction", 2026)."""
+(Rheude et al., "Hidden in the Multiplicative Interaction", 2026).
+
+The loss works with any gate object that has the layer's public interface (``modalities``,
+``fill_missing``, ``gated_scores``, ``gate_tuple``); it does not import ``tf_mmcl.layers`` (losses
+sit below layers). The per-candidate math is :mod:`tf_mmcl.ops.gated`.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,15 @@ import math
 import keras
 from keras import ops
 
-from tf_mmcl.layers.gate import ContrastiveGate
-from tf_mmcl.losses.base import as_logit_scale
+from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, require_bool
 from tf_mmcl.losses.symile import _draw_permutations
 from tf_mmcl.ops import check_representations, mip, shuffled_negative_logits, streamed_logsumexp
 
-__all__ = ["gated_symile_loss", "GATED_NEGATIVE_SAMPLING", "sample_candidate_indices", "variance_scale"]
+__all__ = ["GatedSymileLoss", "gated_symile_loss", "GATED_NEGATIVE_SAMPLING", "sample_candidate_indices",
+           "variance_scale"]
+
+#: What the loss needs of a gate (the public interface of ContrastiveGate).
+GATE_INTERFACE = ("modalities", "fill_missing", "gated_scores", "gate_tuple")
 
 GATED_NEGATIVE_SAMPLING = ("pair", "n", "n_squared")
 
@@ -54,6 +62,15 @@ def sample_candidate_indices(n, num_negatives, seed=None):
     return ops.concatenate([pos, neg], axis=1)
 
 
+def check_gate(gate):
+    """Raises ValueError unless ``gate`` has the public interface of a ContrastiveGate."""
+    missing = [a for a in GATE_INTERFACE if not hasattr(gate, a)]
+    if missing:
+        raise ValueError(f"gate must be a ContrastiveGate (or have its interface {GATE_INTERFACE}), got "
+                         f"{type(gate).__name__} lacking {missing}.")
+    return gate
+
+
 def _weighted_mean(values, weights):
     """Mean of ``values`` over rows with weight 1 (all rows when ``weights`` is None); 0 if none."""
     if weights is None:
@@ -70,7 +87,8 @@ def gated_symile_loss(representations, gate, logit_scale, negative_sampling="pai
     * ``"pair"`` (the paper's candidate-conditioned path): row i scores each candidate c of the
       target modality by ``MIP(c, prod_{m != t} G_m(i, c))``, with the gate run on the tuple
       (candidate c, the other modalities of row i), so the weights differ for every candidate
-      (:meth:`ContrastiveGate.gated_scores`); cross-entropy with the positive (row i's own
+      (:meth:`ContrastiveGate.gated_scores`; the math is
+      :func:`tf_mmcl.ops.gated.gated_candidate_scores`); cross-entropy with the positive (row i's own
       target). With ``num_negatives=None`` the candidates of every row are all N target rows of
       the batch (deterministic). With an ``alpha -> 0`` gate this is then the plain
       "(M-1) -> 1" Symile loss: ``CE_i(S^T)`` for ``S[j, i] = MIP(t_j, others_i)``, i.e. for each
@@ -101,7 +119,8 @@ def gated_symile_loss(representations, gate, logit_scale, negative_sampling="pai
 
     Args:
         representations: dict name -> (N, D) L2-normalised embeddings, every gate modality.
-        gate: a :class:`ContrastiveGate` over the same modalities (built on first use).
+        gate: a :class:`~tf_mmcl.layers.ContrastiveGate` over the same modalities (built on first
+            use), or any object with its public interface (``GATE_INTERFACE``).
         logit_scale: multiplier of the (variance-scaled) scores (scalar, e.g. ``exp(log_scale)``).
         negative_sampling: ``"pair"``, ``"n"`` or ``"n_squared"``.
         num_negatives: K sampled negatives per row for ``"pair"``; ``None``: all other rows.
@@ -117,6 +136,7 @@ def gated_symile_loss(representations, gate, logit_scale, negative_sampling="pai
 
     Example:
         >>> import numpy as np
+        >>> from tf_mmcl.layers import ContrastiveGate
         >>> rng = np.random.default_rng(0)
         >>> reps = {}
         >>> for m in ["a", "b", "c"]:
@@ -127,8 +147,7 @@ def gated_symile_loss(representations, gate, logit_scale, negative_sampling="pai
         >>> loss.shape, bool(np.isfinite(float(loss)))
         (TensorShape([]), True)
     """
-    if not isinstance(gate, ContrastiveGate):
-        raise ValueError(f"gate must be a ContrastiveGate, got {type(gate).__name__}.")
+    check_gate(gate)
     if negative_sampling not in GATED_NEGATIVE_SAMPLING:
         raise ValueError(f"Unknown negative_sampling {negative_sampling!r}; expected one of "
                          f"{GATED_NEGATIVE_SAMPLING}.")
@@ -163,7 +182,9 @@ def gated_symile_loss(representations, gate, logit_scale, negative_sampling="pai
             raise ValueError(f"modalities must be a non-empty list of distinct names, got {modalities!r}.")
 
     reps = check_representations([representations[m] for m in names], min_modalities=3)
-    tensors, presence = gate._prepare(dict(zip(names, reps)), masks)
+    if isinstance(masks, dict):
+        masks = {m: v for m, v in masks.items() if v is not None} or None
+    tensors, presence = gate.fill_missing(dict(zip(names, reps)), masks)
     m_count = len(names)
     scale = as_logit_scale(logit_scale)
     if variance_scaling:
@@ -180,20 +201,22 @@ def gated_symile_loss(representations, gate, logit_scale, negative_sampling="pai
         t = names.index(target)
         others = [names[i] for i in range(m_count) if i != t]
         present_t = presence[target]
+        gated = None
         if negative_sampling == "pair":
-            cand_pool = tensors[target]
+            queries = {m: tensors[m] for m in others}
+            query_masks = None if masks is None else {m: masks[m] for m in others if m in masks} or None
             if num_negatives is None:
-                raw = gate._candidate_scores(t, tensors, presence, cand_pool)  # (N, N), positive i at i
-                logits = scale * raw
+                # (N, N): every target row of the batch is a candidate; the positive of row i is i.
+                logits = scale * gate.gated_scores(target, queries, tensors[target], query_masks=query_masks)
                 positive = ops.take_along_axis(logits, ops.expand_dims(ops.arange(n), 1), axis=1)[:, 0]
             else:
                 idx = sample_candidate_indices(n, num_negatives, seed)  # (N, K+1), positive in column 0
-                cands = ops.take(cand_pool, idx, axis=0)  # (N, K+1, D)
-                logits = scale * gate._candidate_scores(t, tensors, presence, cands)
+                logits = scale * gate.gated_scores(target, queries, tensors[target], query_masks=query_masks,
+                                                   candidate_indices=idx)
                 positive = logits[:, 0]
             row_loss = ops.logsumexp(logits, axis=1) - positive
         else:
-            gated = gate._gated_tuple(t, tensors, presence)
+            gated = gate.gate_tuple(target, tensors, masks)
             anchor = tensors[target]
             other_list = [gated[m] for m in others]
             if negative_sampling == "n":
@@ -204,7 +227,8 @@ def gated_symile_loss(representations, gate, logit_scale, negative_sampling="pai
                 row_loss = lse - scale * mip([anchor] + other_list)
         loss_t = _weighted_mean(row_loss, present_t)
         if distill_weight:
-            gated = gate._gated_tuple(t, tensors, presence)
+            if gated is None:
+                gated = gate.gate_tuple(target, tensors, masks)
             distill = 0.0
             for m in others:
                 err = ops.mean(ops.square(tensors[m] - ops.stop_gradient(gated[m])), axis=-1)
@@ -213,3 +237,100 @@ def gated_symile_loss(representations, gate, logit_scale, negative_sampling="pai
         total = total + loss_t
     return ops.cast(total / len(targets), "float32")
 
+
+
+@keras.saving.register_keras_serializable(package="tf_mmcl")
+class GatedSymileLoss(ContrastiveLoss):
+    """Keras loss for :func:`gated_symile_loss` over a dict of embeddings keyed by modality.
+
+    The gate is a layer with trainable weights: it must also be part of the model being trained
+    (e.g. ``MultimodalContrastiveModel(objective="gated_symile")`` owns one as ``model.gate``),
+    so that the optimizer updates it. ``get_config`` serialises the gate's config (not its
+    weights); ``from_config`` builds a fresh gate from it. For the sampled negatives ("pair" with
+    ``num_negatives``) and the "n" permutations the loss keeps a ``keras.random.SeedGenerator``,
+    so every call draws fresh ones (reproducibly for a given ``seed``).
+
+    Args:
+        gate: a :class:`~tf_mmcl.layers.ContrastiveGate` (or an object with its interface).
+        negative_sampling: ``"pair"``, ``"n"`` or ``"n_squared"``.
+        num_negatives: sampled negatives per row for ``"pair"`` (None: every other batch row).
+        distill_weight: weight (>= 0) of the distillation term.
+        variance_scaling: multiply the scores by ``d^((M-1)/2)``.
+        modalities: the targets whose losses are averaged (default: all gate modalities). The
+            embeddings of ``y_pred`` must hold every gate modality.
+        logit_scale: multiplier used when ``y_pred`` carries no ``"logit_scale"``.
+        seed: int seed of the negatives' generator, or None.
+        check_finite: see :class:`~tf_mmcl.losses.ContrastiveLoss`.
+        name: the loss name.
+
+    Example:
+        >>> import numpy as np
+        >>> from tf_mmcl.layers import ContrastiveGate
+        >>> rng = np.random.default_rng(0)
+        >>> reps = {}
+        >>> for m in ["a", "b", "c"]:
+        ...     x = rng.normal(size=(6, 8)).astype("float32")
+        ...     reps[m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        >>> gate = ContrastiveGate(["a", "b", "c"], key_dim=8, seed=0)
+        >>> loss = GatedSymileLoss(gate, num_negatives=3, seed=1, logit_scale=2.0)
+        >>> value = loss(None, dict(reps, b_mask=np.array([1, 1, 0, 1, 1, 1], bool)))
+        >>> value.shape, bool(np.isfinite(float(value)))
+        (TensorShape([]), True)
+        >>> GatedSymileLoss.from_config(loss.get_config()).num_negatives
+        3
+    """
+
+    def __init__(self, gate, negative_sampling="pair", num_negatives=None, distill_weight=0.0,
+                 variance_scaling=True, modalities=None, logit_scale=1.0 / 0.07, seed=None, check_finite=False,
+                 name="gated_symile_loss", **kwargs):
+        if isinstance(gate, dict):
+            gate = keras.saving.deserialize_keras_object(gate)
+        check_gate(gate)
+        super().__init__(modalities=list(gate.modalities), logit_scale=logit_scale, check_finite=check_finite,
+                         name=name, **kwargs)
+        if negative_sampling not in GATED_NEGATIVE_SAMPLING:
+            raise ValueError(f"Unknown negative_sampling {negative_sampling!r}; expected one of "
+                             f"{GATED_NEGATIVE_SAMPLING}.")
+        if num_negatives is not None and (isinstance(num_negatives, bool) or not isinstance(num_negatives, int)
+                                          or num_negatives < 1):
+            raise ValueError(f"num_negatives must be a positive integer or None, got {num_negatives!r}.")
+        if num_negatives is not None and negative_sampling != "pair":
+            raise ValueError('num_negatives only applies to negative_sampling="pair".')
+        if (isinstance(distill_weight, bool) or not isinstance(distill_weight, (int, float))
+                or not math.isfinite(distill_weight) or distill_weight < 0):
+            raise ValueError(f"distill_weight must be a finite number >= 0, got {distill_weight!r}.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed must be an int or None, got {seed!r}.")
+        if modalities is not None:
+            targets = [modalities] if isinstance(modalities, str) else [str(m) for m in modalities]
+            bad = sorted(m for m in targets if m not in gate.modalities)
+            if bad or not targets or len(set(targets)) != len(targets):
+                raise ValueError(f"modalities must be distinct target names among {list(gate.modalities)}, "
+                                 f"got {modalities!r}.")
+            modalities = targets
+        self.gate = gate
+        self.negative_sampling = negative_sampling
+        self.num_negatives = num_negatives
+        self.distill_weight = float(distill_weight)
+        self.variance_scaling = require_bool(variance_scaling, "variance_scaling")
+        self.targets = modalities
+        self.seed = seed
+        sampled = negative_sampling == "n" or (negative_sampling == "pair" and num_negatives is not None)
+        self._seed_generator = keras.random.SeedGenerator(seed) if sampled else None
+
+    def call(self, y_true, y_pred):
+        names, reps, scale, masks = self.split(y_pred)
+        mask_dict = None if masks is None else {n: m for n, m in zip(names, masks) if m is not None}
+        return gated_symile_loss(dict(zip(names, reps)), self.gate, scale, negative_sampling=self.negative_sampling,
+                                 num_negatives=self.num_negatives, distill_weight=self.distill_weight,
+                                 variance_scaling=self.variance_scaling, masks=mask_dict,
+                                 seed=self._seed_generator, modalities=self.targets)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("modalities", None)  # the gate's modalities
+        config.update({"gate": keras.saving.serialize_keras_object(self.gate),
+                       "negative_sampling": self.negative_sampling, "num_negatives": self.num_negatives,
+                       "distill_weight": self.distill_weight, "variance_scaling": self.variance_scaling,
+                       "modalities": self.targets, "seed": self.seed})
+        return config

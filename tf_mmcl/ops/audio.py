@@ -1,16 +1,15 @@
-"""Log-mel spectrograms in core TensorFlow ops (the audio front end of ``AudioEncoder``).
+"""Log-mel spectrograms from core TensorFlow ops (the audio encoders' front end).
 
-Everything here is built from core TensorFlow ops (``tf.signal``, ``tf.math``), so it runs
-inside ``tf.data`` pipelines, inside Keras layers and inside an exported SavedModel that TF
-Serving loads without any custom op library. :mod:`tf_mmcl.data.audio` re-exports these
-functions beside the WAV decoder.
-
-The log-mel recipe is the one in the ``tf.signal`` guide: a Hann-windowed STFT, the magnitude
-spectrum, a triangular mel filter bank (``tf.signal.linear_to_mel_weight_matrix``, HTK mel
-scale) and ``log(mel + log_offset)``.
+Core ops only (``tf.signal``, ``tf.math``), so it runs inside ``tf.data`` pipelines, inside Keras
+layers and inside an exported SavedModel that TF Serving loads without any custom op library.
+The recipe is the one in the ``tf.signal`` guide: a Hann-windowed STFT, the magnitude spectrum,
+a triangular mel filter bank (``tf.signal.linear_to_mel_weight_matrix``, HTK mel scale) and
+``log(mel + log_offset)``. It lives in ``ops`` so that the layers (``AudioEncoder``) need not
+import ``tf_mmcl.data``; :mod:`tf_mmcl.data.audio` re-exports it beside the WAV decoder.
 """
 
 from __future__ import annotations
+
 
 import tensorflow as tf
 
