@@ -1,5 +1,5 @@
 # `make install`: create .venv if missing and install the package with $(EXTRAS) (then `. .venv/bin/activate`).
-# `make test`: install, then run pytest.
+# `make test`: install, then run pytest (all tests; PYTEST_ARGS='-m "not slow"' skips the slow ones).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # The setup.cfg extras `make install` puts into .venv (comma-separated; add an extra here).
 EXTRAS ?= cpu,test,serving,faiss,plot
 
-.PHONY: test install install-hub clean demo
+.PHONY: test install install-hub clean demo lint format
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ install-hub: $(VENV)/.installed-hub
 
 test: install install-hub
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+# `make lint`: ruff's checks and its format check (settings in ruff.toml); `make format` fixes both.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # `make demo`: train CLIP, Symile, ConFu and Gated Symile on Symile XOR, print the table, export.
 demo: install

@@ -23,7 +23,8 @@ from reproductions import (  # noqa: F401  (importing registers them)
     m3_digits,
 )
 
-# The order (noise_robustness imports m3_digits, which therefore registers first).
+# Report order: the four synthetic studies, then noise robustness and m3_digits (noise_robustness
+# imports m3_digits, which therefore registers first).
 for _name in ("symile_xor", "confu_xor", "gated_fragility", "misalignment", "noise_robustness", "m3_digits"):
     EXPERIMENTS[_name] = EXPERIMENTS.pop(_name)
 del _name

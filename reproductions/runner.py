@@ -262,7 +262,7 @@ def _section_md(record, md_dir: Path, output_dir: Path) -> list:
 def assemble_markdown(output_dir: str = "docs", results_md: str | None = None) -> str:
     """Rebuilds the results Markdown from every ``<output_dir>/results/*.json``.
 
-    Sections come in registry order (the issue's order), then any other records by name.
+    Sections come in registry order (the report order), then any other records by name.
 
     Returns:
         The path of the written Markdown file.

@@ -1,11 +1,13 @@
-"""Shared test setup: quiet TF logs, fixed seeds, and the default float32 policy after each test."""
+"""Shared test setup: quiet TF logs, fixed seeds, and the default float32 policy after each test.
+
+Only fixtures and hooks belong here; helper functions go in ``tests/helpers.py``.
+"""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
@@ -15,8 +17,3 @@ def _float32_policy_and_seed():
     yield
     keras.mixed_precision.set_global_policy("float32")
 
-
-def unit_rows(rng, n, d, dtype="float32"):
-    """Random rows normalised to unit length."""
-    x = rng.normal(size=(n, d))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(dtype)

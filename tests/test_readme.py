@@ -77,6 +77,7 @@ def run(argv, cwd):
     return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_readme_commands_run_as_written_on_a_fresh_clone(clone):
     ran = []
     for line in commands():
@@ -107,6 +108,7 @@ def test_readme_commands_run_as_written_on_a_fresh_clone(clone):
     assert written and sorted(ignored.split()) == written, (written, ignored)
 
 
+@pytest.mark.slow
 def test_readme_python_snippet_runs_and_logs_a_meaningful_top1(clone):
     (snippet,) = fenced_blocks("python")
     script = clone / "readme_snippet.py"

@@ -296,7 +296,8 @@ def _pct(row):
 def markdown(rows, meta):
     lines = [f"Machine: {meta['machine']}; load average at start {meta['load']}; "
              f"TF {meta['tf']}, faiss {meta['faiss']}; k = {meta['k']}.", "",
-             "| data | C | d | method | queries | q/s (wall) | q/CPU-s | × tf_blocked (CPU) | recall@10 | % matmul rate | score buffer MB | peak RSS +MB | build s |",
+             "| data | C | d | method | queries | q/s (wall) | q/CPU-s | × tf_blocked (CPU) | recall@10 "
+             "| % matmul rate | score buffer MB | peak RSS +MB | build s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['data']} | {r['C']:,} | {r['d']} | {r['method']} | {r['queries']} | {r['qps_wall']:,.0f} | "

@@ -28,15 +28,16 @@ Precision: the float32 inputs are cast to float64 and every reference runs in fl
 reference takes its Gram determinant in float32 internally, whatever the input dtype), so the
 golden values carry float64 accuracy except for that determinant.
 
-Usage (the reference environment stays outside the repository)::
+Usage, with ``REF`` a directory outside the repository (the reference environment stays out of
+it) and checkouts of github.com/TillmannRheude/gated_symile and github.com/estafons/confu::
 
-    python3 -m venv /tmp/refvenv
-    /tmp/refvenv/bin/pip install torch==2.13.0 symile==0.1.0 numpy
-    mkdir -p /tmp/gs /tmp/confu
-    git -C /work/.mirror/TillmannRheude+gated_symile/repo archive HEAD losses | tar -x -C /tmp/gs
-    git -C /work/.mirror/estafons+confu/repo archive HEAD src | tar -x -C /tmp/confu
-    /tmp/refvenv/bin/python tools/make_golden.py --gated_symile_repo=/tmp/gs --confu_repo=/tmp/confu \
-        --output=tests/golden/reference_losses.npz
+    python3 -m venv "$REF/venv"
+    "$REF/venv/bin/pip" install torch==2.13.0 symile==0.1.0 numpy
+    mkdir -p "$REF/gs" "$REF/confu"
+    git -C path/to/gated_symile archive HEAD losses | tar -x -C "$REF/gs"
+    git -C path/to/confu archive HEAD src | tar -x -C "$REF/confu"
+    "$REF/venv/bin/python" tools/make_golden.py --gated_symile_repo="$REF/gs" \
+        --confu_repo="$REF/confu" --output=tests/golden/reference_losses.npz
 
 Layout of the .npz: ``cases`` (names); per case ``<case>__meta`` (a JSON string: method,
 kwargs, number of modalities, reference used) and arrays ``<case>__rep<k>``,
@@ -69,7 +70,7 @@ def _import_torch():
         import torch.nn.functional as _functional
     except ImportError:
         sys.exit("make_golden.py: error: PyTorch is not installed here; run this tool with the reference "
-                 "venv's python (python3 -m venv /tmp/refvenv && /tmp/refvenv/bin/pip install torch==2.13.0 "
+                 "venv's python (python3 -m venv REF_VENV && REF_VENV/bin/pip install torch==2.13.0 "
                  "symile==0.1.0 numpy; see the Usage in this file's docstring).")
     torch, F, DTYPE = _torch, _functional, _torch.float64
 

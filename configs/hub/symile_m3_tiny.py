@@ -4,7 +4,7 @@
 TFRecords of ``tf_mmcl.hub.pipeline.write_tensor_records``::
 
     python tools/extract_features.py --config configs/hub/symile_m3_tiny.py \
-        --config.data.tfrecords='/tmp/trio/*.tfrecord' --config.features_dir=/tmp/trio_features
+        --config.data.tfrecords='workdir/trio/*.tfrecord' --config.features_dir=workdir/trio_features
 """
 
 import importlib.util

@@ -10,6 +10,8 @@ from tests.retrieval.helpers import assert_exact_top_k, tiny_model
 from tf_mmcl import export
 from tf_mmcl.retrieval import CandidateIndex
 
+pytestmark = pytest.mark.slow  # every test uses the export checked in a clean subprocess
+
 CASES = {o: (o, {}) for o in ("clip", "symile", "confu", "gram", "triangle", "gated_symile")}
 SUBSETS = {"retrieve_c": ("a", "b"), "retrieve_c_from_a": ("a",), "retrieve_c_from_b": ("b",)}
 
@@ -19,7 +21,7 @@ def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("models")
     work = tmp_path_factory.mktemp("calls")
     cases, jobs = {}, []
-    for key, (objective, options) in CASES.items():
+    for key, (objective, _options) in CASES.items():
         # Not eu.mlp_model: its 4-unit ReLU encoders collapse to near-equal scores (float ties).
         model, x = tiny_model(objective, n=60)
         ids = np.arange(1000, 1060) if key != "symile" else np.array([f"doc{i}" for i in range(60)])

@@ -49,6 +49,7 @@ def exported(tmp_path_factory):
 
 
 @pytest.mark.parametrize("key", list(CASES) + ["audio_text"])
+@pytest.mark.slow
 def test_tensorflow_only_process_reproduces_every_signature(exported, key):
     cases, refs, report = exported
     model, path, _, partial = cases[key]
@@ -77,6 +78,7 @@ def test_signature_names_follow_the_contract():
     assert "gate_weights" not in export.signature_names(eu.mlp_model("symile", "abc"))
 
 
+@pytest.mark.slow
 def test_partial_query_scores_differ_from_full_ones(exported):
     # The 1->1 signature really drops a query modality: for Symile, MIP vs cosine.
     cases, refs, _ = exported
@@ -85,6 +87,7 @@ def test_partial_query_scores_differ_from_full_ones(exported):
     assert not np.allclose(full, one)
 
 
+@pytest.mark.slow
 def test_graph_has_only_core_ops_and_preprocessing_inside(exported):
     cases, _, report = exported
     for key, (_, path, _, _) in cases.items():
@@ -107,6 +110,7 @@ def test_input_specs_follow_encoders():
         export.serving_input_specs(eu.audio_text_model(), input_dtypes={"video": "float32"})
 
 
+@pytest.mark.slow
 def test_saved_model_cli_show_lists_signatures_method_and_ops(exported):
     cases, _, _ = exported
     model, path, _, _ = cases["gated_symile"]
@@ -126,6 +130,7 @@ def test_saved_model_cli_show_lists_signatures_method_and_ops(exported):
     assert not [o for o in listed_ops if tf.raw_ops.__dict__.get(o) is None], listed_ops
 
 
+@pytest.mark.slow
 def test_saved_model_cli_run_with_npy_inputs(exported, tmp_path):
     cases, refs, _ = exported
     _, path, _, _ = cases["confu"]
@@ -153,6 +158,7 @@ def test_saved_model_cli_run_with_npy_inputs(exported, tmp_path):
     ("a", lambda x: tf.constant(x["a"], tf.float64), r".*dtype=tf.float64, name='a'\)"),
     ("candidate_embeddings", lambda x: x["c"], r"shape=\(5, 3\).*name='candidate_embeddings'\)"),
 ])
+@pytest.mark.slow
 def test_wrong_shape_or_dtype_names_the_input(exported, name, value, pattern):
     cases, _, _ = exported
     _, path, x, _ = cases["symile"]
@@ -166,6 +172,7 @@ def test_wrong_shape_or_dtype_names_the_input(exported, name, value, pattern):
     assert re.search(r"Can not cast TensorSpec\(" + pattern, message.split("Received args")[0]), message[:500]
 
 
+@pytest.mark.slow
 def test_single_input_signatures_check_shape_by_name_and_dtype(exported):
     cases, _, _ = exported
     _, path, x, _ = cases["audio_text"]
@@ -178,6 +185,7 @@ def test_single_input_signatures_check_shape_by_name_and_dtype(exported):
         loaded.signatures["embed_text"](text=tf.constant(x["text"], tf.float32))
 
 
+@pytest.mark.slow
 def test_warmup_requests_cover_every_signature_and_run(exported):
     from tensorflow_serving.apis import prediction_log_pb2
 

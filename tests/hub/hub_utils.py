@@ -54,6 +54,6 @@ sig = loaded.signatures["serving_default"]
 out = sig(**{k: tf.constant(v) for k, v in inputs.items()})
 np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.items()})
 specs = {k: v.dtype.name for k, v in sig.structured_input_signature[1].items()}
-print(json.dumps({"imported": sorted({m.split(".")[0] for m in sys.modules} & {"tf_mmcl", "keras_hub", "tensorflow_text"}),
-                  "input_dtypes": specs}))
+imported = {m.split(".")[0] for m in sys.modules} & {"tf_mmcl", "keras_hub", "tensorflow_text"}
+print(json.dumps({"imported": sorted(imported), "input_dtypes": specs}))
 '''

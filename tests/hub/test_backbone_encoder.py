@@ -126,6 +126,7 @@ def test_generic_keras_model_and_config_round_trip():
     assert clone.get_config() == config
 
 
+@pytest.mark.slow
 def test_trains_saves_and_serves_the_symile_trio(presets, tmp_path):
     keras.utils.set_random_seed(0)
     encoders = {"image": BackboneEncoder.from_preset(presets["clip_vision"]),
@@ -176,6 +177,7 @@ def test_mixed_precision_fit(presets):
     assert model.embed("text", x["text"]).dtype == "float32"
 
 
+@pytest.mark.slow
 def test_without_keras_hub_the_error_names_the_extra(presets):
     script = ("import sys; sys.modules['keras_hub'] = None\n"
               "import tf_mmcl\n"

@@ -30,6 +30,7 @@ def test_help_does_not_import_tensorflow(tool):
     assert "--config" in proc.stdout and "TF False" in proc.stdout, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_extract_then_train_heads_then_serve_raw_inputs(tmp_path):
     pytest.importorskip("keras_hub")
     from tf_mmcl.hub import save_random_preset

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from layer_test_utils import (
+
+from tests.layers.layer_test_utils import (
     functional_model,
     run_fit_test,
     run_precision_test,
@@ -16,7 +17,6 @@ from layer_test_utils import (
     run_serialization_test,
     run_shape_test,
 )
-
 from tf_mmcl.data.audio import decode_wav, log_mel_spectrogram, num_frames, tfio_available
 from tf_mmcl.layers import AudioEncoder
 

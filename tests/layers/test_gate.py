@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import unit_rows
+from tests.helpers import unit_rows
 from tf_mmcl.layers.gate import ContrastiveGate
 
 NAMES = ["a", "b", "c"]

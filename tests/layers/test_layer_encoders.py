@@ -4,7 +4,8 @@ test_text_encoder.py)."""
 import keras
 import numpy as np
 import pytest
-from layer_test_utils import (
+
+from tests.layers.layer_test_utils import (
     functional_model,
     run_fit_test,
     run_precision_test,
@@ -12,7 +13,6 @@ from layer_test_utils import (
     run_serialization_test,
     run_shape_test,
 )
-
 from tf_mmcl.layers import ImageEncoder, MLPEncoder
 
 RNG = np.random.default_rng(0)

@@ -3,7 +3,8 @@
 import keras
 import numpy as np
 import pytest
-from layer_test_utils import (
+
+from tests.layers.layer_test_utils import (
     functional_model,
     run_fit_test,
     run_precision_test,
@@ -11,7 +12,6 @@ from layer_test_utils import (
     run_serialization_test,
     run_shape_test,
 )
-
 from tf_mmcl.layers import FusionHead
 from tf_mmcl.layers.fusion import CONFU_DEFAULT_HIDDEN_DIM
 

@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from layer_test_utils import (
+
+from tests.layers.layer_test_utils import (
     functional_model,
     run_fit_test,
     run_precision_test,
@@ -14,7 +15,6 @@ from layer_test_utils import (
     run_serialization_test,
     run_shape_test,
 )
-
 from tf_mmcl.layers import L2Normalize, LogitScale, ProjectionHead
 
 

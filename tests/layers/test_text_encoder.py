@@ -4,14 +4,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from layer_test_utils import (
+
+from tests.layers.layer_test_utils import (
     run_fit_test,
     run_precision_test,
     run_saving_test,
     run_serialization_test,
     run_shape_test,
 )
-
 from tf_mmcl.layers import TextEncoder, TransformerEncoderBlock
 
 SMALL = {"vocab_size": 30, "embed_dim": 8, "num_heads": 2, "ff_dim": 16, "max_length": 10}

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.helpers import unit_rows
 from tf_mmcl.losses import clip_loss, confu_loss, gram_loss, symile_loss, triangle_loss
-from tests.conftest import unit_rows
 
 N, D = 6, 8
 

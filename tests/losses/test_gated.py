@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import unit_rows
+from tests.helpers import unit_rows
 from tests.layers.test_gate import (
     build_gate,
     make_embeddings,

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
+from tests.helpers import unit_rows
 from tf_mmcl import losses
-from tests.conftest import unit_rows
 
 rng = np.random.default_rng(0)
 REPS = {name: unit_rows(rng, 6, 4) for name in ("a", "b", "c")}

@@ -131,6 +131,7 @@ def test_bad_constructor_and_api_arguments():
 @pytest.mark.parametrize("objective,options", [("symile", {"negative_sampling": "n_squared"}),
                                                ("confu", {"lam": 0.5}),
                                                ("gated_symile", {"key_dim": 8})])
+@pytest.mark.slow
 def test_keras_file_round_trip_in_a_fresh_process(tmp_path, objective, options):
     model = _model(objective, **options)
     model.compile(optimizer=keras.optimizers.Adam(0.01))

@@ -65,6 +65,7 @@ def test_saving_a_partly_built_model_is_a_clear_error(tmp_path):
         model.save_weights(str(tmp_path / "m.weights.h5"))
 
 
+@pytest.mark.slow
 def test_gated_symile_round_trip_in_a_fresh_process(tmp_path):
     model = make("gated_symile")
     model(X)

@@ -4,13 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.helpers import unit_rows
 from tf_mmcl.losses import symmetric_infonce
 from tf_mmcl.ops import dot_scores, symmetric_infonce_from_embeddings
-
-
-def _unit(rng, n, d):
-    x = rng.normal(size=(n, d)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def _value_and_grads(fn, a, b, scale, valid):
@@ -37,7 +33,7 @@ MASKS = {
 @pytest.mark.parametrize("scale", [1.0, 14.3, 100.0])
 def test_value_and_gradients_match_autodiff(mask, scale):
     rng = np.random.default_rng(0)
-    a, b = _unit(rng, 8, 5), _unit(rng, 8, 5)
+    a, b = unit_rows(rng, 8, 5), unit_rows(rng, 8, 5)
     valid = None if MASKS[mask] is None else tf.constant(MASKS[mask])
     ours = _value_and_grads(symmetric_infonce_from_embeddings, a, b, np.float32(scale), valid)
     ref = _value_and_grads(_plain, a, b, np.float32(scale), valid)
@@ -64,7 +60,7 @@ def test_both_arrangements_match_autodiff(n, d, scale, static):
     """d > N (sizes known) takes the logits-side arrangement, otherwise the embedding-side one;
     with the sizes unknown at trace time (static=False) the embedding-side one runs for every shape."""
     rng = np.random.default_rng(5)
-    a, b = _unit(rng, n, d), _unit(rng, n, d)
+    a, b = unit_rows(rng, n, d), unit_rows(rng, n, d)
     if static:
         ours = _value_and_grads(symmetric_infonce_from_embeddings, a, b, np.float32(scale), None)
     else:
@@ -77,7 +73,7 @@ def test_both_arrangements_match_autodiff(n, d, scale, static):
 
 def test_absent_rows_get_no_gradient_and_do_not_change_the_loss():
     rng = np.random.default_rng(1)
-    a, b = _unit(rng, 6, 4), _unit(rng, 6, 4)
+    a, b = unit_rows(rng, 6, 4), unit_rows(rng, 6, 4)
     valid = np.array([True, True, False, True, False, True])
     value, ga, gb, _ = _value_and_grads(symmetric_infonce_from_embeddings, a, b, np.float32(10.0), tf.constant(valid))
     assert not np.any(ga[~valid]) and not np.any(gb[~valid])
@@ -92,13 +88,13 @@ def test_analytic_cases():
     # Perfect alignment with a large scale -> ~0; identical candidates (uniform logits) -> log N.
     r = np.eye(6, dtype=np.float32)
     assert float(symmetric_infonce_from_embeddings(r, r, 100.0)) < 1e-6
-    same = np.tile(_unit(rng, 1, 4), (6, 1))
+    same = np.tile(unit_rows(rng, 1, 4), (6, 1))
     np.testing.assert_allclose(float(symmetric_infonce_from_embeddings(same, same, 10.0)), np.log(6.0), rtol=1e-6)
 
 
 def test_half_precision_inputs_give_float32_and_the_float32_value():
     rng = np.random.default_rng(3)
-    a, b = _unit(rng, 8, 16), _unit(rng, 8, 16)
+    a, b = unit_rows(rng, 8, 16), unit_rows(rng, 8, 16)
     ref = float(symmetric_infonce_from_embeddings(a, b, 20.0))
     for dtype in (tf.float16, tf.bfloat16):
         out = symmetric_infonce_from_embeddings(tf.cast(a, dtype), tf.cast(b, dtype), 20.0)
@@ -118,7 +114,7 @@ def test_dynamic_batch_in_tf_function_and_xla(jit):
 
     rng = np.random.default_rng(4)
     for n in (3, 7):
-        a, b = _unit(rng, n, 4), _unit(rng, n, 4)
+        a, b = unit_rows(rng, n, 4), unit_rows(rng, n, 4)
         valid = np.ones(n, bool)
         valid[0] = False
         value, grads = step(a, b, tf.constant(5.0), valid)
@@ -130,7 +126,7 @@ def test_dynamic_batch_in_tf_function_and_xla(jit):
 
 def test_extreme_scale_stays_finite():
     rng = np.random.default_rng(5)
-    a, b = _unit(rng, 8, 3), _unit(rng, 8, 3)
+    a, b = unit_rows(rng, 8, 3), unit_rows(rng, 8, 3)
     out = _value_and_grads(symmetric_infonce_from_embeddings, a, b, np.float32(1e4), None)
     assert all(np.all(np.isfinite(x)) for x in out)
 
@@ -139,8 +135,8 @@ def test_batched_pairs_equal_the_mean_of_single_pairs():
     from tf_mmcl.ops import mean_symmetric_infonce_over_pairs
 
     rng = np.random.default_rng(6)
-    a = np.stack([_unit(rng, 6, 4) for _ in range(3)])
-    b = np.stack([_unit(rng, 6, 4) for _ in range(3)])
+    a = np.stack([unit_rows(rng, 6, 4) for _ in range(3)])
+    b = np.stack([unit_rows(rng, 6, 4) for _ in range(3)])
     a_t, b_t, s_t = tf.constant(a), tf.constant(b), tf.constant(12.0)
     with tf.GradientTape(persistent=True) as tape:
         tape.watch([a_t, b_t, s_t])
@@ -157,7 +153,7 @@ def test_clip_loss_eager_and_graph_paths_agree():
     from tf_mmcl.losses import clip_loss
 
     rng = np.random.default_rng(7)
-    reps = [tf.constant(_unit(rng, 8, 5)) for _ in range(4)]
+    reps = [tf.constant(unit_rows(rng, 8, 5)) for _ in range(4)]
     eager = float(clip_loss(reps, 9.0))  # batched eager path
     graph = float(tf.function(lambda r: clip_loss(r, 9.0))(reps))  # per-pair graph path
     np.testing.assert_allclose(eager, graph, rtol=1e-6)

@@ -4,17 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.helpers import unit_rows
 from tf_mmcl.ops import shuffled_negative_logits, shuffled_negative_logsumexp
-
-
-def _unit(rng, n, d):
-    x = rng.normal(size=(n, d)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def _case(m, n, d, seed=0):
     rng = np.random.default_rng(seed)
-    reps = [tf.constant(_unit(rng, n, d)) for _ in range(m)]
+    reps = [tf.constant(unit_rows(rng, n, d)) for _ in range(m)]
     perms = tf.constant(np.stack([rng.permutation(n) for _ in range(m - 1)]).astype(np.int32))
     # A non-uniform upstream gradient, so every row's weight in the backward matters.
     weights = tf.constant(rng.uniform(0.5, 2.0, size=n).astype(np.float32))

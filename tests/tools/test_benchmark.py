@@ -14,6 +14,7 @@ TINY = ["--sizes=8", "--dims=4", "--repeats=2", "--samples=2", "--warmup=0", "--
         "--memory_mode=function"]
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_json_markdown_and_plot(tmp_path):
     out_json, out_md, plot = tmp_path / "b.json", tmp_path / "b.md", tmp_path / "plots" / "b.png"
     res = cli.main(TINY + ["--skip_reference", "--modes=eager,xla", "--loop_modes=xla_loop", "--steps_per_call=3",
@@ -224,6 +225,7 @@ def test_interleaved_rounds_keep_the_samples_taken_before_a_failure():
     assert [op for w, op, _ in log if w == "torch"].count("sample") == 2
 
 
+@pytest.mark.slow
 def test_served_worker_subprocess_prepares_samples_and_survives_a_bad_cell():
     """The real protocol: a TF worker process, a good cell, a bad one, another good one."""
     runner = protocol.Runner(cli.parse_args(["--warmup=0", "--min_time=0", "--threads=1"]))

@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # every test runs the command-line tools in subprocesses
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = ["--config.dataset.params.n_train=256", "--config.dataset.params.n_val=64",
         "--config.dataset.params.n_test=64", "--config.batch_size=64", "--config.epochs=1"]

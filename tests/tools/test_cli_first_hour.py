@@ -82,6 +82,7 @@ def test_m3_digits_without_espeak_is_one_line(tmp_path):
     assert_one_line_error(proc, "espeak-ng", "apt-get install -y espeak-ng", "--clip_source")
 
 
+@pytest.mark.slow
 def test_switching_the_objective_from_the_command_line(tmp_path):
     # symile -> clip: Symile's negative_sampling is dropped, clip's defaults apply.
     proc = run_tool("train.py", "--config", "configs/benchmark.py:symile_xor,symile", "--workdir", str(tmp_path / "clip"),
@@ -115,6 +116,7 @@ def test_apply_overrides_resets_the_options_of_a_new_objective():
         training.validate_config(config)
 
 
+@pytest.mark.slow
 def test_serving_request_inputs_from_the_export_and_its_errors(tmp_path):
     from tests.export import export_utils as eu
     from tf_mmcl import export
@@ -140,6 +142,7 @@ def test_serving_request_inputs_from_the_export_and_its_errors(tmp_path):
     assert_one_line_error(proc, "no file")
 
 
+@pytest.mark.slow
 def test_reproduce_quick_writes_outside_the_committed_docs(tmp_path):
     proc = run_tool("reproduce.py", "--quick", "--assemble_only", cwd=tmp_path)
     assert_one_line_error(proc, "No experiment records under workdir/reproduce_quick/results")
@@ -153,6 +156,7 @@ def test_reproduce_quick_writes_outside_the_committed_docs(tmp_path):
     assert not os.path.exists(tmp_path / "docs")
 
 
+@pytest.mark.slow
 def test_m3_digits_trains_evaluates_and_exports_with_the_tools(tmp_path):
     clips = os.path.join(REPO, "tests", "datasets", "data", "m3_digits_clips")
     workdir = str(tmp_path / "m3")

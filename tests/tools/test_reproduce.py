@@ -31,6 +31,7 @@ def quick_run(tmp_path_factory):
     return out, proc
 
 
+@pytest.mark.slow
 def test_quick_run_writes_record_with_the_measured_claim(quick_run):
     out, _ = quick_run
     record = json.loads((out / "results" / "symile_xor.json").read_text())
@@ -45,6 +46,7 @@ def test_quick_run_writes_record_with_the_measured_claim(quick_run):
     assert record["wall_time_s"] > 0 and "--quick" in record["command"]
 
 
+@pytest.mark.slow
 def test_quick_run_writes_markdown_section(quick_run):
     out, _ = quick_run
     md = (out / "results.md").read_text()
@@ -65,6 +67,7 @@ def test_quick_run_writes_markdown_section(quick_run):
     assert "## 2. ConFu XOR" not in md
 
 
+@pytest.mark.slow
 def test_quick_run_writes_a_real_plot(quick_run):
     out, _ = quick_run
     path = out / "plots" / "results_symile_xor.png"
@@ -77,6 +80,7 @@ def test_quick_run_writes_a_real_plot(quick_run):
     assert float(np.std(image[..., :3])) > 0.01  # not a blank canvas
 
 
+@pytest.mark.slow
 def test_assembly_keeps_other_sections_and_replaces_own(quick_run, tmp_path):
     out, _ = quick_run
     record = json.loads((out / "results" / "symile_xor.json").read_text())
@@ -112,11 +116,12 @@ def test_every_registered_experiment_has_a_config_with_quick_overrides():
     for name in experiments.EXPERIMENTS:
         full = runner.load_config(name)
         quick = runner.load_config(name, quick=True)
-        assert full.num_seeds >= 3, name  # the issue: mean ± std over at least 3 seeds
+        assert full.num_seeds >= 3, name  # results report mean ± std over >= 3 seeds
         assert "quick" not in full and quick.to_dict() != full.to_dict(), name
         assert quick.steps <= full.steps, name
 
 
+@pytest.mark.slow
 def test_parallel_seeds_match_sequential_seeds(tmp_path):
     # --jobs runs seeds in spawned worker processes: same per-seed measurements, seed order kept.
     overrides = ["p_hats=[1.0]", "steps=15", "n_train=1000", "n_test=300", "batch_size=250"]

@@ -40,6 +40,7 @@ def quick_run(tmp_path_factory):
     return out, time.time() - start
 
 
+@pytest.mark.slow
 def test_quick_run_record(quick_run):
     out, _ = quick_run
     record = json.loads((out / "results" / "m3_digits.json").read_text())
@@ -68,6 +69,7 @@ def test_quick_run_record(quick_run):
     assert record["wall_time_s"] > 0
 
 
+@pytest.mark.slow
 def test_quick_run_markdown_and_plot(quick_run):
     out, _ = quick_run
     md = (out / "results.md").read_text()

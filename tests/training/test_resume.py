@@ -19,6 +19,8 @@ import tensorflow as tf
 from configs.benchmark import benchmark_config
 from tf_mmcl import training
 
+pytestmark = pytest.mark.slow  # every test resumes runs killed in subprocesses
+
 OVERRIDES = ["dataset.params.n_train=256", "dataset.params.n_val=64", "dataset.params.n_test=64",
              "epochs=3", "batch_size=64", "verbose=0"]  # 4 steps per epoch; Symile "n" draws permutations
 KILL_RUN = os.path.join(os.path.dirname(__file__), "kill_run.py")

@@ -6,8 +6,8 @@ One test per class of bad input, parametrised over objectives and modes (see ``_
 import numpy as np
 import pytest
 import tensorflow as tf
-from _modes import MODES, assert_rejected, run
 
+from tests.validation._modes import MODES, assert_rejected, run
 from tf_mmcl.losses import (
     CLIPLoss,
     SymileLoss,

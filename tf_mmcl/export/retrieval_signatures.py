@@ -38,11 +38,11 @@ _MODEL_SCORE_BLOCK = 4096
 
 def retrieval_query_subsets(model, candidate, partial_queries):
     """The query-modality subsets that get a ``retrieve_`` signature (as for ``score_``)."""
-    return saved_model._query_subsets(model, candidate, partial_queries)
+    return saved_model.query_subsets(model, candidate, partial_queries)
 
 
 def retrieval_signature_name(model, candidate, queries):
-    return saved_model._signature_name(model, candidate, queries, "retrieve")
+    return saved_model.signature_name(model, candidate, queries, "retrieve")
 
 
 def check_indexes(model, index):

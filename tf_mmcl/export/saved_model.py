@@ -26,7 +26,9 @@ __all__ = [
     "SIGNATURE_CONTRACT",
     "WARMUP_FILE",
     "export_for_serving",
+    "query_subsets",
     "serving_input_specs",
+    "signature_name",
     "signature_names",
 ]
 
@@ -61,7 +63,7 @@ def _encoder_input_dtype(encoder):
     dtype = getattr(encoder, "input_dtype", None)
     if dtype is not None:
         return keras.backend.standardize_dtype(dtype)
-    from tf_mmcl.layers.encoders import TextEncoder
+    from tf_mmcl.layers.text_encoder import TextEncoder
 
     if isinstance(encoder, (TextEncoder, keras.layers.Embedding)):
         return "int32"
@@ -121,7 +123,12 @@ def serving_input_specs(model, input_shapes=None, input_dtypes=None):
     return specs
 
 
-def _query_subsets(model, candidate, partial_queries):
+def query_subsets(model, candidate, partial_queries):
+    """The query-modality tuples that get a signature for ``candidate``.
+
+    All other modalities; with ``partial_queries`` also every non-empty subset of them, largest
+    first.
+    """
     others = [m for m in model.modalities if m != candidate]
     if not partial_queries:
         return [tuple(others)]
@@ -131,7 +138,7 @@ def _query_subsets(model, candidate, partial_queries):
     return subsets
 
 
-def _signature_name(model, candidate, queries, kind="score"):
+def signature_name(model, candidate, queries, kind="score"):
     """``<kind>_<candidate>`` for every other modality as queries, else ``..._from_<q...>``."""
     others = [m for m in model.modalities if m != candidate]
     if list(queries) == others:
@@ -140,7 +147,7 @@ def _signature_name(model, candidate, queries, kind="score"):
 
 
 def _score_name(model, candidate, queries):
-    return _signature_name(model, candidate, queries, "score")
+    return signature_name(model, candidate, queries, "score")
 
 
 def signature_names(model, partial_queries=True):
@@ -164,7 +171,7 @@ def signature_names(model, partial_queries=True):
     """
     names = ["serving_default"] + [f"embed_{m}" for m in model.modalities]
     for c in model.modalities:
-        names += [_score_name(model, c, q) for q in _query_subsets(model, c, partial_queries)]
+        names += [_score_name(model, c, q) for q in query_subsets(model, c, partial_queries)]
     names += list(model.objective.export_endpoints(model))  # e.g. Gated Symile's "gate_weights"
     return names
 
@@ -210,7 +217,7 @@ def _build_archive(model, specs, partial_queries, indexes=None, retrieve_k=10):
 
     cand_spec = tf.TensorSpec((None, model.embedding_dim), tf.float32, name=CANDIDATE_EMBEDDINGS)
     for c in modalities:
-        for queries in _query_subsets(model, c, partial_queries):
+        for queries in query_subsets(model, c, partial_queries):
             def score(inputs, c=c, queries=queries):
                 logits = model.score_candidate_embeddings(
                     {q: inputs[q] for q in queries}, c, inputs[CANDIDATE_EMBEDDINGS])
@@ -303,7 +310,7 @@ def _write_warmup(path, model, specs, name, partial_queries, indexes=None):
 
 def _signature_queries(model, signature, partial_queries):
     for c in model.modalities:
-        for queries in _query_subsets(model, c, partial_queries):
+        for queries in query_subsets(model, c, partial_queries):
             if _score_name(model, c, queries) == signature:
                 return queries
     raise ValueError(f"No score signature named {signature!r}.")  # pragma: no cover

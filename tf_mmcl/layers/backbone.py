@@ -267,7 +267,7 @@ class BackboneEncoder(keras.layers.Layer):
         first = blocks[-k]
         # Everything that runs wholly before the first trainable block is frozen (embeddings,
         # earlier blocks, containers like ViT's patch embedding with its own class token).
-        for kind, layer, end in walk[:first]:
+        for _kind, layer, end in walk[:first]:
             if end <= first:
                 _freeze(layer)
 

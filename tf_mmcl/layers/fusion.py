@@ -34,13 +34,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tf_mmcl.layers.encoders import (
-    _check_rank,
-    _serialize_activation,
-    _validate_optional_units,
-    _validate_rate,
-    _validate_units,
-)
+from tf_mmcl.layers.sublayers import serialize_activation
+from tf_mmcl.layers.validation import check_rank, validate_optional_units, validate_rate, validate_units
 
 __all__ = ["FusionHead", "CONFU_DEFAULT_HIDDEN_DIM"]
 
@@ -88,16 +83,16 @@ class FusionHead(keras.layers.Layer):
                  activation="relu", output_activation="leaky_relu", output_dropout=True,
                  seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.output_dim = _validate_units(output_dim, "output_dim")
-        self.hidden_dim = _validate_optional_units(hidden_dim, "hidden_dim")
-        self.num_layers = _validate_units(num_layers, "num_layers")
-        self.dropout = _validate_rate(dropout)
-        self.mask_ratio = _validate_rate(mask_ratio, "mask_ratio")
-        self.activation = _serialize_activation(activation)
+        self.output_dim = validate_units(output_dim, "output_dim")
+        self.hidden_dim = validate_optional_units(hidden_dim, "hidden_dim")
+        self.num_layers = validate_units(num_layers, "num_layers")
+        self.dropout = validate_rate(dropout)
+        self.mask_ratio = validate_rate(mask_ratio, "mask_ratio")
+        self.activation = serialize_activation(activation)
         self.output_activation = (
             "leaky_relu" if output_activation == "leaky_relu"
             else None if output_activation is None
-            else _serialize_activation(output_activation))
+            else serialize_activation(output_activation))
         self.output_dropout = bool(output_dropout)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"`seed` must be an int or None. Received: seed={seed!r}")
@@ -146,7 +141,7 @@ class FusionHead(keras.layers.Layer):
                 f"Layer '{self.name}' (FusionHead) fuses >= 2 modalities; received "
                 f"{len(shapes)} input(s).")
         for k, shape in enumerate(shapes):
-            _check_rank(self, shape, f"features (N, D) for input {k}", rank=2)
+            check_rank(self, shape, f"features (N, D) for input {k}", rank=2)
             if shape[-1] is None:
                 raise ValueError(f"Layer '{self.name}': input {k} needs a known width; got "
                                  f"shape {shape}.")

@@ -13,14 +13,8 @@ import math
 import keras
 from keras import ops
 
-from tf_mmcl.layers.encoders import (
-    _check_rank,
-    _dense_stack_build,
-    _serialize_activation,
-    _validate_rate,
-    _validate_tuple,
-    _validate_units,
-)
+from tf_mmcl.layers.sublayers import build_in_sequence, serialize_activation
+from tf_mmcl.layers.validation import check_rank, validate_rate, validate_tuple, validate_units
 
 __all__ = ["ProjectionHead", "L2Normalize", "LogitScale"]
 
@@ -57,11 +51,11 @@ class ProjectionHead(keras.layers.Layer):
 
     def __init__(self, output_dim, hidden_units=(), activation="relu", dropout=0.0, **kwargs):
         super().__init__(**kwargs)
-        _validate_units(output_dim, "output_dim")
-        self.hidden_units = _validate_tuple(hidden_units, "hidden_units")
+        validate_units(output_dim, "output_dim")
+        self.hidden_units = validate_tuple(hidden_units, "hidden_units")
         self.output_dim = int(output_dim)
-        self.activation = _serialize_activation(activation)
-        self.dropout = _validate_rate(dropout)
+        self.activation = serialize_activation(activation)
+        self.dropout = validate_rate(dropout)
 
         # === Layers ===
         self.hidden_layers = []
@@ -76,8 +70,8 @@ class ProjectionHead(keras.layers.Layer):
             self.output_dim, dtype=self.dtype_policy, name="output_dense")
 
     def build(self, input_shape):
-        _check_rank(self, input_shape, min_rank=2, what="features (N, F)")
-        shape = _dense_stack_build(self.hidden_layers, input_shape)
+        check_rank(self, input_shape, min_rank=2, what="features (N, F)")
+        shape = build_in_sequence(self.hidden_layers, input_shape)
         self.output_dense.build(shape)
         self.built = True
 

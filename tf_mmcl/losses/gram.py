@@ -66,10 +66,18 @@ def gram_loss(representations, logit_scale, eps=1e-8, masks=None, check_finite=F
 class GRAMLoss(ContrastiveLoss):
     """Keras loss for :func:`gram_loss` over a dict of embeddings keyed by modality.
 
+    Identical modalities are not a zero-loss input: with ``b_j == c_j`` every candidate volume
+    is 0, all logits tie and the loss is ``log N``.
+
     Example:
         >>> import numpy as np
-        >>> r = np.eye(4, dtype="float32")
-        >>> float(GRAMLoss()(None, {"a": r, "b": r, "c": r, "logit_scale": 50.0})) < 1e-3
+        >>> rng = np.random.default_rng(0)
+        >>> def unit(x): return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype("float32")
+        >>> a = unit(rng.normal(size=(8, 16)))
+        >>> b, c = (unit(a + 0.1 * rng.normal(size=a.shape)) for _ in range(2))
+        >>> aligned = float(GRAMLoss()(None, {"a": a, "b": b, "c": c}))
+        >>> shuffled = float(GRAMLoss()(None, {"a": a, "b": b, "c": c[::-1]}))  # c's rows no longer match a's
+        >>> aligned < shuffled
         True
     """
 

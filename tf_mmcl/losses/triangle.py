@@ -47,8 +47,13 @@ def triangle_loss(representations, logit_scale, squared=True, eps=1e-8, masks=No
 
     Example:
         >>> import numpy as np
-        >>> r = np.eye(4, dtype="float32")
-        >>> float(triangle_loss([r, r, r], 100.0)) < 1e-3
+        >>> rng = np.random.default_rng(0)
+        >>> def unit(x): return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype("float32")
+        >>> a = unit(rng.normal(size=(8, 16)))
+        >>> b, c = (unit(a + 0.1 * rng.normal(size=a.shape)) for _ in range(2))
+        >>> aligned = float(triangle_loss([a, b, c], 10.0))
+        >>> shuffled = float(triangle_loss([a, b, c[::-1]], 10.0))  # c's rows no longer match a's
+        >>> aligned < shuffled
         True
     """
     squared = require_bool(squared, "squared")
@@ -70,10 +75,18 @@ def triangle_loss(representations, logit_scale, squared=True, eps=1e-8, masks=No
 class TriangleLoss(ContrastiveLoss):
     """Keras loss for :func:`triangle_loss` over a dict of three embeddings keyed by modality.
 
+    Identical modalities are not a zero-loss input: with ``b_j == c_j`` every candidate area
+    is 0, all logits tie and the loss is ``log N``.
+
     Example:
         >>> import numpy as np
-        >>> r = np.eye(4, dtype="float32")
-        >>> float(TriangleLoss()(None, {"a": r, "b": r, "c": r, "logit_scale": 100.0})) < 1e-3
+        >>> rng = np.random.default_rng(0)
+        >>> def unit(x): return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype("float32")
+        >>> a = unit(rng.normal(size=(8, 16)))
+        >>> b, c = (unit(a + 0.1 * rng.normal(size=a.shape)) for _ in range(2))
+        >>> aligned = float(TriangleLoss()(None, {"a": a, "b": b, "c": c}))
+        >>> shuffled = float(TriangleLoss()(None, {"a": a, "b": b, "c": c[::-1]}))  # c's rows no longer match a's
+        >>> aligned < shuffled
         True
     """
 

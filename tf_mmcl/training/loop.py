@@ -94,7 +94,8 @@ def batch_stream(data, batch_size: int, seed: int, start_step: int = 0) -> tf.da
         >>> import numpy as np
         >>> ds = batch_stream({"a": np.arange(6)}, 2, seed=0)
         >>> later = batch_stream({"a": np.arange(6)}, 2, seed=0, start_step=4)
-        >>> [b["a"].tolist() for b in ds.skip(4).take(2)] == [b["a"].tolist() for b in later.take(2)]
+        >>> [b["a"].numpy().tolist() for b in ds.skip(4).take(2)] == [
+        ...     b["a"].numpy().tolist() for b in later.take(2)]
         True
     """
     arrays, n = _as_arrays(data)

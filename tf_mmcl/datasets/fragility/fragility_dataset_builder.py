@@ -22,7 +22,8 @@ class Builder(SyntheticBuilder):
     name = "fragility"
     GENERATOR = staticmethod(_generator.make_fragility)
     DESCRIPTION = _generator.__doc__
-    CITATION = "Rheude, Hegselmann, Eils, Wild. Hidden in the Multiplicative Interaction: Uncovering Fragility in Multimodal Contrastive Learning. 2026."
+    CITATION = ("Rheude, Hegselmann, Eils, Wild. Hidden in the Multiplicative Interaction: Uncovering Fragility "
+                "in Multimodal Contrastive Learning. 2026.")
     BUILDER_CONFIGS = (
         SyntheticConfig(name="default", description="1 bit, 128 dims, 10 % of each corruption kind.",
                         params=dict(n_bits=1, dim=128, **_SIZES)),

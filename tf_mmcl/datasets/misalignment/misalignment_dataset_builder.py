@@ -23,7 +23,8 @@ class Builder(SyntheticBuilder):
     name = "misalignment"
     GENERATOR = staticmethod(_generator.make_misalignment)
     DESCRIPTION = _generator.__doc__
-    CITATION = "Cai, Liu, Gao, Jiang, Zhang, van den Hengel, Shi. Negate or Embrace: On How Misalignment Shapes Multimodal Representation Learning. 2025."
+    CITATION = ("Cai, Liu, Gao, Jiang, Zhang, van den Hengel, Shi. Negate or Embrace: On How Misalignment Shapes "
+                "Multimodal Representation Learning. 2025.")
     BUILDER_CONFIGS = (
         SyntheticConfig(name="default", description="All semantics selected, none perturbed.", params=dict(**_SIZES)),
         SyntheticConfig(name="biased", description="Semantics 0-5 selected, 4-5 perturbed (p=0.75).",
