@@ -31,32 +31,75 @@ BENCHMARKS = {
     "symile_xor": {
         "params": dict(d_v=5, p_hat=1.0, n_train=4096, n_val=512, n_test=1000, num_modalities=3, seed=0),
         "encoder": dict(hidden_units=(), output_dim=16),
-        "embedding_dim": 16, "batch_size": 128, "learning_rate": 0.02, "epochs": 5,
+        "embedding_dim": 16,
+        "batch_size": 128,
+        "learning_rate": 0.02,
+        "epochs": 5,
     },
     "confu_xor": {
-        "params": dict(d=5, p_hat=1.0, n_train=4096, n_val=512, n_test=1000,
-                       embed_dim=config_dict.placeholder(int), noise_std=0.0, seed=0),
+        "params": dict(
+            d=5,
+            p_hat=1.0,
+            n_train=4096,
+            n_val=512,
+            n_test=1000,
+            embed_dim=config_dict.placeholder(int),
+            noise_std=0.0,
+            seed=0,
+        ),
         "encoder": dict(hidden_units=(), output_dim=16),
-        "embedding_dim": 16, "batch_size": 128, "learning_rate": 0.02, "epochs": 5,
+        "embedding_dim": 16,
+        "batch_size": 128,
+        "learning_rate": 0.02,
+        "epochs": 5,
     },
     "fragility": {
-        "params": dict(n_bits=1, dim=32, p_misaligned=0.1, p_weak=0.1, p_missing=0.1, p_flip=0.1,
-                       a_rule="xor", embed_mode="xor_only", n_train=4096, n_val=512, n_test=1000, seed=0),
+        "params": dict(
+            n_bits=1,
+            dim=32,
+            p_misaligned=0.1,
+            p_weak=0.1,
+            p_missing=0.1,
+            p_flip=0.1,
+            a_rule="xor",
+            embed_mode="xor_only",
+            n_train=4096,
+            n_val=512,
+            n_test=1000,
+            seed=0,
+        ),
         "encoder": dict(hidden_units=(64,), output_dim=32),
-        "embedding_dim": 32, "batch_size": 128, "learning_rate": 0.005, "epochs": 5,
+        "embedding_dim": 32,
+        "batch_size": 128,
+        "learning_rate": 0.005,
+        "epochs": 5,
     },
     "misalignment": {
-        "params": dict(semantics_n=6, modality_n=2, selected=(0, 1, 2, 3), perturbed=(3,),
-                       change_prob=0.75, n_train=4096, n_val=512, n_test=1000, cond_pool=2000, seed=0),
+        "params": dict(
+            semantics_n=6,
+            modality_n=2,
+            selected=(0, 1, 2, 3),
+            perturbed=(3,),
+            change_prob=0.75,
+            n_train=4096,
+            n_val=512,
+            n_test=1000,
+            cond_pool=2000,
+            seed=0,
+        ),
         "encoder": dict(hidden_units=(64,), output_dim=32),
-        "embedding_dim": 8, "batch_size": 128, "learning_rate": 0.005, "epochs": 5,
+        "embedding_dim": 8,
+        "batch_size": 128,
+        "learning_rate": 0.005,
+        "epochs": 5,
     },
     # Image scan x spoken language -> written digit name, read from its tfds build. The encoders
     # of the reproduction (configs/reproduce/m3_digits.py), with the audio's log-mel front end in
     # the graph (so the exported model takes waveforms); text: vocab_size / max_length from the
     # dataset's character vocabulary (added by benchmark_config).
     "m3_digits": {
-        "source": "tfds", "tfds_name": "m3_digits/default",
+        "source": "tfds",
+        "tfds_name": "m3_digits/default",
         "params": dict(clip_source=""),
         "encoder": dict(hidden_units=(64,), output_dim=64),
         "encoders": {
@@ -64,7 +107,10 @@ BENCHMARKS = {
             "audio": dict(type="audio", input_type="waveform", num_mel_bins=32, filters=(16, 32), output_dim=64),
             "text": dict(type="text", embed_dim=32, num_layers=1, num_heads=2, ff_dim=64),
         },
-        "embedding_dim": 32, "batch_size": 128, "learning_rate": 0.002, "epochs": 10,
+        "embedding_dim": 32,
+        "batch_size": 128,
+        "learning_rate": 0.002,
+        "epochs": 10,
     },
 }
 
@@ -83,8 +129,12 @@ OBJECTIVE_OPTIONS = {
 
 # Pairs that train longer than their benchmark's epochs: on the XOR benchmarks the fusion heads
 # (ConFu) and the gate (Gated Symile) need one epoch more than the plain objectives.
-EPOCHS = {("symile_xor", "confu"): 6, ("symile_xor", "gated_symile"): 6,
-          ("confu_xor", "confu"): 6, ("confu_xor", "gated_symile"): 6}
+EPOCHS = {
+    ("symile_xor", "confu"): 6,
+    ("symile_xor", "gated_symile"): 6,
+    ("confu_xor", "confu"): 6,
+    ("confu_xor", "gated_symile"): 6,
+}
 
 
 def benchmark_config(benchmark: str, objective: str, **objective_options) -> ml_collections.ConfigDict:
@@ -121,7 +171,9 @@ def benchmark_config(benchmark: str, objective: str, **objective_options) -> ml_
 
         encoders["text"].update(vocab_size=len(VOCABULARY), max_length=MAX_TEXT_LENGTH)
     c.model.encoders = ml_collections.ConfigDict(encoders)
-    c.model.objective_options = ml_collections.ConfigDict(dict(OBJECTIVE_OPTIONS.get(objective, {}), **objective_options))
+    c.model.objective_options = ml_collections.ConfigDict(
+        dict(OBJECTIVE_OPTIONS.get(objective, {}), **objective_options)
+    )
     c.batch_size = preset["batch_size"]
     c.learning_rate = preset["learning_rate"]
     c.epochs = EPOCHS.get((benchmark, objective), preset["epochs"])
@@ -135,5 +187,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         raise ValueError(
             f"configs/benchmark.py takes '<benchmark>,<objective>' after a colon, e.g. "
             f"--config configs/benchmark.py:symile_xor,symile (got {arg!r}); benchmarks: {sorted(BENCHMARKS)}, "
-            f"objectives: {list(OBJECTIVE_OPTIONS)}.")
+            f"objectives: {list(OBJECTIVE_OPTIONS)}."
+        )
     return benchmark_config(*parts)

@@ -13,22 +13,29 @@ Add one by subclassing :class:`~reproductions.base.Experiment`, decorating it wi
 :func:`~reproductions.base.register`, importing its module here and writing its config.
 """
 
-from reproductions.base import EXPERIMENTS, Experiment, get_experiment, register
 from reproductions import (  # noqa: F401  (importing registers them)
-    symile_xor,
     confu_xor,
     gated_fragility,
+    m3_digits,
     misalignment,
     noise_robustness,
-    m3_digits,
+    symile_xor,
 )
+from reproductions.base import EXPERIMENTS, Experiment, get_experiment, register
+from reproductions.runner import assemble_markdown, load_config, run_experiment
 
 # Report order: the four synthetic studies, then noise robustness and m3_digits (noise_robustness
 # imports m3_digits, which therefore registers first).
 for _name in ("symile_xor", "confu_xor", "gated_fragility", "misalignment", "noise_robustness", "m3_digits"):
     EXPERIMENTS[_name] = EXPERIMENTS.pop(_name)
 del _name
-from reproductions.runner import assemble_markdown, load_config, run_experiment
 
-__all__ = ["EXPERIMENTS", "Experiment", "get_experiment", "register", "assemble_markdown", "load_config",
-           "run_experiment"]
+__all__ = [
+    "EXPERIMENTS",
+    "Experiment",
+    "get_experiment",
+    "register",
+    "assemble_markdown",
+    "load_config",
+    "run_experiment",
+]

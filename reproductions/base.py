@@ -10,7 +10,7 @@ decorated by :func:`register`, imported in ``tf_mmcl/experiments/__init__.py``, 
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 __all__ = ["Experiment", "register", "get_experiment", "EXPERIMENTS"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import keras
 import numpy as np
@@ -32,13 +32,17 @@ __all__ = [
 ]
 
 # Keys of a method spec (a config entry) that are not objective options.
-_SPEC_KEYS = ("label", "objective", "embedding_dim", "learn_logit_scale", "logit_scale_init", "jit_compile",
-              "options")
+_SPEC_KEYS = ("label", "objective", "embedding_dim", "learn_logit_scale", "logit_scale_init", "jit_compile", "options")
 
 
-def build_model(spec: Mapping, modalities: Sequence[str], encoder: str | Mapping = "identity",
-                embedding_dim: int = 16, logit_scale_init: float | None = None,
-                learn_logit_scale: bool | None = None) -> MultimodalContrastiveModel:
+def build_model(
+    spec: Mapping,
+    modalities: Sequence[str],
+    encoder: str | Mapping = "identity",
+    embedding_dim: int = 16,
+    logit_scale_init: float | None = None,
+    learn_logit_scale: bool | None = None,
+) -> MultimodalContrastiveModel:
     """Builds the contrastive model of one method.
 
     Args:
@@ -67,9 +71,14 @@ def build_model(spec: Mapping, modalities: Sequence[str], encoder: str | Mapping
     if encoder == "identity":
         encoders = {m: keras.layers.Identity(name=f"identity_{m}") for m in modalities}
     elif isinstance(encoder, Mapping):
-        encoders = {m: MLPEncoder(hidden_units=tuple(encoder.get("hidden_units", ())),
-                                  output_dim=encoder.get("output_dim"), name=f"encoder_{m}")
-                    for m in modalities}
+        encoders = {
+            m: MLPEncoder(
+                hidden_units=tuple(encoder.get("hidden_units", ())),
+                output_dim=encoder.get("output_dim"),
+                name=f"encoder_{m}",
+            )
+            for m in modalities
+        }
     else:
         raise ValueError(f"encoder must be 'identity' or a mapping of MLPEncoder arguments, got {encoder!r}.")
     kwargs = dict(spec.get("options", {}) or {})
@@ -79,13 +88,22 @@ def build_model(spec: Mapping, modalities: Sequence[str], encoder: str | Mapping
     learn = spec.get("learn_logit_scale", learn_logit_scale)
     if learn is not None:
         kwargs["learn_logit_scale"] = bool(learn)
-    return MultimodalContrastiveModel(encoders, embedding_dim=int(spec.get("embedding_dim", embedding_dim)),
-                                      objective=spec["objective"], **kwargs)
+    return MultimodalContrastiveModel(
+        encoders, embedding_dim=int(spec.get("embedding_dim", embedding_dim)), objective=spec["objective"], **kwargs
+    )
 
 
-def train_model(model: MultimodalContrastiveModel, arrays: Mapping[str, np.ndarray], batch_size: int,
-                steps: int, learning_rate: float, weight_decay: float = 0.01, seed: int = 0,
-                jit_compile: bool = False, keys: Sequence[str] | None = None) -> dict:
+def train_model(
+    model: MultimodalContrastiveModel,
+    arrays: Mapping[str, np.ndarray],
+    batch_size: int,
+    steps: int,
+    learning_rate: float,
+    weight_decay: float = 0.01,
+    seed: int = 0,
+    jit_compile: bool = False,
+    keys: Sequence[str] | None = None,
+) -> dict:
     """Trains ``model`` with AdamW for ``steps`` steps through :func:`tf_mmcl.training.fit`.
 
     The one training path of the library (``model.fit`` on :func:`tf_mmcl.training.batch_stream`:
@@ -123,15 +141,28 @@ def train_model(model: MultimodalContrastiveModel, arrays: Mapping[str, np.ndarr
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}.")
     model.in_batch_metrics = False  # the loss only: these runs are scored on held-out data afterwards
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay),
-                  jit_compile=bool(jit_compile))
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay),
+        jit_compile=bool(jit_compile),
+    )
     start = time.time()
-    result = fit(model, data, batch_size=int(batch_size), epochs=1, steps_per_epoch=int(steps), seed=int(seed),
-                 record_batch_losses=True)
+    result = fit(
+        model,
+        data,
+        batch_size=int(batch_size),
+        epochs=1,
+        steps_per_epoch=int(steps),
+        seed=int(seed),
+        record_batch_losses=True,
+    )
     losses = np.asarray(result.batch_losses, np.float64)
     tail = max(1, steps // 10)
-    return {"first_loss": float(losses[0]), "final_loss": float(losses[-tail:].mean()), "steps": int(steps),
-            "seconds": round(time.time() - start, 2)}
+    return {
+        "first_loss": float(losses[0]),
+        "final_loss": float(losses[-tail:].mean()),
+        "steps": int(steps),
+        "seconds": round(time.time() - start, 2),
+    }
 
 
 def mean_std(values) -> tuple[float, float]:
@@ -168,7 +199,7 @@ def machine_description() -> str:
 
     cores = os.cpu_count()
     try:
-        load = ", load avg %.1f" % os.getloadavg()[0]
+        load = f", load avg {os.getloadavg()[0]:.1f}"
     except OSError:
         load = ""
     gpus = tf.config.list_physical_devices("GPU")

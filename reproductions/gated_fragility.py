@@ -19,11 +19,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from reproductions import common
+from reproductions.base import Experiment, register
 from tf_mmcl.data.synthetic import CORRUPTION_KINDS, make_fragility
 from tf_mmcl.evaluation import metrics_by_group, target_ranks
 from tf_mmcl.keys import mask_key
-from reproductions import common
-from reproductions.base import Experiment, register
 
 
 def block_ranks(model, arrays, block, target="a", queries=("b", "c")):
@@ -47,10 +47,13 @@ def block_ranks(model, arrays, block, target="a", queries=("b", "c")):
 class GatedFragility(Experiment):
     name = "gated_fragility"
     title = "3. Gated fragility: Gated Symile vs Symile vs CLIP under unreliable modalities"
-    source = ("Rheude et al., *Hidden in the Multiplicative Interaction: Uncovering Fragility in Multimodal "
-              "Contrastive Learning* (arXiv 2604.05834, 2026), synthetic benchmark (`SyntheticXNOR`)")
-    claim = ("Gating matches Symile on clean data and beats it (and CLIP) in top-1 retrieval when modalities "
-             "are unreliable.")
+    source = (
+        "Rheude et al., *Hidden in the Multiplicative Interaction: Uncovering Fragility in Multimodal "
+        "Contrastive Learning* (arXiv 2604.05834, 2026), synthetic benchmark (`SyntheticXNOR`)"
+    )
+    claim = (
+        "Gating matches Symile on clean data and beats it (and CLIP) in top-1 retrieval when modalities are unreliable."
+    )
 
     def run_seed(self, config, seed, log):
         labels = [m["label"] for m in config.methods]
@@ -61,11 +64,22 @@ class GatedFragility(Experiment):
         if config.get("authors_setting", False):
             conditions.append(("authors", (1.0, 0.0, 0.0)))
         for rate, (p_mis, p_weak, p_missing) in conditions:
-            data = make_fragility(n_bits=config.n_bits, dim=config.dim, p_misaligned=p_mis, p_weak=p_weak,
-                                  p_missing=p_missing, p_flip=config.p_flip, signal_scale=config.signal_scale,
-                                  distractor_std=config.distractor_std, a_rule=config.a_rule,
-                                  embed_mode=config.embed_mode, n_train=config.n_train, n_val=config.n_val,
-                                  n_test=config.n_test, seed=seed)
+            data = make_fragility(
+                n_bits=config.n_bits,
+                dim=config.dim,
+                p_misaligned=p_mis,
+                p_weak=p_weak,
+                p_missing=p_missing,
+                p_flip=config.p_flip,
+                signal_scale=config.signal_scale,
+                distractor_std=config.distractor_std,
+                a_rule=config.a_rule,
+                embed_mode=config.embed_mode,
+                n_train=config.n_train,
+                n_val=config.n_val,
+                n_test=config.n_test,
+                seed=seed,
+            )
             train, test = data.as_numpy("train"), data.as_numpy("test")
             if rate == "authors":
                 out["authors"] = {lab: {} for lab in labels}
@@ -74,8 +88,16 @@ class GatedFragility(Experiment):
             for spec in config.methods:
                 keras.utils.set_random_seed(seed)
                 model = common.build_model(dict(spec), data.modalities, dict(config.encoder), config.embedding_dim)
-                fit = common.train_model(model, train, config.batch_size, config.steps, config.learning_rate,
-                                         config.weight_decay, seed=seed, jit_compile=config.jit_compile and spec.get("jit_compile", False))
+                fit = common.train_model(
+                    model,
+                    train,
+                    config.batch_size,
+                    config.steps,
+                    config.learning_rate,
+                    config.weight_decay,
+                    seed=seed,
+                    jit_compile=config.jit_compile and spec.get("jit_compile", False),
+                )
                 ranks, n = block_ranks(model, test, config.eval_block)
                 groups = metrics_by_group(ranks, test["corruption"][:n], ks=(1,), names=CORRUPTION_KINDS)
                 by_kind = {k: {"top1": v["top1"], "count": v["count"]} for k, v in groups.items() if k != "all"}
@@ -85,9 +107,11 @@ class GatedFragility(Experiment):
                 else:
                     out["methods"][spec["label"]]["top1"].append(top1)
                     out["methods"][spec["label"]]["by_kind"].append(by_kind)
-                log(f"  seed {seed} rate={rate} {spec['label']}: top1 {top1:.3f} "
+                log(
+                    f"  seed {seed} rate={rate} {spec['label']}: top1 {top1:.3f} "
                     + " ".join(f"{k}={v['top1']:.2f}" for k, v in by_kind.items())
-                    + f" (loss {fit['first_loss']:.3f} -> {fit['final_loss']:.3f}, {fit['seconds']:.0f}s)")
+                    + f" (loss {fit['first_loss']:.3f} -> {fit['final_loss']:.3f}, {fit['seconds']:.0f}s)"
+                )
         return out
 
     def summarize(self, per_seed, config):
@@ -96,11 +120,16 @@ class GatedFragility(Experiment):
         chance = 1.0 / config.eval_block
         top1 = {lab: np.array([s["methods"][lab]["top1"] for s in per_seed]) for lab in labels}
         rows = [[lab] + [common.fmt_mean_std(top1[lab][:, i]) for i in range(len(rates))] for lab in labels]
-        tables = [{"caption": f"Top-1 in-batch retrieval (%) of a from (b, c) among {config.eval_block} candidates "
-                              f"(chance {100 * chance:.1f} %), by total unreliable rate (train = test rate); "
-                              f"mean ± std over {len(per_seed)} seeds. The paper reports no synthetic table in "
-                              "its abstract; its claim is qualitative.",
-                   "header": ["method"] + [f"rate {r:.2f}" for r in rates], "rows": rows}]
+        tables = [
+            {
+                "caption": f"Top-1 in-batch retrieval (%) of a from (b, c) among {config.eval_block} candidates "
+                f"(chance {100 * chance:.1f} %), by total unreliable rate (train = test rate); "
+                f"mean ± std over {len(per_seed)} seeds. The paper reports no synthetic table in "
+                "its abstract; its claim is qualitative.",
+                "header": ["method"] + [f"rate {r:.2f}" for r in rates],
+                "rows": rows,
+            }
+        ]
         kind_rows = []
         for i, r in enumerate(rates):
             if r == 0:
@@ -113,17 +142,29 @@ class GatedFragility(Experiment):
                     cells.append(common.fmt_mean_std(vals) if vals else "–")
                 kind_rows.append([f"{r:.2f}", lab] + cells)
         if kind_rows:
-            tables.append({"caption": "Top-1 (%) broken down by the corruption kind of the query row.",
-                           "header": ["rate", "method"] + list(CORRUPTION_KINDS), "rows": kind_rows})
-        authors = {lab: np.array([s["authors"][lab]["top1"] for s in per_seed]) for lab in labels
-                   if all("authors" in s and lab in s["authors"] for s in per_seed)}
+            tables.append(
+                {
+                    "caption": "Top-1 (%) broken down by the corruption kind of the query row.",
+                    "header": ["rate", "method"] + list(CORRUPTION_KINDS),
+                    "rows": kind_rows,
+                }
+            )
+        authors = {
+            lab: np.array([s["authors"][lab]["top1"] for s in per_seed])
+            for lab in labels
+            if all("authors" in s and lab in s["authors"] for s in per_seed)
+        }
         if authors:
-            tables.append({"caption": "The authors' setting (their `synthetic_xnor.yaml`: p_corrs [0, 1, 1], "
-                                      "`bc_corr_exclusive`, `swap_signal`): every sample has exactly one of b / c "
-                                      "replaced by another sample's signal, in training and test. Top-1 (%), "
-                                      f"mean ± std over {len(per_seed)} seeds.",
-                           "header": ["method", "top-1"],
-                           "rows": [[lab, common.fmt_mean_std(v)] for lab, v in authors.items()]})
+            tables.append(
+                {
+                    "caption": "The authors' setting (their `synthetic_xnor.yaml`: p_corrs [0, 1, 1], "
+                    "`bc_corr_exclusive`, `swap_signal`): every sample has exactly one of b / c "
+                    "replaced by another sample's signal, in training and test. Top-1 (%), "
+                    f"mean ± std over {len(per_seed)} seeds.",
+                    "header": ["method", "top-1"],
+                    "rows": [[lab, common.fmt_mean_std(v)] for lab, v in authors.items()],
+                }
+            )
         findings = []
         verdict = "not evaluated (needs Gated Symile and Symile)"
         if "Gated Symile" in top1 and "Symile" in top1:
@@ -132,8 +173,9 @@ class GatedFragility(Experiment):
             corrupt = [i for i, r in enumerate(rates) if r > 0]
             matches = all(g[i] >= s[i] - 0.03 for i in clean)
             beats = all(g[i] > s[i] for i in corrupt) if corrupt else False
-            parts = [f"rate {rates[i]:.2f}: gated {100 * g[i]:.1f} % vs Symile {100 * s[i]:.1f} %"
-                     for i in range(len(rates))]
+            parts = [
+                f"rate {rates[i]:.2f}: gated {100 * g[i]:.1f} % vs Symile {100 * s[i]:.1f} %" for i in range(len(rates))
+            ]
             if "Gated Symile" in authors and "Symile" in authors:
                 ga, sa = float(authors["Gated Symile"].mean()), float(authors["Symile"].mean())
                 beats = beats and ga > sa
@@ -145,47 +187,64 @@ class GatedFragility(Experiment):
                 if "Gated Symile" in authors and "CLIP" in authors:
                     beats_clip = beats_clip and authors["Gated Symile"].mean() > authors["CLIP"].mean()
             if matches and beats:
-                head = "**reproduced**" if beats_clip else "**partly reproduced** (against Symile; not against CLIP at every rate)"
+                head = (
+                    "**reproduced**"
+                    if beats_clip
+                    else "**partly reproduced** (against Symile; not against CLIP at every rate)"
+                )
             else:
                 head = "**not reproduced**"
             verdict = head + ": " + "; ".join(parts)
             if not matches:
-                findings.append("On clean data Gated Symile is more than 3 points below Symile. The gate starts "
-                                "almost closed (strength sigmoid(-6)) and its per-candidate loss samples "
-                                f"{dict(config.methods[0]['options']).get('num_negatives')} negatives instead of "
-                                "the whole batch, which may need more steps than our CPU budget.")
+                findings.append(
+                    "On clean data Gated Symile is more than 3 points below Symile. The gate starts "
+                    "almost closed (strength sigmoid(-6)) and its per-candidate loss samples "
+                    f"{dict(config.methods[0]['options']).get('num_negatives')} negatives instead of "
+                    "the whole batch, which may need more steps than our CPU budget."
+                )
             if corrupt and not beats:
-                findings.append("Gated Symile does not beat Symile at every corruption rate. Likely causes to "
-                                f"check: the short training budget ({config.steps} steps vs the authors' 25 "
-                                "epochs of 30k samples), our equal split of the rate over three kinds (the "
-                                "authors corrupt with swap_signal only, B/C exclusive, at rate 1.0), and the "
-                                "smaller gate key width (key_dim) used on CPU.")
+                findings.append(
+                    "Gated Symile does not beat Symile at every corruption rate. Likely causes to "
+                    f"check: the short training budget ({config.steps} steps vs the authors' 25 "
+                    "epochs of 30k samples), our equal split of the rate over three kinds (the "
+                    "authors corrupt with swap_signal only, B/C exclusive, at rate 1.0), and the "
+                    "smaller gate key width (key_dim) used on CPU."
+                )
         if "CLIP" in top1 and "Gated Symile" in top1:
             c, g = top1["CLIP"].mean(0), top1["Gated Symile"].mean(0)
             worse = [i for i in range(len(rates)) if rates[i] > 0 and g[i] < c[i]]
             better = [i for i in range(len(rates)) if rates[i] > 0 and g[i] >= c[i]]
             if worse:
-                text = ("Pairwise CLIP is ahead of Gated Symile at rate(s) "
-                        + ", ".join(f"{rates[i]:.1f} ({100 * c[i]:.1f} % vs {100 * g[i]:.1f} %)" for i in worse))
+                text = "Pairwise CLIP is ahead of Gated Symile at rate(s) " + ", ".join(
+                    f"{rates[i]:.1f} ({100 * c[i]:.1f} % vs {100 * g[i]:.1f} %)" for i in worse
+                )
                 if better:
-                    text += ("; the gate is ahead at " + ", ".join(
-                        f"{rates[i]:.1f} ({100 * g[i]:.1f} % vs {100 * c[i]:.1f} %)" for i in better))
+                    text += "; the gate is ahead at " + ", ".join(
+                        f"{rates[i]:.1f} ({100 * g[i]:.1f} % vs {100 * c[i]:.1f} %)" for i in better
+                    )
                 if "Gated Symile" in authors and "CLIP" in authors:
-                    text += (f" and in the authors' setting ({100 * authors['Gated Symile'].mean():.1f} % vs "
-                             f"{100 * authors['CLIP'].mean():.1f} %)")
-                text += (". The paper's claim is against Symile; against CLIP it holds only where corruption is "
-                         "heavy. Why CLIP is strong here: in the redundant (u_v_uv) embedding a = [u, v, u⊕v], "
-                         "b = [u, 1, u], c = [1, v, v], so a is recoverable *pairwise* (u from b, v from c) and "
-                         "CLIP's additive score loses only one term when one modality is corrupted, whereas a "
-                         "multiplicative score is corrupted as a whole unless the gate neutralises the bad "
-                         "modality.")
+                    text += (
+                        f" and in the authors' setting ({100 * authors['Gated Symile'].mean():.1f} % vs "
+                        f"{100 * authors['CLIP'].mean():.1f} %)"
+                    )
+                text += (
+                    ". The paper's claim is against Symile; against CLIP it holds only where corruption is "
+                    "heavy. Why CLIP is strong here: in the redundant (u_v_uv) embedding a = [u, v, u⊕v], "
+                    "b = [u, 1, u], c = [1, v, v], so a is recoverable *pairwise* (u from b, v from c) and "
+                    "CLIP's additive score loses only one term when one modality is corrupted, whereas a "
+                    "multiplicative score is corrupted as a whole unless the gate neutralises the bad "
+                    "modality."
+                )
                 findings.append(text)
         if "Gated Symile" in authors:
             vals = authors["Gated Symile"]
             if len(vals) > 1 and np.std(vals, ddof=1) > 0.05:
-                findings.append("In the authors' setting the gate's result varies by seed ("
-                                + "/".join(f"{100 * v:.1f}" for v in vals) + " %): whether the per-candidate gate "
-                                "learns to close on the misaligned modality within the budget decides the outcome.")
+                findings.append(
+                    "In the authors' setting the gate's result varies by seed ("
+                    + "/".join(f"{100 * v:.1f}" for v in vals)
+                    + " %): whether the per-candidate gate "
+                    "learns to close on the misaligned modality within the budget decides the outcome."
+                )
         return {"tables": tables, "findings": findings, "verdict": verdict}
 
     def plot(self, per_seed, config, path):
@@ -200,8 +259,9 @@ class GatedFragility(Experiment):
         for spec in config.methods:
             lab = spec["label"]
             acc = np.array([s["methods"][lab]["top1"] for s in per_seed])
-            axes[0].errorbar(rates, acc.mean(0), yerr=acc.std(0, ddof=1) if len(acc) > 1 else None, marker="o",
-                             capsize=3, label=lab)
+            axes[0].errorbar(
+                rates, acc.mean(0), yerr=acc.std(0, ddof=1) if len(acc) > 1 else None, marker="o", capsize=3, label=lab
+            )
         axes[0].set_xlabel("unreliable-modality rate")
         axes[0].set_ylabel("top-1 retrieval of a")
         axes[0].set_ylim(0, 1.05)
@@ -211,8 +271,10 @@ class GatedFragility(Experiment):
         width = 0.8 / len(config.methods)
         for j, spec in enumerate(config.methods):
             lab = spec["label"]
-            vals = [np.mean([s["methods"][lab]["by_kind"][i].get(k, {}).get("top1", np.nan) for s in per_seed])
-                    for k in kinds]
+            vals = [
+                np.mean([s["methods"][lab]["by_kind"][i].get(k, {}).get("top1", np.nan) for s in per_seed])
+                for k in kinds
+            ]
             axes[1].bar(np.arange(len(kinds)) + j * width, vals, width, label=lab)
         axes[1].set_xticks(np.arange(len(kinds)) + 0.4 - width / 2)
         axes[1].set_xticklabels(kinds)

@@ -28,15 +28,15 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_mmcl.data.audio import log_mel_spectrogram
 from reproductions import common
 from reproductions.base import Experiment, register
+from tf_mmcl.data.audio import log_mel_spectrogram
 from tf_mmcl.layers import AudioEncoder, ImageEncoder, MLPEncoder, TextEncoder
 from tf_mmcl.models import MultimodalContrastiveModel
 
@@ -52,8 +52,9 @@ AUDIO_FEATURES = ("log_mel_stats", "log_mel")
 _DATA_CACHE: dict = {}
 
 
-def load_m3_digits(data_dir: str, dataset_config: str = "default", clip_source=None, num_mel_bins: int = 64,
-                   read_batch: int = 500) -> dict:
+def load_m3_digits(
+    data_dir: str, dataset_config: str = "default", clip_source=None, num_mel_bins: int = 64, read_batch: int = 500
+) -> dict:
     """Builds (if needed) and reads ``m3_digits``, with the audio turned into log-mel features.
 
     The log-mel spectrograms (:func:`tf_mmcl.data.audio.log_mel_spectrogram`, Hann STFT 400/160/512)
@@ -114,7 +115,7 @@ def load_m3_digits(data_dir: str, dataset_config: str = "default", clip_source=N
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _log_mel_fn(num_mel_bins: int):
     # One traced function per band count, reused by every call (a new tf.function per call retraces).
     @tf.function(reduce_retracing=True)
@@ -137,8 +138,10 @@ def waveform_log_mels(data: Mapping, waveforms: np.ndarray, read_batch: int = 50
     """
     to_log_mel = _log_mel_fn(data["num_mel_bins"])
     mean, std = data["audio_stats"]
-    parts = [to_log_mel(tf.convert_to_tensor(waveforms[i:i + read_batch], tf.float32)).numpy()
-             for i in range(0, len(waveforms), read_batch)]
+    parts = [
+        to_log_mel(tf.convert_to_tensor(waveforms[i : i + read_batch], tf.float32)).numpy()
+        for i in range(0, len(waveforms), read_batch)
+    ]
     return ((np.concatenate(parts) - mean) / std).astype(np.float32)
 
 
@@ -160,8 +163,9 @@ def audio_inputs(log_mel: np.ndarray, audio_features: str) -> np.ndarray:
     raise ValueError(f"audio_features must be one of {AUDIO_FEATURES}, got {audio_features!r}.")
 
 
-def build_m3_model(spec: Mapping, config, num_mel_bins: int, vocab_size: int,
-                   max_text_length: int) -> MultimodalContrastiveModel:
+def build_m3_model(
+    spec: Mapping, config, num_mel_bins: int, vocab_size: int, max_text_length: int
+) -> MultimodalContrastiveModel:
     """The contrastive model of one method, with the experiment's image/audio/text encoders.
 
     Args:
@@ -190,27 +194,34 @@ def build_m3_model(spec: Mapping, config, num_mel_bins: int, vocab_size: int,
     if config.audio_features == "log_mel_stats":
         audio = MLPEncoder(**dict(config.audio_encoder), name="encoder_audio")
     elif config.audio_features == "log_mel":
-        audio = AudioEncoder(input_type="log_mel", num_mel_bins=int(num_mel_bins), **dict(config.audio_encoder),
-                             name="encoder_audio")
+        audio = AudioEncoder(
+            input_type="log_mel", num_mel_bins=int(num_mel_bins), **dict(config.audio_encoder), name="encoder_audio"
+        )
     else:
         raise ValueError(f"audio_features must be one of {AUDIO_FEATURES}, got {config.audio_features!r}.")
     encoders = {
         "image": ImageEncoder(**dict(config.image_encoder), name="encoder_image"),
         "audio": audio,
-        "text": TextEncoder(vocab_size=int(vocab_size), max_length=int(max_text_length),
-                            **dict(config.text_encoder), name="encoder_text"),
+        "text": TextEncoder(
+            vocab_size=int(vocab_size),
+            max_length=int(max_text_length),
+            **dict(config.text_encoder),
+            name="encoder_text",
+        ),
     }
     kwargs = dict(spec.get("options", {}) or {})
     if spec.get("logit_scale_init") is not None:
         kwargs["logit_scale_init"] = float(spec["logit_scale_init"])
     if spec.get("learn_logit_scale") is not None:
         kwargs["learn_logit_scale"] = bool(spec["learn_logit_scale"])
-    return MultimodalContrastiveModel(encoders, embedding_dim=int(config.embedding_dim),
-                                      objective=spec["objective"], **kwargs)
+    return MultimodalContrastiveModel(
+        encoders, embedding_dim=int(config.embedding_dim), objective=spec["objective"], **kwargs
+    )
 
 
-def evaluate(model: MultimodalContrastiveModel, test: Mapping[str, np.ndarray], candidates: np.ndarray,
-             eval_batch: int = 500) -> dict:
+def evaluate(
+    model: MultimodalContrastiveModel, test: Mapping[str, np.ndarray], candidates: np.ndarray, eval_batch: int = 500
+) -> dict:
     """2->1 and 1->1 text retrieval on ``test`` among all ``candidates`` (argmax of ``model.score``).
 
     Candidate row ``k`` is digit ``k % 10`` in language ``k // 10`` (``text_id``).
@@ -264,8 +275,16 @@ def train_m3_model(spec: Mapping, config, data: Mapping, train: Mapping, seed: i
 
     keras.utils.set_random_seed(seed)
     model = build_m3_model(dict(spec), config, config.num_mel_bins, len(VOCABULARY), data["candidates"].shape[1])
-    fit = common.train_model(model, train, int(config.batch_size), int(config.steps), float(config.learning_rate),
-                             float(config.weight_decay), seed=seed, keys=list(MODALITIES))
+    fit = common.train_model(
+        model,
+        train,
+        int(config.batch_size),
+        int(config.steps),
+        float(config.learning_rate),
+        float(config.weight_decay),
+        seed=seed,
+        keys=list(MODALITIES),
+    )
     return model, fit
 
 
@@ -273,26 +292,36 @@ def train_m3_model(spec: Mapping, config, data: Mapping, train: Mapping, seed: i
 class M3Digits(Experiment):
     name = "m3_digits"
     title = "6. m3_digits (Symile-M3 at toy scale): text from image + audio"
-    source = ("Saporta et al., *Contrastive learning beyond pairs* (Symile, NeurIPS 2024), Sec. 5.2 "
-              "(Symile-M3: 2→1 retrieval of the text from image + audio); run on our offline stand-in "
-              "`m3_digits` (docs/m3_digits.md)")
-    claim = ("When the target is determined only by the two query modalities jointly, Symile's 2→1 accuracy "
-             "is far above pairwise CLIP's, which is about 1/(number of languages) of Symile's.")
+    source = (
+        "Saporta et al., *Contrastive learning beyond pairs* (Symile, NeurIPS 2024), Sec. 5.2 "
+        "(Symile-M3: 2→1 retrieval of the text from image + audio); run on our offline stand-in "
+        "`m3_digits` (docs/m3_digits.md)"
+    )
+    claim = (
+        "When the target is determined only by the two query modalities jointly, Symile's 2→1 accuracy "
+        "is far above pairwise CLIP's, which is about 1/(number of languages) of Symile's."
+    )
 
     def run_seed(self, config, seed, log):
         data, train, test = prepare_splits(config, seed)
-        out = {"languages": data["languages"], "n_train": int(len(train["text"])),
-               "n_test": int(len(test["text_id"])), "num_candidates": int(len(data["candidates"])),
-               "methods": {}}
+        out = {
+            "languages": data["languages"],
+            "n_train": int(len(train["text"])),
+            "n_test": int(len(test["text_id"])),
+            "num_candidates": int(len(data["candidates"])),
+            "methods": {},
+        }
         for spec in config.methods:
             model, fit = train_m3_model(spec, config, data, train, seed)
             metrics = evaluate(model, test, data["candidates"])
             metrics.update(final_loss=fit["final_loss"], first_loss=fit["first_loss"], train_seconds=fit["seconds"])
             out["methods"][spec["label"]] = metrics
-            log(f"  seed {seed} {spec['label']}: 2→1 {metrics['acc_2to1']:.3f} (digit {metrics['digit_2to1']:.2f}, "
+            log(
+                f"  seed {seed} {spec['label']}: 2→1 {metrics['acc_2to1']:.3f} (digit {metrics['digit_2to1']:.2f}, "
                 f"language {metrics['language_2to1']:.2f}); image→text {metrics['acc_image']:.3f}, "
                 f"audio→text {metrics['acc_audio']:.3f} (loss {fit['first_loss']:.3f} -> {fit['final_loss']:.3f}, "
-                f"{fit['seconds']:.0f}s)")
+                f"{fit['seconds']:.0f}s)"
+            )
         return out
 
     def summarize(self, per_seed, config):
@@ -310,27 +339,52 @@ class M3Digits(Experiment):
         rows = []
         for lab in labels:
             ratio = f"{mean(lab, 'acc_2to1') / sym:.2f}" if sym else "–"
-            rows.append([lab, common.fmt_mean_std(values(lab, "acc_2to1")),
-                         common.fmt_mean_std(values(lab, "digit_2to1")),
-                         common.fmt_mean_std(values(lab, "language_2to1")), ratio])
-        tables = [{"caption": f"2→1 test accuracy (%) of retrieving the text from (image, audio) among all {n_cand} "
-                              f"texts ({n_lang} languages × 10 digits), mean ± std over {len(per_seed)} seeds; "
-                              f"'right digit' / 'right language': fraction of retrieved texts with that factor "
-                              f"correct. Chance: {100 / n_cand:.1f} % exact, 10 % digit, {100 / n_lang:.0f} % "
-                              f"language. Train / test: {per_seed[0]['n_train']} / {per_seed[0]['n_test']}.",
-                   "header": ["method", "2→1 accuracy", "right digit", "right language", "÷ Symile"],
-                   "rows": rows}]
-        rows = [[lab, common.fmt_mean_std(values(lab, "acc_image")), common.fmt_mean_std(values(lab, "digit_image")),
-                 common.fmt_mean_std(values(lab, "acc_audio")), common.fmt_mean_std(values(lab, "language_audio"))]
-                for lab in labels]
-        tables.append({"caption": f"1→1 test accuracy (%) among the same {n_cand} texts from one query modality. "
-                                  f"The image fixes only the digit (ceiling ≈ {100 / n_lang:.0f} % exact), the audio "
-                                  "only the language (ceiling ≈ 10 % exact).",
-                       "header": ["method", "image→text", "image→text right digit", "audio→text",
-                                  "audio→text right language"], "rows": rows})
-        tables.append({"caption": "Paper (Symile-M3; the paper's data: compare the ratio, not the levels)",
-                       "header": ["method", "2→1 accuracy relative to Symile"],
-                       "rows": [["Symile", "1"], ["CLIP", "≈ 1 / (number of languages)"]]})
+            rows.append(
+                [
+                    lab,
+                    common.fmt_mean_std(values(lab, "acc_2to1")),
+                    common.fmt_mean_std(values(lab, "digit_2to1")),
+                    common.fmt_mean_std(values(lab, "language_2to1")),
+                    ratio,
+                ]
+            )
+        tables = [
+            {
+                "caption": f"2→1 test accuracy (%) of retrieving the text from (image, audio) among all {n_cand} "
+                f"texts ({n_lang} languages × 10 digits), mean ± std over {len(per_seed)} seeds; "
+                f"'right digit' / 'right language': fraction of retrieved texts with that factor "
+                f"correct. Chance: {100 / n_cand:.1f} % exact, 10 % digit, {100 / n_lang:.0f} % "
+                f"language. Train / test: {per_seed[0]['n_train']} / {per_seed[0]['n_test']}.",
+                "header": ["method", "2→1 accuracy", "right digit", "right language", "÷ Symile"],
+                "rows": rows,
+            }
+        ]
+        rows = [
+            [
+                lab,
+                common.fmt_mean_std(values(lab, "acc_image")),
+                common.fmt_mean_std(values(lab, "digit_image")),
+                common.fmt_mean_std(values(lab, "acc_audio")),
+                common.fmt_mean_std(values(lab, "language_audio")),
+            ]
+            for lab in labels
+        ]
+        tables.append(
+            {
+                "caption": f"1→1 test accuracy (%) among the same {n_cand} texts from one query modality. "
+                f"The image fixes only the digit (ceiling ≈ {100 / n_lang:.0f} % exact), the audio "
+                "only the language (ceiling ≈ 10 % exact).",
+                "header": ["method", "image→text", "image→text right digit", "audio→text", "audio→text right language"],
+                "rows": rows,
+            }
+        )
+        tables.append(
+            {
+                "caption": "Paper (Symile-M3; the paper's data: compare the ratio, not the levels)",
+                "header": ["method", "2→1 accuracy relative to Symile"],
+                "rows": [["Symile", "1"], ["CLIP", "≈ 1 / (number of languages)"]],
+            }
+        )
 
         findings, verdict = [], "not evaluated (needs both Symile and CLIP in the methods)"
         if sym is not None and "CLIP" in labels:
@@ -338,37 +392,49 @@ class M3Digits(Experiment):
             ratio = clip / sym if sym > 0 else float("inf")
             learned = sym >= 3.0 / n_cand
             held = learned and ratio <= 1.5 / n_lang
-            verdict = (("**reproduced**" if held else "**not reproduced**") +
-                       f": Symile {100 * sym:.1f} %, CLIP {100 * clip:.1f} % (ratio {ratio:.2f}; 1/{n_lang} = "
-                       f"{1 / n_lang:.2f}); chance {100 / n_cand:.1f} %.")
+            verdict = (
+                ("**reproduced**" if held else "**not reproduced**")
+                + f": Symile {100 * sym:.1f} %, CLIP {100 * clip:.1f} % (ratio {ratio:.2f}; 1/{n_lang} = "
+                f"{1 / n_lang:.2f}); chance {100 / n_cand:.1f} %."
+            )
             if not learned:
-                findings.append(f"Symile is near chance ({100 * sym:.1f} %): the training budget ({config.steps} "
-                                f"steps of batch {config.batch_size}) is too small for this run to test the claim.")
+                findings.append(
+                    f"Symile is near chance ({100 * sym:.1f} %): the training budget ({config.steps} "
+                    f"steps of batch {config.batch_size}) is too small for this run to test the claim."
+                )
             clip_digit, clip_lang = mean("CLIP", "digit_2to1"), mean("CLIP", "language_2to1")
             findings.append(
                 f"CLIP retrieves the right digit {100 * clip_digit:.0f} % of the time and the right language "
                 f"{100 * clip_lang:.0f} % (chance {100 / n_lang:.0f} %): "
-                + ("its 2→1 errors are mostly the language, as the claim's mechanism says (the sum of pairwise "
-                   "cosines is dominated by the image–text term)." if clip_lang < 0.5 * (1 + 1 / n_lang) and
-                   clip_digit > 0.5 else
-                   "the pairwise score does combine both factors here, which is not what the claim predicts; an "
-                   "additive score image·text + audio·text *can* represent (digit, language) → text when each "
-                   "factor is a separate pairwise dependence, so the gap depends on how the text embedding "
-                   "splits the two factors."))
+                + (
+                    "its 2→1 errors are mostly the language, as the claim's mechanism says (the sum of pairwise "
+                    "cosines is dominated by the image–text term)."
+                    if clip_lang < 0.5 * (1 + 1 / n_lang) and clip_digit > 0.5
+                    else "the pairwise score does combine both factors here, which is not what the claim predicts; an "
+                    "additive score image·text + audio·text *can* represent (digit, language) → text when each "
+                    "factor is a separate pairwise dependence, so the gap depends on how the text embedding "
+                    "splits the two factors."
+                )
+            )
             if not held and learned:
-                findings.append(f"CLIP reaches {ratio:.2f} of Symile's accuracy, above 1.5/{n_lang}: on this "
-                                "stand-in the pairwise objective is not confined to the image–text dependence.")
+                findings.append(
+                    f"CLIP reaches {ratio:.2f} of Symile's accuracy, above 1.5/{n_lang}: on this "
+                    "stand-in the pairwise objective is not confined to the image–text dependence."
+                )
         for lab in labels:
             if lab in ("Symile", "CLIP"):
                 continue
             if sym:
-                findings.append(f"{lab}: 2→1 {100 * mean(lab, 'acc_2to1'):.1f} % "
-                                f"({mean(lab, 'acc_2to1') / sym:.2f} × Symile).")
+                findings.append(
+                    f"{lab}: 2→1 {100 * mean(lab, 'acc_2to1'):.1f} % ({mean(lab, 'acc_2to1') / sym:.2f} × Symile)."
+                )
         if per_seed and "Symile" in labels:
             audio_lang = mean("Symile", "language_2to1")
-            findings.append(f"Symile's 2→1 language identification is {100 * audio_lang:.0f} %; the docs' linear "
-                            "probe on log-mel statistics gets 78 % of languages from unseen clips, so the audio "
-                            "side bounds every method's 2→1 accuracy well below the image side's ≈ 98 %.")
+            findings.append(
+                f"Symile's 2→1 language identification is {100 * audio_lang:.0f} %; the docs' linear "
+                "probe on log-mel statistics gets 78 % of languages from unseen clips, so the audio "
+                "side bounds every method's 2→1 accuracy well below the image side's ≈ 98 %."
+            )
         return {"tables": tables, "findings": findings, "verdict": verdict}
 
     def plot(self, per_seed, config, path):
@@ -380,11 +446,21 @@ class M3Digits(Experiment):
         labels = [m["label"] for m in config.methods]
         n_lang = len(per_seed[0]["languages"])
         n_cand = per_seed[0]["num_candidates"]
-        panels = [("2→1: text from image + audio", [("acc_2to1", "exact"), ("digit_2to1", "right digit"),
-                                                     ("language_2to1", "right language")]),
-                  ("1→1: text from one modality", [("acc_image", "image→text"), ("digit_image", "image→text digit"),
-                                                   ("acc_audio", "audio→text"),
-                                                   ("language_audio", "audio→text language")])]
+        panels = [
+            (
+                "2→1: text from image + audio",
+                [("acc_2to1", "exact"), ("digit_2to1", "right digit"), ("language_2to1", "right language")],
+            ),
+            (
+                "1→1: text from one modality",
+                [
+                    ("acc_image", "image→text"),
+                    ("digit_image", "image→text digit"),
+                    ("acc_audio", "audio→text"),
+                    ("language_audio", "audio→text language"),
+                ],
+            ),
+        ]
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
         x = np.arange(len(labels))
         for ax, (title, metrics) in zip(axes, panels):

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_mmcl.data import GaussianNoise
 from reproductions import common
 from reproductions.base import Experiment, register
 from reproductions.m3_digits import audio_inputs, evaluate, prepare_splits, train_m3_model, waveform_log_mels
+from tf_mmcl.data import GaussianNoise
 
 # The poster's AV-MNIST table (accuracy %, degraded modality A or V at each SNR).
 PAPER = {
@@ -65,8 +65,9 @@ def noisy_test_inputs(data, test, config, seed: int) -> dict:
             if modality == "image":
                 x["image"] = np.asarray(GaussianNoise("image", snr, seed=noise_seed)({"image": test["image"]})["image"])
             elif modality == "audio":
-                wave = np.asarray(GaussianNoise("waveform", snr, seed=noise_seed)(
-                    {"waveform": test["waveform"]})["waveform"])
+                wave = np.asarray(
+                    GaussianNoise("waveform", snr, seed=noise_seed)({"waveform": test["waveform"]})["waveform"]
+                )
                 x["audio"] = audio_inputs(waveform_log_mels(data, wave), config.audio_features)
             else:
                 raise ValueError(f"degraded modalities must be 'image' or 'audio', got {modality!r}.")
@@ -78,10 +79,14 @@ def noisy_test_inputs(data, test, config, seed: int) -> dict:
 class NoiseRobustness(Experiment):
     name = "noise_robustness"
     title = "5. Noise robustness: one modality degraded at 10/15/20 dB SNR"
-    source = ("ConFu poster, table 'Accuracy under Gaussian Noise' (AV-MNIST); run on our audio-visual "
-              "stand-in `m3_digits` (docs/m3_digits.md)")
-    claim = ("ConFu is the most stable method when one input modality is degraded by Gaussian noise "
-             "(10/15/20 dB SNR): the highest accuracy under noise.")
+    source = (
+        "ConFu poster, table 'Accuracy under Gaussian Noise' (AV-MNIST); run on our audio-visual "
+        "stand-in `m3_digits` (docs/m3_digits.md)"
+    )
+    claim = (
+        "ConFu is the most stable method when one input modality is degraded by Gaussian noise "
+        "(10/15/20 dB SNR): the highest accuracy under noise."
+    )
 
     def run_seed(self, config, seed, log):
         data, train, test = prepare_splits(config, seed)
@@ -97,9 +102,11 @@ class NoiseRobustness(Experiment):
                     per[k].append(metrics[k])
             per.update(final_loss=fit["final_loss"], train_seconds=fit["seconds"])
             out["methods"][spec["label"]] = per
-            log(f"  seed {seed} {spec['label']}: " + ", ".join(
-                f"{c}={a:.2f}" for c, a in zip(conds, per["acc_2to1"]))
-                + f" (loss {fit['first_loss']:.3f} -> {fit['final_loss']:.3f}, {fit['seconds']:.0f}s)")
+            log(
+                f"  seed {seed} {spec['label']}: "
+                + ", ".join(f"{c}={a:.2f}" for c, a in zip(conds, per["acc_2to1"]))
+                + f" (loss {fit['first_loss']:.3f} -> {fit['final_loss']:.3f}, {fit['seconds']:.0f}s)"
+            )
         return out
 
     def summarize(self, per_seed, config):
@@ -119,11 +126,16 @@ class NoiseRobustness(Experiment):
                 key = f"CLIP ({SHORT[modality]} only)"
                 metric = "digit_image" if modality == "image" else "language_audio"
                 single[key] = (modality, arr("CLIP", metric))
-        tables = [{"caption": f"Ours: 2→1 accuracy (%) of the text from (image, audio) on m3_digits, among "
-                              f"{10 * n_lang} texts (chance {100 / (10 * n_lang):.1f} %), one query modality "
-                              "degraded at test time (V = image pixels, A = audio waveform); models trained on "
-                              f"clean data; mean ± std over {len(per_seed)} seeds.",
-                   "header": ["method"] + conds, "rows": rows}]
+        tables = [
+            {
+                "caption": f"Ours: 2→1 accuracy (%) of the text from (image, audio) on m3_digits, among "
+                f"{10 * n_lang} texts (chance {100 / (10 * n_lang):.1f} %), one query modality "
+                "degraded at test time (V = image pixels, A = audio waveform); models trained on "
+                f"clean data; mean ± std over {len(per_seed)} seeds.",
+                "header": ["method"] + conds,
+                "rows": rows,
+            }
+        ]
         # What survives: each modality's own factor, and the clean modality's factor.
         kept_rows = []
         for lab in labels:
@@ -132,8 +144,10 @@ class NoiseRobustness(Experiment):
                 idx = [conds.index(condition_name(modality, snr)) for snr in config.snr_dbs]
                 own = arr(lab, f"{FACTOR[modality]}_2to1")
                 other = arr(lab, f"{FACTOR[OTHER[modality]]}_2to1")
-                row += [f"{100 * own[:, 0].mean():.1f} → {100 * own[:, idx].mean():.1f}",
-                        f"{100 * other[:, 0].mean():.1f} → {100 * other[:, idx].mean():.1f}"]
+                row += [
+                    f"{100 * own[:, 0].mean():.1f} → {100 * own[:, idx].mean():.1f}",
+                    f"{100 * other[:, 0].mean():.1f} → {100 * other[:, idx].mean():.1f}",
+                ]
             kept_rows.append(row)
         for key, (modality, values) in single.items():
             row = [f"{key}: its {FACTOR[modality]}"]
@@ -144,40 +158,76 @@ class NoiseRobustness(Experiment):
             kept_rows.append(row)
         header = ["method"]
         for modality in config.degraded:
-            header += [f"{SHORT[modality]} deg.: {FACTOR[modality]} (noisy modality's factor)",
-                       f"{SHORT[modality]} deg.: {FACTOR[OTHER[modality]]} (clean modality's factor)"]
-        tables.append({"caption": "Which factor of the retrieved text survives (%): clean → mean over the SNRs. "
-                                  "The digit comes from the image, the language from the audio. Last rows: CLIP "
-                                  "scored from one modality, the poster's Tri-CLIP (V) / (A), on the factor that "
-                                  "modality can carry.",
-                       "header": header, "rows": kept_rows})
+            header += [
+                f"{SHORT[modality]} deg.: {FACTOR[modality]} (noisy modality's factor)",
+                f"{SHORT[modality]} deg.: {FACTOR[OTHER[modality]]} (clean modality's factor)",
+            ]
+        tables.append(
+            {
+                "caption": "Which factor of the retrieved text survives (%): clean → mean over the SNRs. "
+                "The digit comes from the image, the language from the audio. Last rows: CLIP "
+                "scored from one modality, the poster's Tri-CLIP (V) / (A), on the factor that "
+                "modality can carry.",
+                "header": header,
+                "rows": kept_rows,
+            }
+        )
         paper_rows = [[m] + [f"{v[snr][k]:.1f}" for snr in (10, 15, 20) for k in (0, 1)] for m, v in PAPER.items()]
-        tables.append({"caption": "Paper (ConFu poster, AV-MNIST; different data: compare the ordering and the "
-                                  "drop, not the levels).",
-                       "header": ["method", "10 dB A deg.", "10 dB V deg.", "15 dB A deg.", "15 dB V deg.",
-                                  "20 dB A deg.", "20 dB V deg."], "rows": paper_rows})
+        tables.append(
+            {
+                "caption": "Paper (ConFu poster, AV-MNIST; different data: compare the ordering and the "
+                "drop, not the levels).",
+                "header": [
+                    "method",
+                    "10 dB A deg.",
+                    "10 dB V deg.",
+                    "15 dB A deg.",
+                    "15 dB V deg.",
+                    "20 dB A deg.",
+                    "20 dB V deg.",
+                ],
+                "rows": paper_rows,
+            }
+        )
         noisy_idx = [i for i, c in enumerate(conds) if c != "clean"]
         clean_idx = conds.index("clean")
         drop = {lab: float(acc[lab][:, clean_idx].mean() - acc[lab][:, noisy_idx].mean()) for lab in labels}
         level = {lab: float(acc[lab][:, noisy_idx].mean()) for lab in labels}
         best = max(level, key=level.get)
         informative = max(drop.values()) >= 0.03
-        verdict = (("**inconclusive** (the noise does not degrade any method)" if not informative else
-                    "**reproduced**" if best == "ConFu" else "**not reproduced**")
-                   + f": highest mean 2→1 accuracy under noise: {best}; " + ", ".join(
-                       f"{lab} {100 * level[lab]:.1f} % (drop {100 * drop[lab]:.1f} pts)" for lab in labels) + ".")
-        findings = ["The poster's numbers are on AV-MNIST, where image and audio both show the class; in m3_digits "
-                    "they carry complementary factors (digit, language), so a degraded modality costs its factor "
-                    "for every method and levels are not comparable: the claim checked is the ordering (ConFu "
-                    "most accurate under noise)."]
+        verdict = (
+            (
+                "**inconclusive** (the noise does not degrade any method)"
+                if not informative
+                else "**reproduced**"
+                if best == "ConFu"
+                else "**not reproduced**"
+            )
+            + f": highest mean 2→1 accuracy under noise: {best}; "
+            + ", ".join(f"{lab} {100 * level[lab]:.1f} % (drop {100 * drop[lab]:.1f} pts)" for lab in labels)
+            + "."
+        )
+        findings = [
+            "The poster's numbers are on AV-MNIST, where image and audio both show the class; in m3_digits "
+            "they carry complementary factors (digit, language), so a degraded modality costs its factor "
+            "for every method and levels are not comparable: the claim checked is the ordering (ConFu "
+            "most accurate under noise)."
+        ]
         for modality in config.degraded:
             idx = [conds.index(condition_name(modality, snr)) for snr in config.snr_dbs]
             mdrop = {lab: float(acc[lab][:, clean_idx].mean() - acc[lab][:, idx].mean()) for lab in labels}
             order = sorted(mdrop, key=mdrop.get)
-            findings.append(f"Drop from clean with {modality} ({SHORT[modality]}) degraded, mean over the SNRs: "
-                            + ", ".join(f"{lab} {100 * mdrop[lab]:.1f}" for lab in order) + " points (least first)."
-                            + (f" {best} is the most accurate under noise but not the least degraded: its lead is "
-                               "the clean lead carried over." if informative and order[0] != best else ""))
+            findings.append(
+                f"Drop from clean with {modality} ({SHORT[modality]}) degraded, mean over the SNRs: "
+                + ", ".join(f"{lab} {100 * mdrop[lab]:.1f}" for lab in order)
+                + " points (least first)."
+                + (
+                    f" {best} is the most accurate under noise but not the least degraded: its lead is "
+                    "the clean lead carried over."
+                    if informative and order[0] != best
+                    else ""
+                )
+            )
         if "audio" in config.degraded:
             mild = condition_name("audio", max(config.snr_dbs))
             j = conds.index(mild)
@@ -191,19 +241,26 @@ class NoiseRobustness(Experiment):
                     "about half silence (46 % of test samples below 1e-4), where log(mel + 1e-6) sits at "
                     "log(1e-6); noise scaled to the clip's mean power fills those frames, moving every band's "
                     "mean over time far outside the training range. AV-MNIST's recorded audio has no digital "
-                    "silence. The V-degraded columns are the informative half of this table.")
+                    "silence. The V-degraded columns are the informative half of this table."
+                )
         if not informative:
-            findings.append(f"No method loses 3 points or more on average (largest drop {100 * max(drop.values()):.1f} "
-                            "points): at these SNRs the encoders still read the degraded modality.")
+            findings.append(
+                f"No method loses 3 points or more on average (largest drop {100 * max(drop.values()):.1f} "
+                "points): at these SNRs the encoders still read the degraded modality."
+            )
         if "ConFu" in level and best != "ConFu":
-            findings.append(f"{best} is more accurate than ConFu under noise ({100 * level[best]:.1f} % vs "
-                            f"{100 * level['ConFu']:.1f} %); on clean data: {best} "
-                            f"{100 * acc[best][:, clean_idx].mean():.1f} %, ConFu "
-                            f"{100 * acc['ConFu'][:, clean_idx].mean():.1f} %. "
-                            + ("The ranking under noise follows the clean ranking here, so it says more about "
-                               "clean accuracy on this task than about robustness."
-                               if acc[best][:, clean_idx].mean() >= acc["ConFu"][:, clean_idx].mean() else
-                               f"{best} loses less to the noise than ConFu, against the poster's claim."))
+            findings.append(
+                f"{best} is more accurate than ConFu under noise ({100 * level[best]:.1f} % vs "
+                f"{100 * level['ConFu']:.1f} %); on clean data: {best} "
+                f"{100 * acc[best][:, clean_idx].mean():.1f} %, ConFu "
+                f"{100 * acc['ConFu'][:, clean_idx].mean():.1f} %. "
+                + (
+                    "The ranking under noise follows the clean ranking here, so it says more about "
+                    "clean accuracy on this task than about robustness."
+                    if acc[best][:, clean_idx].mean() >= acc["ConFu"][:, clean_idx].mean()
+                    else f"{best} loses less to the noise than ConFu, against the poster's claim."
+                )
+            )
         return {"tables": tables, "findings": findings, "verdict": verdict}
 
     def plot(self, per_seed, config, path):
@@ -221,8 +278,9 @@ class NoiseRobustness(Experiment):
             pos = np.arange(len(idx))
             for lab in labels:
                 a = np.array([s["methods"][lab]["acc_2to1"] for s in per_seed])[:, idx]
-                ax.errorbar(pos, a.mean(0), yerr=a.std(0, ddof=1) if len(a) > 1 else None, marker="o", capsize=3,
-                            label=lab)
+                ax.errorbar(
+                    pos, a.mean(0), yerr=a.std(0, ddof=1) if len(a) > 1 else None, marker="o", capsize=3, label=lab
+                )
             ax.set_xticks(pos)
             ax.set_xticklabels(["clean"] + [f"{s:g} dB" for s in config.snr_dbs])
             ax.set_ylim(0, 1.05)

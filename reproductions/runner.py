@@ -13,8 +13,8 @@ import importlib.util
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import ml_collections
 
@@ -35,8 +35,9 @@ def _parse_value(text: str):
         return text
 
 
-def load_config(name: str, quick: bool = False, overrides: Sequence[str] = (),
-                config_dir: str | os.PathLike = DEFAULT_CONFIG_DIR) -> ml_collections.ConfigDict:
+def load_config(
+    name: str, quick: bool = False, overrides: Sequence[str] = (), config_dir: str | os.PathLike = DEFAULT_CONFIG_DIR
+) -> ml_collections.ConfigDict:
     """Loads ``<config_dir>/<name>.py``'s ``get_config()``, applies quick and explicit overrides.
 
     The config's ``quick`` field (a ConfigDict of overrides) is merged in when ``quick`` and then
@@ -76,8 +77,9 @@ def load_config(name: str, quick: bool = False, overrides: Sequence[str] = (),
                 raise ValueError(f"Override {item!r}: unknown key {key!r} in config {name!r}.")
             node = node[part]
         if parts[-1] not in node:
-            raise ValueError(f"Override {item!r}: unknown key {key!r} in config {name!r}; "
-                             f"keys are {sorted(config.keys())}.")
+            raise ValueError(
+                f"Override {item!r}: unknown key {key!r} in config {name!r}; keys are {sorted(config.keys())}."
+            )
         with node.unlocked():
             node[parts[-1]] = _parse_value(value.strip())
     return config
@@ -118,15 +120,27 @@ def _run_seeds(experiment, config, num_seeds: int, jobs: int, log) -> list:
     threads = max(1, (os.cpu_count() or 1) // jobs)
     log(f"[{experiment.name}] {num_seeds} seeds in {jobs} processes, {threads} thread(s) each")
     # "spawn": a forked TensorFlow runtime (thread pools, locks) is not safe to reuse.
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_seed_worker, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_seed_worker,
+        initargs=(threads,),
+    ) as pool:
         futures = [pool.submit(_run_seed_in_worker, experiment.name, config, seed) for seed in range(num_seeds)]
         return [f.result() for f in futures]
 
 
-def run_experiment(name: str, quick: bool = False, seeds: int | None = None, output_dir: str = "docs",
-                   command: str = "", overrides: Sequence[str] = (), config_dir=DEFAULT_CONFIG_DIR,
-                   log: Callable[[str], None] = print, jobs: int = 1) -> dict:
+def run_experiment(
+    name: str,
+    quick: bool = False,
+    seeds: int | None = None,
+    output_dir: str = "docs",
+    command: str = "",
+    overrides: Sequence[str] = (),
+    config_dir=DEFAULT_CONFIG_DIR,
+    log: Callable[[str], None] = print,
+    jobs: int = 1,
+) -> dict:
     """Runs one experiment over its seeds and writes its JSON record and plot.
 
     Args:
@@ -161,11 +175,22 @@ def run_experiment(name: str, quick: bool = False, seeds: int | None = None, out
     plot_rel = f"{PLOTS_SUBDIR}/results_{name}.png"
     experiment.plot(per_seed, config, str(out / plot_rel))
     record = {
-        "experiment": name, "title": experiment.title, "source": experiment.source, "claim": experiment.claim,
-        "quick": bool(quick), "num_seeds": num_seeds, "jobs": max(1, min(int(jobs), num_seeds)), "command": command, "overrides": list(overrides),
-        "machine": machine, "wall_time_s": round(timer.seconds, 1),
+        "experiment": name,
+        "title": experiment.title,
+        "source": experiment.source,
+        "claim": experiment.claim,
+        "quick": bool(quick),
+        "num_seeds": num_seeds,
+        "jobs": max(1, min(int(jobs), num_seeds)),
+        "command": command,
+        "overrides": list(overrides),
+        "machine": machine,
+        "wall_time_s": round(timer.seconds, 1),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "config": config.to_dict(), "per_seed": per_seed, "plot": plot_rel, **summary,
+        "config": config.to_dict(),
+        "per_seed": per_seed,
+        "plot": plot_rel,
+        **summary,
     }
     path = out / RESULTS_SUBDIR / f"{name}.json"
     path.write_text(json.dumps(record, indent=1, default=_json_default) + "\n")
@@ -201,12 +226,14 @@ def resummarize(output_dir: str = "docs", names: Sequence[str] | None = None, lo
 
 def _to_config(value):
     """A ConfigDict from a recorded config, with dicts nested in lists converted too."""
+
     def convert(v):
         if isinstance(v, dict):
             return ml_collections.ConfigDict({k: convert(x) for k, x in v.items()})
         if isinstance(v, list):
             return [convert(x) for x in v]
         return v
+
     return convert(value)
 
 
@@ -238,14 +265,17 @@ def _table_md(table) -> list:
 def _section_md(record, md_dir: Path, output_dir: Path) -> list:
     kind = "QUICK run (reduced seeds/steps: indicative only)" if record["quick"] else "full run"
     lines = [f"## {record['title']}", ""]
-    lines += [f"- **Run**: {kind}, {record['num_seeds']} seed(s), {record['date']}",
-              f"- **Machine**: {record['machine']}",
-              f"- **Wall time**: {record['wall_time_s']:.0f} s"
-              + (f" ({record['jobs']} seeds at a time, in parallel processes)" if record.get("jobs", 1) > 1 else ""),
-              f"- **Command**: `{record['command']}`" if record["command"] else "- **Command**: (API call)",
-              f"- **Source**: {record['source']}",
-              f"- **Claim**: {record['claim']}",
-              f"- **Verdict**: {record['verdict']}", ""]
+    lines += [
+        f"- **Run**: {kind}, {record['num_seeds']} seed(s), {record['date']}",
+        f"- **Machine**: {record['machine']}",
+        f"- **Wall time**: {record['wall_time_s']:.0f} s"
+        + (f" ({record['jobs']} seeds at a time, in parallel processes)" if record.get("jobs", 1) > 1 else ""),
+        f"- **Command**: `{record['command']}`" if record["command"] else "- **Command**: (API call)",
+        f"- **Source**: {record['source']}",
+        f"- **Claim**: {record['claim']}",
+        f"- **Verdict**: {record['verdict']}",
+        "",
+    ]
     for table in record["tables"]:
         lines += _table_md(table)
     if record.get("findings"):
@@ -279,19 +309,27 @@ def assemble_markdown(output_dir: str = "docs", results_md: str | None = None) -
     if not records:
         raise ValueError(f"No experiment records under {out / RESULTS_SUBDIR}; run an experiment first.")
     order = [n for n in EXPERIMENTS if n in records] + sorted(n for n in records if n not in EXPERIMENTS)
-    lines = ["# Reproduced results", "",
-             "<!-- Generated by tools/reproduce.py from docs/results/*.json: do not edit by hand. -->", "",
-             "Regenerate everything with `python tools/reproduce.py --jobs=3` (full; `--jobs` runs "
-             "the seeds in parallel processes, the total wall time is in the table) or "
-             "`python tools/reproduce.py --quick`; one experiment with `--experiments=<name>` "
-             "(its section is replaced, the others are kept). Numbers are ours, measured by the "
-             "command in each section; the paper's numbers are shown beside them where the paper "
-             "gives them. Sections marked QUICK used reduced seeds/steps and are indicative only.", "",
-             "| experiment | run | seeds | wall time | verdict |", "|---|---|---|---|---|"]
+    lines = [
+        "# Reproduced results",
+        "",
+        "<!-- Generated by tools/reproduce.py from docs/results/*.json: do not edit by hand. -->",
+        "",
+        "Regenerate everything with `python tools/reproduce.py --jobs=3` (full; `--jobs` runs "
+        "the seeds in parallel processes, the total wall time is in the table) or "
+        "`python tools/reproduce.py --quick`; one experiment with `--experiments=<name>` "
+        "(its section is replaced, the others are kept). Numbers are ours, measured by the "
+        "command in each section; the paper's numbers are shown beside them where the paper "
+        "gives them. Sections marked QUICK used reduced seeds/steps and are indicative only.",
+        "",
+        "| experiment | run | seeds | wall time | verdict |",
+        "|---|---|---|---|---|",
+    ]
     for name in order:
         r = records[name]
-        lines.append(f"| {r['title']} | {'quick' if r['quick'] else 'full'} | {r['num_seeds']} | "
-                     f"{r['wall_time_s']:.0f} s | {r['verdict']} |")
+        lines.append(
+            f"| {r['title']} | {'quick' if r['quick'] else 'full'} | {r['num_seeds']} | "
+            f"{r['wall_time_s']:.0f} s | {r['verdict']} |"
+        )
     total = sum(float(r["wall_time_s"]) for r in records.values())
     lines += [f"| **total** | | | {total:.0f} s ({total / 60:.0f} min) | |", ""]
     md_path.parent.mkdir(parents=True, exist_ok=True)

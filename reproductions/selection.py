@@ -2,15 +2,15 @@
 
 The Symile paper tests the checkpoint with the best validation score and reports the mean over
 10 bootstrap resamples of the test set. :func:`train_select_best` trains with ``model.fit``
-(AdamW, the library's :func:`tf_mmcl.training.loop.fit`), validates every ``val_every`` steps and keeps both the final and the
-best-validation weights; :func:`bootstrap_accuracy` resamples per-example correctness.
+(AdamW, the library's :func:`tf_mmcl.training.loop.fit`), validates every ``val_every`` steps and
+keeps both the final and the best-validation weights; :func:`bootstrap_accuracy` resamples per-example correctness.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import keras
 import numpy as np
@@ -37,9 +37,18 @@ class _BestWeights(keras.callbacks.Callback):
             self.best_weights = [np.array(w) for w in self.model.get_weights()]
 
 
-def train_select_best(model, train: Mapping[str, np.ndarray], val: Mapping[str, np.ndarray], batch_size: int,
-                      steps: int, learning_rate: float, weight_decay: float, seed: int, val_every: int,
-                      validate: Callable | None = None) -> dict:
+def train_select_best(
+    model,
+    train: Mapping[str, np.ndarray],
+    val: Mapping[str, np.ndarray],
+    batch_size: int,
+    steps: int,
+    learning_rate: float,
+    weight_decay: float,
+    seed: int,
+    val_every: int,
+    validate: Callable | None = None,
+) -> dict:
     """Trains ``model`` for ``steps`` AdamW steps, validating every ``val_every`` steps.
 
     Args:
@@ -74,6 +83,7 @@ def train_select_best(model, train: Mapping[str, np.ndarray], val: Mapping[str, 
     model.in_batch_metrics = False  # as common.train_model: scored on held-out data afterwards
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay))
     if validate is None:
+
         def validate():
             # The loss draws random negatives (Symile "n", Gated Symile): put the generators back,
             # so validating does not change the training run's negatives.
@@ -88,19 +98,33 @@ def train_select_best(model, train: Mapping[str, np.ndarray], val: Mapping[str, 
 
         def validate():
             return float(user_validate(model))
+
     keeper = _BestWeights(validate)
     epochs = int(math.ceil(steps / val_every))
     start = time.time()
     # The library's training path (as common.train_model): one continuous batch stream, so with
     # val_every dividing steps the final weights are those of an unvalidated run of `steps` steps.
-    result = fit(model, data, batch_size=int(batch_size), epochs=epochs, steps_per_epoch=int(val_every),
-                 seed=int(seed), callbacks=[keeper], record_batch_losses=True)
+    result = fit(
+        model,
+        data,
+        batch_size=int(batch_size),
+        epochs=epochs,
+        steps_per_epoch=int(val_every),
+        seed=int(seed),
+        callbacks=[keeper],
+        record_batch_losses=True,
+    )
     losses = np.asarray(result.batch_losses, np.float64)
     tail = max(1, steps // 10)
-    return {"final_weights": [np.array(w) for w in model.get_weights()], "best_weights": keeper.best_weights,
-            "best_step": (keeper.best_epoch + 1) * int(val_every), "steps_run": epochs * int(val_every),
-            "val_values": keeper.values, "final_loss": float(losses[-tail:].mean()),
-            "seconds": round(time.time() - start, 2)}
+    return {
+        "final_weights": [np.array(w) for w in model.get_weights()],
+        "best_weights": keeper.best_weights,
+        "best_step": (keeper.best_epoch + 1) * int(val_every),
+        "steps_run": epochs * int(val_every),
+        "val_values": keeper.values,
+        "final_loss": float(losses[-tail:].mean()),
+        "seconds": round(time.time() - start, 2),
+    }
 
 
 def bootstrap_accuracy(correct, num_resamples: int = 10, seed: int = 0) -> list:

@@ -16,4 +16,3 @@ def _float32_policy_and_seed():
     keras.utils.set_random_seed(0)
     yield
     keras.mixed_precision.set_global_policy("float32")
-

@@ -28,8 +28,9 @@ def tf_mmcl_imports(path):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module] + ([f"{node.module}.{a.name}" for a in node.names] if node.module == "tf_mmcl"
-                                     else [])
+            names = [node.module] + (
+                [f"{node.module}.{a.name}" for a in node.names] if node.module == "tf_mmcl" else []
+            )
         else:
             continue
         for name in names:
@@ -43,8 +44,12 @@ def tf_mmcl_imports(path):
 def test_package_imports_only_downward(package):
     files = sorted((ROOT / package).rglob("*.py"))
     assert files, f"no sources under {ROOT / package}"
-    bad = [f"{f.relative_to(ROOT.parent)}:{line} imports tf_mmcl.{sub}"
-           for f in files for line, sub in tf_mmcl_imports(f) if sub not in ALLOWED[package]]
+    bad = [
+        f"{f.relative_to(ROOT.parent)}:{line} imports tf_mmcl.{sub}"
+        for f in files
+        for line, sub in tf_mmcl_imports(f)
+        if sub not in ALLOWED[package]
+    ]
     assert not bad, "upward imports:\n" + "\n".join(bad)
 
 
@@ -54,6 +59,8 @@ def test_the_key_protocol_imports_no_tf_mmcl_module():
 
 def test_checker_sees_imports_inside_functions(tmp_path):
     src = tmp_path / "m.py"
-    src.write_text("import os\n\ndef f():\n    from tf_mmcl.layers.gate import ContrastiveGate\n"
-                   "    import tf_mmcl.data.audio\n    from tf_mmcl import models\n")
+    src.write_text(
+        "import os\n\ndef f():\n    from tf_mmcl.layers.gate import ContrastiveGate\n"
+        "    import tf_mmcl.data.audio\n    from tf_mmcl import models\n"
+    )
     assert tf_mmcl_imports(src) == [(4, "layers"), (5, "data"), (6, "models")]

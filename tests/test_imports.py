@@ -47,4 +47,3 @@ def test_no_module_imports_private_names_of_another():
             if module.startswith("tf_mmcl") and name.startswith("_") and not name.startswith("__"):
                 found.add((path.relative_to(PACKAGE_DIR).as_posix(), module, name))
     assert found - PENDING == set(), "import the public name instead (or make the name public)"
-

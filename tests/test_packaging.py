@@ -21,7 +21,8 @@ PACKAGE = os.path.join(ROOT, "tf_mmcl")
 # Top-level folders of a clone that are not part of the installed library.
 OUTSIDE = ("reproductions", "benchmarks", "configs", "tools", "tests")
 
-_CHECK = textwrap.dedent("""
+_CHECK = textwrap.dedent(
+    """
     import importlib, importlib.abc, json, os, pkgutil, sys, tempfile
     site = sys.argv[1]
     sys.path.insert(0, site)
@@ -54,9 +55,10 @@ _CHECK = textwrap.dedent("""
         "file": tf_mmcl.__file__, "modules": names, "rows": rows, "plot_error": plot_error,
         "plotting_available": training.plotting_available(),
         "matplotlib_loaded": sorted(m for m in sys.modules if m.split(".")[0] == "matplotlib"),
-        "outside_loaded": sorted(m for m in sys.modules if m.split(".")[0] in %r),
+        "outside_loaded": sorted(m for m in sys.modules if m.split(".")[0] in OUTSIDE_NAMES),
     }))
-""" % (OUTSIDE,))
+""".replace("OUTSIDE_NAMES", repr(OUTSIDE))
+)
 
 
 def _source_copy(dest):
@@ -80,8 +82,24 @@ def test_installed_copy_is_the_library_only_and_imports_without_matplotlib(tmp_p
     _source_copy(str(src))
     elsewhere.mkdir()
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(site), str(src)], capture_output=True, text=True, timeout=300, cwd=str(elsewhere))
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(elsewhere),
+    )
     assert install.returncode == 0, install.stderr[-3000:]
     top = sorted(os.listdir(site))
     assert [t for t in top if not t.endswith(".dist-info")] == ["tf_mmcl"], top
@@ -93,15 +111,23 @@ def test_installed_copy_is_the_library_only_and_imports_without_matplotlib(tmp_p
     env.update(TF_CPP_MIN_LOG_LEVEL="3", OPENBLAS_NUM_THREADS="1")
     script = tmp_path / "check.py"
     script.write_text(_CHECK)
-    run = subprocess.run([sys.executable, str(script), str(site)], capture_output=True, text=True, timeout=600,
-                         cwd=str(elsewhere), env=env)
+    run = subprocess.run(
+        [sys.executable, str(script), str(site)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=str(elsewhere),
+        env=env,
+    )
     assert run.returncode == 0, run.stderr[-4000:]
     import json
 
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["file"] == str(site / "tf_mmcl" / "__init__.py")
     assert out["matplotlib_loaded"] == [] and out["outside_loaded"] == []
-    assert {"tf_mmcl.training", "tf_mmcl.datasets.symile_xor", "tf_mmcl.losses", "tf_mmcl.export"} <= set(out["modules"])
+    assert {"tf_mmcl.training", "tf_mmcl.datasets.symile_xor", "tf_mmcl.losses", "tf_mmcl.export"} <= set(
+        out["modules"]
+    )
     assert out["rows"] > 0  # a tfds builder of the installed copy generated its data
     assert out["plotting_available"] is False
     assert 'pip install "tf-mmcl[plot]"' in out["plot_error"]
@@ -132,9 +158,16 @@ def test_library_imports_nothing_outside_the_package_and_no_plotting_at_module_l
             if isinstance(node, ast.Name) and node.id == "__file__":
                 bad.append(f"{path}:{node.lineno} uses __file__ (read package data with importlib.resources)")
         for node in tree.body:  # module level: the `plot` extra is optional
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            bad += [f"{path}:{node.lineno} imports {n} at import time" for n in names if n.split(".")[0] == "matplotlib"]
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            bad += [
+                f"{path}:{node.lineno} imports {n} at import time" for n in names if n.split(".")[0] == "matplotlib"
+            ]
     assert not bad, bad
 
 
@@ -143,6 +176,5 @@ def test_plots_name_the_extra_when_matplotlib_is_missing(monkeypatch, tmp_path):
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     with pytest.raises(ImportError, match=r'pip install "tf-mmcl\[plot\]"'):
-        report.plot_retrieval({"directions": {"a": {"top1": 0.5}}, "chance": 0.1, "task": "t"},
-                              str(tmp_path / "p.png"))
+        report.plot_retrieval({"directions": {"a": {"top1": 0.5}}, "chance": 0.1, "task": "t"}, str(tmp_path / "p.png"))
     assert not (tmp_path / "p.png").exists()

@@ -22,8 +22,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 # Appended to every tools/train.py command: small splits, one epoch, a line per epoch.
-SHRINK_TRAIN = ["--config.dataset.params.n_train=512", "--config.dataset.params.n_val=128",
-                "--config.dataset.params.n_test=128", "--config.epochs=2", "--config.verbose=2"]
+SHRINK_TRAIN = [
+    "--config.dataset.params.n_train=512",
+    "--config.dataset.params.n_val=128",
+    "--config.dataset.params.n_test=128",
+    "--config.epochs=2",
+    "--config.verbose=2",
+]
 # Lines of the bash blocks that set up the environment rather than use the project.
 INSTALL_PREFIXES = ("python3 -m venv", "pip install", "make ")
 
@@ -61,8 +66,13 @@ def test_readme_names_the_install_extras_that_exist():
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory):
     """The files a fresh clone holds, without build outputs or anything git ignores."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     dest = tmp_path_factory.mktemp("clone")
     for name in filter(None, files):
         src = ROOT / name
@@ -92,8 +102,13 @@ def test_readme_commands_run_as_written_on_a_fresh_clone(clone):
         assert proc.returncode == 0, f"{line}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         ran.append((argv[1], proc.stdout))
     tools = [tool for tool, _ in ran]
-    assert tools == ["tools/train.py", "tools/train.py", "tools/evaluate.py", "tools/export.py",
-                     "tools/serving_request.py"], tools
+    assert tools == [
+        "tools/train.py",
+        "tools/train.py",
+        "tools/evaluate.py",
+        "tools/export.py",
+        "tools/serving_request.py",
+    ], tools
     outputs = dict(ran)
     assert "| b,c->a |" in outputs["tools/evaluate.py"]
     assert os.path.isfile(clone / "workdir" / "comparison.md")
@@ -101,8 +116,10 @@ def test_readme_commands_run_as_written_on_a_fresh_clone(clone):
     served = outputs["tools/serving_request.py"]
     assert "logits: shape (8, 32) dtype float32" in served and "top-1 candidate per query" in served
     # Everything the commands wrote is git-ignored: a clone stays clean.
-    tracked = {Path(n).parts[0] for n in subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True,
-                                                         text=True).stdout.split()}
+    tracked = {
+        Path(n).parts[0]
+        for n in subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    }
     written = sorted(p.name + ("/" if p.is_dir() else "") for p in clone.iterdir() if p.name not in tracked)
     ignored = subprocess.run(["git", "check-ignore", *written], cwd=ROOT, capture_output=True, text=True).stdout
     assert written and sorted(ignored.split()) == written, (written, ignored)
@@ -112,8 +129,7 @@ def test_readme_commands_run_as_written_on_a_fresh_clone(clone):
 def test_readme_python_snippet_runs_and_logs_a_meaningful_top1(clone):
     (snippet,) = fenced_blocks("python")
     script = clone / "readme_snippet.py"
-    script.write_text(snippet + "\nassert logits.shape == (5, 8)\n"
-                      "print('TOP1_A', history.history['top1_a'][-1])\n")
+    script.write_text(snippet + "\nassert logits.shape == (5, 8)\nprint('TOP1_A', history.history['top1_a'][-1])\n")
     proc = run([sys.executable, str(script)], clone)
     assert proc.returncode == 0, proc.stderr[-3000:]
     top1 = float(re.search(r"TOP1_A (\S+)", proc.stdout).group(1))

@@ -39,12 +39,15 @@ def _findings(text):
                 yield f"{lineno}: {what}: {line.strip()}"
 
 
-@pytest.mark.parametrize("pattern,line", [
-    ("cites the tracker instead of the requirement", "# Tolerance of the issue."),
-    ("cites the tracker instead of the requirement", "run side by side (issue 22)"),
-    ("machine-local path", 'DEFAULT = "/tmp/refvenv/bin/python"'),
-    ("machine-local path", "git -C /work/.mirror/x archive HEAD"),
-])
+@pytest.mark.parametrize(
+    "pattern,line",
+    [
+        ("cites the tracker instead of the requirement", "# Tolerance of the issue."),
+        ("cites the tracker instead of the requirement", "run side by side (issue 22)"),
+        ("machine-local path", 'DEFAULT = "/tmp/refvenv/bin/python"'),
+        ("machine-local path", "git -C /work/.mirror/x archive HEAD"),
+    ],
+)
 def test_patterns_catch_examples(pattern, line):
     assert PATTERNS[pattern].search(line)
 

@@ -17,11 +17,19 @@ from tf_mmcl.models import OBJECTIVES
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARK_CONFIG = os.path.join(REPO, "configs", "benchmark.py")
 # The pairs the docs show (configs/benchmark.py:<benchmark>,<objective>); every other pair is validated only.
-SHOWN = ([("symile_xor", o) for o in OBJECTIVES]
-         + [(b, o) for b in ("confu_xor", "fragility", "m3_digits") for o in ("clip", "symile", "confu", "gated_symile")]
-         + [("misalignment", "clip"), ("misalignment", "symile")])
-TINY = ["dataset.params.n_train=256", "dataset.params.n_val=64", "dataset.params.n_test=64",
-        "epochs=1", "batch_size=64", "verbose=0"]
+SHOWN = (
+    [("symile_xor", o) for o in OBJECTIVES]
+    + [(b, o) for b in ("confu_xor", "fragility", "m3_digits") for o in ("clip", "symile", "confu", "gated_symile")]
+    + [("misalignment", "clip"), ("misalignment", "symile")]
+)
+TINY = [
+    "dataset.params.n_train=256",
+    "dataset.params.n_val=64",
+    "dataset.params.n_test=64",
+    "epochs=1",
+    "batch_size=64",
+    "verbose=0",
+]
 
 
 def tiny_config(benchmark="symile_xor", objective="symile", *overrides):
@@ -56,8 +64,14 @@ def test_the_library_holds_no_experiment_presets():
 def m3_tiny(tmp_path_factory):
     """Overrides that read m3_digits/tiny, built once from the cached clips (no espeak-ng)."""
     clips = os.path.join(REPO, "tests", "datasets", "data", "m3_digits_clips")
-    return ["dataset.tfds_name=m3_digits/tiny", f"dataset.data_dir={tmp_path_factory.mktemp('tfds')}",
-            f"dataset.params.clip_source={clips}", "epochs=1", "batch_size=16", "verbose=0"]
+    return [
+        "dataset.tfds_name=m3_digits/tiny",
+        f"dataset.data_dir={tmp_path_factory.mktemp('tfds')}",
+        f"dataset.params.clip_source={clips}",
+        "epochs=1",
+        "batch_size=16",
+        "verbose=0",
+    ]
 
 
 @pytest.mark.parametrize("pair", SHOWN, ids="{0[0]},{0[1]}".format)
@@ -80,7 +94,9 @@ def test_unknown_config_key_is_named_with_a_suggestion():
     config = benchmark_config("symile_xor", "clip")
     with config.unlocked():
         config.model.embeding_dim = 8
-    with pytest.raises(ValueError, match=r"Unknown config key.*'model.embeding_dim'.*did you mean 'model.embedding_dim'"):
+    with pytest.raises(
+        ValueError, match=r"Unknown config key.*'model.embeding_dim'.*did you mean 'model.embedding_dim'"
+    ):
         training.validate_config(config)
     with pytest.raises(ValueError, match=r"Unknown config key 'batch_sise'.*did you mean 'batch_size'"):
         training.apply_overrides(config, ["batch_sise=3"])
@@ -89,21 +105,31 @@ def test_unknown_config_key_is_named_with_a_suggestion():
 
 
 def test_overrides_parse_literals_and_keep_types():
-    config = training.apply_overrides(benchmark_config("symile_xor", "clip"),
-                                      ["batch_size=256", "learning_rate=1", "model.objective=confu",
-                                       "model.objective_options.lam=0.25", "model.modalities=('a', 'b', 'c')"])
+    config = training.apply_overrides(
+        benchmark_config("symile_xor", "clip"),
+        [
+            "batch_size=256",
+            "learning_rate=1",
+            "model.objective=confu",
+            "model.objective_options.lam=0.25",
+            "model.modalities=('a', 'b', 'c')",
+        ],
+    )
     assert config.batch_size == 256 and config.learning_rate == 1.0 and isinstance(config.learning_rate, float)
     assert config.model.objective == "confu" and config.model.objective_options.lam == 0.25
     with pytest.raises(ValueError, match="batch_size holds a int"):
         training.apply_overrides(config, ["batch_size='big'"])
 
 
-@pytest.mark.parametrize("override,message", [
-    ("dataset.name=imagenet", r"Unknown dataset 'imagenet'; expected one of \['confu_xor', 'fragility'"),
-    ("model.objective=infonce", r"Unknown objective 'infonce'; expected one of \('clip'"),
-    ("dataset.source=web", "Unknown dataset source 'web'"),
-    ("dataset.params.n_bits=3", r"Unknown dataset.params \['n_bits'\] for dataset 'symile_xor'"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("dataset.name=imagenet", r"Unknown dataset 'imagenet'; expected one of \['confu_xor', 'fragility'"),
+        ("model.objective=infonce", r"Unknown objective 'infonce'; expected one of \('clip'"),
+        ("dataset.source=web", "Unknown dataset source 'web'"),
+        ("dataset.params.n_bits=3", r"Unknown dataset.params \['n_bits'\] for dataset 'symile_xor'"),
+    ],
+)
 def test_unknown_dataset_objective_source_or_parameter(override, message):
     with pytest.raises(ValueError, match=message):
         training.validate_config(training.apply_overrides(benchmark_config("symile_xor", "clip"), [override]))
@@ -229,7 +255,8 @@ def test_evaluate_writes_markdown_and_plots_and_matches_model_scores(tiny_run):
     assert report["directions"]["b,c->a"]["top1"] == pytest.approx(expected)
     assert report["summary"]["2->1"] == pytest.approx(expected)
     assert report["summary"]["1->1"] == pytest.approx(
-        (report["directions"]["b->a"]["top1"] + report["directions"]["c->a"]["top1"]) / 2)
+        (report["directions"]["b->a"]["top1"] + report["directions"]["c->a"]["top1"]) / 2
+    )
     with open(report["paths"]["markdown"]) as f:
         text = f.read()
     assert "| direction | top1 | recall@5 | recall@10 | mrr |" in text and "| b,c->a |" in text
@@ -248,17 +275,27 @@ def test_export_serves_the_same_scores(tiny_run, tmp_path):
     cands = np.load(out["candidates"])
     assert str(cands["target"]) == "a" and cands["candidate_embeddings"].shape == (32, 16)
     x = {m: np.eye(5, dtype="float32")[:4] for m in "bc"}
-    served = loaded.signatures["score_a"](b=tf.constant(x["b"]), c=tf.constant(x["c"]),
-                                          candidate_embeddings=tf.constant(cands["candidate_embeddings"]))["logits"]
+    served = loaded.signatures["score_a"](
+        b=tf.constant(x["b"]), c=tf.constant(x["c"]), candidate_embeddings=tf.constant(cands["candidate_embeddings"])
+    )["logits"]
     np.testing.assert_allclose(served, result.model.score(x, "a", cands["candidates"]), rtol=1e-4, atol=1e-4)
 
 
 def test_symile_learns_xor_and_clip_does_not(tmp_path):
     reports = {}
     for objective in ("symile", "clip"):
-        config = training.apply_overrides(benchmark_config("symile_xor", objective), [
-            "dataset.params.d_v=3", "dataset.params.n_train=1024", "dataset.params.n_val=64",
-            "dataset.params.n_test=256", "epochs=6", "batch_size=64", "verbose=0"])
+        config = training.apply_overrides(
+            benchmark_config("symile_xor", objective),
+            [
+                "dataset.params.d_v=3",
+                "dataset.params.n_train=1024",
+                "dataset.params.n_val=64",
+                "dataset.params.n_test=256",
+                "epochs=6",
+                "batch_size=64",
+                "verbose=0",
+            ],
+        )
         training.train(config, str(tmp_path / objective))
         reports[objective] = training.evaluate(str(tmp_path / objective))
     assert reports["symile"]["summary"]["2->1"] > 0.9
@@ -295,12 +332,25 @@ def test_misalignment_evaluation_retrieves_rows_and_reports_identifiability():
 
 
 def test_tfds_source_reads_the_same_data_as_the_generator(tmp_path):
-    config = tiny_config("symile_xor", "clip", "dataset.source='tfds'", "dataset.tfds_name='symile_xor/tiny'",
-                         f"dataset.data_dir='{tmp_path}'")
+    config = tiny_config(
+        "symile_xor",
+        "clip",
+        "dataset.source='tfds'",
+        "dataset.tfds_name='symile_xor/tiny'",
+        f"dataset.data_dir='{tmp_path}'",
+    )
     splits = training.build_dataset(config)
-    generated = training.build_dataset(training.apply_overrides(
-        tiny_config(), ["dataset.params.d_v=3", "dataset.params.n_train=64", "dataset.params.n_val=16",
-                        "dataset.params.n_test=16"]))
+    generated = training.build_dataset(
+        training.apply_overrides(
+            tiny_config(),
+            [
+                "dataset.params.d_v=3",
+                "dataset.params.n_train=64",
+                "dataset.params.n_val=16",
+                "dataset.params.n_test=16",
+            ],
+        )
+    )
     assert splits.modalities == ["a", "b", "c"]
     for split in ("train", "val", "test"):
         for key in ("a", "b", "c", "a_index"):
@@ -311,5 +361,4 @@ def test_tfds_source_reads_the_same_data_as_the_generator(tmp_path):
     with pytest.raises(ValueError, match="Unknown config 'huge' of dataset 'symile_xor'"):
         training.prepare_tfds("symile_xor/huge", str(tmp_path))
     with pytest.raises(ValueError, match="is not a config of dataset.name 'confu_xor'"):
-        training.build_dataset(training.apply_overrides(config, ["dataset.name='confu_xor'",
-                                                                 "dataset.params={}"]))
+        training.build_dataset(training.apply_overrides(config, ["dataset.name='confu_xor'", "dataset.params={}"]))

@@ -15,13 +15,15 @@ import importlib.util as _importlib_util
 # Say which extra is missing before the first submodule fails on `import tensorflow` deep inside.
 if _importlib_util.find_spec("tensorflow") is None:
     raise ImportError(
-        "tf_mmcl needs TensorFlow, which comes from an extra: pip install \"tf-mmcl[cpu]\" (CPU) or "
-        "pip install \"tf-mmcl[gpu]\" (CUDA); from a clone: pip install -e \".[cpu]\" (or make install).")
+        'tf_mmcl needs TensorFlow, which comes from an extra: pip install "tf-mmcl[cpu]" (CPU) or '
+        'pip install "tf-mmcl[gpu]" (CUDA); from a clone: pip install -e ".[cpu]" (or make install).'
+    )
 
 from tf_mmcl import (  # noqa: E402
     data,
     distribute,
     evaluation,
+    hub,  # noqa: E402  (keras-hub itself is imported only when used)
     keys,
     layers,
     losses,
@@ -31,7 +33,19 @@ from tf_mmcl import (  # noqa: E402
     optimizers,
     retrieval,
 )
-from tf_mmcl import hub  # noqa: E402  (keras-hub itself is imported only when used)
 
-__all__ = ["data", "distribute", "evaluation", "hub", "keys", "layers", "losses", "models", "objectives", "ops",
-           "optimizers", "retrieval", "__version__"]
+__all__ = [
+    "data",
+    "distribute",
+    "evaluation",
+    "hub",
+    "keys",
+    "layers",
+    "losses",
+    "models",
+    "objectives",
+    "ops",
+    "optimizers",
+    "retrieval",
+    "__version__",
+]

@@ -83,9 +83,11 @@ def _tf_config_workers():
         raise ValueError(f"TF_CONFIG is not valid JSON: {err}.") from None
     cluster = config.get("cluster") if isinstance(config, dict) else None
     if not isinstance(cluster, dict):
-        raise ValueError('TF_CONFIG must be a JSON object with a "cluster" dict, e.g. '
-                         '{"cluster": {"worker": ["host0:port", "host1:port"]}, '
-                         '"task": {"type": "worker", "index": 0}}.')
+        raise ValueError(
+            'TF_CONFIG must be a JSON object with a "cluster" dict, e.g. '
+            '{"cluster": {"worker": ["host0:port", "host1:port"]}, '
+            '"task": {"type": "worker", "index": 0}}.'
+        )
     task = config.get("task")
     if not isinstance(task, dict) or "type" not in task or "index" not in task:
         raise ValueError('TF_CONFIG needs "task": {"type": ..., "index": ...} for this process.')
@@ -157,10 +159,11 @@ def make_strategy(kind="auto", devices=None, communication="auto"):
     if devices is not None:
         raise ValueError('"multi_worker" uses every local GPU (or the CPU) of each worker; do not pass devices.')
     if _tf_config_workers() < 1:
-        raise ValueError('"multi_worker" needs TF_CONFIG with a "cluster" of workers and this '
-                         "process's \"task\" (see docs/distributed.md).")
-    implementation = getattr(tf.distribute.experimental.CommunicationImplementation,
-                             _COMMUNICATIONS[communication])
+        raise ValueError(
+            '"multi_worker" needs TF_CONFIG with a "cluster" of workers and this '
+            'process\'s "task" (see docs/distributed.md).'
+        )
+    implementation = getattr(tf.distribute.experimental.CommunicationImplementation, _COMMUNICATIONS[communication])
     options = tf.distribute.experimental.CommunicationOptions(implementation=implementation)
     return _MultiWorkerMirroredStrategy(communication_options=options)
 
@@ -269,8 +272,10 @@ def gather(tensor, name="tensor"):
         return tensor
     ctx = tf.distribute.get_replica_context()
     if ctx is None:
-        raise ValueError(f"gather: {name} can only be gathered inside a replica function "
-                         "(compute_loss, train_step, strategy.run), not in the cross-replica context.")
+        raise ValueError(
+            f"gather: {name} can only be gathered inside a replica function "
+            "(compute_loss, train_step, strategy.run), not in the cross-replica context."
+        )
     dtype = tensor.dtype
     if dtype.is_floating:
         gathered = ctx.all_gather(tensor, axis=0)
@@ -328,8 +333,11 @@ def global_batch_size(per_replica_batch_size, strategy=None):
     Raises:
         ValueError: a non-positive or non-integer batch size.
     """
-    if isinstance(per_replica_batch_size, bool) or not isinstance(per_replica_batch_size, int) \
-            or per_replica_batch_size < 1:
+    if (
+        isinstance(per_replica_batch_size, bool)
+        or not isinstance(per_replica_batch_size, int)
+        or per_replica_batch_size < 1
+    ):
         raise ValueError(f"per_replica_batch_size must be a positive int, got {per_replica_batch_size!r}.")
     strategy = strategy or tf.distribute.get_strategy()
     return per_replica_batch_size * int(strategy.num_replicas_in_sync)
@@ -377,12 +385,16 @@ def prepare_dataset(dataset, auto_shard="data", strategy=None):
         raise ValueError(f"Unknown auto_shard {auto_shard!r}; expected one of {tuple(_SHARD_POLICIES)}.")
     specs = tf.nest.flatten(dataset.element_spec)
     replicas = int((strategy or tf.distribute.get_strategy()).num_replicas_in_sync)
-    batch = next((spec.shape[0] for spec in specs if getattr(spec, "shape", None) is not None
-                  and spec.shape.rank), None)
+    batch = next(
+        (spec.shape[0] for spec in specs if getattr(spec, "shape", None) is not None and spec.shape.rank), None
+    )
     if replicas > 1 and batch is not None and batch % replicas:
-        raise ValueError(f"The global batch size {batch} is not a multiple of the {replicas} replicas; "
-                         f"batch with global_batch_size(per_replica) = per_replica * {replicas}.")
+        raise ValueError(
+            f"The global batch size {batch} is not a multiple of the {replicas} replicas; "
+            f"batch with global_batch_size(per_replica) = per_replica * {replicas}."
+        )
     if any(getattr(spec, "dtype", None) == tf.bool for spec in specs):
+
         def to_int(*element):
             element = element[0] if len(element) == 1 else element
             return tf.nest.map_structure(lambda t: tf.cast(t, tf.int32) if t.dtype == tf.bool else t, element)
@@ -390,7 +402,8 @@ def prepare_dataset(dataset, auto_shard="data", strategy=None):
         dataset = dataset.map(to_int, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = getattr(
-        tf.data.experimental.AutoShardPolicy, _SHARD_POLICIES[auto_shard])
+        tf.data.experimental.AutoShardPolicy, _SHARD_POLICIES[auto_shard]
+    )
     return dataset.with_options(options)
 
 
@@ -420,8 +433,15 @@ def precision_policy(precision="float32"):
         keras.config.set_dtype_policy(previous)
 
 
-def build_model(model_fn, strategy=None, precision="float32", jit_compile=False, optimizer="adam",
-                global_negatives=True, **compile_kwargs):
+def build_model(
+    model_fn,
+    strategy=None,
+    precision="float32",
+    jit_compile=False,
+    optimizer="adam",
+    global_negatives=True,
+    **compile_kwargs,
+):
     """Creates ``model_fn()`` and compiles it under ``strategy.scope()`` with a precision policy.
 
     Args:
@@ -451,11 +471,16 @@ def build_model(model_fn, strategy=None, precision="float32", jit_compile=False,
     if not callable(model_fn):
         raise ValueError("model_fn must be a callable returning a Keras model.")
     strategy = strategy or tf.distribute.get_strategy()
-    if jit_compile is True and int(strategy.num_replicas_in_sync) > 1 and all(
-            tf.DeviceSpec.from_string(d).device_type == "CPU" for d in strategy.extended.worker_devices):
-        raise ValueError("jit_compile=True (XLA) with several replicas on CPU devices is not supported by "
-                         "TensorFlow: XLA's CPU device cannot reach the variables of the other replicas' "
-                         "devices. Use jit_compile=False on CPUs (XLA works per GPU/TPU replica).")
+    if (
+        jit_compile is True
+        and int(strategy.num_replicas_in_sync) > 1
+        and all(tf.DeviceSpec.from_string(d).device_type == "CPU" for d in strategy.extended.worker_devices)
+    ):
+        raise ValueError(
+            "jit_compile=True (XLA) with several replicas on CPU devices is not supported by "
+            "TensorFlow: XLA's CPU device cannot reach the variables of the other replicas' "
+            "devices. Use jit_compile=False on CPUs (XLA works per GPU/TPU replica)."
+        )
     with strategy.scope(), precision_policy(precision):
         model = model_fn()
         if not isinstance(model, keras.Model):
@@ -535,9 +560,11 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             raise ValueError(
                 f'save_freq must be "epoch", got {save_freq!r}: Keras resumes at the start of the epoch '
                 "in progress, so mid-epoch backups would replay batches. Use shorter epochs "
-                "(steps_per_epoch) for finer backups.")
-        super().__init__(backup_dir, save_freq=save_freq, double_checkpoint=double_checkpoint,
-                         delete_checkpoint=delete_checkpoint)
+                "(steps_per_epoch) for finer backups."
+            )
+        super().__init__(
+            backup_dir, save_freq=save_freq, double_checkpoint=double_checkpoint, delete_checkpoint=delete_checkpoint
+        )
         self._rng_path = os.path.join(backup_dir, self._RNG_FILE)
 
     def on_train_begin(self, logs=None):
@@ -548,15 +575,16 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             states = json.loads(f.read())["states"]
         generators = seed_generators(self.model)
         if len(states) != len(generators):
-            raise ValueError(f"The backup in {self.backup_dir!r} holds {len(states)} random-number states, "
-                             f"the model has {len(generators)} seed generators: not the same model.")
+            raise ValueError(
+                f"The backup in {self.backup_dir!r} holds {len(states)} random-number states, "
+                f"the model has {len(generators)} seed generators: not the same model."
+            )
         for generator, state in zip(generators, states):
             generator.state.assign(tf.constant(state, dtype=generator.state.dtype))
 
     def _save_model(self):
         super()._save_model()
-        states = [[int(v) for v in tf.convert_to_tensor(g.state.value).numpy()]
-                  for g in seed_generators(self.model)]
+        states = [[int(v) for v in tf.convert_to_tensor(g.state.value).numpy()] for g in seed_generators(self.model)]
         tmp = self._rng_path + ".tmp"
         with tf.io.gfile.GFile(tmp, "w") as f:
             f.write(json.dumps({"epoch": self._current_epoch, "states": states}))

@@ -62,7 +62,7 @@ def is_mask_key(key: str) -> bool:
 def mask_modality(key: str):
     """The modality of a presence-mask key, or ``None`` if ``key`` is not one."""
     key = str(key)
-    return key[:-len(MASK_SUFFIX)] if key.endswith(MASK_SUFFIX) else None
+    return key[: -len(MASK_SUFFIX)] if key.endswith(MASK_SUFFIX) else None
 
 
 def fused_key(first: str, second: str) -> str:
@@ -91,7 +91,7 @@ def gate_weights_key(target: str) -> str:
 def gate_weights_target(key: str):
     """The target modality of a gate-weights key, or ``None`` if ``key`` is not one."""
     key = str(key)
-    return key[len(GATE_WEIGHTS_PREFIX):] if key.startswith(GATE_WEIGHTS_PREFIX) else None
+    return key[len(GATE_WEIGHTS_PREFIX) :] if key.startswith(GATE_WEIGHTS_PREFIX) else None
 
 
 def check_modality_name(name: str, reserved=()) -> str:
@@ -108,8 +108,8 @@ def check_modality_name(name: str, reserved=()) -> str:
         ValueError: the name holds ``"+"`` or ``"/"``, ends in ``"_mask"``, or is reserved.
     """
     name = str(name)
-    if (FUSED_SEPARATOR in name or "/" in name or is_mask_key(name) or name == LOGIT_SCALE_KEY
-            or name in reserved):
-        raise ValueError(f"Invalid modality name {name!r}: no '{FUSED_SEPARATOR}', '/', '{MASK_SUFFIX}' "
-                         "suffix or reserved name.")
+    if FUSED_SEPARATOR in name or "/" in name or is_mask_key(name) or name == LOGIT_SCALE_KEY or name in reserved:
+        raise ValueError(
+            f"Invalid modality name {name!r}: no '{FUSED_SEPARATOR}', '/', '{MASK_SUFFIX}' suffix or reserved name."
+        )
     return name

@@ -98,10 +98,10 @@ def moved_config(path: str):
         benchmarks = getattr(module, "BENCHMARKS", {})
     except Exception:  # noqa: BLE001 - not ours to report: the caller says the file is missing
         return None
-    stem = name[:-len(".py")]
+    stem = name[: -len(".py")]
     for benchmark in sorted(benchmarks, key=len, reverse=True):
         if stem.startswith(benchmark + "_") and len(stem) > len(benchmark) + 1:
-            return f"{target}:{benchmark},{stem[len(benchmark) + 1:]}"
+            return f"{target}:{benchmark},{stem[len(benchmark) + 1 :]}"
     return None
 
 
@@ -120,15 +120,22 @@ def _redirect_moved_config(prog, argv, config_flag):
             continue
         new = moved_config(value)
         if new is not None:
-            sys.stderr.write(f"{prog}: warning: {value} is deprecated and will be removed in the next release: "
-                             f"use --{config_flag} {new}\n")
+            sys.stderr.write(
+                f"{prog}: warning: {value} is deprecated and will be removed in the next release: "
+                f"use --{config_flag} {new}\n"
+            )
             out[i] = prefix + new
         i += 1
     return out
 
 
-def flags_parser(prog: str, required=(), config_flag: str | None = None, parse=None,
-                 config_example: str = "configs/benchmark.py:symile_xor,symile"):
+def flags_parser(
+    prog: str,
+    required=(),
+    config_flag: str | None = None,
+    parse=None,
+    config_example: str = "configs/benchmark.py:symile_xor,symile",
+):
     """An absl ``flags_parser`` for ``app.run`` that answers mistakes before heavy imports.
 
     Args:
@@ -143,6 +150,7 @@ def flags_parser(prog: str, required=(), config_flag: str | None = None, parse=N
     Returns:
         ``parse(argv) -> remaining argv``.
     """
+
     def run(argv):
         if config_flag is not None:
             argv = _redirect_moved_config(prog, argv, config_flag)
@@ -172,8 +180,11 @@ def flags_parser(prog: str, required=(), config_flag: str | None = None, parse=N
         if config_flag is not None and config_flag in given:
             path = (given[config_flag] or "").split(":", 1)[0]
             if not os.path.isfile(path):
-                fail(prog, f"--{config_flag}: config file {path!r} does not exist; pass one of the files in "
-                     f"{os.path.dirname(config_example.split(':', 1)[0])}/, e.g. --{config_flag} {config_example}.")
+                fail(
+                    prog,
+                    f"--{config_flag}: config file {path!r} does not exist; pass one of the files in "
+                    f"{os.path.dirname(config_example.split(':', 1)[0])}/, e.g. --{config_flag} {config_example}.",
+                )
         return _absl(prog, argv, parse)
 
     return run

@@ -34,6 +34,7 @@ def _loss_fn(name):
     import keras
 
     from tf_mmcl.losses import clip_loss, symile_loss
+
     if name == "clip":
         return lambda reps, s: clip_loss(reps, s)
     if name == "n_squared":
@@ -95,8 +96,10 @@ def main(argv):
         x = rng.normal(size=(_N.value, _D.value)).astype("float32")
         reps.append(tf.constant(x / np.linalg.norm(x, axis=1, keepdims=True)))
     args = (tf.constant(1.0 / 0.07),) + tuple(reps)
-    print(f"N = {_N.value}, d = {_D.value}, M = 3; {_ROUNDS.value} interleaved rounds x {_CALLS.value} calls; "
-          f"{tf.config.list_physical_devices()[-1].device_type}")
+    print(
+        f"N = {_N.value}, d = {_D.value}, M = 3; {_ROUNDS.value} interleaved rounds x {_CALLS.value} calls; "
+        f"{tf.config.list_physical_devices()[-1].device_type}"
+    )
     print(f"{'loss':10s} {'mode':6s} {'checked ms':>11s} {'unchecked ms':>13s} {'ratio':>6s}")
     for name in _LOSSES.value:
         for mode in _MODES.value:

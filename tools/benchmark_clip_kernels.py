@@ -40,12 +40,14 @@ def _import_tensorflow():
     """TensorFlow and the kernels, imported once the flags are parsed (--help needs neither)."""
     global tf, symmetric_infonce, dot_scores, mean_symmetric_infonce_over_pairs, symmetric_infonce_from_embeddings
     import tensorflow
+
     from tf_mmcl import losses, ops
 
     tf = tensorflow
     symmetric_infonce = losses.symmetric_infonce
     dot_scores, mean_symmetric_infonce_over_pairs = ops.dot_scores, ops.mean_symmetric_infonce_over_pairs
     symmetric_infonce_from_embeddings = ops.symmetric_infonce_from_embeddings
+
 
 LOGIT_SCALE = 1.0 / 0.07
 
@@ -66,8 +68,9 @@ def per_pair(reps, scale):
 
 def batched(reps, scale):
     pairs = _pairs(reps)
-    return mean_symmetric_infonce_over_pairs(tf.stack([reps[i] for i, _ in pairs]),
-                                             tf.stack([reps[j] for _, j in pairs]), scale)
+    return mean_symmetric_infonce_over_pairs(
+        tf.stack([reps[i] for i, _ in pairs]), tf.stack([reps[j] for _, j in pairs]), scale
+    )
 
 
 KERNELS = {"autodiff (before)": autodiff, "closed form, per pair": per_pair, "closed form, batched": batched}
@@ -130,10 +133,12 @@ def dispatch_floor(n=64, d=64, repeats=15, inner=50, seed=0):
         return scale * 2.0, [scale] + [r * 2.0 for r in reps]
 
     clip_xla = _step(per_pair, "xla")
-    steps = {"trivial step, tf.function": tf.function(trivial),
-             "trivial step, XLA": tf.function(trivial, jit_compile=True),
-             "CLIP step, XLA": clip_xla,
-             "CLIP step, XLA, concrete function": clip_xla.get_concrete_function(*args)}
+    steps = {
+        "trivial step, tf.function": tf.function(trivial),
+        "trivial step, XLA": tf.function(trivial, jit_compile=True),
+        "CLIP step, XLA": clip_xla,
+        "CLIP step, XLA, concrete function": clip_xla.get_concrete_function(*args),
+    }
     for s in steps.values():
         _call(s, args)
     return _interleaved_medians(steps, args, repeats, inner)
@@ -148,8 +153,9 @@ def to_markdown(rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="64x64,128x64,256x64,64x256,128x256,256x256",
-                        help="Comma-separated NxD cells.")
+    parser.add_argument(
+        "--sizes", default="64x64,128x64,256x64,64x256,128x256,256x256", help="Comma-separated NxD cells."
+    )
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--inner", type=int, default=20, help="Calls per timed repeat (graph modes).")
     parser.add_argument("--floor", action="store_true", help="Time the per-call floor at N = d = 64 instead.")

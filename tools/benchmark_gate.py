@@ -32,8 +32,12 @@ def _build(objective, args, options):
     from tf_mmcl.models import MultimodalContrastiveModel
 
     keras.utils.set_random_seed(args.seed)
-    encoders = {m: MLPEncoder(hidden_units=(args.embedding_dim, args.embedding_dim), output_dim=args.embedding_dim,
-                              name=f"encoder_{m}") for m in ("a", "b", "c")}
+    encoders = {
+        m: MLPEncoder(
+            hidden_units=(args.embedding_dim, args.embedding_dim), output_dim=args.embedding_dim, name=f"encoder_{m}"
+        )
+        for m in ("a", "b", "c")
+    }
     model = MultimodalContrastiveModel(encoders, embedding_dim=args.embedding_dim, objective=objective, **options)
     model.in_batch_metrics = False
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-3))
@@ -46,12 +50,19 @@ def measure(args):
     import tensorflow as tf
 
     rng = np.random.default_rng(args.seed)
-    batch = {m: tf.constant(rng.normal(size=(args.batch_size, args.input_dim)).astype("float32"))
-             for m in ("a", "b", "c")}
-    gated_options = {"key_dim": args.key_dim, "num_negatives": args.num_negatives or None, "seed": args.seed,
-                     "gate_type": args.gate_type}
-    models = {"symile": _build("symile", args, {"negative_sampling": "n"}),
-              "gated_symile": _build("gated_symile", args, gated_options)}
+    batch = {
+        m: tf.constant(rng.normal(size=(args.batch_size, args.input_dim)).astype("float32")) for m in ("a", "b", "c")
+    }
+    gated_options = {
+        "key_dim": args.key_dim,
+        "num_negatives": args.num_negatives or None,
+        "seed": args.seed,
+        "gate_type": args.gate_type,
+    }
+    models = {
+        "symile": _build("symile", args, {"negative_sampling": "n"}),
+        "gated_symile": _build("gated_symile", args, gated_options),
+    }
     steps = {}
     for name, model in models.items():
         model(batch)  # build
@@ -67,8 +78,12 @@ def measure(args):
             times[name].append(1000.0 * (time.perf_counter() - start))
     symile = statistics.median(times["symile"])
     gated = statistics.median(times["gated_symile"])
-    return {"symile_ms": round(symile, 2), "gated_ms": round(gated, 2), "ratio": round(gated / symile, 2),
-            "settings": {k: v for k, v in vars(args).items() if k != "json"}}
+    return {
+        "symile_ms": round(symile, 2),
+        "gated_ms": round(gated, 2),
+        "ratio": round(gated / symile, 2),
+        "settings": {k: v for k, v in vars(args).items() if k != "json"},
+    }
 
 
 def main(argv=None):
@@ -77,8 +92,12 @@ def main(argv=None):
     parser.add_argument("--input_dim", type=int, default=128)
     parser.add_argument("--embedding_dim", type=int, default=256)
     parser.add_argument("--key_dim", type=int, default=256)
-    parser.add_argument("--num_negatives", type=int, default=127,
-                        help="sampled negatives per row of the gated 'pair' loss; 0: every batch row")
+    parser.add_argument(
+        "--num_negatives",
+        type=int,
+        default=127,
+        help="sampled negatives per row of the gated 'pair' loss; 0: every batch row",
+    )
     parser.add_argument("--gate_type", default="sigmoid", choices=("softmax", "sigmoid"))
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=15)

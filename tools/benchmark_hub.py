@@ -44,8 +44,7 @@ def _inputs(kind, encoder, n, rng):
     if kind == "image":
         shape = encoder.backbone.input_shape[1:]
         return rng.uniform(size=(n,) + tuple(shape)).astype("float32")
-    frames = 2 * next(l.sequence_length for l in encoder.backbone.layers
-                      if type(l).__name__ == "PositionEmbedding")
+    frames = 2 * next(l.sequence_length for l in encoder.backbone.layers if type(l).__name__ == "PositionEmbedding")
     mels = encoder.backbone.input_shape[-1]
     return rng.normal(size=(n, frames, mels)).astype("float32")
 
@@ -64,8 +63,10 @@ def main(argv):
 
     rng = np.random.default_rng(0)
     size = _SIZE.value
-    specs = {"image": ("vit", "ViT-B/16" if size == "base" else "ViT tiny"),
-             "audio": ("whisper", "Whisper-base encoder" if size == "base" else "Whisper tiny")}
+    specs = {
+        "image": ("vit", "ViT-B/16" if size == "base" else "ViT tiny"),
+        "audio": ("whisper", "Whisper-base encoder" if size == "base" else "Whisper tiny"),
+    }
     encoders, data, rows = {}, {}, []
     tmp = tempfile.mkdtemp(prefix="bench_hub_")
     for m, (arch, label) in specs.items():
@@ -76,19 +77,37 @@ def main(argv):
         enc(data[m][:1])
         start = time.perf_counter()
         for i in range(_LOOP.value):
-            enc(data[m][i:i + 1]).numpy()
+            enc(data[m][i : i + 1]).numpy()
         loop_eps = _LOOP.value / (time.perf_counter() - start)
         # Batched extraction (warm-up run on one batch into a throwaway directory first).
         ds = tf.data.Dataset.from_tensor_slices({m: data[m]})
-        fl.extract_features({m: enc}, ds.take(_BATCH.value), os.path.join(tmp, f"warm_{m}"),
-                            batch_size=_BATCH.value, shard_size=_BATCH.value, progress=False)
+        fl.extract_features(
+            {m: enc},
+            ds.take(_BATCH.value),
+            os.path.join(tmp, f"warm_{m}"),
+            batch_size=_BATCH.value,
+            shard_size=_BATCH.value,
+            progress=False,
+        )
         start = time.perf_counter()
-        fl.extract_features({m: enc}, ds, os.path.join(tmp, f"feat_{m}"), batch_size=_BATCH.value,
-                            shard_size=_BATCH.value * 4, progress=False)
+        fl.extract_features(
+            {m: enc},
+            ds,
+            os.path.join(tmp, f"feat_{m}"),
+            batch_size=_BATCH.value,
+            shard_size=_BATCH.value * 4,
+            progress=False,
+        )
         batched_eps = _EXAMPLES.value / (time.perf_counter() - start)
-        rows.append({"what": f"extract {label}", "baseline": "plain Python loop, batch 1, eager",
-                     "baseline_eps": loop_eps, "ours_eps": batched_eps,
-                     "ratio": batched_eps / loop_eps})
+        rows.append(
+            {
+                "what": f"extract {label}",
+                "baseline": "plain Python loop, batch 1, eager",
+                "baseline_eps": loop_eps,
+                "ours_eps": batched_eps,
+                "ratio": batched_eps / loop_eps,
+            }
+        )
         print(rows[-1], flush=True)
 
     # Head-only training on cached features vs raw-input training through frozen backbones.
@@ -96,15 +115,14 @@ def main(argv):
     n = _EXAMPLES.value
     raw = MultimodalContrastiveModel(dict(encoders), embedding_dim=64, objective="clip")
     raw.compile(optimizer=keras.optimizers.Adam(1e-3))
-    batch = {m: data[m][:_BATCH.value] for m in specs}
+    batch = {m: data[m][: _BATCH.value] for m in specs}
     raw.train_on_batch(batch)  # warm-up
     start = time.perf_counter()
     for _ in range(_STEPS.value):
         raw.train_on_batch(batch)
     raw_eps = _STEPS.value * _BATCH.value / (time.perf_counter() - start)
-    feats = {m: np.asarray(encoders[m](data[m][:_BATCH.value])) for m in specs}
-    manifest = {"encoders": {m: {"feature_dim": int(f.shape[-1])} for m, f in feats.items()},
-                "keep_keys": []}
+    feats = {m: np.asarray(encoders[m](data[m][: _BATCH.value])) for m in specs}
+    manifest = {"encoders": {m: {"feature_dim": int(f.shape[-1])} for m, f in feats.items()}, "keep_keys": []}
     heads = head_model(manifest, embedding_dim=64, objective="clip")
     heads.compile(optimizer=keras.optimizers.Adam(1e-3))
     heads.train_on_batch(feats)
@@ -112,16 +130,22 @@ def main(argv):
     for _ in range(_HEAD_STEPS.value):
         heads.train_on_batch(feats)
     head_eps = _HEAD_STEPS.value * _BATCH.value / (time.perf_counter() - start)
-    rows.append({"what": "train CLIP heads (image+audio)", "baseline": "raw inputs through the frozen backbones",
-                 "baseline_eps": raw_eps, "ours_eps": head_eps, "ratio": head_eps / raw_eps})
+    rows.append(
+        {
+            "what": "train CLIP heads (image+audio)",
+            "baseline": "raw inputs through the frozen backbones",
+            "baseline_eps": raw_eps,
+            "ours_eps": head_eps,
+            "ratio": head_eps / raw_eps,
+        }
+    )
     print(rows[-1], flush=True)
     del n
 
     print(f"\n| {size} sizes, batch {_BATCH.value} | baseline | baseline ex/s | ours ex/s | ratio |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['what']} | {r['baseline']} | {r['baseline_eps']:.2f} | {r['ours_eps']:.2f} | "
-              f"{r['ratio']:.1f}x |")
+        print(f"| {r['what']} | {r['baseline']} | {r['baseline_eps']:.2f} | {r['ours_eps']:.2f} | {r['ratio']:.1f}x |")
     if _OUTPUT.value:
         with open(_OUTPUT.value, "w") as f:
             json.dump({"size": size, "batch_size": _BATCH.value, "rows": rows}, f, indent=2)

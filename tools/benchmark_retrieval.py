@@ -54,23 +54,28 @@ from absl import app, flags  # noqa: E402
 
 from tf_mmcl.ops import topk  # noqa: E402
 
-ALL_METHODS = ("tf_blocked", "tf_blocked_bf16", "tf_matmul_topk", "numpy", "faiss_flat", "faiss_hnsw",
-               "faiss_ivfpq")
+ALL_METHODS = ("tf_blocked", "tf_blocked_bf16", "tf_matmul_topk", "numpy", "faiss_flat", "faiss_hnsw", "faiss_ivfpq")
 _SIZES = flags.DEFINE_list("sizes", ["100000", "1000000"], "Candidate counts C.")
 _DIMS = flags.DEFINE_list("dims", ["64", "128", "256"], "Embedding widths d.")
 _DATA = flags.DEFINE_list("data", ["random", "clustered"], "Data kinds: random, clustered.")
 _METHODS = flags.DEFINE_list("methods", list(ALL_METHODS), f"Methods, among {ALL_METHODS}.")
-_NUM_QUERIES = flags.DEFINE_integer("num_queries", 1000, "Queries per cell (at C = 1e5; scaled down "
-                                    "by C / 1e5 for larger C, at least --min_queries).")
+_NUM_QUERIES = flags.DEFINE_integer(
+    "num_queries", 1000, "Queries per cell (at C = 1e5; scaled down by C / 1e5 for larger C, at least --min_queries)."
+)
 _MIN_QUERIES = flags.DEFINE_integer("min_queries", 256, "Fewest queries per cell.")
 _K = flags.DEFINE_integer("k", 10, "Top-k (recall@k is measured).")
 _QUERY_BATCH = flags.DEFINE_integer("query_batch", 256, "Query rows per search call (TF methods).")
 _NAIVE_BATCH = flags.DEFINE_integer("naive_batch", 64, "Query rows per tf_matmul_topk / numpy call.")
 _MAX_ANN = flags.DEFINE_integer("max_ann_size", 100000, "Largest C for faiss_hnsw / faiss_ivfpq.")
-_ANN_DIMS = flags.DEFINE_list("ann_dims", ["128"], "Widths d at which faiss_hnsw / faiss_ivfpq run (their "
-                              "builds dominate the run time).")
-_SLOW_QUERIES = flags.DEFINE_integer("slow_queries", 64, "Queries for the slow exact baselines (numpy, "
-                                     "tf_matmul_topk, faiss_flat) when C > 1e5; per-query rates are unaffected.")
+_ANN_DIMS = flags.DEFINE_list(
+    "ann_dims", ["128"], "Widths d at which faiss_hnsw / faiss_ivfpq run (their builds dominate the run time)."
+)
+_SLOW_QUERIES = flags.DEFINE_integer(
+    "slow_queries",
+    64,
+    "Queries for the slow exact baselines (numpy, "
+    "tf_matmul_topk, faiss_flat) when C > 1e5; per-query rates are unaffected.",
+)
 _MAX_NUMPY = flags.DEFINE_integer("max_numpy_size", 1000000, "Largest C for numpy / tf_matmul_topk.")
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Timed runs per cell (best is kept; after one warm-up call).")
 _SEED = flags.DEFINE_integer("seed", 0, "Data seed.")
@@ -148,8 +153,9 @@ def tf_blocked(cand, q, k, dtype="float32"):
         return topk.blocked_top_k(x, var, k)
 
     def run():
-        out = [search(tf.constant(q[i:i + _QUERY_BATCH.value]))[1].numpy()
-               for i in range(0, len(q), _QUERY_BATCH.value)]
+        out = [
+            search(tf.constant(q[i : i + _QUERY_BATCH.value]))[1].numpy() for i in range(0, len(q), _QUERY_BATCH.value)
+        ]
         return np.concatenate(out)
 
     return run
@@ -166,11 +172,12 @@ def tf_matmul_rate(cand, q):
         def body(i, acc):
             s = tf.matmul(x, tf.slice(var, [i * block, 0], [block, d]), transpose_b=True)
             return i + 1, acc + s[0, 0]
+
         return tf.while_loop(lambda i, a: i < nb, body, (0, 0.0))[1]
 
     def run():
         for i in range(0, len(q), _QUERY_BATCH.value):
-            matmuls(tf.constant(q[i:i + _QUERY_BATCH.value])).numpy()
+            matmuls(tf.constant(q[i : i + _QUERY_BATCH.value])).numpy()
         return nb * block
 
     return run
@@ -184,8 +191,9 @@ def tf_matmul_topk(cand, q, k):
         return tf.math.top_k(tf.matmul(x, var, transpose_b=True), k)[1]
 
     def run():
-        return np.concatenate([search(tf.constant(q[i:i + _NAIVE_BATCH.value])).numpy()
-                               for i in range(0, len(q), _NAIVE_BATCH.value)])
+        return np.concatenate(
+            [search(tf.constant(q[i : i + _NAIVE_BATCH.value])).numpy() for i in range(0, len(q), _NAIVE_BATCH.value)]
+        )
 
     return run
 
@@ -194,7 +202,7 @@ def numpy_brute(cand, q, k):
     def run():
         out = []
         for i in range(0, len(q), _NAIVE_BATCH.value):
-            s = q[i:i + _NAIVE_BATCH.value] @ cand.T
+            s = q[i : i + _NAIVE_BATCH.value] @ cand.T
             part = np.argpartition(-s, k, axis=1)[:, :k]
             order = np.argsort(-np.take_along_axis(s, part, 1), axis=1)
             out.append(np.take_along_axis(part, order, 1))
@@ -215,7 +223,7 @@ def faiss_index(kind, cand):
         nlist = int(np.sqrt(cand.shape[0]))
         ivf = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, nlist, 16, 8, faiss.METRIC_INNER_PRODUCT)
         index = faiss.IndexRefineFlat(ivf)
-        index.train(cand[:min(len(cand), 20_000)])
+        index.train(cand[: min(len(cand), 20_000)])
     index.add(cand)
     build = time.perf_counter() - t0
     if kind == "hnsw":
@@ -237,7 +245,7 @@ def run_cell(kind, c, d, methods, rng):
     cand, q = make_data(kind, c, d, nq, rng)
     k = _K.value
     truth = tf_blocked(cand, q, k)()  # exact (tested against top_k of the full matrix)
-    q_slow = q if c <= 100_000 else q[:min(nq, _SLOW_QUERIES.value)]
+    q_slow = q if c <= 100_000 else q[: min(nq, _SLOW_QUERIES.value)]
     mm = timed(tf_matmul_rate(cand, q), _REPEATS.value)
     mm_rate = 2.0 * nq * mm[3] * d / mm[1]  # FLOP per CPU-second of the blocked matmuls
     rows = []
@@ -248,7 +256,7 @@ def run_cell(kind, c, d, methods, rng):
                 continue
             if method in ("faiss_hnsw", "faiss_ivfpq") and (c > _MAX_ANN.value or str(d) not in _ANN_DIMS.value):
                 continue
-            index, build = faiss_index(method[len("faiss_"):], cand)
+            index, build = faiss_index(method[len("faiss_") :], cand)
             qm = q_slow if method == "faiss_flat" else q
             fn = lambda index=index, qm=qm: index.search(qm, k)[1]  # noqa: E731
         elif method in ("numpy", "tf_matmul_topk") and c > _MAX_NUMPY.value:
@@ -272,13 +280,28 @@ def run_cell(kind, c, d, methods, rng):
         else:
             buffer = len(q) * k * 12
         flops = 2.0 * nq_m * c * d
-        rows.append({"data": kind, "C": c, "d": d, "method": method, "queries": nq_m, "score_buffer_mb": buffer / 2 ** 20,
-                     "qps_wall": nq_m / wall, "q_per_cpu_s": nq_m / cpu, "recall": recall(found, truth[:nq_m]),
-                     "matmul_pct": 100.0 * (flops / cpu) / mm_rate, "peak_mb": mem / 2 ** 20,
-                     "build_s": build})
-        print(f"{kind:9s} C={c:>8d} d={d:3d} {method:16s} {nq_m / wall:9.0f} q/s {nq_m / cpu:9.0f} q/CPU-s "
-              f"recall {rows[-1]['recall']:.4f} {rows[-1]['matmul_pct']:5.1f}% matmul "
-              f"+{rows[-1]['peak_mb']:.0f} MB build {build:.1f}s", flush=True)
+        rows.append(
+            {
+                "data": kind,
+                "C": c,
+                "d": d,
+                "method": method,
+                "queries": nq_m,
+                "score_buffer_mb": buffer / 2**20,
+                "qps_wall": nq_m / wall,
+                "q_per_cpu_s": nq_m / cpu,
+                "recall": recall(found, truth[:nq_m]),
+                "matmul_pct": 100.0 * (flops / cpu) / mm_rate,
+                "peak_mb": mem / 2**20,
+                "build_s": build,
+            }
+        )
+        print(
+            f"{kind:9s} C={c:>8d} d={d:3d} {method:16s} {nq_m / wall:9.0f} q/s {nq_m / cpu:9.0f} q/CPU-s "
+            f"recall {rows[-1]['recall']:.4f} {rows[-1]['matmul_pct']:5.1f}% matmul "
+            f"+{rows[-1]['peak_mb']:.0f} MB build {build:.1f}s",
+            flush=True,
+        )
     ref = next((r for r in rows if r["method"] == "tf_blocked"), None)
     for r in rows:
         r["ratio_cpu"] = r["q_per_cpu_s"] / ref["q_per_cpu_s"] if ref else None
@@ -294,15 +317,20 @@ def _pct(row):
 
 
 def markdown(rows, meta):
-    lines = [f"Machine: {meta['machine']}; load average at start {meta['load']}; "
-             f"TF {meta['tf']}, faiss {meta['faiss']}; k = {meta['k']}.", "",
-             "| data | C | d | method | queries | q/s (wall) | q/CPU-s | × tf_blocked (CPU) | recall@10 "
-             "| % matmul rate | score buffer MB | peak RSS +MB | build s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {meta['machine']}; load average at start {meta['load']}; "
+        f"TF {meta['tf']}, faiss {meta['faiss']}; k = {meta['k']}.",
+        "",
+        "| data | C | d | method | queries | q/s (wall) | q/CPU-s | × tf_blocked (CPU) | recall@10 "
+        "| % matmul rate | score buffer MB | peak RSS +MB | build s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['data']} | {r['C']:,} | {r['d']} | {r['method']} | {r['queries']} | {r['qps_wall']:,.0f} | "
-                     f"{r['q_per_cpu_s']:,.0f} | {r['ratio_cpu']:.2f} | {r['recall']:.4f} | "
-                     f"{_pct(r)} | {r['score_buffer_mb']:.0f} | {r['peak_mb']:.0f} | {r['build_s']:.1f} |")
+        lines.append(
+            f"| {r['data']} | {r['C']:,} | {r['d']} | {r['method']} | {r['queries']} | {r['qps_wall']:,.0f} | "
+            f"{r['q_per_cpu_s']:,.0f} | {r['ratio_cpu']:.2f} | {r['recall']:.4f} | "
+            f"{_pct(r)} | {r['score_buffer_mb']:.0f} | {r['peak_mb']:.0f} | {r['build_s']:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -314,8 +342,14 @@ def main(argv):
         raise app.UsageError(f"Unknown --methods {bad}; expected among {ALL_METHODS}.")
     if faiss is not None:
         faiss.omp_set_num_threads(os.cpu_count() or 1)
-    meta = {"machine": f"{os.cpu_count()} CPU cores", "load": os.getloadavg()[0], "tf": tf.__version__,
-            "faiss": getattr(faiss, "__version__", None), "k": _K.value, "argv": sys.argv}
+    meta = {
+        "machine": f"{os.cpu_count()} CPU cores",
+        "load": os.getloadavg()[0],
+        "tf": tf.__version__,
+        "faiss": getattr(faiss, "__version__", None),
+        "k": _K.value,
+        "argv": sys.argv,
+    }
     rng = np.random.default_rng(_SEED.value)
     rows = []
     for kind in _DATA.value:

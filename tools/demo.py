@@ -26,11 +26,15 @@ _PROG = "demo.py"
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _WORKDIR = flags.DEFINE_string("workdir", "demo_out", "Where every output goes.")
-_OBJECTIVES = flags.DEFINE_list("objectives", ["clip", "symile", "confu", "gated_symile"],
-                                "Objectives to train (configs/benchmark.py:symile_xor,<objective>).")
+_OBJECTIVES = flags.DEFINE_list(
+    "objectives",
+    ["clip", "symile", "confu", "gated_symile"],
+    "Objectives to train (configs/benchmark.py:symile_xor,<objective>).",
+)
 _EXPORT = flags.DEFINE_string("export", "symile", "Objective whose model is exported for TF Serving ('' = none).")
-_OVERRIDES = flags.DEFINE_multi_string("override", [], "key.path=value applied to every config, "
-                                       "e.g. --override=epochs=1.")
+_OVERRIDES = flags.DEFINE_multi_string(
+    "override", [], "key.path=value applied to every config, e.g. --override=epochs=1."
+)
 _VERBOSE = flags.DEFINE_integer("verbose", 1, "Keras verbosity: 1 progress bars, 2 one line per epoch, 0 none.")
 
 
@@ -45,8 +49,9 @@ def main(argv):
         root = training.check_workdir(_WORKDIR.value)
         results = {}
         for objective in _OBJECTIVES.value:
-            config = training.load_config_file(os.path.join(_REPO, "configs", "benchmark.py") + f":symile_xor,{objective}",
-                                               _OVERRIDES.value)
+            config = training.load_config_file(
+                os.path.join(_REPO, "configs", "benchmark.py") + f":symile_xor,{objective}", _OVERRIDES.value
+            )
             config.verbose = _VERBOSE.value
             print(f"\n=== {objective}: {config.epochs} epochs, batch {config.batch_size} ===", flush=True)
             workdir = os.path.join(root, objective)
@@ -56,14 +61,16 @@ def main(argv):
         table_path = os.path.join(root, "comparison.md")
         with open(table_path, "w") as f:
             f.write(table)
-        plot_path = training.plot_comparison(results, os.path.join(root, "comparison.png"),
-                                             title="Symile XOR (p_hat = 1): retrieve a over 32 candidates")
+        plot_path = training.plot_comparison(
+            results, os.path.join(root, "comparison.png"), title="Symile XOR (p_hat = 1): retrieve a over 32 candidates"
+        )
         exported = None
         if _EXPORT.value:
             if _EXPORT.value not in results:
                 raise ValueError(f"--export={_EXPORT.value!r} is not among the trained objectives {list(results)}.")
-            exported = training.export(os.path.join(root, _EXPORT.value), export_dir=os.path.join(root, "export"),
-                                       overwrite=True, version=1)
+            exported = training.export(
+                os.path.join(root, _EXPORT.value), export_dir=os.path.join(root, "export"), overwrite=True, version=1
+            )
     except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
         _cli.fail(_PROG, e)
 
@@ -76,8 +83,10 @@ def main(argv):
     print(f"  table         {table_path}")
     print(f"  plot          {plot_path}")
     if exported:
-        print(f"  SavedModel    {exported['saved_model']}  (TF Serving MODEL_NAME={exported['name']}, "
-              f"model_base_path {exported['model_base_path']})")
+        print(
+            f"  SavedModel    {exported['saved_model']}  (TF Serving MODEL_NAME={exported['name']}, "
+            f"model_base_path {exported['model_base_path']})"
+        )
         print(f"  candidates    {exported['candidates']}")
     print(f"  TensorBoard   tensorboard --logdir {root}")
     print(f"Demo finished in {time.perf_counter() - start:.0f} s.")

@@ -3,7 +3,8 @@
 
 For each run writes ``DIR/eval/results.md`` (Markdown table of retrieval top-1 / Recall@k /
 MRR per direction), ``results.json``, ``retrieval.png`` and ``training_curves.png`` (the PNGs
-need the ``plot`` extra, matplotlib; without it they are skipped), and prints the table. ``--index_retrieval`` also ranks every test example's matching row among the
+need the ``plot`` extra, matplotlib; without it they are skipped), and prints the table.
+``--index_retrieval`` also ranks every test example's matching row among the
 whole test split through ``tf_mmcl.retrieval.CandidateIndex`` (Recall@k, MRR; exact streamed
 ranks, for splits too large for a dense matrix) into ``DIR/eval/index_retrieval.{md,json}``.
 With several runs also prints a side-by-side table of their 1->1 and
@@ -24,14 +25,16 @@ import _cli  # noqa: E402
 _PROG = "evaluate.py"
 
 _WORKDIRS = flags.DEFINE_multi_string("workdir", None, "A finished training run (repeat for several).")
-_COMPARE_DIR = flags.DEFINE_string("compare_dir", None,
-                                   "Where the comparison of several runs goes (default: the first run's "
-                                   "parent directory).")
+_COMPARE_DIR = flags.DEFINE_string(
+    "compare_dir", None, "Where the comparison of several runs goes (default: the first run's parent directory)."
+)
 _INDEX_RETRIEVAL = flags.DEFINE_bool(
-    "index_retrieval", False,
+    "index_retrieval",
+    False,
     "Also rank every test example's matching row among the whole test split through "
     "tf_mmcl.retrieval.CandidateIndex (exact streamed ranks, memory bounded by the block, not "
-    "N x N): writes DIR/eval/index_retrieval.{md,json}.")
+    "N x N): writes DIR/eval/index_retrieval.{md,json}.",
+)
 _USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
 
 
@@ -76,7 +79,10 @@ def _index_retrieval(workdir, name):
     result = retrieval.evaluate_split_with_index(model, arrays, ks=tuple(config.eval.ks))
     out = training.check_workdir(os.path.join(workdir, "eval"))
     table = training.results_markdown(result, title=f"{name}: whole test split through the index")
-    paths = {"index_md": os.path.join(out, "index_retrieval.md"), "index_json": os.path.join(out, "index_retrieval.json")}
+    paths = {
+        "index_md": os.path.join(out, "index_retrieval.md"),
+        "index_json": os.path.join(out, "index_retrieval.json"),
+    }
     for path, text in ((paths["index_md"], table), (paths["index_json"], json.dumps(result, indent=1))):
         files.write_text(path, text)
     print(table)

@@ -38,8 +38,13 @@ def main(argv):
     from tf_mmcl import training  # here, not at the top: --help and flag errors need no TensorFlow
 
     try:
-        out = training.export(_WORKDIR.value, export_dir=_EXPORT_DIR.value, name=_NAME.value,
-                              version=_VERSION.value, overwrite=_OVERWRITE.value)
+        out = training.export(
+            _WORKDIR.value,
+            export_dir=_EXPORT_DIR.value,
+            name=_NAME.value,
+            version=_VERSION.value,
+            overwrite=_OVERWRITE.value,
+        )
     except _USER_ERRORS as e:
         # The library names its keyword arguments; here they are flags.
         _cli.fail(_PROG, str(e).replace("pass overwrite=True", "pass --overwrite"))
@@ -47,8 +52,10 @@ def main(argv):
     print(f"  model_base_path {out['model_base_path']}  (MODEL_NAME={out['name']})")
     if out["candidates"]:
         print(f"  candidates      {out['candidates']}")
-    print(f"  examples        {out['examples']}  (request inputs: tools/serving_request.py "
-          f"--input <modality>={out['examples']})")
+    print(
+        f"  examples        {out['examples']}  (request inputs: tools/serving_request.py "
+        f"--input <modality>={out['examples']})"
+    )
 
 
 if __name__ == "__main__":

@@ -35,15 +35,20 @@ def main(argv):
     from tf_mmcl.hub.pipeline import run_extraction  # TensorFlow loads only past --help
 
     try:
-        manifest = run_extraction(_CONFIG.value, _FEATURES_DIR.value, _MAX_SHARDS.value,
-                                  progress=not _QUIET.value)
+        manifest = run_extraction(_CONFIG.value, _FEATURES_DIR.value, _MAX_SHARDS.value, progress=not _QUIET.value)
     except (ValueError, FileNotFoundError, ImportError) as e:
         sys.exit(f"extract_features.py: error: {e}")
     state = "complete" if manifest["complete"] else "partial (rerun to resume)"
-    print(f"{manifest['count']} rows in {len(manifest['shards'])} shard(s), {state}: "
-          f"{_FEATURES_DIR.value or _CONFIG.value.features_dir}")
+    print(
+        f"{manifest['count']} rows in {len(manifest['shards'])} shard(s), {state}: "
+        f"{_FEATURES_DIR.value or _CONFIG.value.features_dir}"
+    )
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_cli.flags_parser("extract_features.py", required=("config",), config_flag="config",
-                                                  config_example="configs/hub/symile_m3.py"))
+    app.run(
+        main,
+        flags_parser=_cli.flags_parser(
+            "extract_features.py", required=("config",), config_flag="config", config_example="configs/hub/symile_m3.py"
+        ),
+    )

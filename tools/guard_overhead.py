@@ -19,7 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-_OBJECTIVES = flags.DEFINE_list("objectives", ["symile", "gated_symile"], "Objectives (configs/benchmark.py:symile_xor,<x>).")
+_OBJECTIVES = flags.DEFINE_list(
+    "objectives", ["symile", "gated_symile"], "Objectives (configs/benchmark.py:symile_xor,<x>)."
+)
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Interleaved (guard on, guard off) pairs of fit calls.")
 _STEPS = flags.DEFINE_integer("steps", 100, "Steps per fit call.")
 _JIT = flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step.")
@@ -54,8 +56,16 @@ def _measure(objective, rounds, steps, jit_compile):
     for r in range(rounds):
         for check in (True, False):
             timer = Timer()
-            training.fit(model, data, batch_size=int(config.batch_size), epochs=1, steps_per_epoch=steps,
-                         seed=r, check_finite=check, callbacks=[timer])
+            training.fit(
+                model,
+                data,
+                batch_size=int(config.batch_size),
+                epochs=1,
+                steps_per_epoch=steps,
+                seed=r,
+                check_finite=check,
+                callbacks=[timer],
+            )
             first, last = timer.stamps[_WARMUP], timer.stamps[-1]
             for clock in (0, 1):
                 times[(check, clock)].append((last[clock] - first[clock]) / (len(timer.stamps) - 1 - _WARMUP))
@@ -69,9 +79,11 @@ def main(argv):
     print("|---|---|---|---|---|")
     for objective in _OBJECTIVES.value:
         t = _measure(objective, _ROUNDS.value, _STEPS.value, _JIT.value)
-        print(f"| {objective}{' (XLA)' if _JIT.value else ''} | {t[(True, 0)] * 1e3:.2f} / {t[(False, 0)] * 1e3:.2f} "
-              f"| {t[(True, 0)] / t[(False, 0)]:.3f} | {t[(True, 1)] * 1e3:.2f} / {t[(False, 1)] * 1e3:.2f} "
-              f"| {t[(True, 1)] / t[(False, 1)]:.3f} |")
+        print(
+            f"| {objective}{' (XLA)' if _JIT.value else ''} | {t[(True, 0)] * 1e3:.2f} / {t[(False, 0)] * 1e3:.2f} "
+            f"| {t[(True, 0)] / t[(False, 0)]:.3f} | {t[(True, 1)] * 1e3:.2f} / {t[(False, 1)] * 1e3:.2f} "
+            f"| {t[(True, 1)] / t[(False, 1)]:.3f} |"
+        )
         sys.stdout.flush()
 
 

@@ -12,8 +12,8 @@ Train on it with ``--config.dataset.source=tfds --config.dataset.tfds_name=symil
 """
 
 import os
-import sys
 import shutil
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -28,7 +28,8 @@ _DATASET = flags.DEFINE_string("dataset", None, "<name>[/<config>], e.g. symile_
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data directory (default: ~/tensorflow_datasets).")
 _LIST = flags.DEFINE_bool("list", False, "List the datasets and their configs, then exit.")
 _CLIP_SOURCE = flags.DEFINE_string(
-    "clip_source", None, "m3_digits only: a folder of pre-rendered clips (default: espeak-ng live).")
+    "clip_source", None, "m3_digits only: a folder of pre-rendered clips (default: espeak-ng live)."
+)
 
 
 def main(argv):
@@ -49,9 +50,12 @@ def main(argv):
     data_dir = _DATA_DIR.value or os.path.expanduser("~/tensorflow_datasets")
     built = os.path.isdir(os.path.join(data_dir, name, config_name or "default"))
     if name == "m3_digits" and not built and not _CLIP_SOURCE.value and not shutil.which("espeak-ng"):
-        _cli.fail(_PROG, "m3_digits renders its speech with espeak-ng, which is not on PATH: install it "
-                  "(apt-get install -y espeak-ng) or pass --clip_source=<folder of pre-rendered clips> "
-                  "(docs/m3_digits.md).")
+        _cli.fail(
+            _PROG,
+            "m3_digits renders its speech with espeak-ng, which is not on PATH: install it "
+            "(apt-get install -y espeak-ng) or pass --clip_source=<folder of pre-rendered clips> "
+            "(docs/m3_digits.md).",
+        )
     from tf_mmcl import training  # here, not at the top: --help and flag errors need no TensorFlow
 
     try:

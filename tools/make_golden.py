@@ -69,9 +69,11 @@ def _import_torch():
         import torch as _torch
         import torch.nn.functional as _functional
     except ImportError:
-        sys.exit("make_golden.py: error: PyTorch is not installed here; run this tool with the reference "
-                 "venv's python (python3 -m venv REF_VENV && REF_VENV/bin/pip install torch==2.13.0 "
-                 "symile==0.1.0 numpy; see the Usage in this file's docstring).")
+        sys.exit(
+            "make_golden.py: error: PyTorch is not installed here; run this tool with the reference "
+            "venv's python (python3 -m venv REF_VENV && REF_VENV/bin/pip install torch==2.13.0 "
+            "symile==0.1.0 numpy; see the Usage in this file's docstring)."
+        )
     torch, F, DTYPE = _torch, _functional, _torch.float64
 
 
@@ -184,8 +186,12 @@ def symile_cases(w, seed):
         else:
             loss = loss_fn(reps, s)
         grads = _grads(loss, reps + [s])
-        meta = {"method": "symile", "kwargs": {"negative_sampling": ns}, "num_modalities": m,
-                "reference": f"symile {symile.__version__} Symile(negative_sampling={ns!r})"}
+        meta = {
+            "method": "symile",
+            "kwargs": {"negative_sampling": ns},
+            "num_modalities": m,
+            "reference": f"symile {symile.__version__} Symile(negative_sampling={ns!r})",
+        }
         w.case(name, meta, arrays, np.float32(scale), loss.item(), grads[:-1], grads[-1], **extra)
 
 
@@ -246,8 +252,10 @@ def gated_symile_cases(w, seed, repo):
             extra["grad_efficient_logit_scale"] = np.float64(eff_grads[-1])
             # The same loss on their naive (B, B, D) area matrix: the golden value.
             loss = _naive_triangle_loss(tri_mod, *reps, s, squared=squared, eps=1e-8)
-            reference = (ref.format("triangle") + " compute_triangle_area_matrix (naive) with the "
-                         "symmetric InfoNCE of compute_triangle_infonce")
+            reference = (
+                ref.format("triangle") + " compute_triangle_area_matrix (naive) with the "
+                "symmetric InfoNCE of compute_triangle_infonce"
+            )
             with torch.no_grad():
                 a, b, c = reps
                 naive = tri_mod.compute_triangle_area_matrix(a, b, c, squared=squared)
@@ -255,8 +263,10 @@ def gated_symile_cases(w, seed, repo):
                 extra["area_naive"] = naive.numpy()
                 extra["area_efficient"] = efficient.numpy()
                 _check_triangle_belief(a, b, c, naive, efficient, squared, name)
-            print(f"{name:40s} efficient-path loss={eff.item():.8f} (naive {loss.item():.8f}, "
-                  f"diff {eff.item() - loss.item():+.3e})")
+            print(
+                f"{name:40s} efficient-path loss={eff.item():.8f} (naive {loss.item():.8f}, "
+                f"diff {eff.item() - loss.item():+.3e})"
+            )
         grads = _grads(loss, reps + [s])
         meta = {"method": method, "kwargs": kwargs, "num_modalities": 3, "reference": reference}
         w.case(name, meta, arrays, np.float32(scale), loss.item(), grads[:-1], grads[-1], **extra)
@@ -273,16 +283,15 @@ def _check_triangle_belief(a, b, c, naive, efficient, squared, name):
         det = torch.clamp((a2 + b2 - 2 * ab) * (a2 + c2 - 2 * ac) - (a2 - ab - ac + bc) ** 2, min=0.0)
         return 0.5 * det if squared else 0.5 * torch.sqrt(det + 1e-8)
 
-    with_bj_cj = area((b * c).sum(1)[None, :])   # geometry: triangle (a_i, b_j, c_j)
-    with_bi_cj = area(b @ c.t())                 # what the efficient function computes
+    with_bj_cj = area((b * c).sum(1)[None, :])  # geometry: triangle (a_i, b_j, c_j)
+    with_bi_cj = area(b @ c.t())  # what the efficient function computes
     checks = {
         "naive == area(b_j.c_j)": float((naive - with_bj_cj).abs().max()),
         "efficient == area(b_i.c_j)": float((efficient - with_bi_cj).abs().max()),
         "diag(naive) == diag(efficient)": float((naive.diagonal() - efficient.diagonal()).abs().max()),
     }
     off = float((naive - efficient).abs().max())
-    print(f"  {name}: max|naive - efficient| = {off:.3e}; " +
-          ", ".join(f"{k}: {v:.1e}" for k, v in checks.items()))
+    print(f"  {name}: max|naive - efficient| = {off:.3e}; " + ", ".join(f"{k}: {v:.1e}" for k, v in checks.items()))
     if max(checks.values()) > 1e-10 or off < 1e-3:
         raise AssertionError(f"TRIANGLE efficient/naive relation not as expected: {checks}, off={off}")
 
@@ -328,9 +337,13 @@ def confu_cases(w, seed, repo):
         # Reference argument order: mod12_proj, mod13_proj, mod23_proj, mod1, mod2, mod3.
         loss, _ = model.pairwise_contrastive_loss(*fused_t, *uni_t, temperature=1.0 / s)
         grads = _grads(loss, uni_t + fused_t + [s])
-        meta = {"method": "confu", "kwargs": {"lam": lam}, "num_modalities": 3,
-                "reference": "ConFu authors' src/modules/models/confu.py "
-                             "ConFu.pairwise_contrastive_loss (temperature = 1 / logit_scale)"}
+        meta = {
+            "method": "confu",
+            "kwargs": {"lam": lam},
+            "num_modalities": 3,
+            "reference": "ConFu authors' src/modules/models/confu.py "
+            "ConFu.pairwise_contrastive_loss (temperature = 1 / logit_scale)",
+        }
         extra = {f"fused{k}": f for k, f in enumerate(fused)}
         extra.update({f"grad_fused{k}": g for k, g in enumerate(grads[3:6])})
         w.case(name, meta, uni, np.float32(scale), loss.item(), grads[:3], grads[-1], **extra)
@@ -338,12 +351,16 @@ def confu_cases(w, seed, repo):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gated_symile_repo", required=True,
-                        help="checkout holding the Gated Symile authors' losses/ package")
-    parser.add_argument("--confu_repo", required=True,
-                        help="checkout holding the ConFu authors' src/ package")
-    parser.add_argument("--output", default=os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden", "reference_losses.npz"))
+    parser.add_argument(
+        "--gated_symile_repo", required=True, help="checkout holding the Gated Symile authors' losses/ package"
+    )
+    parser.add_argument("--confu_repo", required=True, help="checkout holding the ConFu authors' src/ package")
+    parser.add_argument(
+        "--output",
+        default=os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden", "reference_losses.npz"
+        ),
+    )
     parser.add_argument("--seed", type=int, default=20240611)
     args = parser.parse_args(argv)
     _import_torch()

@@ -35,15 +35,24 @@ _QUICK_OUTPUT_DIR = os.path.join("workdir", "reproduce_quick")  # git-ignored: q
 flags.DEFINE_list("experiments", None, "Comma-separated experiment names (default: all registered).")
 flags.DEFINE_bool("quick", False, "Use each config's quick overrides (fewer seeds/steps/points).")
 flags.DEFINE_integer("seeds", None, "Number of seeds (default: the config's num_seeds).")
-flags.DEFINE_string("output_dir", None, "Where results/<name>.json, plots/ and results.md are written "
-                    f"(default: {_FULL_OUTPUT_DIR} for full runs, {_QUICK_OUTPUT_DIR} for --quick runs).")
+flags.DEFINE_string(
+    "output_dir",
+    None,
+    "Where results/<name>.json, plots/ and results.md are written "
+    f"(default: {_FULL_OUTPUT_DIR} for full runs, {_QUICK_OUTPUT_DIR} for --quick runs).",
+)
 flags.DEFINE_string("results_md", None, "Markdown path (default: <output_dir>/results.md).")
 flags.DEFINE_multi_string("set", [], "Config override key=value (Python literal), repeatable.")
 flags.DEFINE_bool("assemble_only", False, "Only rebuild the Markdown from existing JSON records.")
-flags.DEFINE_bool("resummarize", False, "Recompute tables/verdicts/plots of the stored records (of "
-                  "--experiments, default all) from their per-seed measurements, without retraining.")
-flags.DEFINE_integer("jobs", 1, "Seeds run in parallel worker processes (each gets cores // jobs threads).",
-                     lower_bound=1)
+flags.DEFINE_bool(
+    "resummarize",
+    False,
+    "Recompute tables/verdicts/plots of the stored records (of "
+    "--experiments, default all) from their per-seed measurements, without retraining.",
+)
+flags.DEFINE_integer(
+    "jobs", 1, "Seeds run in parallel worker processes (each gets cores // jobs threads).", lower_bound=1
+)
 flags.DEFINE_bool("list", False, "List the registered experiments and exit.")
 
 
@@ -75,13 +84,21 @@ def _run():
         command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
         start = time.time()
         for name in names:
-            experiments.run_experiment(name, quick=FLAGS.quick, seeds=FLAGS.seeds, output_dir=output_dir,
-                                       command=command, overrides=FLAGS.set, jobs=FLAGS.jobs)
+            experiments.run_experiment(
+                name,
+                quick=FLAGS.quick,
+                seeds=FLAGS.seeds,
+                output_dir=output_dir,
+                command=command,
+                overrides=FLAGS.set,
+                jobs=FLAGS.jobs,
+            )
             experiments.assemble_markdown(output_dir, FLAGS.results_md)
         print(f"All done in {time.time() - start:.0f}s.")
     path = experiments.assemble_markdown(output_dir, FLAGS.results_md)
-    print(f"Wrote {path} (records in {os.path.join(output_dir, 'results')}, plots in "
-          f"{os.path.join(output_dir, 'plots')})")
+    print(
+        f"Wrote {path} (records in {os.path.join(output_dir, 'results')}, plots in {os.path.join(output_dir, 'plots')})"
+    )
     return 0
 
 

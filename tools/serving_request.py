@@ -54,9 +54,11 @@ __all__ = [
     "send_rest",
 ]
 
-_SERVING_API_HINT = ("tensorflow-serving-api is not installed. On a tensorflow-cpu install run "
-                     "`pip install --no-deps tensorflow-serving-api==2.21.0` (its own "
-                     "dependencies would pull in the full tensorflow wheel).")
+_SERVING_API_HINT = (
+    "tensorflow-serving-api is not installed. On a tensorflow-cpu install run "
+    "`pip install --no-deps tensorflow-serving-api==2.21.0` (its own "
+    "dependencies would pull in the full tensorflow wheel)."
+)
 
 
 def _serving_apis():
@@ -88,8 +90,9 @@ def read_signatures(model_dir, tags=("serve",)):
 
     path = os.path.join(os.fspath(model_dir), "saved_model.pb")
     if not os.path.isfile(path):
-        raise ValueError(f"No saved_model.pb in {model_dir!r}: pass a version directory "
-                         "such as <base_dir>/<name>/<version>.")
+        raise ValueError(
+            f"No saved_model.pb in {model_dir!r}: pass a version directory such as <base_dir>/<name>/<version>."
+        )
     proto = saved_model_pb2.SavedModel()
     with open(path, "rb") as f:
         proto.ParseFromString(f.read())
@@ -103,14 +106,19 @@ def read_signatures(model_dir, tags=("serve",)):
         out = {}
         for key, info in infos.items():
             dtype = np.dtype(tf.dtypes.as_dtype(info.dtype).as_numpy_dtype)
-            shape = None if info.tensor_shape.unknown_rank else tuple(
-                None if d.size < 0 else d.size for d in info.tensor_shape.dim)
+            shape = (
+                None
+                if info.tensor_shape.unknown_rank
+                else tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim)
+            )
             out[key] = (dtype, shape)
         return out
 
-    return {name: {"method_name": sig.method_name, "inputs": describe(sig.inputs),
-                   "outputs": describe(sig.outputs)}
-            for name, sig in meta_graph.signature_def.items() if not name.startswith("__")}
+    return {
+        name: {"method_name": sig.method_name, "inputs": describe(sig.inputs), "outputs": describe(sig.outputs)}
+        for name, sig in meta_graph.signature_def.items()
+        if not name.startswith("__")
+    }
 
 
 def prepare_inputs(signatures, signature_name, inputs):
@@ -130,26 +138,28 @@ def prepare_inputs(signatures, signature_name, inputs):
             the message names the input.
     """
     if signature_name not in signatures:
-        raise ValueError(f"Unknown signature {signature_name!r}; the model has "
-                         f"{sorted(signatures)}.")
+        raise ValueError(f"Unknown signature {signature_name!r}; the model has {sorted(signatures)}.")
     spec = signatures[signature_name]["inputs"]
     missing = sorted(set(spec) - set(inputs))
     unknown = sorted(set(inputs) - set(spec))
     if missing or unknown:
-        raise ValueError(f"Signature {signature_name!r} takes inputs {sorted(spec)}; "
-                         f"missing {missing}, unknown {unknown}.")
+        raise ValueError(
+            f"Signature {signature_name!r} takes inputs {sorted(spec)}; missing {missing}, unknown {unknown}."
+        )
     out = {}
     for key, (dtype, shape) in spec.items():
         value = np.asarray(inputs[key])
         if shape is not None:
-            if value.ndim != len(shape) or any(d is not None and d != v
-                                               for d, v in zip(shape, value.shape)):
+            if value.ndim != len(shape) or any(d is not None and d != v for d, v in zip(shape, value.shape)):
                 shown = tuple(-1 if d is None else d for d in shape)
-                raise ValueError(f"Input {key!r} of signature {signature_name!r} must have shape "
-                                 f"{shown} (-1: any), got {value.shape}.")
+                raise ValueError(
+                    f"Input {key!r} of signature {signature_name!r} must have shape "
+                    f"{shown} (-1: any), got {value.shape}."
+                )
         if np.issubdtype(dtype, np.integer) and not np.issubdtype(value.dtype, np.integer):
-            raise ValueError(f"Input {key!r} of signature {signature_name!r} must be "
-                             f"{dtype.name}, got {value.dtype.name}.")
+            raise ValueError(
+                f"Input {key!r} of signature {signature_name!r} must be {dtype.name}, got {value.dtype.name}."
+            )
         out[key] = value.astype(dtype, copy=False)
     return out
 
@@ -177,17 +187,20 @@ def rest_body(inputs, signature_name, form="instances"):
     if not arrays:
         raise ValueError("No inputs given.")
     if form == "inputs":
-        return {"signature_name": signature_name,
-                "inputs": {k: v.tolist() for k, v in arrays.items()}}
+        return {"signature_name": signature_name, "inputs": {k: v.tolist() for k, v in arrays.items()}}
     if form != "instances":
         raise ValueError(f"form must be 'instances' or 'inputs', got {form!r}.")
     sizes = {k: (v.shape[0] if v.ndim else None) for k, v in arrays.items()}
     if len(set(sizes.values())) != 1 or None in sizes.values():
-        raise ValueError(f"The 'instances' (row) form needs every input to share dimension 0, "
-                         f"got {sizes}; use form='inputs' (columnar) instead.")
+        raise ValueError(
+            f"The 'instances' (row) form needs every input to share dimension 0, "
+            f"got {sizes}; use form='inputs' (columnar) instead."
+        )
     n = next(iter(sizes.values()))
-    return {"signature_name": signature_name,
-            "instances": [{k: v[i].tolist() for k, v in arrays.items()} for i in range(n)]}
+    return {
+        "signature_name": signature_name,
+        "instances": [{k: v[i].tolist() for k, v in arrays.items()} for i in range(n)],
+    }
 
 
 def parse_rest_response(response, output_names=None):
@@ -271,9 +284,11 @@ def send_rest(url, model_name, body, output_names=None, version=None, timeout=10
     import urllib.request
 
     path = f"/v1/models/{model_name}" + (f"/versions/{int(version)}" if version is not None else "")
-    request = urllib.request.Request(url.rstrip("/") + path + ":predict",
-                                     data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url.rstrip("/") + path + ":predict",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return parse_rest_response(response.read(), output_names)
 
@@ -313,8 +328,10 @@ def load_input(spec):
         with data:
             key = key or name
             if key not in data.files:
-                raise ValueError(f"--input {name}: {path!r} holds the arrays {sorted(data.files)}, not {key!r}; "
-                                 f"pick one with --input {name}={path}:<array>.")
+                raise ValueError(
+                    f"--input {name}: {path!r} holds the arrays {sorted(data.files)}, not {key!r}; "
+                    f"pick one with --input {name}={path}:<array>."
+                )
             return name, data[key]
     return name, data
 
@@ -340,8 +357,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", help="exported version directory <base>/<name>/<version>")
     parser.add_argument("--signature", default="serving_default")
-    parser.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|FILE.npz[:KEY]",
-                        help="one per signature input; a .npz gives its array NAME (or KEY)")
+    parser.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=FILE.npy|FILE.npz[:KEY]",
+        help="one per signature input; a .npz gives its array NAME (or KEY)",
+    )
     parser.add_argument("--model_name", help="served name (default: the parent directory's)")
     parser.add_argument("--version", type=int, help="request this version explicitly")
     parser.add_argument("--form", choices=("instances", "inputs"), default="inputs")
@@ -349,8 +371,11 @@ def main(argv=None):
     parser.add_argument("--grpc_out", help="write the serialised PredictRequest here")
     parser.add_argument("--rest_url", help="send over REST, e.g. http://localhost:8501")
     parser.add_argument("--grpc_target", help="send over gRPC, e.g. localhost:8500")
-    parser.add_argument("--local", action="store_true",
-                        help="run the signature in this process with TensorFlow (no server) and print the outputs")
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="run the signature in this process with TensorFlow (no server) and print the outputs",
+    )
     parser.add_argument("--out_npz", help="save the outputs of a sent (or --local) request here")
     args = parser.parse_args(argv)
 
@@ -391,13 +416,17 @@ def main(argv=None):
             outputs = send_rest(args.rest_url, model_name, body, output_names, version=args.version)
         except urllib.error.HTTPError as e:
             detail = e.read().decode(errors="replace")
-            _fail(f"TF Serving at {args.rest_url} answered HTTP {e.code}: {detail} (is the model served as "
-                  f"MODEL_NAME={model_name}? --model_name sets the name)")
+            _fail(
+                f"TF Serving at {args.rest_url} answered HTTP {e.code}: {detail} (is the model served as "
+                f"MODEL_NAME={model_name}? --model_name sets the name)"
+            )
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
-            _fail(f"cannot reach TF Serving at {args.rest_url} ({reason}); start it (docs/serving.md: docker run "
-                  f"-p 8501:8501 -v <export_dir>/{model_name}:/models/{model_name} -e MODEL_NAME={model_name} "
-                  "tensorflow/serving) or pass --local to run the model in this process instead.")
+            _fail(
+                f"cannot reach TF Serving at {args.rest_url} ({reason}); start it (docs/serving.md: docker run "
+                f"-p 8501:8501 -v <export_dir>/{model_name}:/models/{model_name} -e MODEL_NAME={model_name} "
+                "tensorflow/serving) or pass --local to run the model in this process instead."
+            )
         _print_outputs(outputs, f"REST {args.rest_url}")
     if args.grpc_target:
         import grpc
@@ -405,15 +434,19 @@ def main(argv=None):
         try:
             outputs = send_grpc(args.grpc_target, request)
         except grpc.RpcError as e:
-            _fail(f"gRPC request to {args.grpc_target} failed: {e.code().name}: {e.details()} (start TF Serving "
-                  "with -p 8500:8500, see docs/serving.md, or pass --local)")
+            _fail(
+                f"gRPC request to {args.grpc_target} failed: {e.code().name}: {e.details()} (start TF Serving "
+                "with -p 8500:8500, see docs/serving.md, or pass --local)"
+            )
         _print_outputs(outputs, f"gRPC {args.grpc_target}")
     if outputs is not None and args.out_npz:
         np.savez(args.out_npz, **outputs)
         print(f"  outputs saved to {os.path.abspath(args.out_npz)}")
     if outputs is None and not (args.rest_out or args.grpc_out):
-        print("Nothing sent or written: add --local (run here), --rest_url / --grpc_target (a server), "
-              "or --rest_out / --grpc_out (save the request).")
+        print(
+            "Nothing sent or written: add --local (run here), --rest_url / --grpc_target (a server), "
+            "or --rest_out / --grpc_out (save the request)."
+        )
     return 0
 
 

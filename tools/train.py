@@ -29,11 +29,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/_cli.py,
 import _cli  # noqa: E402
 
 _PROG = "train.py"
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/benchmark.py:symile_xor,symile (<benchmark>,<objective>).",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "Config file, e.g. configs/benchmark.py:symile_xor,symile (<benchmark>,<objective>).",
+    lock_config=True,
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory for checkpoints, logs, metrics and the model.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete the run files in --workdir first and train from "
-                               "scratch (a workdir otherwise belongs to the run that first used it).")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "Delete the run files in --workdir first and train from "
+    "scratch (a workdir otherwise belongs to the run that first used it).",
+)
 _USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
 # Overrides of the objective and its options are applied after parsing, by
 # tf_mmcl.training.apply_overrides: switching the objective resets its options to the new
@@ -57,13 +65,17 @@ def main(argv):
     except (*_USER_ERRORS, FloatingPointError) as e:  # FloatingPointError: tf_mmcl.training.DivergenceError
         _cli.fail(_PROG, e)
     if result.status == "finished":
-        print(f"The run in {result.paths['model'].rsplit(os.sep, 1)[0]} has already finished "
-              f"({len(next(iter(result.history.values()), []))} epoch(s)); nothing to do. Pass --overwrite to "
-              "train it again from scratch, or use a new --workdir.")
+        print(
+            f"The run in {result.paths['model'].rsplit(os.sep, 1)[0]} has already finished "
+            f"({len(next(iter(result.history.values()), []))} epoch(s)); nothing to do. Pass --overwrite to "
+            "train it again from scratch, or use a new --workdir."
+        )
         return
     final = {k: round(v[-1], 4) for k, v in result.history.items()}
-    print(f"Trained {config.model.objective} on {config.dataset.name} in "
-          f"{result.train_seconds:.1f} s; final metrics: {final}")
+    print(
+        f"Trained {config.model.objective} on {config.dataset.name} in "
+        f"{result.train_seconds:.1f} s; final metrics: {final}"
+    )
     for key, path in result.paths.items():
         print(f"  {key:13s} {path}")
 
@@ -74,12 +86,15 @@ def _split_objective_overrides(argv):
     while i < len(argv):
         arg = argv[i]
         body = arg[2:] if arg.startswith("--") else None
-        if body is not None and "=" not in body and (body == "config.model.objective" or
-                                                    body.startswith("config.model.objective_options.")):
+        if (
+            body is not None
+            and "=" not in body
+            and (body == "config.model.objective" or body.startswith("config.model.objective_options."))
+        ):
             if i + 1 < len(argv):  # --config.model.objective clip
                 body, i = f"{body}={argv[i + 1]}", i + 1
         if body is not None and body.startswith(_OBJECTIVE_PREFIXES):
-            _objective_overrides.append(body[len("config."):])
+            _objective_overrides.append(body[len("config.") :])
         else:
             rest.append(arg)
         i += 1
@@ -100,5 +115,7 @@ def _parse_flags(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_cli.flags_parser(_PROG, required=("config", "workdir"), config_flag="config",
-                                                  parse=_parse_flags))
+    app.run(
+        main,
+        flags_parser=_cli.flags_parser(_PROG, required=("config", "workdir"), config_flag="config", parse=_parse_flags),
+    )

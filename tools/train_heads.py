@@ -24,7 +24,9 @@ import _cli  # noqa: E402
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/hub/<setup>.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for heads.keras and history.json.")
 _FEATURES_DIR = flags.DEFINE_string("features_dir", None, "Feature directory (default: config.features_dir).")
-_EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Export the raw-input model under this TF Serving base directory.")
+_EXPORT_DIR = flags.DEFINE_string(
+    "export_dir", None, "Export the raw-input model under this TF Serving base directory."
+)
 
 
 def main(argv):
@@ -35,14 +37,24 @@ def main(argv):
     from tf_mmcl.hub.pipeline import train_heads  # TensorFlow loads only past --help
 
     try:
-        _, history, version = train_heads(_CONFIG.value, _WORKDIR.value, _FEATURES_DIR.value,
-                                          _EXPORT_DIR.value, verbose=2)
+        _, history, version = train_heads(
+            _CONFIG.value, _WORKDIR.value, _FEATURES_DIR.value, _EXPORT_DIR.value, verbose=2
+        )
     except (ValueError, FileNotFoundError, ImportError) as e:
         sys.exit(f"train_heads.py: error: {e}")
-    print(f"final loss {history['loss'][-1]:.4f}; heads in {_WORKDIR.value}"
-          + (f"; served model at {version}" if version else ""))
+    print(
+        f"final loss {history['loss'][-1]:.4f}; heads in {_WORKDIR.value}"
+        + (f"; served model at {version}" if version else "")
+    )
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_cli.flags_parser("train_heads.py", required=("config", "workdir"), config_flag="config",
-                                                  config_example="configs/hub/symile_m3.py"))
+    app.run(
+        main,
+        flags_parser=_cli.flags_parser(
+            "train_heads.py",
+            required=("config", "workdir"),
+            config_flag="config",
+            config_example="configs/hub/symile_m3.py",
+        ),
+    )

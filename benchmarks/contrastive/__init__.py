@@ -34,8 +34,8 @@ only. Outputs: ``--output_json`` (all numbers), ``--output_md`` (ratio tables, m
 and ``--plot`` (log-log time against N).
 
 GPU column: ``tools/benchmark.py --device=gpu --skip_reference --output_json=gpu.json`` on a
-machine with a GPU build of TensorFlow; then ``--gpu_json=gpu.json`` on the CPU run adds it (``--from_json=cpu.json`` rewrites the report
-from a saved CPU run without measuring again).
+machine with a GPU build of TensorFlow; then ``--gpu_json=gpu.json`` on the CPU run adds it
+(``--from_json=cpu.json`` rewrites the report from a saved CPU run without measuring again).
 
 Run it as ``python tools/benchmark.py [flags]`` (a thin entry point) or
 ``python -m benchmarks.contrastive [flags]`` from the repository root. The parts:

@@ -32,6 +32,7 @@ def progress(rec):
 def make_reps(n, d, m, seed=0):
     """M (N, d) float32 L2-normalised Gaussian embeddings, identical on both sides."""
     import numpy as np
+
     rng = np.random.default_rng(seed + 1000 * n + d + 7 * m)
     out = []
     for _ in range(m):
@@ -43,6 +44,7 @@ def make_reps(n, d, m, seed=0):
 def make_xor_data(num_batches, batch, bits, seed=0):
     """Synthetic XOR triples: a, b uniform random bits, c = a XOR b; float32 {0, 1}."""
     import numpy as np
+
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 2, size=(num_batches, batch, bits))
     b = rng.integers(0, 2, size=(num_batches, batch, bits))
@@ -56,15 +58,15 @@ def objective_flops(loss, n, d, m):
     products backward: 6 M N^M d (18 N^3 d for M = 3). ``n``: 6 M N^2 d. CLIP: 6 N^2 d per pair.
     """
     if loss.startswith("n_squared"):
-        return 6.0 * m * n ** m * d
+        return 6.0 * m * n**m * d
     if loss == "n":
-        return 6.0 * m * n ** 2 * d
-    return 6.0 * (m * (m - 1) // 2) * n ** 2 * d
+        return 6.0 * m * n**2 * d
+    return 6.0 * (m * (m - 1) // 2) * n**2 * d
 
 
 def executed_flops(loss, n, d, m):
     """Matmul FLOPs our implementation executes (the streamed kernels recompute in the backward)."""
     if loss in ("n_squared", "n_squared_joint"):
         # symile_loss calls the joint kernel: one logit pass forward, recompute + two products backward
-        return 8.0 * n ** m * d
+        return 8.0 * n**m * d
     return objective_flops(loss, n, d, m)

@@ -36,11 +36,19 @@ def emit(result):
 
 
 WORKERS = {
-    "tf": {"time": tf_worker.tf_time_cells, "memory": tf_worker.tf_memory_cell, "matmul": tf_worker.tf_matmul_rate,
-           "xor": tf_worker.tf_xor_throughput},
-    "torch": {"time": torch_worker.torch_time_cells, "memory": torch_worker.torch_memory_cell,
-              "matmul": torch_worker.torch_matmul_rate, "xor": torch_worker.torch_xor_throughput,
-              "versions": torch_worker.torch_versions},
+    "tf": {
+        "time": tf_worker.tf_time_cells,
+        "memory": tf_worker.tf_memory_cell,
+        "matmul": tf_worker.tf_matmul_rate,
+        "xor": tf_worker.tf_xor_throughput,
+    },
+    "torch": {
+        "time": torch_worker.torch_time_cells,
+        "memory": torch_worker.torch_memory_cell,
+        "matmul": torch_worker.torch_matmul_rate,
+        "xor": torch_worker.torch_xor_throughput,
+        "versions": torch_worker.torch_versions,
+    },
 }
 TIMERS = {"tf": tf_worker.tf_cell_timer, "torch": torch_worker.torch_cell_timer}
 
@@ -74,6 +82,7 @@ def worker_main(kind, task):
         sys.path.insert(0, REPO_ROOT)
     if task.get("memory_limit_bytes"):
         import resource
+
         lim = int(task["memory_limit_bytes"])
         resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
     if task["task"] == "serve":
@@ -93,8 +102,13 @@ class Runner:
         self.env["PYTHONPATH"] = REPO_ROOT + os.pathsep + self.env.get("PYTHONPATH", "")
 
     def _task(self, task):
-        return dict(task, threads=self.args.threads, device=self.args.device, min_time=self.args.min_time,
-                    warmup_s=self.args.warmup)
+        return dict(
+            task,
+            threads=self.args.threads,
+            device=self.args.device,
+            min_time=self.args.min_time,
+            warmup_s=self.args.warmup,
+        )
 
     def _command(self, kind, task):
         python = sys.executable if kind == "tf" else self.args.reference_python
@@ -109,10 +123,15 @@ class Runner:
 
     def failure(self, kind, returncode, tail):
         """The error record of a worker that exited without a result."""
-        if returncode < 0 or any("MemoryError" in t or "can't allocate" in t or "bad_alloc" in t
-                                 or "out of memory" in t.lower() for t in tail):
-            return {"error": "out of memory" + (f" (limit {self.args.reference_memory_limit_gb} GiB)"
-                                                if kind == "torch" else "") + f": {' | '.join(tail)[:300]}"}
+        if returncode < 0 or any(
+            "MemoryError" in t or "can't allocate" in t or "bad_alloc" in t or "out of memory" in t.lower()
+            for t in tail
+        ):
+            return {
+                "error": "out of memory"
+                + (f" (limit {self.args.reference_memory_limit_gb} GiB)" if kind == "torch" else "")
+                + f": {' | '.join(tail)[:300]}"
+            }
         return {"error": f"worker exited {returncode}: {' | '.join(tail)[:300]}"}
 
     def run(self, kind, task, timeout=None):
@@ -124,15 +143,14 @@ class Runner:
                 return {"error": f"{type(e).__name__}: {e}"}
         cmd, env = self._command(kind, task)
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                                  cwd=REPO_ROOT)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO_ROOT)
         except subprocess.TimeoutExpired:
             return {"error": f"timeout after {timeout} s"}
         if getattr(self.args, "verbose", False):
             sys.stderr.write(proc.stderr[-3000:] if proc.returncode else "")
         for line in reversed(proc.stdout.splitlines()):
             if line.startswith(RESULT_MARK):
-                return json.loads(line[len(RESULT_MARK):])
+                return json.loads(line[len(RESULT_MARK) :])
         return self.failure(kind, proc.returncode, (proc.stderr or proc.stdout).strip().splitlines()[-3:])
 
     def served(self, kind, task):
@@ -172,8 +190,9 @@ class ServedWorker:
     def _start(self):
         cmd, env = self.runner._command(self.kind, self.task)
         self.err = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
-                                     env=env, cwd=REPO_ROOT)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, env=env, cwd=REPO_ROOT
+        )
         self.buf = b""
 
     def _died(self):
@@ -200,7 +219,7 @@ class ServedWorker:
                 line, self.buf = self.buf.split(b"\n", 1)
                 text = line.decode(errors="replace")
                 if text.startswith(RESULT_MARK):
-                    return json.loads(text[len(RESULT_MARK):])
+                    return json.loads(text[len(RESULT_MARK) :])
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.close()
@@ -273,9 +292,15 @@ def interleaved_rounds(runner, participants, cells, rounds, samples, long_call, 
                     records.append(rec)
                     progress(rec)
                 if say:
-                    say(f"round {r + 1}/{rounds}: {cell['loss']} M={cell['m']} N={cell['n']} d={cell['d']}: " + ", ".join(
-                        f"{rec.get('mode')} {rec['median_s'] * 1e3:.3g} ms" if "median_s" in rec else
-                        f"{rec.get('mode')} failed" for _, rec, _ in live))
+                    say(
+                        f"round {r + 1}/{rounds}: {cell['loss']} M={cell['m']} N={cell['n']} d={cell['d']}: "
+                        + ", ".join(
+                            f"{rec.get('mode')} {rec['median_s'] * 1e3:.3g} ms"
+                            if "median_s" in rec
+                            else f"{rec.get('mode')} failed"
+                            for _, rec, _ in live
+                        )
+                    )
         finally:
             for worker in workers:
                 worker.close()

@@ -89,7 +89,9 @@ def write_markdown(res, path, gpu=None):
     m = res["machine"]
     shared = res["config"].get("shared_machine", "auto")
     load0, load1 = m.get("loadavg_start", [0, 0, 0]), m.get("loadavg_end", [0, 0, 0])
-    is_shared = shared == "yes" or (shared == "auto" and max(load0[0], load1[0]) > 0.5 * (m.get("cpu_count") or 1) + 0.5)
+    is_shared = shared == "yes" or (
+        shared == "auto" and max(load0[0], load1[0]) > 0.5 * (m.get("cpu_count") or 1) + 0.5
+    )
     ref = res.get("reference", {})
     A = lines.append
     A("# Benchmarks: tf_mmcl against the reference implementations")
@@ -98,21 +100,36 @@ def write_markdown(res, path, gpu=None):
     A("")
     A("## Machine and method")
     A("")
-    A(f"* CPU: {m.get('cpu_model', '?')}, {m.get('cpu_count')} logical cores visible, "
-      f"{m.get('memory_gib', '?')} GiB RAM; flags: {', '.join(m.get('cpu_flags_of_interest', []))} "
-      f"({'AMX present' if m.get('amx') else 'no AMX: bfloat16 matmuls run on AVX512_BF16'}" 
-      f"{'' if 'avx512_bf16' in m.get('cpu_flags_of_interest', []) or m.get('amx') else ', no native bfloat16'}).")
-    A(f"* {m.get('platform')}; Python {m.get('python')}; TensorFlow {res.get('tf_versions', {}).get('tensorflow')}, "
-      f"Keras {res.get('tf_versions', {}).get('keras')}; reference: "
-      + (f"torch {ref.get('torch')} (CPU), symile {ref.get('symile')}, {ref.get('torch_threads')} threads."
-         if ref.get("available") else f"not run ({ref.get('message')})."))
+    A(
+        f"* CPU: {m.get('cpu_model', '?')}, {m.get('cpu_count')} logical cores visible, "
+        f"{m.get('memory_gib', '?')} GiB RAM; flags: {', '.join(m.get('cpu_flags_of_interest', []))} "
+        f"({'AMX present' if m.get('amx') else 'no AMX: bfloat16 matmuls run on AVX512_BF16'}"
+        f"{'' if 'avx512_bf16' in m.get('cpu_flags_of_interest', []) or m.get('amx') else ', no native bfloat16'})."
+    )
+    A(
+        f"* {m.get('platform')}; Python {m.get('python')}; TensorFlow {res.get('tf_versions', {}).get('tensorflow')}, "
+        f"Keras {res.get('tf_versions', {}).get('keras')}; reference: "
+        + (
+            f"torch {ref.get('torch')} (CPU), symile {ref.get('symile')}, {ref.get('torch_threads')} threads."
+            if ref.get("available")
+            else f"not run ({ref.get('message')})."
+        )
+    )
     A(f"* Threads: {res['config'].get('threads')} intra-op threads on both sides.")
     if is_shared:
         A(_text("shared_machine", load_start=load0[0], load_end=load1[0], cpu_count=m.get("cpu_count")))
     cfg = res["config"]
     if cfg.get("samples"):  # interleaved protocol
-        A(_text("method_interleaved", repeats=cfg.get("repeats"), warmup=cfg.get("warmup"),
-                min_time=cfg.get("min_time"), samples=cfg.get("samples"), long_call=cfg.get("long_call")))
+        A(
+            _text(
+                "method_interleaved",
+                repeats=cfg.get("repeats"),
+                warmup=cfg.get("warmup"),
+                min_time=cfg.get("min_time"),
+                samples=cfg.get("samples"),
+                long_call=cfg.get("long_call"),
+            )
+        )
     else:  # runs saved before the interleaved protocol
         A(_text("method_rounds", repeats=cfg.get("repeats"), min_time=cfg.get("min_time")))
     A(_text("modes"))
@@ -127,26 +144,50 @@ def write_markdown(res, path, gpu=None):
     A("")
     cols = [mo for mo in ALL_MODES if any(k[1] == mo for k in idx)]
     spc = res["config"].get("steps_per_call")
-    head = "| loss | M | d | N | reference | " + " | ".join(f"tf_mmcl {_mode_label(c, spc)}" for c in cols) + " | " + \
-        " | ".join(f"speed-up {_mode_label(c, spc)}" for c in cols) + (" | GPU (XLA) | GPU speed-up" if gpu else "") + " |"
+    head = (
+        "| loss | M | d | N | reference | "
+        + " | ".join(f"tf_mmcl {_mode_label(c, spc)}" for c in cols)
+        + " | "
+        + " | ".join(f"speed-up {_mode_label(c, spc)}" for c in cols)
+        + (" | GPU (XLA) | GPU speed-up" if gpu else "")
+        + " |"
+    )
     A(head)
     A("|" + "---|" * (head.count("|") - 1))
-    keys = sorted({(k[2], k[3], k[5], k[4]) for k in idx if k[0] == "tf_mmcl"},
-                  key=lambda k: ([c[0] for c in LOSS_CELLS].index(k[0]) if k[0] in [c[0] for c in LOSS_CELLS] else 9,
-                                 k[1], k[2], k[3]))
+    keys = sorted(
+        {(k[2], k[3], k[5], k[4]) for k in idx if k[0] == "tf_mmcl"},
+        key=lambda k: (
+            [c[0] for c in LOSS_CELLS].index(k[0]) if k[0] in [c[0] for c in LOSS_CELLS] else 9,
+            k[1],
+            k[2],
+            k[3],
+        ),
+    )
     for loss, mm, d, n in keys:
         rloss = "n_squared" if loss == "n_squared_joint" else loss
         r = idx.get(("reference", "torch", rloss, mm, n, d))
-        rerr = next((t.get("error") for t in res.get("timings", []) if t["impl"] == "reference"
-                     and t["loss"] == rloss and t["m"] == mm and t["n"] == n and t["d"] == d and "error" in t), None)
+        rerr = next(
+            (
+                t.get("error")
+                for t in res.get("timings", [])
+                if t["impl"] == "reference"
+                and t["loss"] == rloss
+                and t["m"] == mm
+                and t["n"] == n
+                and t["d"] == d
+                and "error" in t
+            ),
+            None,
+        )
         rtxt = _fmt_s(r["median_s"]) if r else (f"fails: {rerr[:40]}" if rerr else "-")
         ours = [idx.get(("tf_mmcl", c, loss, mm, n, d)) for c in cols]
         row = f"| {loss} | {mm} | {d} | {n} | {rtxt} | " + " | ".join(_fmt_s(o["median_s"]) if o else "-" for o in ours)
         row += " | " + " | ".join(_fmt_ratio(_ratio(r["median_s"], o["median_s"]) if (r and o) else None) for o in ours)
         if gpu:
             g = gidx.get(("tf_mmcl", "xla", loss, mm, n, d))
-            row += f" | {_fmt_s(g['median_s']) if g else '-'} | " + \
-                _fmt_ratio(_ratio(r["median_s"], g["median_s"]) if (r and g) else None)
+            row += f" | {_fmt_s(g['median_s']) if g else '-'} | " + _fmt_ratio(
+                _ratio(r["median_s"], g["median_s"]) if (r and g) else None
+            )
         A(row + " |")
     A("")
 
@@ -155,19 +196,36 @@ def write_markdown(res, path, gpu=None):
         A("## Peak memory of one `n_squared` step (M = 3)")
         A("")
         meth = next((x.get("method") for x in res["memory"] if x.get("method")), "?")
-        A(_text("memory", method=meth, memory_mode=res["config"].get("memory_mode"),
-                memory_limit_gb=res["config"].get("reference_memory_limit_gb")))
+        A(
+            _text(
+                "memory",
+                method=meth,
+                memory_mode=res["config"].get("memory_mode"),
+                memory_limit_gb=res["config"].get("reference_memory_limit_gb"),
+            )
+        )
         A("")
         A("| N | d | reference | tf_mmcl n_squared | tf_mmcl n_squared_joint | ours / reference (n_squared, joint) |")
         A("|---|---|---|---|---|---|")
         for n in sorted({x["n"] for x in res["memory"]}):
+
             def get(impl, loss):
                 return next((x for x in res["memory"] if x["n"] == n and x["impl"] == impl and x["loss"] == loss), None)
+
             r, a, b = get("reference", "n_squared"), get("tf_mmcl", "n_squared"), get("tf_mmcl", "n_squared_joint")
-            fm = lambda x: ("-" if x is None else (f"{x['peak_bytes'] / 2 ** 20:.1f} MiB" if "peak_bytes" in x  # noqa: E731
-                                                   else f"fails: {x.get('error', '')[:40]}"))
-            rat = lambda x: (f"{x['peak_bytes'] / r['peak_bytes']:.3f}" if (x and r and "peak_bytes" in x  # noqa: E731
-                                                                              and "peak_bytes" in r) else "-")
+
+            def fm(x):
+                if x is None:
+                    return "-"
+                if "peak_bytes" in x:
+                    return f"{x['peak_bytes'] / 2**20:.1f} MiB"
+                return f"fails: {x.get('error', '')[:40]}"
+
+            def rat(x):
+                if x and r and "peak_bytes" in x and "peak_bytes" in r:
+                    return f"{x['peak_bytes'] / r['peak_bytes']:.3f}"
+                return "-"
+
             d = (a or b or r or {}).get("d", "?")
             A(f"| {n} | {d} | {fm(r)} | {fm(a)} | {fm(b)} | {rat(a)}, {rat(b)} |")
         A("")
@@ -180,7 +238,9 @@ def write_markdown(res, path, gpu=None):
         fl = objective_flops("n_squared", n, d, 3)
         A(_text("roofline", gflop=fl / 1e9))
         A("")
-        A("| implementation | time | effective GFLOP/s | executed GFLOP/s | matmul GFLOP/s | effective / matmul | executed / matmul |")
+        A(
+            "| implementation | time | effective GFLOP/s | executed GFLOP/s | matmul GFLOP/s | effective / matmul | executed / matmul |"  # noqa: E501 (a Markdown table row)
+        )
         A("|---|---|---|---|---|---|---|")
         mt = res["matmul"].get("tf_mmcl")
         mt32 = next((x for x in mt if x.get("dtype") == "float32"), None) if isinstance(mt, list) else None
@@ -196,17 +256,23 @@ def write_markdown(res, path, gpu=None):
             if not t:
                 continue
             eff = fl / t["median_s"]
-            exe = (objective_flops("n_squared", n, d, 3) if loss == "n_squared_ref" else executed_flops(loss, n, d, 3)) / t["median_s"]
+            exe = (
+                objective_flops("n_squared", n, d, 3) if loss == "n_squared_ref" else executed_flops(loss, n, d, 3)
+            ) / t["median_s"]
             mrate = mref["flop_per_s"] if mref else None
-            A(f"| {name} | {_fmt_s(t['median_s'])} | {eff / 1e9:.1f} | {exe / 1e9:.1f} | "
-              f"{'-' if not mrate else f'{mrate / 1e9:.1f}'} | {'-' if not mrate else f'{100 * eff / mrate:.0f} %'} | "
-              f"{'-' if not mrate else f'{100 * exe / mrate:.0f} %'} |")
+            A(
+                f"| {name} | {_fmt_s(t['median_s'])} | {eff / 1e9:.1f} | {exe / 1e9:.1f} | "
+                f"{'-' if not mrate else f'{mrate / 1e9:.1f}'} | {'-' if not mrate else f'{100 * eff / mrate:.0f} %'} | "  # noqa: E501 (a Markdown table row)
+                f"{'-' if not mrate else f'{100 * exe / mrate:.0f} %'} |"
+            )
         mt16 = next((x for x in mt if x.get("dtype") == "bfloat16"), None) if isinstance(mt, list) else None
         if mt16 and mt32:
             A("")
-            A(f"Plain matmul, same FLOPs: TF/XLA float32 {mt32['flop_per_s'] / 1e9:.1f} GFLOP/s, bfloat16 operands "
-              f"(float32 accumulation) {mt16['flop_per_s'] / 1e9:.1f} GFLOP/s"
-              + (f"; torch float32 {mr32['flop_per_s'] / 1e9:.1f} GFLOP/s." if mr32 else "."))
+            A(
+                f"Plain matmul, same FLOPs: TF/XLA float32 {mt32['flop_per_s'] / 1e9:.1f} GFLOP/s, bfloat16 operands "
+                f"(float32 accumulation) {mt16['flop_per_s'] / 1e9:.1f} GFLOP/s"
+                + (f"; torch float32 {mr32['flop_per_s'] / 1e9:.1f} GFLOP/s." if mr32 else ".")
+            )
         A("")
 
     # bf16
@@ -223,9 +289,11 @@ def write_markdown(res, path, gpu=None):
                 A(f"| {b['n']} | {b['d']} | - | fails: {b.get('error', '')[:60]} | - | - |")
                 continue
             err = abs(b["loss_value"] - f32["loss_value"]) / abs(f32["loss_value"]) if f32 else None
-            A(f"| {b['n']} | {b['d']} | {_fmt_s(f32['median_s']) if f32 else '-'} | {_fmt_s(b['median_s'])} | "
-              f"{_fmt_ratio(_ratio(f32['median_s'], b['median_s']) if f32 else None)} | "
-              f"{'-' if err is None else f'{err:.1e}'} |")
+            A(
+                f"| {b['n']} | {b['d']} | {_fmt_s(f32['median_s']) if f32 else '-'} | {_fmt_s(b['median_s'])} | "
+                f"{_fmt_ratio(_ratio(f32['median_s'], b['median_s']) if f32 else None)} | "
+                f"{'-' if err is None else f'{err:.1e}'} |"
+            )
         A("")
 
     # xor
@@ -233,8 +301,16 @@ def write_markdown(res, path, gpu=None):
         A("## XOR training throughput")
         A("")
         x0 = res["xor"][0]
-        A(_text("xor", bits=x0.get("bits"), dim=x0.get("dim"), sampling=x0.get("sampling"), batch=x0.get("batch"),
-                steps=x0.get("steps")))
+        A(
+            _text(
+                "xor",
+                bits=x0.get("bits"),
+                dim=x0.get("dim"),
+                sampling=x0.get("sampling"),
+                batch=x0.get("batch"),
+                steps=x0.get("steps"),
+            )
+        )
         A("")
         A("| implementation | examples/s | ratio to reference |")
         A("|---|---|---|")
@@ -244,14 +320,22 @@ def write_markdown(res, path, gpu=None):
             if "examples_per_s" not in x:
                 A(f"| {name} | fails: {x.get('error', '')[:60]} | - |")
                 continue
-            A(f"| {name} | {x['examples_per_s']:.0f} | "
-              f"{_fmt_ratio(x['examples_per_s'] / rx['examples_per_s'] if rx else None)} |")
+            A(
+                f"| {name} | {x['examples_per_s']:.0f} | "
+                f"{_fmt_ratio(x['examples_per_s'] / rx['examples_per_s'] if rx else None)} |"
+            )
         A("")
 
     if gpu:
         gm = gpu.get("machine", {})
-        A(_text("gpu", gpus=gpu.get("tf_versions", {}).get("gpus"), host=gm.get("cpu_model", "?"),
-                tensorflow=gpu.get("tf_versions", {}).get("tensorflow")))
+        A(
+            _text(
+                "gpu",
+                gpus=gpu.get("tf_versions", {}).get("gpus"),
+                host=gm.get("cpu_model", "?"),
+                tensorflow=gpu.get("tf_versions", {}).get("tensorflow"),
+            )
+        )
         A("")
     _targets_section(res, A)
     for note in res.get("notes", []):
@@ -298,18 +382,24 @@ def _targets_section(res, A):
         b = best(loss, 256, 256)
         if ref and b:
             r = ref["median_s"] / b["median_s"]
-            A(f"| {loss}: >= 1.5x the reference's speed at N = d = 256 | {r:.2f}x ({b['mode']}) | "
-              f"{'yes' if r >= 1.5 else 'no'} |")
+            A(
+                f"| {loss}: >= 1.5x the reference's speed at N = d = 256 | {r:.2f}x ({b['mode']}) | "
+                f"{'yes' if r >= 1.5 else 'no'} |"
+            )
         rm, om = mem.get(("reference", "n_squared", 256)), mem.get(("tf_mmcl", loss, 256))
         if rm and om and rm["peak_bytes"] > 0:
             q = om["peak_bytes"] / rm["peak_bytes"]
-            A(f"| {loss}: <= 1/10 of the reference's peak memory at N = d = 256 | {q:.3f} "
-              f"({om['peak_bytes'] / 2 ** 20:.0f} / {rm['peak_bytes'] / 2 ** 20:.0f} MiB) | {'yes' if q <= 0.1 else 'no'} |")
+            A(
+                f"| {loss}: <= 1/10 of the reference's peak memory at N = d = 256 | {q:.3f} "
+                f"({om['peak_bytes'] / 2**20:.0f} / {rm['peak_bytes'] / 2**20:.0f} MiB) | {'yes' if q <= 0.1 else 'no'} |"  # noqa: E501 (a Markdown table row)
+            )
         if b and mt32 and res["config"].get("roofline_n") == 256 and res["config"].get("roofline_d") == 256:
             eff = objective_flops("n_squared", 256, 256, 3) / b["median_s"] / mt32["flop_per_s"]
             exe = executed_flops(loss, 256, 256, 3) / b["median_s"] / mt32["flop_per_s"]
-            A(f"| {loss}: >= 70 % of the matmul roofline | effective {100 * eff:.0f} %, executed {100 * exe:.0f} % | "
-              f"{'yes' if eff >= 0.7 else 'no'} (effective){', yes' if exe >= 0.7 else ', no'} (executed) |")
+            A(
+                f"| {loss}: >= 70 % of the matmul roofline | effective {100 * eff:.0f} %, executed {100 * exe:.0f} % | "
+                f"{'yes' if eff >= 0.7 else 'no'} (effective){', yes' if exe >= 0.7 else ', no'} (executed) |"
+            )
     spc = res["config"].get("steps_per_call")
     for loss, m in (("n", 3), ("n", 4), ("clip", 3)):
         cells = [k for k in idx if k[0] == "reference" and k[2] == loss and k[3] == m]
@@ -329,22 +419,34 @@ def _targets_section(res, A):
                         per_mode[mo].append(idx[k]["median_s"] / o["median_s"])
             if worst is not None:
                 modes_txt = ", ".join(f"{_mode_label(mo, spc)} {min(v):.2f}x" for mo, v in per_mode.items() if v)
-                A(f"| {loss} (M = {m}), {how}: >= the reference's speed in every cell (best mode per cell) | "
-                  f"worst cell {worst:.2f}x at N = {worst_cell[0]}, d = {worst_cell[1]} "
-                  f"({_mode_label(worst_cell[2], spc)}); worst per mode: {modes_txt} | {'yes' if worst >= 1.0 else 'no'} |")
+                A(
+                    f"| {loss} (M = {m}), {how}: >= the reference's speed in every cell (best mode per cell) | "
+                    f"worst cell {worst:.2f}x at N = {worst_cell[0]}, d = {worst_cell[1]} "
+                    f"({_mode_label(worst_cell[2], spc)}); worst per mode: {modes_txt} | {'yes' if worst >= 1.0 else 'no'} |"  # noqa: E501 (a Markdown table row)
+                )
     for t in res.get("timings", []):
         if t.get("large") and t["impl"] == "tf_mmcl" and "median_s" in t:
-            rr = next((x for x in res["timings"] if x.get("large") and x["impl"] == "reference"
-                       and x["n"] == t["n"] and x["d"] == t["d"]), None)
+            rr = next(
+                (
+                    x
+                    for x in res["timings"]
+                    if x.get("large") and x["impl"] == "reference" and x["n"] == t["n"] and x["d"] == t["d"]
+                ),
+                None,
+            )
             rtxt = "not run" if rr is None else (rr.get("error", "")[:60] if "error" in rr else _fmt_s(rr["median_s"]))
-            A(f"| N = {t['n']} runs ({t['loss']}, d = {t['d']}, {t['mode']}) | {_fmt_s(t['median_s'])}; reference: {rtxt} | yes |")
+            A(
+                f"| N = {t['n']} runs ({t['loss']}, d = {t['d']}, {t['mode']}) | {_fmt_s(t['median_s'])}; reference: {rtxt} | yes |"  # noqa: E501 (a Markdown table row)
+            )
     A("")
 
 
 def write_plot(res, path, gpu=None):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     idx = _index(res.get("timings", []))
     gidx = _index(gpu.get("timings", [])) if gpu else {}
     panels = [c for c in _ordered_loss_cells(idx)]
@@ -353,22 +455,41 @@ def write_plot(res, path, gpu=None):
     ncol = min(3, len(panels))
     nrow = int(math.ceil(len(panels) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, 3.8 * nrow), squeeze=False)
-    styles = {"reference": ("k", "o"), "eager": ("tab:orange", "s"), "function": ("tab:blue", "^"),
-              "xla": ("tab:green", "D"), "gpu": ("tab:purple", "v"),
-              "function_loop": ("tab:cyan", "<"), "xla_loop": ("tab:olive", ">")}
+    styles = {
+        "reference": ("k", "o"),
+        "eager": ("tab:orange", "s"),
+        "function": ("tab:blue", "^"),
+        "xla": ("tab:green", "D"),
+        "gpu": ("tab:purple", "v"),
+        "function_loop": ("tab:cyan", "<"),
+        "xla_loop": ("tab:olive", ">"),
+    }
     for ax, (loss, mm) in zip(axes.flat, panels):
         for d, ls in zip(sorted({k[5] for k in idx}), ["--", "-", ":"]):
-            series = [("reference", "torch", "n_squared" if loss == "n_squared_joint" else loss, idx)] + \
-                [(mo, mo, loss, idx) for mo in ALL_MODES] + ([("gpu", "xla", loss, gidx)] if gpu else [])
+            series = (
+                [("reference", "torch", "n_squared" if loss == "n_squared_joint" else loss, idx)]
+                + [(mo, mo, loss, idx) for mo in ALL_MODES]
+                + ([("gpu", "xla", loss, gidx)] if gpu else [])
+            )
             for label, mode, lk, source in series:
                 impl = "reference" if label == "reference" else "tf_mmcl"
-                pts = sorted((k[4], v["median_s"]) for k, v in source.items()
-                             if k[0] == impl and k[1] == mode and k[2] == lk and k[3] == mm and k[5] == d)
+                pts = sorted(
+                    (k[4], v["median_s"])
+                    for k, v in source.items()
+                    if k[0] == impl and k[1] == mode and k[2] == lk and k[3] == mm and k[5] == d
+                )
                 if not pts:
                     continue
                 col, mk = styles[label]
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], ls, color=col, marker=mk, ms=4,
-                        label=f"{'reference (torch)' if label == 'reference' else 'tf_mmcl ' + _mode_label(label, res['config'].get('steps_per_call'))} d={d}")
+                ax.plot(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    ls,
+                    color=col,
+                    marker=mk,
+                    ms=4,
+                    label=f"{'reference (torch)' if label == 'reference' else 'tf_mmcl ' + _mode_label(label, res['config'].get('steps_per_call'))} d={d}",  # noqa: E501 (a Markdown table row)
+                )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("N (batch)")
@@ -376,7 +497,7 @@ def write_plot(res, path, gpu=None):
         ax.set_title(f"{loss}, M = {mm}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

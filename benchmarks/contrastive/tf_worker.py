@@ -17,6 +17,7 @@ from benchmarks.contrastive.timing import CellTimer, peak_memory_of, time_cells,
 def _tf_setup(threads, device):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
+
     if threads:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -34,20 +35,25 @@ def _tf_device_name(device):
 
 def _tf_loss_fn(loss, compute_dtype=None):
     import keras
+
     from tf_mmcl.losses import clip_loss, symile_loss
     from tf_mmcl.ops import mip
     from tf_mmcl.ops.symile_logits import joint_streamed_logsumexps
+
     if loss == "n":
         gen = keras.random.SeedGenerator(0)
         return lambda reps, s: symile_loss(reps, s, "n", seed=gen)
     if loss == "n_squared":
         return lambda reps, s: symile_loss(reps, s, "n_squared")
     if loss == "n_squared_joint":
+
         def joint(reps, s):
             lses = joint_streamed_logsumexps(reps, s, compute_dtype=compute_dtype)
             positive = s * mip(reps)
             import tensorflow as tf
+
             return tf.add_n([tf.reduce_mean(lse - positive) for lse in lses]) / len(reps)
+
         return joint
     if loss == "clip":
         return lambda reps, s: clip_loss(reps, s)
@@ -66,6 +72,7 @@ def _tf_step(tf, loss, mode, compute_dtype=None):
     if mode == "eager":
         return step
     if mode in LOOP_MODES:
+
         def steps(scale, stacked):
             # stacked: (K, M, N, d), K different batches. Every step's gradients are written out
             # (as the single-call step returns them), so no step's work can be pruned or shared.
@@ -78,9 +85,12 @@ def _tf_step(tf, loss, mode, compute_dtype=None):
                 value, g = step(scale, *tf.unstack(stacked[i], num=stacked.shape[1]))
                 return i + 1, total + value, grads.write(i, tf.concat([tf.reshape(x, [-1]) for x in g], 0))
 
-            _, total, grads = tf.while_loop(lambda i, *_: i < k, body,
-                                            (tf.constant(0), tf.constant(0.0), tf.TensorArray(tf.float32, size=k)),
-                                            parallel_iterations=1)
+            _, total, grads = tf.while_loop(
+                lambda i, *_: i < k,
+                body,
+                (tf.constant(0), tf.constant(0.0), tf.TensorArray(tf.float32, size=k)),
+                parallel_iterations=1,
+            )
             return total / tf.cast(k, tf.float32), [grads.stack()]
 
         return tf.function(steps, jit_compile=(mode == "xla_loop"))
@@ -114,6 +124,7 @@ def tf_cell_timer(task):
     """A :class:`CellTimer` over tf_mmcl steps (the device and threads from ``task``)."""
     tf = _tf_setup(task.get("threads"), task.get("device", "cpu"))
     import numpy as np
+
     device = _tf_device_name(task.get("device", "cpu"))
 
     def load(cell):
@@ -136,10 +147,10 @@ def tf_cell_timer(task):
         def call():
             with tf.device(device):
                 return _tf_call(tf, step, args, read_back)
+
         return call, k, rec
 
     return CellTimer(load)
-
 
 
 def tf_time_cells(task):
@@ -175,14 +186,26 @@ def tf_matmul_rate(task):
                 a = tf.random.normal((size, size))
                 b = tf.random.normal((size, size))
                 if dtype == "bfloat16":
-                    f = tf.function(lambda x, y: tf.matmul(tf.cast(x, tf.bfloat16), tf.cast(y, tf.bfloat16),
-                                                           output_type=tf.float32), jit_compile=True)
+                    f = tf.function(
+                        lambda x, y: tf.matmul(
+                            tf.cast(x, tf.bfloat16), tf.cast(y, tf.bfloat16), output_type=tf.float32
+                        ),
+                        jit_compile=True,
+                    )
                 else:
                     f = tf.function(lambda x, y: tf.matmul(x, y), jit_compile=True)
                 t = time_fn(lambda: f(a, b).numpy(), task["repeats"], task["min_time"])
-                out.append({"flops_target": flops, "size": size, "dtype": dtype, "flops": 2.0 * size ** 3,
-                            "median_s": t["median_s"], "min_s": t["min_s"],
-                            "flop_per_s": 2.0 * size ** 3 / t["median_s"]})
+                out.append(
+                    {
+                        "flops_target": flops,
+                        "size": size,
+                        "dtype": dtype,
+                        "flops": 2.0 * size**3,
+                        "median_s": t["median_s"],
+                        "min_s": t["min_s"],
+                        "flop_per_s": 2.0 * size**3 / t["median_s"],
+                    }
+                )
                 progress(out[-1])
     return out
 
@@ -190,7 +213,9 @@ def tf_matmul_rate(task):
 def tf_xor_throughput(task):
     tf = _tf_setup(task.get("threads"), task.get("device", "cpu"))
     import keras
+
     from tf_mmcl.losses import symile_loss
+
     bits, dim, batch, steps = task["bits"], task["dim"], task["batch"], task["steps"]
     data = make_xor_data(task["num_batches"], batch, bits)
     out = []
@@ -219,8 +244,14 @@ def tf_xor_throughput(task):
 
             fn = train_step if mode == "eager" else tf.function(train_step, jit_compile=(mode == "xla"))
             batches = [[tf.constant(x[i]) for x in data] for i in range(task["num_batches"])]
-            rec = {"impl": "tf_mmcl", "mode": mode, "batch": batch, "bits": bits, "dim": dim,
-                   "sampling": task["sampling"]}
+            rec = {
+                "impl": "tf_mmcl",
+                "mode": mode,
+                "batch": batch,
+                "bits": bits,
+                "dim": dim,
+                "sampling": task["sampling"],
+            }
             try:
                 for i in range(2):  # warm-up (compilation)
                     float(fn(*batches[i % len(batches)]))
@@ -229,8 +260,14 @@ def tf_xor_throughput(task):
                     value = fn(*batches[i % len(batches)])
                 float(value)
                 elapsed = time.perf_counter() - t0
-                rec.update({"steps": steps, "seconds": elapsed, "examples_per_s": steps * batch / elapsed,
-                            "final_loss": float(value)})
+                rec.update(
+                    {
+                        "steps": steps,
+                        "seconds": elapsed,
+                        "examples_per_s": steps * batch / elapsed,
+                        "final_loss": float(value),
+                    }
+                )
             except Exception as e:  # noqa: BLE001
                 rec["error"] = f"{type(e).__name__}: {str(e)[:200]}"
             out.append(rec)

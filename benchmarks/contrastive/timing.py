@@ -35,6 +35,7 @@ def peak_memory_of(fn):
         return (peak - before) * 1024, "VmHWM after clear_refs minus VmRSS"
     except (OSError, KeyError):
         import resource
+
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         fn()
         return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024, "ru_maxrss increase"
@@ -105,8 +106,7 @@ def finish_record(rec):
 
 
 def machine_info():
-    info = {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu_count": os.cpu_count()}
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count()}
     try:
         with open("/proc/cpuinfo") as f:
             text = f.read()
@@ -116,12 +116,13 @@ def machine_info():
                 break
         flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
         info["cpu_flags_of_interest"] = sorted(
-            f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512f", "avx512_vnni", "avx2", "fma")))
+            f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512f", "avx512_vnni", "avx2", "fma"))
+        )
         info["amx"] = any(f.startswith("amx") for f in flags)
     except OSError:
         pass
     try:
-        info["memory_gib"] = round(_proc_meminfo_kib("MemTotal") / 2 ** 20, 1)
+        info["memory_gib"] = round(_proc_meminfo_kib("MemTotal") / 2**20, 1)
     except (OSError, KeyError):
         pass
     try:
@@ -137,6 +138,7 @@ def _proc_meminfo_kib(key):
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     raise KeyError(key)
+
 
 def time_cells(timer, task, impl, mode=None):
     """The "time" task: every cell of ``task`` prepared and sampled in turn; a failing cell's record

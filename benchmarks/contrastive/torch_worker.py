@@ -17,6 +17,7 @@ from benchmarks.contrastive.timing import CellTimer, peak_memory_of, time_cells,
 
 def _torch_setup(task):
     import torch
+
     if task.get("threads"):
         torch.set_num_threads(task["threads"])
     return torch
@@ -27,9 +28,10 @@ def _torch_loss_fn(loss, gated_symile_repo):
     import symile
     import torch
     import torch.nn.functional as F
+
     if loss in ("n", "n_squared", "n_squared_joint"):
         obj = symile.Symile("n_squared" if loss.startswith("n_squared") else "n")
-        return obj, "symile.Symile (symile==%s)" % getattr(symile, "__version__", "?")
+        return obj, f"symile.Symile (symile=={getattr(symile, '__version__', '?')})"
     if loss == "clip":
         if gated_symile_repo and os.path.isfile(os.path.join(gated_symile_repo, "losses", "clip.py")):
             sys.path.insert(0, gated_symile_repo)
@@ -39,6 +41,7 @@ def _torch_loss_fn(loss, gated_symile_repo):
                 if len(reps) != 3:
                     raise ValueError("the reference CLIP takes three modalities")
                 return gs_clip(*reps, s)
+
             return f, "Gated Symile losses.clip"
 
         def minimal_clip(reps, s):  # pairwise symmetric InfoNCE, torch primitives only
@@ -49,6 +52,7 @@ def _torch_loss_fn(loss, gated_symile_repo):
                     logits = s * reps[i] @ reps[j].T
                     terms.append(0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)))
             return sum(terms) / len(terms)
+
         return minimal_clip, "minimal torch CLIP (no reference CLIP found)"
     raise ValueError(loss)
 
@@ -101,8 +105,17 @@ def torch_matmul_rate(task):
         size = max(8, int(round((flops / 2.0) ** (1.0 / 3.0))))
         a, b = torch.randn(size, size), torch.randn(size, size)
         t = time_fn(lambda: a @ b, task["repeats"], task["min_time"])
-        out.append({"flops_target": flops, "size": size, "dtype": "float32", "flops": 2.0 * size ** 3,
-                    "median_s": t["median_s"], "min_s": t["min_s"], "flop_per_s": 2.0 * size ** 3 / t["median_s"]})
+        out.append(
+            {
+                "flops_target": flops,
+                "size": size,
+                "dtype": "float32",
+                "flops": 2.0 * size**3,
+                "median_s": t["median_s"],
+                "min_s": t["min_s"],
+                "flop_per_s": 2.0 * size**3 / t["median_s"],
+            }
+        )
     return out
 
 
@@ -110,6 +123,7 @@ def torch_xor_throughput(task):
     torch = _torch_setup(task)
     import symile
     import torch.nn.functional as F
+
     torch.manual_seed(0)
     bits, dim, batch, steps = task["bits"], task["dim"], task["batch"], task["steps"]
     data = [torch.tensor(x) for x in make_xor_data(task["num_batches"], batch, bits)]
@@ -133,13 +147,28 @@ def torch_xor_throughput(task):
         value = step(i)
     value = float(value.detach())
     elapsed = time.perf_counter() - t0
-    return [{"impl": "reference", "mode": "torch", "batch": batch, "bits": bits, "dim": dim,
-             "sampling": task["sampling"], "steps": steps, "seconds": elapsed,
-             "examples_per_s": steps * batch / elapsed, "final_loss": value}]
+    return [
+        {
+            "impl": "reference",
+            "mode": "torch",
+            "batch": batch,
+            "bits": bits,
+            "dim": dim,
+            "sampling": task["sampling"],
+            "steps": steps,
+            "seconds": elapsed,
+            "examples_per_s": steps * batch / elapsed,
+            "final_loss": value,
+        }
+    ]
 
 
 def torch_versions(task):
     torch = _torch_setup(task)
     import symile
-    return {"torch": torch.__version__, "symile": getattr(symile, "__version__", "?"),
-            "torch_threads": torch.get_num_threads()}
+
+    return {
+        "torch": torch.__version__,
+        "symile": getattr(symile, "__version__", "?"),
+        "torch_threads": torch.get_num_threads(),
+    }

@@ -11,7 +11,8 @@ import importlib.util
 import os
 
 _spec = importlib.util.spec_from_file_location(
-    "hub_symile_m3", os.path.join(os.path.dirname(os.path.abspath(__file__)), "symile_m3.py"))
+    "hub_symile_m3", os.path.join(os.path.dirname(os.path.abspath(__file__)), "symile_m3.py")
+)
 hub_symile_m3 = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(hub_symile_m3)
 
@@ -26,6 +27,5 @@ def get_config():
     config.data.keep_keys = ["label"]
     config.extract.batch_size = 4
     config.extract.shard_size = 8
-    config.heads.update({"embedding_dim": 8, "epochs": 2, "batch_size": 8, "learning_rate": 1e-2,
-                         "shuffle": 16})
+    config.heads.update({"embedding_dim": 8, "epochs": 2, "batch_size": 8, "learning_rate": 1e-2, "shuffle": 16})
     return config

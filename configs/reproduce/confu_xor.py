@@ -38,6 +38,5 @@ def get_config():
         _method("GRAM (1024-d)", "gram", embedding_dim=1024),
         _method("TRIANGLE (1024-d)", "triangle", embedding_dim=1024),
     ]
-    c.quick = ml_collections.ConfigDict({"num_seeds": 2, "p_hats": [0.5, 1.0], "steps": 120,
-                                         "methods": c.methods[:5]})
+    c.quick = ml_collections.ConfigDict({"num_seeds": 2, "p_hats": [0.5, 1.0], "steps": 120, "methods": c.methods[:5]})
     return c

@@ -2,8 +2,9 @@
 our generator has the knob: n_bits 16 -> 8 here for CPU, 128 dims, signal_scale 1, distractor std 3,
 xnor, u_v_uv embedding, no bit flips; batch 128 as their config). CPU deviations: 32 dims instead
 of 128 (with 128 dims of std-3 distractors and our budget the MLP encoders memorise the training
-distractors: 85 % train vs 28 % test top-1 in a trial run) and 8 latent bits instead of 16. Their optimiser is schedule-free
-AdamW lr 1e-3 for 25 epochs of 30k samples; on 2 CPU cores we train fewer steps at lr 2e-3.
+distractors: 85 % train vs 28 % test top-1 in a trial run) and 8 latent bits instead of 16.
+Their optimiser is schedule-free AdamW lr 1e-3 for 25 epochs of 30k samples; on 2 CPU cores we
+train fewer steps at lr 2e-3.
 Gate: attention mode, NULL option, trainable neutral directions, key_dim 32 (256 in their code:
 too slow on CPU), 31 sampled negatives per row (their "pair" path).
 """
@@ -35,12 +36,25 @@ def get_config():
     c.eval_block = 128
     c.jit_compile = True  # XLA for the methods marked jit_compile (pays off only for long runs)
     c.methods = [
-        ml_collections.ConfigDict({"label": "Gated Symile", "objective": "gated_symile", "jit_compile": True,
-                                   "options": {"key_dim": 32, "num_negatives": 31, "seed": 0}}),
-        ml_collections.ConfigDict({"label": "Symile", "objective": "symile",
-                                   "options": {"negative_sampling": "n"}}),
+        ml_collections.ConfigDict(
+            {
+                "label": "Gated Symile",
+                "objective": "gated_symile",
+                "jit_compile": True,
+                "options": {"key_dim": 32, "num_negatives": 31, "seed": 0},
+            }
+        ),
+        ml_collections.ConfigDict({"label": "Symile", "objective": "symile", "options": {"negative_sampling": "n"}}),
         ml_collections.ConfigDict({"label": "CLIP", "objective": "clip"}),
     ]
-    c.quick = ml_collections.ConfigDict({"num_seeds": 2, "rates": [0.0, 0.6], "steps": 400, "n_test": 1024,
-                                         "jit_compile": False, "authors_setting": False})
+    c.quick = ml_collections.ConfigDict(
+        {
+            "num_seeds": 2,
+            "rates": [0.0, 0.6],
+            "steps": 400,
+            "n_test": 1024,
+            "jit_compile": False,
+            "authors_setting": False,
+        }
+    )
     return c

@@ -25,8 +25,7 @@ def get_config():
     c.weight_decay = 0.01
     c.logit_scale_init = math.exp(-0.3)
     c.methods = [
-        ml_collections.ConfigDict({"label": "Symile", "objective": "symile",
-                                   "options": {"negative_sampling": "n"}}),
+        ml_collections.ConfigDict({"label": "Symile", "objective": "symile", "options": {"negative_sampling": "n"}}),
         ml_collections.ConfigDict({"label": "CLIP", "objective": "clip"}),
     ]
     # "paper": the main table is the paper's protocol (b from (a, c), best-validation checkpoint,
@@ -35,6 +34,5 @@ def get_config():
     c.protocol = "paper"
     c.val_every = 10  # steps between validations: one epoch of 10000 / 1000
     c.bootstrap = 10  # bootstrap test sets
-    c.quick = ml_collections.ConfigDict({"num_seeds": 2, "p_hats": [0.0, 0.5, 1.0], "steps": 120,
-                                         "n_test": 2000})
+    c.quick = ml_collections.ConfigDict({"num_seeds": 2, "p_hats": [0.0, 0.5, 1.0], "steps": 120, "n_test": 2000})
     return c

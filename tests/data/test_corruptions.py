@@ -85,15 +85,18 @@ def test_transforms_work_inside_tf_function():
     assert out["a"].shape == (16, 4) and out["a_mask"].dtype == tf.bool
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: GaussianNoise("a", float("inf")), "finite"),
-    (lambda: GaussianNoise("a", 10.0)({"b": _x(2, 2)}), "not in the batch"),
-    (lambda: GaussianNoise("a", 10.0)({"a": np.ones((2, 2), "int32")}), "floating point"),
-    (lambda: GaussianNoise("a", 10.0)([1, 2]), "dict"),
-    (lambda: ModalityDropout("a", 1.5), "rate"),
-    (lambda: Misalign("a", -0.1), "fraction"),
-    (lambda: Misalign("a", 0.5, seed=1.5), "seed"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: GaussianNoise("a", float("inf")), "finite"),
+        (lambda: GaussianNoise("a", 10.0)({"b": _x(2, 2)}), "not in the batch"),
+        (lambda: GaussianNoise("a", 10.0)({"a": np.ones((2, 2), "int32")}), "floating point"),
+        (lambda: GaussianNoise("a", 10.0)([1, 2]), "dict"),
+        (lambda: ModalityDropout("a", 1.5), "rate"),
+        (lambda: Misalign("a", -0.1), "fraction"),
+        (lambda: Misalign("a", 0.5, seed=1.5), "seed"),
+    ],
+)
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()

@@ -19,8 +19,11 @@ from tf_mmcl.data import (
 
 def _arrays(n=20):
     rng = np.random.default_rng(0)
-    return {"a": rng.normal(size=(n, 3)).astype("float32"), "tok": np.arange(n, dtype="int64")[:, None],
-            "a_mask": np.ones(n, bool)}
+    return {
+        "a": rng.normal(size=(n, 3)).astype("float32"),
+        "tok": np.arange(n, dtype="int64")[:, None],
+        "a_mask": np.ones(n, bool),
+    }
 
 
 def _collect(ds):
@@ -72,8 +75,7 @@ def test_pipeline_preprocess_and_corruptions_are_seeded():
         np.testing.assert_array_equal(x["a_mask"], y["a_mask"])
     assert not np.array_equal(c1[0]["a"], c3[0]["a"])
     # Different batches get different noise draws.
-    assert not np.array_equal(c1[0]["a_mask"], c1[1]["a_mask"]) or not np.allclose(
-        c1[0]["a"] - 0, c1[1]["a"] - 0)
+    assert not np.array_equal(c1[0]["a_mask"], c1[1]["a_mask"]) or not np.allclose(c1[0]["a"] - 0, c1[1]["a"] - 0)
 
 
 def test_tfrecord_round_trip(tmp_path):
@@ -97,19 +99,22 @@ def test_multimodal_splits_access():
         ms.as_numpy("dev")
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: from_numpy({"a": np.zeros((3, 2)), "b": np.zeros((4, 2))}), "same number of examples"),
-    (lambda: from_numpy({}), "non-empty"),
-    (lambda: from_numpy({"a": np.float32(1.0)}), "leading example axis"),
-    (lambda: make_pipeline(from_numpy(_arrays()), 0), "batch_size"),
-    (lambda: make_pipeline(from_numpy(_arrays()), 2, preprocess={"zz": abs}), "preprocess"),
-    (lambda: make_pipeline([1, 2], 2), "tf.data.Dataset"),
-    (lambda: make_pipeline(tf.data.Dataset.range(3), 2), "dicts"),
-    (lambda: MultimodalSplits({"train": _arrays()}, ["a"]), "missing"),
-    (lambda: MultimodalSplits({s: _arrays() for s in ("train", "val", "test")}, ["zz"]), "lacks"),
-    (lambda: from_tfrecord([], {"a": tf.TensorSpec([2], tf.float32)}), "at least one file"),
-    (lambda: from_tfrecord("x", {"a": 1}), "TensorSpec"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: from_numpy({"a": np.zeros((3, 2)), "b": np.zeros((4, 2))}), "same number of examples"),
+        (lambda: from_numpy({}), "non-empty"),
+        (lambda: from_numpy({"a": np.float32(1.0)}), "leading example axis"),
+        (lambda: make_pipeline(from_numpy(_arrays()), 0), "batch_size"),
+        (lambda: make_pipeline(from_numpy(_arrays()), 2, preprocess={"zz": abs}), "preprocess"),
+        (lambda: make_pipeline([1, 2], 2), "tf.data.Dataset"),
+        (lambda: make_pipeline(tf.data.Dataset.range(3), 2), "dicts"),
+        (lambda: MultimodalSplits({"train": _arrays()}, ["a"]), "missing"),
+        (lambda: MultimodalSplits({s: _arrays() for s in ("train", "val", "test")}, ["zz"]), "lacks"),
+        (lambda: from_tfrecord([], {"a": tf.TensorSpec([2], tf.float32)}), "at least one file"),
+        (lambda: from_tfrecord("x", {"a": 1}), "TensorSpec"),
+    ],
+)
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()

@@ -30,8 +30,10 @@ GENERATORS = [
     (make_symile_xor, dict(d_v=3, n_train=50, n_val=10, n_test=10)),
     (make_confu_xor, dict(d=3, embed_dim=8, noise_std=0.1, n_train=50, n_val=10, n_test=10)),
     (make_fragility, dict(dim=16, n_train=50, n_val=10, n_test=10)),
-    (make_misalignment, dict(semantics_n=4, modality_n=2, perturbed=[3], cond_pool=300,
-                             n_train=50, n_val=10, n_test=10)),
+    (
+        make_misalignment,
+        dict(semantics_n=4, modality_n=2, perturbed=[3], cond_pool=300, n_train=50, n_val=10, n_test=10),
+    ),
 ]
 
 
@@ -114,8 +116,7 @@ def test_confu_xor_pairwise_mi_zero_and_geometry():
 
 
 def test_fragility_rates_kinds_and_masks():
-    s = make_fragility(dim=16, p_misaligned=0.2, p_weak=0.1, p_missing=0.15, n_train=20000, n_val=1,
-                       n_test=1, seed=0)
+    s = make_fragility(dim=16, p_misaligned=0.2, p_weak=0.1, p_missing=0.15, n_train=20000, n_val=1, n_test=1, seed=0)
     x = s.as_numpy("train")
     frac = np.bincount(x["corruption"], minlength=4) / x["corruption"].size
     np.testing.assert_allclose(frac, [0.55, 0.2, 0.1, 0.15], atol=0.015)
@@ -131,36 +132,67 @@ def test_fragility_rates_kinds_and_masks():
 
 
 def test_fragility_clean_signal_encodes_xor_and_corruptions_break_it():
-    s = make_fragility(n_bits=1, dim=8, p_flip=0.0, p_misaligned=0.3, p_weak=0.3, p_missing=0.0,
-                       unreliable="b", n_train=20000, n_val=1, n_test=1, seed=5)
+    s = make_fragility(
+        n_bits=1,
+        dim=8,
+        p_flip=0.0,
+        p_misaligned=0.3,
+        p_weak=0.3,
+        p_missing=0.0,
+        unreliable="b",
+        n_train=20000,
+        n_val=1,
+        n_test=1,
+        seed=5,
+    )
     x = s.as_numpy("train")
     a, b, c = (x[m][:, 0] > 0 for m in "abc")
-    agree = (a == (b ^ c))
+    agree = a == (b ^ c)
     kind = x["corruption"]
-    assert agree[kind == 0].all()                      # clean: a = b XOR c exactly (no flips)
-    assert 0.4 < agree[kind == 1].mean() < 0.6         # misaligned: b from another sample
-    assert 0.55 < agree[kind == 2].mean() < 0.7        # weak at -10 dB: Phi(1/sqrt(10)) ~ 0.62
+    assert agree[kind == 0].all()  # clean: a = b XOR c exactly (no flips)
+    assert 0.4 < agree[kind == 1].mean() < 0.6  # misaligned: b from another sample
+    assert 0.55 < agree[kind == 2].mean() < 0.7  # weak at -10 dB: Phi(1/sqrt(10)) ~ 0.62
     # Any single pair is uninformative about the label; the triple determines it.
     assert abs(np.corrcoef(x["a"][:, 0], x["b"][:, 0])[0, 1]) < 0.03
     np.testing.assert_array_equal(x["label"], (x["a"][:, 0] > 0).astype(int))
 
 
 def test_fragility_redundant_mode_layout():
-    x = make_fragility(n_bits=2, dim=10, embed_mode="redundant", p_misaligned=0, p_weak=0, p_missing=0,
-                       p_flip=0.0, n_train=50, n_val=1, n_test=1).as_numpy("train")
+    x = make_fragility(
+        n_bits=2,
+        dim=10,
+        embed_mode="redundant",
+        p_misaligned=0,
+        p_weak=0,
+        p_missing=0,
+        p_flip=0.0,
+        n_train=50,
+        n_val=1,
+        n_test=1,
+    ).as_numpy("train")
     assert np.all(x["b"][:, 2:4] > 0) and np.all(x["c"][:, 0:2] > 0)  # the constant-1 blocks
     np.testing.assert_array_equal(x["a"][:, :2] > 0, x["b"][:, :2] > 0)  # u in a and b
 
 
 def test_misalignment_biases_and_invertible_mixing():
-    s = make_misalignment(semantics_n=6, modality_n=2, selected=[0, 1, 2, 3], perturbed=[3, 5],
-                          change_prob=0.5, cond_pool=400, n_train=4000, n_val=10, n_test=10, seed=0)
+    s = make_misalignment(
+        semantics_n=6,
+        modality_n=2,
+        selected=[0, 1, 2, 3],
+        perturbed=[3, 5],
+        change_prob=0.5,
+        cond_pool=400,
+        n_train=4000,
+        n_val=10,
+        n_test=10,
+        seed=0,
+    )
     x = s.as_numpy("train")
     assert s.info["invariant"] == [0, 1, 2] and s.info["perturbed"] == [3]
     assert x["x"].shape == (4000, 8) and x["t"].shape == (4000, 6)
     np.testing.assert_array_equal(x["s_tilde"][:, :3], x["s"][:, :3])  # invariant: equal
     changed = ~np.isclose(x["s_tilde"][:, 3], x["s"][:, 3])
-    assert abs(changed.mean() - 0.5) < 0.03                             # perturbed w.p. change_prob
+    assert abs(changed.mean() - 0.5) < 0.03  # perturbed w.p. change_prob
     # The mixing is invertible: the latents are recovered from x exactly by inverting g_x.
     z = np.concatenate([x["s"], x["m_x"]], axis=1)
     np.testing.assert_allclose(apply_mlp(s.info["mixing"]["x"], z), x["x"], rtol=1e-4, atol=1e-4)
@@ -171,8 +203,18 @@ def test_misalignment_biases_and_invertible_mixing():
         h = np.linalg.solve(w, h.T).T
     np.testing.assert_allclose(h, z, atol=1e-3)
     # Same seed, different sizes: the same mixing maps.
-    s2 = make_misalignment(semantics_n=6, modality_n=2, selected=[0, 1, 2, 3], perturbed=[3, 5],
-                           change_prob=0.5, cond_pool=400, n_train=5, n_val=1, n_test=1, seed=0)
+    s2 = make_misalignment(
+        semantics_n=6,
+        modality_n=2,
+        selected=[0, 1, 2, 3],
+        perturbed=[3, 5],
+        change_prob=0.5,
+        cond_pool=400,
+        n_train=5,
+        n_val=1,
+        n_test=1,
+        seed=0,
+    )
     for w1, w2 in zip(s.info["mixing"]["t"], s2.info["mixing"]["t"]):
         np.testing.assert_array_equal(w1, w2)
     blocks = latent_blocks(s.as_numpy("test"), s.info)
@@ -180,30 +222,34 @@ def test_misalignment_biases_and_invertible_mixing():
 
 
 def test_misalignment_causal_dependence_correlates_semantics():
-    x = make_misalignment(semantics_n=4, modality_n=0, causal_dependence=True, cond_pool=200,
-                          n_train=5000, n_val=1, n_test=1, seed=1).as_numpy("train")
+    x = make_misalignment(
+        semantics_n=4, modality_n=0, causal_dependence=True, cond_pool=200, n_train=5000, n_val=1, n_test=1, seed=1
+    ).as_numpy("train")
     corr = np.corrcoef(x["s"].T)
     assert np.max(np.abs(corr - np.eye(4))) > 0.1
 
 
-@pytest.mark.parametrize("fn,kwargs,match", [
-    (make_symile_xor, dict(p_hat=1.5), "p_hat"),
-    (make_symile_xor, dict(d_v=0), "d_v"),
-    (make_symile_xor, dict(num_modalities=2), "num_modalities"),
-    (make_symile_xor, dict(n_train=0), "n_train"),
-    (make_symile_xor, dict(seed=-1), "seed"),
-    (make_confu_xor, dict(embed_dim=2, d=3), "embed_dim"),
-    (make_confu_xor, dict(noise_std=0.1), "noise_std"),
-    (make_fragility, dict(p_misaligned=0.5, p_weak=0.4, p_missing=0.2), "<= 1"),
-    (make_fragility, dict(unreliable=("z",)), "unreliable"),
-    (make_fragility, dict(dim=2, n_bits=1, embed_mode="redundant"), "dim"),
-    (make_fragility, dict(a_rule="and"), "a_rule"),
-    (make_fragility, dict(embed_mode="other"), "embed_mode"),
-    (make_misalignment, dict(selected=[10]), "selected"),
-    (make_misalignment, dict(selected=[]), "selected"),
-    (make_misalignment, dict(selected=[0], perturbed=[0]), "invariant"),
-    (make_misalignment, dict(change_prob=2.0), "change_prob"),
-])
+@pytest.mark.parametrize(
+    "fn,kwargs,match",
+    [
+        (make_symile_xor, dict(p_hat=1.5), "p_hat"),
+        (make_symile_xor, dict(d_v=0), "d_v"),
+        (make_symile_xor, dict(num_modalities=2), "num_modalities"),
+        (make_symile_xor, dict(n_train=0), "n_train"),
+        (make_symile_xor, dict(seed=-1), "seed"),
+        (make_confu_xor, dict(embed_dim=2, d=3), "embed_dim"),
+        (make_confu_xor, dict(noise_std=0.1), "noise_std"),
+        (make_fragility, dict(p_misaligned=0.5, p_weak=0.4, p_missing=0.2), "<= 1"),
+        (make_fragility, dict(unreliable=("z",)), "unreliable"),
+        (make_fragility, dict(dim=2, n_bits=1, embed_mode="redundant"), "dim"),
+        (make_fragility, dict(a_rule="and"), "a_rule"),
+        (make_fragility, dict(embed_mode="other"), "embed_mode"),
+        (make_misalignment, dict(selected=[10]), "selected"),
+        (make_misalignment, dict(selected=[]), "selected"),
+        (make_misalignment, dict(selected=[0], perturbed=[0]), "invariant"),
+        (make_misalignment, dict(change_prob=2.0), "change_prob"),
+    ],
+)
 def test_bad_parameters_raise(fn, kwargs, match):
     with pytest.raises(ValueError, match=match):
         fn(**kwargs)

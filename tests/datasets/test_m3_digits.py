@@ -22,8 +22,15 @@ from tf_mmcl.data.audio import decode_wav, log_mel_spectrogram, tfio_available
 from tf_mmcl.datasets.m3_digits import clips, generate
 from tf_mmcl.datasets.m3_digits import languages as m3_languages
 from tf_mmcl.datasets.m3_digits import m3_digits_dataset_builder as m3b
-from tf_mmcl.datasets.m3_digits.languages import (DIGIT_NAMES, LANGUAGE_SETS, MAX_TEXT_LENGTH,
-                                                  decode_text, digit_name, encode_text, shared_words)
+from tf_mmcl.datasets.m3_digits.languages import (
+    DIGIT_NAMES,
+    LANGUAGE_SETS,
+    MAX_TEXT_LENGTH,
+    decode_text,
+    digit_name,
+    encode_text,
+    shared_words,
+)
 
 CACHE = os.path.join(os.path.dirname(__file__), "data", "m3_digits_clips")
 TINY = m3b.CONFIGS["tiny"]
@@ -162,9 +169,15 @@ def test_cached_sample_is_the_tiny_plan(manifest):
     plans = TINY.clip_plans()
     assert len(manifest["clips"]) == len(plans) == 15
     for rec, plan in zip(manifest["clips"], plans):
-        assert {k: rec[k] for k in ("clip_id", "language", "spoken", "voice", "speed", "pitch", "file")} == \
-            {"clip_id": plan.clip_id, "language": plan.language, "spoken": plan.spoken, "voice": plan.voice,
-             "speed": plan.speed, "pitch": plan.pitch, "file": plan.file}
+        assert {k: rec[k] for k in ("clip_id", "language", "spoken", "voice", "speed", "pitch", "file")} == {
+            "clip_id": plan.clip_id,
+            "language": plan.language,
+            "spoken": plan.spoken,
+            "voice": plan.voice,
+            "speed": plan.speed,
+            "pitch": plan.pitch,
+            "file": plan.file,
+        }
         samples, rate = clips.read_wav_int16(os.path.join(CACHE, rec["file"]))
         assert rate == 16000 and 0.1 * 16000 < len(samples) <= 0.5 * 16000
     total = sum(os.path.getsize(os.path.join(CACHE, n)) for n in os.listdir(CACHE))
@@ -203,15 +216,18 @@ def test_espeak_live_or_clear_error(tmp_path, manifest):
 def test_missing_espeak_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(clips.shutil, "which", lambda *_: None)
     plan = TINY.clip_plans()[0]
-    for call in (lambda: clips.synthesize(plan),
-                 lambda: clips.render_clip_library(tmp_path / "lib", [plan]),
-                 lambda: m3b.build(tmp_path / "data", "tiny")):
+    for call in (
+        lambda: clips.synthesize(plan),
+        lambda: clips.render_clip_library(tmp_path / "lib", [plan]),
+        lambda: m3b.build(tmp_path / "data", "tiny"),
+    ):
         with pytest.raises(clips.EspeakNotFoundError, match="apt-get install -y espeak-ng"):
             call()
 
 
 def test_missing_sklearn_is_a_clear_error(monkeypatch):
     import sys
+
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     with pytest.raises(ImportError, match="pip install scikit-learn"):
         generate.load_digit_scans()
@@ -227,8 +243,7 @@ def test_config_validation_and_clip_library_errors(tmp_path):
         m3b.M3DigitsConfig(name="x", clips_per_language=2).validate()
     with pytest.raises(ValueError, match="at least 2"):
         m3b.M3DigitsConfig(name="x", languages=("en",)).validate()
-    more = m3b.M3DigitsConfig(name="more", clips_per_language=4, n_train=4, n_val=2, n_test=2,
-                              audio_length=800)
+    more = m3b.M3DigitsConfig(name="more", clips_per_language=4, n_train=4, n_val=2, n_test=2, audio_length=800)
     with pytest.raises(ValueError, match="holds 3 clip"):
         m3b.build(tmp_path / "d", config=more, clip_source=CACHE)
     with pytest.raises(FileNotFoundError, match="manifest.json"):
@@ -237,15 +252,24 @@ def test_config_validation_and_clip_library_errors(tmp_path):
     lib = tmp_path / "lib"
     lib.mkdir()
     clips.write_wav_int16(lib / "a.wav", np.ones(100, np.int16), sample_rate=22050)
-    (lib / "manifest.json").write_text(json.dumps(
-        {"clips": [{"clip_id": 0, "language": "en", "spoken": 12, "file": "a.wav"}]}))
+    (lib / "manifest.json").write_text(
+        json.dumps({"clips": [{"clip_id": 0, "language": "en", "spoken": 12, "file": "a.wav"}]})
+    )
     with pytest.raises(ValueError, match="a.wav.*22050 Hz"):
         clips.load_clip_library(lib)
 
 
 def test_custom_config_two_languages(tmp_path):
-    config = m3b.M3DigitsConfig(name="two", languages=("en", "de"), clips_per_language=3,
-                                n_train=30, n_val=10, n_test=10, audio_length=4000, seed=0)
+    config = m3b.M3DigitsConfig(
+        name="two",
+        languages=("en", "de"),
+        clips_per_language=3,
+        n_train=30,
+        n_val=10,
+        n_test=10,
+        audio_length=4000,
+        seed=0,
+    )
     data = _read_all(m3b.build(tmp_path, config=config, clip_source=CACHE))
     assert data["train"]["audio"].shape == (30, 4000)
     assert set(np.concatenate([data[s]["language"] for s in SPLITS]).tolist()) == {0, 1}
@@ -271,8 +295,9 @@ def test_plan_is_deterministic_and_extension_stable():
     a = clips.plan_clips(("en", "de"), 3, seed=5)
     assert a == clips.plan_clips(("en", "de"), 3, seed=5)
     b = clips.plan_clips(("en", "de", "es"), 5, seed=5)
-    assert [(p.spoken, p.voice, p.speed, p.pitch) for p in a[:3]] == \
-        [(p.spoken, p.voice, p.speed, p.pitch) for p in b[:3]]
+    assert [(p.spoken, p.voice, p.speed, p.pitch) for p in a[:3]] == [
+        (p.spoken, p.voice, p.speed, p.pitch) for p in b[:3]
+    ]
     assert a != clips.plan_clips(("en", "de"), 3, seed=6)
     assert generate.split_counts(3, (0.6, 0.2, 0.2)) == (1, 1, 1)
     assert generate.split_counts(60, (0.6, 0.2, 0.2)) == (36, 12, 12)

@@ -25,15 +25,20 @@ def _synthetic_inputs(languages, n_scans=200, clips_per_language=4, audio_length
     images = rng.random((n_scans, 8, 8, 1)).astype(np.float32)
     clip_ids = np.arange(len(languages) * clips_per_language)
     return dict(
-        scan_ids=np.arange(n_scans), scan_images=images, scan_labels=labels, clip_ids=clip_ids,
+        scan_ids=np.arange(n_scans),
+        scan_images=images,
+        scan_labels=labels,
+        clip_ids=clip_ids,
         clip_waveforms={int(c): rng.normal(size=20).astype(np.float32) for c in clip_ids},
         clip_languages={int(c): int(c) // clips_per_language for c in clip_ids},
         clip_spoken={int(c): 10 + int(c) % 10 for c in clip_ids},
-        languages=languages, audio_length=audio_length)
+        languages=languages,
+        audio_length=audio_length,
+    )
 
 
 def _words(text_row, w):
-    return [decode_text(text_row[k * MAX_TEXT_LENGTH:(k + 1) * MAX_TEXT_LENGTH]) for k in range(w)]
+    return [decode_text(text_row[k * MAX_TEXT_LENGTH : (k + 1) * MAX_TEXT_LENGTH]) for k in range(w)]
 
 
 @pytest.mark.parametrize("w", [2, 5, 10])
@@ -94,16 +99,26 @@ def test_tiny_build(built):
         assert "text_id" not in x
         for i in range(n):
             pos = x["answer_position"][i]
-            assert _words(x["text"][i], w)[pos] == digit_name(int(x["label"][i]),
-                                                              config.languages[int(x["language"][i])])
+            assert _words(x["text"][i], w)[pos] == digit_name(
+                int(x["label"][i]), config.languages[int(x["language"][i])]
+            )
     with pytest.raises(ValueError, match="retrieves the image"):
         builder.candidate_texts()
 
 
 def test_two_word_config_and_default_config_name(tmp_path):
-    config = m3b.M3DigitsConfig(name="sym2", languages=LANGUAGE_SETS[2], clips_per_language=3,
-                                n_train=12, n_val=6, n_test=6, audio_length=8000,
-                                speed_range=(260, 320), max_clip_seconds=0.5, structure="symile_m3")
+    config = m3b.M3DigitsConfig(
+        name="sym2",
+        languages=LANGUAGE_SETS[2],
+        clips_per_language=3,
+        n_train=12,
+        n_val=6,
+        n_test=6,
+        audio_length=8000,
+        speed_range=(260, 320),
+        max_clip_seconds=0.5,
+        structure="symile_m3",
+    )
     builder = m3b.build(tmp_path, config=config, clip_source=CACHE)
     x = next(iter(tfds.as_numpy(builder.as_dataset(split="train").batch(100))))
     assert x["text"].shape == (12, 2 * MAX_TEXT_LENGTH)

@@ -23,13 +23,15 @@ import tensorflow as tf  # noqa: E402
 if MODE != "worker":
     _cpus = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(
-        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * int(ARGS.get("devices", 2)))
+        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * int(ARGS.get("devices", 2))
+    )
 
 if os.environ.get("RUNNER_NO_GRAPPLER", "1") == "1":  # tiny graphs: optimising them costs more than it saves
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+
 keras.config.disable_traceback_filtering()
 
 import tf_mmcl  # noqa: E402
@@ -75,16 +77,31 @@ def permutations(n, seed=11):
     return np.stack([[rng.permutation(n) for _ in range(m - 1)] for _ in range(m)]).astype("int32")
 
 
-def build(case, strategy, data, init=None, precision="float32", jit_compile=False, global_negatives=True,
-          lr=0.1, optimizer="sgd"):
+def build(
+    case,
+    strategy,
+    data,
+    init=None,
+    precision="float32",
+    jit_compile=False,
+    global_negatives=True,
+    lr=0.1,
+    optimizer="sgd",
+):
     def opt():
         inner = keras.optimizers.SGD(lr) if optimizer.startswith("sgd") else keras.optimizers.Adam(lr)
         if optimizer.endswith("+loss_scale"):  # dynamic loss scaling from a scale that does not overflow
-            return keras.optimizers.LossScaleOptimizer(inner, initial_scale=2.0 ** 4)
+            return keras.optimizers.LossScaleOptimizer(inner, initial_scale=2.0**4)
         return inner
 
-    model = distribute.build_model(lambda: make_model(case), strategy, precision=precision,
-                                   jit_compile=jit_compile, optimizer=opt, global_negatives=global_negatives)
+    model = distribute.build_model(
+        lambda: make_model(case),
+        strategy,
+        precision=precision,
+        jit_compile=jit_compile,
+        optimizer=opt,
+        global_negatives=global_negatives,
+    )
     with (strategy or tf.distribute.get_strategy()).scope():
         model({k: v[:2] for k, v in data.items()})
     if init is not None:
@@ -98,8 +115,9 @@ def dataset(data, batch, drop_remainder=True):
 
 
 def max_diff(w1, w2):
-    return float(max(np.max(np.abs(np.asarray(a, "float64") - np.asarray(b, "float64")))
-                     for a, b in zip(w1, w2) if np.size(a)))
+    return float(
+        max(np.max(np.abs(np.asarray(a, "float64") - np.asarray(b, "float64"))) for a, b in zip(w1, w2) if np.size(a))
+    )
 
 
 def trainable(model):
@@ -123,10 +141,14 @@ def run_pair(case, strategy, data, batch, drop_remainder=True, **kwargs):
     if fixed:
         dist.symile_permutations = permutations(batch)
     h2 = fit(dist, dataset(data, batch, drop_remainder))
-    return {"max_dw": max_diff(trainable(single), trainable(dist)),
-            "moved": max_diff(_initial_trainable(single, init), trainable(single)),
-            "loss_single": h1["loss"][-1], "loss_dist": h2["loss"][-1],
-            "top1_single": h1["top1_a"][-1], "top1_dist": h2["top1_a"][-1]}
+    return {
+        "max_dw": max_diff(trainable(single), trainable(dist)),
+        "moved": max_diff(_initial_trainable(single, init), trainable(single)),
+        "loss_single": h1["loss"][-1],
+        "loss_dist": h2["loss"][-1],
+        "top1_single": h1["top1_a"][-1],
+        "top1_dist": h2["top1_a"][-1],
+    }
 
 
 def _initial_trainable(model, init):
@@ -177,13 +199,23 @@ def mode_variants():
     for precision in ("mixed_bfloat16", "mixed_float16"):
         # float16: Keras' default initial loss scale 2^15 overflows on the first step, which the
         # LossScaleOptimizer then skips; start from 2^4 so that both runs take the same steps.
-        mp = build("symile_n_squared", strategy, data, init=init, precision=precision,
-                   optimizer="sgd+loss_scale" if precision == "mixed_float16" else "sgd")
+        mp = build(
+            "symile_n_squared",
+            strategy,
+            data,
+            init=init,
+            precision=precision,
+            optimizer="sgd+loss_scale" if precision == "mixed_float16" else "sgd",
+        )
         h = fit(mp, dataset(data, 9))
         steps = mp.optimizer.inner_optimizer.iterations if precision == "mixed_float16" else mp.optimizer.iterations
-        out[precision] = {"max_dw": max_diff(ref_w, trainable(mp)), "loss": h["loss"][-1],
-                          "optimizer": type(mp.optimizer).__name__, "applied_steps": int(steps.numpy()),
-                          "compute_dtype": mp.encoders["a"].compute_dtype}
+        out[precision] = {
+            "max_dw": max_diff(ref_w, trainable(mp)),
+            "loss": h["loss"][-1],
+            "optimizer": type(mp.optimizer).__name__,
+            "applied_steps": int(steps.numpy()),
+            "compute_dtype": mp.encoders["a"].compute_dtype,
+        }
     # XLA (jit_compile=True) vs graph mode on one device.
     for case in ("clip", "symile_n_squared"):
         init, ref_w = refs[case]
@@ -212,8 +244,10 @@ def mode_worker():
         model.symile_permutations = permutations(8)
     h = fit(model, dataset(data, 8), epochs=2)
     np.savez(ARGS["out"], *trainable(model))
-    return {"replicas": distribute.num_replicas() if strategy is None else strategy.num_replicas_in_sync,
-            "loss": h["loss"][-1]}
+    return {
+        "replicas": distribute.num_replicas() if strategy is None else strategy.num_replicas_in_sync,
+        "loss": h["loss"][-1],
+    }
 
 
 class _PauseOnce(keras.callbacks.Callback):
@@ -243,8 +277,11 @@ def mode_backup():
     data = make_data(32, seed=6)
     model = build("symile_n_seeded", strategy, data, optimizer="adam", lr=0.01)
     pause = _PauseOnce(ARGS["marker"], ARGS["kill_epoch"], ARGS["kill_batch"]) if ARGS.get("marker") else None
-    callbacks = [distribute.BackupAndRestore(ARGS["backup_dir"]) if ARGS.get("rng", True)
-                 else keras.callbacks.BackupAndRestore(ARGS["backup_dir"], save_freq="epoch")]
+    callbacks = [
+        distribute.BackupAndRestore(ARGS["backup_dir"])
+        if ARGS.get("rng", True)
+        else keras.callbacks.BackupAndRestore(ARGS["backup_dir"], save_freq="epoch")
+    ]
     if pause is not None:
         callbacks.append(pause)
     fit(model, dataset(data, 8), epochs=ARGS["epochs"], callbacks=callbacks)
@@ -254,7 +291,8 @@ def mode_backup():
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    result = {"equivalence": mode_equivalence, "variants": mode_variants,
-              "worker": mode_worker, "backup": mode_backup}[MODE]()
+    result = {"equivalence": mode_equivalence, "variants": mode_variants, "worker": mode_worker, "backup": mode_backup}[
+        MODE
+    ]()
     print(json.dumps(result))
     sys.stdout.flush()

@@ -57,8 +57,9 @@ def _result(proc_stdout, proc_stderr, returncode):
 
 
 def run_runner(mode, args, timeout=300, env=None):
-    proc = subprocess.run(_command(mode, args), cwd=ROOT, env=env or _env(), capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        _command(mode, args), cwd=ROOT, env=env or _env(), capture_output=True, text=True, timeout=timeout
+    )
     result = _result(proc.stdout, proc.stderr, proc.returncode)
     print(mode, json.dumps(result))  # the measured numbers, shown by pytest -rP or on failure
     return result
@@ -73,25 +74,31 @@ def test_make_strategy_one_device_and_auto(monkeypatch):
     assert distribute.make_strategy("auto").num_replicas_in_sync == 1
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"kind": "horovod"}, "Unknown strategy kind"),
-    ({"kind": "one_device", "devices": ["/cpu:0", "/cpu:1"]}, "exactly one device"),
-    ({"kind": "mirrored", "devices": []}, "at least one device"),
-    ({"kind": "multi_worker"}, "needs TF_CONFIG"),
-    ({"kind": "multi_worker", "devices": ["/cpu:0"]}, "do not pass devices"),
-    ({"kind": "multi_worker", "communication": "mpi"}, "Unknown communication"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"kind": "horovod"}, "Unknown strategy kind"),
+        ({"kind": "one_device", "devices": ["/cpu:0", "/cpu:1"]}, "exactly one device"),
+        ({"kind": "mirrored", "devices": []}, "at least one device"),
+        ({"kind": "multi_worker"}, "needs TF_CONFIG"),
+        ({"kind": "multi_worker", "devices": ["/cpu:0"]}, "do not pass devices"),
+        ({"kind": "multi_worker", "communication": "mpi"}, "Unknown communication"),
+    ],
+)
 def test_make_strategy_errors(kwargs, match, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match=match):
         distribute.make_strategy(**kwargs)
 
 
-@pytest.mark.parametrize("tf_config,match", [
-    ("{not json", "not valid JSON"),
-    (json.dumps({"task": {"type": "worker", "index": 0}}), '"cluster" dict'),
-    (json.dumps({"cluster": {"worker": ["localhost:1"]}}), '"task"'),
-])
+@pytest.mark.parametrize(
+    "tf_config,match",
+    [
+        ("{not json", "not valid JSON"),
+        (json.dumps({"task": {"type": "worker", "index": 0}}), '"cluster" dict'),
+        (json.dumps({"cluster": {"worker": ["localhost:1"]}}), '"task"'),
+    ],
+)
 def test_bad_tf_config(tf_config, match, monkeypatch):
     monkeypatch.setenv("TF_CONFIG", tf_config)
     with pytest.raises(ValueError, match=match):
@@ -129,7 +136,8 @@ def test_gather_errors():
 def test_build_model_options_and_errors():
     def model_fn():
         return tf_mmcl.models.MultimodalContrastiveModel(
-            {m: keras.layers.Dense(4) for m in "abc"}, embedding_dim=4, objective="clip")
+            {m: keras.layers.Dense(4) for m in "abc"}, embedding_dim=4, objective="clip"
+        )
 
     with pytest.raises(ValueError, match="Unknown precision"):
         distribute.build_model(model_fn, precision="float8")
@@ -139,8 +147,9 @@ def test_build_model_options_and_errors():
         distribute.build_model(model_fn, global_negatives=1)
     with pytest.raises(ValueError, match="keras.Model"):
         distribute.build_model(lambda: keras.layers.Dense(2))
-    model = distribute.build_model(model_fn, precision="mixed_bfloat16", jit_compile=False,
-                                   optimizer=lambda: keras.optimizers.SGD(0.1))
+    model = distribute.build_model(
+        model_fn, precision="mixed_bfloat16", jit_compile=False, optimizer=lambda: keras.optimizers.SGD(0.1)
+    )
     assert model.encoders["a"].compute_dtype == "bfloat16"
     assert keras.config.dtype_policy().name == "float32"  # restored after construction
     assert model.global_negatives is True
@@ -151,7 +160,8 @@ def test_build_model_options_and_errors():
 
 def test_symile_permutations_hook_is_refused_for_other_objectives():
     model = tf_mmcl.models.MultimodalContrastiveModel(
-        {m: keras.layers.Dense(4) for m in "abc"}, embedding_dim=4, objective="clip")
+        {m: keras.layers.Dense(4) for m in "abc"}, embedding_dim=4, objective="clip"
+    )
     model.compile(optimizer="sgd")
     model.symile_permutations = np.zeros((3, 2, 4), "int32")
     x = {m: np.ones((4, 3), "float32") for m in "abc"}
@@ -237,8 +247,11 @@ def test_multi_worker_matches_single_process(tmp_path):
         env = _env()
         env["TF_CONFIG"] = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
         args = {"multi_worker": True, "case": "symile_n_seeded", "out": str(tmp_path / f"worker{index}.npz")}
-        procs.append(subprocess.Popen(_command("worker", args), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                _command("worker", args), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
     ref = run_runner("worker", {"case": "symile_n_seeded", "out": str(tmp_path / "single.npz")})
     results = []
     try:
@@ -265,8 +278,9 @@ def test_backup_and_restore_resumes_after_sigkill(tmp_path):
     assert ref["first_epoch"] is None
     marker = tmp_path / "paused"
     args = dict(common, backup_dir=str(tmp_path / "backup"), out=str(tmp_path / "resumed.npz"), marker=str(marker))
-    proc = subprocess.Popen(_command("backup", args), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _command("backup", args), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.time() + 300
         while not marker.exists():
@@ -319,7 +333,7 @@ def test_backup_and_restore_refuses_mid_epoch_saves(tmp_path):
 
 def test_seed_generators_include_the_loss_rng():
     model = tf_mmcl.models.MultimodalContrastiveModel(
-        {m: keras.layers.Dense(4) for m in "abc"}, embedding_dim=4, objective="symile",
-        negative_sampling="n", seed=1)
+        {m: keras.layers.Dense(4) for m in "abc"}, embedding_dim=4, objective="symile", negative_sampling="n", seed=1
+    )
     model({m: np.ones((2, 3), "float32") for m in "abc"})
     assert model.loss_object._seed_generator in distribute.seed_generators(model)

@@ -28,7 +28,7 @@ def test_independent_noise_gives_r2_zero():
 def test_nonlinear_beats_linear_on_a_nonlinear_code():
     rng = np.random.default_rng(2)
     z = rng.uniform(-2, 2, size=(1500, 1))
-    h = np.c_[z ** 2, np.cos(2 * z)]  # z is recoverable up to sign only nonlinearly... use |z|
+    h = np.c_[z**2, np.cos(2 * z)]  # z is recoverable up to sign only nonlinearly... use |z|
     target = np.abs(z)
     lin = identifiability_r2(h, target, "linear")[0]
     non = identifiability_r2(h, target, "nonlinear")[0]
@@ -38,14 +38,24 @@ def test_nonlinear_beats_linear_on_a_nonlinear_code():
 def test_misalignment_generator_pattern_from_true_image_latents():
     # The ideal representation of the theorem: exactly the invariant block (through a nonlinear
     # invertible map). R² is high for it and low for everything that was dropped.
-    s = make_misalignment(semantics_n=4, modality_n=2, selected=[0, 1, 2], perturbed=[2], cond_pool=300,
-                          n_train=10, n_val=10, n_test=800, seed=0)
+    s = make_misalignment(
+        semantics_n=4,
+        modality_n=2,
+        selected=[0, 1, 2],
+        perturbed=[2],
+        cond_pool=300,
+        n_train=10,
+        n_val=10,
+        n_test=800,
+        seed=0,
+    )
     x = s.as_numpy("test")
     inv = x["s"][:, s.info["invariant"]]
     rep = np.tanh(inv @ np.array([[1.0, 0.5], [-0.3, 1.0]]))
     blocks = latent_blocks(x, s.info)
-    report = identifiability_report(rep, {k: blocks[k] for k in ("s_inv", "s_2", "s_3", "m_x")},
-                                    regressors=("linear", "nonlinear"))
+    report = identifiability_report(
+        rep, {k: blocks[k] for k in ("s_inv", "s_2", "s_3", "m_x")}, regressors=("linear", "nonlinear")
+    )
     assert report["s_inv"]["nonlinear"] > 0.9 and report["s_inv"]["linear"] > 0.8
     for lost in ("s_2", "s_3", "m_x"):
         assert report[lost]["nonlinear"] < 0.1, lost
@@ -60,17 +70,20 @@ def test_deterministic_and_r2_score():
     assert r2_score([1.0, 2.0, 3.0], [2.0, 2.0, 2.0])[0] == pytest.approx(0.0)
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: identifiability_r2(np.zeros((10, 2)), np.zeros(10), regressor="svm"), "regressor"),
-    (lambda: identifiability_r2(np.zeros(10), np.zeros(10)), r"\(N, D\)"),
-    (lambda: identifiability_r2(np.zeros((10, 2)), np.zeros(9)), "rows"),
-    (lambda: identifiability_r2(np.zeros((10, 2)), np.zeros((10, 2, 2))), "latents"),
-    (lambda: identifiability_r2(np.full((10, 2), np.nan), np.zeros(10)), "NaN"),
-    (lambda: identifiability_r2(np.zeros((10, 2)), np.zeros(10), test_fraction=1.0), "test_fraction"),
-    (lambda: identifiability_r2(np.zeros((6, 2)), np.zeros(6)), "too few rows"),
-    (lambda: identifiability_r2(np.zeros((50, 2)), np.zeros(50), folds=1), "folds"),
-    (lambda: identifiability_report(np.zeros((50, 2)), {}), "at least one block"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: identifiability_r2(np.zeros((10, 2)), np.zeros(10), regressor="svm"), "regressor"),
+        (lambda: identifiability_r2(np.zeros(10), np.zeros(10)), r"\(N, D\)"),
+        (lambda: identifiability_r2(np.zeros((10, 2)), np.zeros(9)), "rows"),
+        (lambda: identifiability_r2(np.zeros((10, 2)), np.zeros((10, 2, 2))), "latents"),
+        (lambda: identifiability_r2(np.full((10, 2), np.nan), np.zeros(10)), "NaN"),
+        (lambda: identifiability_r2(np.zeros((10, 2)), np.zeros(10), test_fraction=1.0), "test_fraction"),
+        (lambda: identifiability_r2(np.zeros((6, 2)), np.zeros(6)), "too few rows"),
+        (lambda: identifiability_r2(np.zeros((50, 2)), np.zeros(50), folds=1), "folds"),
+        (lambda: identifiability_report(np.zeros((50, 2)), {}), "at least one block"),
+    ],
+)
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()

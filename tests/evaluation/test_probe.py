@@ -48,18 +48,21 @@ def test_probe_probabilities_and_labels():
     assert set(p.predict(x)) <= {"cat", "dog", "owl"} and p.score(x, labels) > 0.95
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: LogisticRegressionProbe(C=0), "C must"),
-    (lambda: LogisticRegressionProbe(max_iter=0), "max_iter"),
-    (lambda: LogisticRegressionProbe().fit(np.zeros((4, 2)), np.zeros(4)), "two classes"),
-    (lambda: LogisticRegressionProbe().fit(np.zeros((4, 2)), np.zeros(3)), "labels"),
-    (lambda: LogisticRegressionProbe().fit(np.zeros(4), np.zeros(4)), r"\(N, d\)"),
-    (lambda: LogisticRegressionProbe().fit(np.full((2, 2), np.nan), [0, 1]), "NaN"),
-    (lambda: LogisticRegressionProbe().predict(np.zeros((2, 2))), "fitted"),
-    (lambda: LogisticRegressionProbe().fit(np.eye(2), [0, 1]).predict(np.zeros((2, 3))), "width"),
-    (lambda: few_shot_indices([0, 0, 1], 2), "fewer than"),
-    (lambda: few_shot_indices([0, 1], 0), "shots"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: LogisticRegressionProbe(C=0), "C must"),
+        (lambda: LogisticRegressionProbe(max_iter=0), "max_iter"),
+        (lambda: LogisticRegressionProbe().fit(np.zeros((4, 2)), np.zeros(4)), "two classes"),
+        (lambda: LogisticRegressionProbe().fit(np.zeros((4, 2)), np.zeros(3)), "labels"),
+        (lambda: LogisticRegressionProbe().fit(np.zeros(4), np.zeros(4)), r"\(N, d\)"),
+        (lambda: LogisticRegressionProbe().fit(np.full((2, 2), np.nan), [0, 1]), "NaN"),
+        (lambda: LogisticRegressionProbe().predict(np.zeros((2, 2))), "fitted"),
+        (lambda: LogisticRegressionProbe().fit(np.eye(2), [0, 1]).predict(np.zeros((2, 3))), "width"),
+        (lambda: few_shot_indices([0, 0, 1], 2), "fewer than"),
+        (lambda: few_shot_indices([0, 1], 0), "shots"),
+    ],
+)
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()

@@ -16,12 +16,14 @@ from tf_mmcl.ops import dot_scores, mip_scores
 
 
 def test_hand_made_scores_with_ties():
-    scores = np.array([
-        [5.0, 1.0, 2.0, 0.0],   # right (0) is best: rank 0
-        [1.0, 3.0, 3.0, 0.0],   # right (1) tied with 2: tie counts against -> rank 1
-        [4.0, 4.0, 4.0, 4.0],   # all tied: rank 3
-        [0.0, 1.0, 2.0, 3.0],   # right (0) is worst: rank 3
-    ])
+    scores = np.array(
+        [
+            [5.0, 1.0, 2.0, 0.0],  # right (0) is best: rank 0
+            [1.0, 3.0, 3.0, 0.0],  # right (1) tied with 2: tie counts against -> rank 1
+            [4.0, 4.0, 4.0, 4.0],  # all tied: rank 3
+            [0.0, 1.0, 2.0, 3.0],  # right (0) is worst: rank 3
+        ]
+    )
     targets = [0, 1, 2, 0]
     np.testing.assert_array_equal(target_ranks(scores, targets), [0, 1, 3, 3])
     m = retrieval_metrics(scores, targets, ks=(1, 2, 3))
@@ -50,8 +52,9 @@ def test_batched_equals_unbatched():
     full = retrieval_metrics(np.asarray(mip_scores([q1, q2], cands)), targets)
     ref_ranks = target_ranks(np.asarray(mip_scores([q1, q2], cands)), targets)
     for bs, cbs in [(1000, None), (10, None), (7, 13), (103, 211), (32, 50)]:
-        m, ranks = retrieve([q1, q2], cands, targets, ks=(1, 5, 10), batch_size=bs, candidate_batch_size=cbs,
-                            return_ranks=True)
+        m, ranks = retrieve(
+            [q1, q2], cands, targets, ks=(1, 5, 10), batch_size=bs, candidate_batch_size=cbs, return_ranks=True
+        )
         np.testing.assert_array_equal(ranks, ref_ranks)
         assert m == full
     assert 0.0 < full["top1"] < 1.0
@@ -99,8 +102,9 @@ def test_zero_shot_on_symile_xor_with_ideal_embeddings():
     x = s.as_numpy("test")
     pm = lambda v: 2.0 * v - 1.0  # noqa: E731
     classes = -pm(binary_candidates(4))  # XOR in ±1: a = -(b*c)
-    m, preds = zero_shot_classification([pm(x["b"]), pm(x["c"])], classes, x["a_index"], ks=(1, 2),
-                                        return_predictions=True)
+    m, preds = zero_shot_classification(
+        [pm(x["b"]), pm(x["c"])], classes, x["a_index"], ks=(1, 2), return_predictions=True
+    )
     assert m["accuracy"] == 1.0 and m["top1"] == 1.0
     np.testing.assert_array_equal(preds, x["a_index"])
 
@@ -113,21 +117,24 @@ def test_metrics_by_group():
         metrics_by_group([0, 1], [0])
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: retrieval_metrics(np.zeros(3), [0]), r"\(B, C\)"),
-    (lambda: retrieval_metrics(np.zeros((2, 3)), [0]), "2 queries"),
-    (lambda: retrieval_metrics(np.zeros((2, 3)), [0, 3]), "index"),
-    (lambda: retrieval_metrics(np.zeros((2, 3)), [0, -1]), "index"),
-    (lambda: retrieval_metrics(np.zeros((1, 3)), [[0]]), "1-D"),
-    (lambda: retrieval_metrics(np.zeros((1, 3)), [0.5]), "integer"),
-    (lambda: retrieval_metrics(np.array([[np.nan, 1.0]]), [0]), "NaN"),
-    (lambda: retrieval_metrics(np.zeros((1, 3)), [0], ks=(0,)), "positive"),
-    (lambda: retrieve([np.zeros((2, 3))], np.zeros((4, 3)), [0, 1], batch_size=0), "batch_size"),
-    (lambda: retrieve([np.zeros((2, 3))], np.zeros((4, 3)), [0, 1], candidate_batch_size=-2), "candidate_batch"),
-    (lambda: retrieve([np.zeros((2, 3)), np.zeros((3, 3))], np.zeros((4, 3)), [0, 1]), "different numbers"),
-    (lambda: retrieve([], np.zeros((4, 3)), []), "at least one"),
-    (lambda: retrieve([np.zeros((2, 3))], np.zeros(4), [0, 1]), r"\(C, d\)"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: retrieval_metrics(np.zeros(3), [0]), r"\(B, C\)"),
+        (lambda: retrieval_metrics(np.zeros((2, 3)), [0]), "2 queries"),
+        (lambda: retrieval_metrics(np.zeros((2, 3)), [0, 3]), "index"),
+        (lambda: retrieval_metrics(np.zeros((2, 3)), [0, -1]), "index"),
+        (lambda: retrieval_metrics(np.zeros((1, 3)), [[0]]), "1-D"),
+        (lambda: retrieval_metrics(np.zeros((1, 3)), [0.5]), "integer"),
+        (lambda: retrieval_metrics(np.array([[np.nan, 1.0]]), [0]), "NaN"),
+        (lambda: retrieval_metrics(np.zeros((1, 3)), [0], ks=(0,)), "positive"),
+        (lambda: retrieve([np.zeros((2, 3))], np.zeros((4, 3)), [0, 1], batch_size=0), "batch_size"),
+        (lambda: retrieve([np.zeros((2, 3))], np.zeros((4, 3)), [0, 1], candidate_batch_size=-2), "candidate_batch"),
+        (lambda: retrieve([np.zeros((2, 3)), np.zeros((3, 3))], np.zeros((4, 3)), [0, 1]), "different numbers"),
+        (lambda: retrieve([], np.zeros((4, 3)), []), "at least one"),
+        (lambda: retrieve([np.zeros((2, 3))], np.zeros(4), [0, 1]), r"\(C, d\)"),
+    ],
+)
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()

@@ -44,14 +44,17 @@ def test_sweep_flattens_nested_metrics_and_is_deterministic():
     assert a.metrics["v"][0] == b.metrics["v"][0]
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: sweep("p", [], lambda v: {}), "at least one value"),
-    (lambda: sweep("p", [1], 3), "callable"),
-    (lambda: sweep("p", [1], lambda v: 1.0), "dict of metrics"),
-    (lambda: snr_sweep(_aligned(), "zz", [1.0], _top1), "not in the arrays"),
-    (lambda: misalignment_sweep(_aligned(), "b", [1.5], _top1), "fraction"),
-    (lambda: missing_sweep(_aligned(), "b", [-0.5], _top1), "rate"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: sweep("p", [], lambda v: {}), "at least one value"),
+        (lambda: sweep("p", [1], 3), "callable"),
+        (lambda: sweep("p", [1], lambda v: 1.0), "dict of metrics"),
+        (lambda: snr_sweep(_aligned(), "zz", [1.0], _top1), "not in the arrays"),
+        (lambda: misalignment_sweep(_aligned(), "b", [1.5], _top1), "fraction"),
+        (lambda: missing_sweep(_aligned(), "b", [-0.5], _top1), "rate"),
+    ],
+)
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()

@@ -12,8 +12,9 @@ import tf_mmcl
 from tf_mmcl.export import CANDIDATE_EMBEDDINGS
 
 BATCH = 5
-SMALL_AUDIO = dict(sample_rate=8000, frame_length=200, frame_step=80, fft_length=256,
-                   num_mel_bins=16, filters=(4,), output_dim=4)
+SMALL_AUDIO = dict(
+    sample_rate=8000, frame_length=200, frame_step=80, fft_length=256, num_mel_bins=16, filters=(4,), output_dim=4
+)
 
 
 def mlp_model(objective, modalities="abc", **options):
@@ -21,7 +22,10 @@ def mlp_model(objective, modalities="abc", **options):
     keras.utils.set_random_seed(0)
     model = tf_mmcl.models.MultimodalContrastiveModel(
         {m: tf_mmcl.layers.MLPEncoder(hidden_units=(4,), output_dim=4) for m in modalities},
-        embedding_dim=4, objective=objective, **options)
+        embedding_dim=4,
+        objective=objective,
+        **options,
+    )
     model(mlp_inputs(modalities, seed=99))
     return model
 
@@ -35,11 +39,14 @@ def audio_text_model():
     """Waveform (N, 800) audio + int token ids (N, 6) text + an MLP modality, Symile."""
     keras.utils.set_random_seed(0)
     model = tf_mmcl.models.MultimodalContrastiveModel(
-        {"audio": tf_mmcl.layers.AudioEncoder(input_type="waveform", **SMALL_AUDIO),
-         "text": tf_mmcl.layers.TextEncoder(vocab_size=20, embed_dim=8, num_heads=2, ff_dim=8,
-                                            max_length=6),
-         "meta": tf_mmcl.layers.MLPEncoder(hidden_units=(4,))},
-        embedding_dim=4, objective="symile")
+        {
+            "audio": tf_mmcl.layers.AudioEncoder(input_type="waveform", **SMALL_AUDIO),
+            "text": tf_mmcl.layers.TextEncoder(vocab_size=20, embed_dim=8, num_heads=2, ff_dim=8, max_length=6),
+            "meta": tf_mmcl.layers.MLPEncoder(hidden_units=(4,)),
+        },
+        embedding_dim=4,
+        objective="symile",
+    )
     model(audio_text_inputs(seed=99))
     return model
 
@@ -48,9 +55,11 @@ def audio_text_inputs(seed=0, n=BATCH):
     rng = np.random.default_rng(seed)
     t = np.arange(800) / 8000.0
     freqs = rng.uniform(200, 3000, size=(n, 1))
-    return {"audio": np.sin(2 * np.pi * freqs * t).astype("float32"),
-            "text": rng.integers(0, 20, size=(n, 6)).astype("int32"),
-            "meta": rng.normal(size=(n, 3)).astype("float32")}
+    return {
+        "audio": np.sin(2 * np.pi * freqs * t).astype("float32"),
+        "text": rng.integers(0, 20, size=(n, 6)).astype("int32"),
+        "meta": rng.normal(size=(n, 3)).astype("float32"),
+    }
 
 
 def keras_reference(model, x, signatures):
@@ -62,10 +71,10 @@ def keras_reference(model, x, signatures):
             full = model(x)
             out[sig] = (dict(x), {f"{m}_embedding": np.asarray(full[m]) for m in model.modalities})
         elif sig.startswith("embed_"):
-            m = sig[len("embed_"):]
+            m = sig[len("embed_") :]
             out[sig] = ({m: x[m]}, {"embedding": emb[m]})
         elif sig.startswith("score_"):
-            rest = sig[len("score_"):]
+            rest = sig[len("score_") :]
             if "_from_" in rest:
                 c, qs = rest.split("_from_")
                 queries = qs.split("_")
@@ -87,7 +96,7 @@ def keras_reference(model, x, signatures):
 # Runs in a fresh interpreter that imports only TensorFlow: loads each version directory, calls
 # the listed signatures, and lists the op types of the MetaGraph (graph + function library)
 # that the plain TensorFlow op registry does not know.
-CLEAN_PROCESS_SCRIPT = r'''
+CLEAN_PROCESS_SCRIPT = r"""
 import json, sys
 import numpy as np
 import tensorflow as tf
@@ -120,7 +129,7 @@ for job in jobs:
     }
 report["tf_mmcl_loaded"] += [m for m in sys.modules if m.split(".")[0] == "tf_mmcl"]
 json.dump(report, open(sys.argv[2], "w"))
-'''
+"""
 
 
 def run_clean_process(jobs, workdir):
@@ -132,8 +141,14 @@ def run_clean_process(jobs, workdir):
     with open(jobs_path, "w") as f:
         json.dump(jobs, f)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH="")
-    proc = subprocess.run([sys.executable, script, jobs_path, report_path], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, script, jobs_path, report_path],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(report_path) as f:
         return json.load(f)

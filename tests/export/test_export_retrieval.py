@@ -74,9 +74,9 @@ def test_warmup_and_signature_checks(exported, tmp_path):
 
 def test_serving_request_tool_round_trips_retrieve(exported, tmp_path):
     """REST body (TF Serving's row form) and gRPC PredictRequest through tools/serving_request.py."""
-    import grpc
     from concurrent import futures
 
+    import grpc
     import tensorflow as tf
 
     from tests.export import test_serving_request as tsr
@@ -101,8 +101,9 @@ def test_serving_request_tool_round_trips_retrieve(exported, tmp_path):
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        request = sr.predict_request("gram", "retrieve_c_from_a", sr.prepare_inputs(
-            sigs, "retrieve_c_from_a", {"a": x["a"][:4]}))
+        request = sr.predict_request(
+            "gram", "retrieve_c_from_a", sr.prepare_inputs(sigs, "retrieve_c_from_a", {"a": x["a"][:4]})
+        )
         out = sr.send_grpc(f"127.0.0.1:{port}", request)
     finally:
         server.stop(None)

@@ -68,13 +68,32 @@ def test_tensorflow_only_process_reproduces_every_signature(exported, key):
 def test_signature_names_follow_the_contract():
     model = eu.mlp_model("gated_symile", "abc", key_dim=4)
     names = export.signature_names(model)
-    assert names == ["serving_default", "embed_a", "embed_b", "embed_c",
-                     "score_a", "score_a_from_b", "score_a_from_c",
-                     "score_b", "score_b_from_a", "score_b_from_c",
-                     "score_c", "score_c_from_a", "score_c_from_b", "gate_weights"]
+    assert names == [
+        "serving_default",
+        "embed_a",
+        "embed_b",
+        "embed_c",
+        "score_a",
+        "score_a_from_b",
+        "score_a_from_c",
+        "score_b",
+        "score_b_from_a",
+        "score_b_from_c",
+        "score_c",
+        "score_c_from_a",
+        "score_c_from_b",
+        "gate_weights",
+    ]
     assert export.signature_names(model, partial_queries=False) == [
-        "serving_default", "embed_a", "embed_b", "embed_c", "score_a", "score_b", "score_c",
-        "gate_weights"]
+        "serving_default",
+        "embed_a",
+        "embed_b",
+        "embed_c",
+        "score_a",
+        "score_b",
+        "score_c",
+        "gate_weights",
+    ]
     assert "gate_weights" not in export.signature_names(eu.mlp_model("symile", "abc"))
 
 
@@ -114,13 +133,14 @@ def test_input_specs_follow_encoders():
 def test_saved_model_cli_show_lists_signatures_method_and_ops(exported):
     cases, _, _ = exported
     model, path, _, _ = cases["gated_symile"]
-    out = subprocess.run([eu.saved_model_cli(), "show", "--dir", path, "--all"],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [eu.saved_model_cli(), "show", "--dir", path, "--all"], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
     listed = re.findall(r"signature_def\['([^']+)'\]", out)
     assert set(export.signature_names(model)) <= set(listed)
     assert out.count("Method name is: tensorflow/serving/predict") >= len(export.signature_names(model))
-    block = out[out.index("signature_def['score_c']"):]
-    block = block[:block.index("Method name")]
+    block = out[out.index("signature_def['score_c']") :]
+    block = block[: block.index("Method name")]
     assert re.search(r"inputs\['candidate_embeddings'\] tensor_info:\s+dtype: DT_FLOAT\s+shape: \(-1, 4\)", block)
     assert re.search(r"inputs\['a'\] tensor_info:\s+dtype: DT_FLOAT\s+shape: \(-1, 3\)", block)
     assert re.search(r"outputs\['logits'\] tensor_info:\s+dtype: DT_FLOAT\s+shape: \(-1, -1\)", block)
@@ -139,25 +159,61 @@ def test_saved_model_cli_run_with_npy_inputs(exported, tmp_path):
         np.save(tmp_path / f"{k}.npy", v)
     spec = ";".join(f"{k}={tmp_path / k}.npy" for k in inputs)
     outdir = tmp_path / "out"
-    subprocess.run([eu.saved_model_cli(), "run", "--dir", path, "--tag_set", "serve",
-                    "--signature_def", "score_c", "--inputs", spec, "--outdir", str(outdir)],
-                   capture_output=True, text=True, timeout=120, check=True)
+    subprocess.run(
+        [
+            eu.saved_model_cli(),
+            "run",
+            "--dir",
+            path,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "score_c",
+            "--inputs",
+            spec,
+            "--outdir",
+            str(outdir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     np.testing.assert_allclose(np.load(outdir / "logits.npy"), expected["logits"], atol=2e-5)
 
     # Wrong width for 'a' through the Session / SignatureDef path: the error names the input.
     np.save(tmp_path / "a.npy", inputs["a"][:, :2])
-    proc = subprocess.run([eu.saved_model_cli(), "run", "--dir", path, "--tag_set", "serve",
-                           "--signature_def", "score_c", "--inputs", spec, "--outdir",
-                           str(tmp_path / "out2")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            eu.saved_model_cli(),
+            "run",
+            "--dir",
+            path,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "score_c",
+            "--inputs",
+            spec,
+            "--outdir",
+            str(tmp_path / "out2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert re.search(r"Cannot feed value of shape \(5, 2\) for Tensor '?score_c_a:0", proc.stderr), proc.stderr[-2000:]
 
 
-@pytest.mark.parametrize("name,value,pattern", [
-    ("a", lambda x: x["a"][:, :2], r"shape=\(5, 2\).*name='a'\).*shape=\(None, 3\)"),
-    ("a", lambda x: tf.constant(x["a"], tf.float64), r".*dtype=tf.float64, name='a'\)"),
-    ("candidate_embeddings", lambda x: x["c"], r"shape=\(5, 3\).*name='candidate_embeddings'\)"),
-])
+@pytest.mark.parametrize(
+    "name,value,pattern",
+    [
+        ("a", lambda x: x["a"][:, :2], r"shape=\(5, 2\).*name='a'\).*shape=\(None, 3\)"),
+        ("a", lambda x: tf.constant(x["a"], tf.float64), r".*dtype=tf.float64, name='a'\)"),
+        ("candidate_embeddings", lambda x: x["c"], r"shape=\(5, 3\).*name='candidate_embeddings'\)"),
+    ],
+)
 @pytest.mark.slow
 def test_wrong_shape_or_dtype_names_the_input(exported, name, value, pattern):
     cases, _, _ = exported
@@ -220,12 +276,12 @@ def test_versions_increment_and_are_never_overwritten(clip_model, tmp_path):
     with pytest.raises(FileExistsError, match=r"Version 7 of model 'm' already exists"):
         export.export_for_serving(clip_model, tmp_path, "m", version=7)
     assert os.listdir(tmp_path / "m" / "7") == ["variables"]
-    replaced = export.export_for_serving(clip_model, tmp_path, "m", version=7, overwrite=True,
-                                         warmup=False)
+    replaced = export.export_for_serving(clip_model, tmp_path, "m", version=7, overwrite=True, warmup=False)
     assert os.path.isfile(os.path.join(replaced, "saved_model.pb"))
     assert sorted(os.listdir(tmp_path / "m")) == ["1", "7", "8"]  # no temporary directory left
-    assert export.export_for_serving(clip_model, tmp_path, "other", version=3,
-                                     warmup=False).endswith(os.path.join("other", "3"))
+    assert export.export_for_serving(clip_model, tmp_path, "other", version=3, warmup=False).endswith(
+        os.path.join("other", "3")
+    )
 
 
 def test_failed_export_leaves_nothing_behind(clip_model, tmp_path, monkeypatch):
@@ -248,11 +304,13 @@ def test_bad_arguments_raise_clear_errors(clip_model, tmp_path):
     with pytest.raises(ValueError, match=r"MultimodalContrastiveModel, got Sequential"):
         export.export_for_serving(tf.keras.Sequential(), tmp_path, "m")
     unbuilt = tf_mmcl.models.MultimodalContrastiveModel(
-        {m: tf_mmcl.layers.MLPEncoder() for m in "ab"}, embedding_dim=4, objective="clip")
+        {m: tf_mmcl.layers.MLPEncoder() for m in "ab"}, embedding_dim=4, objective="clip"
+    )
     with pytest.raises(ValueError, match=r"not built"):
         export.export_for_serving(unbuilt, tmp_path, "m")
     odd = tf_mmcl.models.MultimodalContrastiveModel(
-        {m: tf_mmcl.layers.MLPEncoder() for m in ("a", "b-c")}, embedding_dim=4, objective="clip")
+        {m: tf_mmcl.layers.MLPEncoder() for m in ("a", "b-c")}, embedding_dim=4, objective="clip"
+    )
     with pytest.raises(ValueError, match=r"Modality name 'b-c' cannot be a serving input name"):
         export.export_for_serving(odd, tmp_path, "m")
     assert not os.path.exists(tmp_path / "m") or os.listdir(tmp_path / "m") == []

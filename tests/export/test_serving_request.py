@@ -23,16 +23,16 @@ def _serving_api():
     try:
         from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
     except ImportError:
-        pytest.fail("tensorflow-serving-api is required by these tests: "
-                    "pip install --no-deps tensorflow-serving-api==2.21.0")
+        pytest.fail(
+            "tensorflow-serving-api is required by these tests: pip install --no-deps tensorflow-serving-api==2.21.0"
+        )
     return predict_pb2, prediction_service_pb2_grpc
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     model = eu.mlp_model("symile", "abc")
-    path = export.export_for_serving(model, str(tmp_path_factory.mktemp("models")), "retrieval",
-                                     warmup=False)
+    path = export.export_for_serving(model, str(tmp_path_factory.mktemp("models")), "retrieval", warmup=False)
     return model, path, tf.saved_model.load(path), sr.read_signatures(path)
 
 
@@ -48,8 +48,7 @@ def _tf_serving_rest(loaded, body):
     out = sig(**{k: tf.constant(v, dtypes[k]) for k, v in inputs.items()})
     if "instances" in body:
         n = len(body["instances"])
-        return json.dumps({"predictions": [{k: v.numpy()[i].tolist() for k, v in out.items()}
-                                           for i in range(n)]})
+        return json.dumps({"predictions": [{k: v.numpy()[i].tolist() for k, v in out.items()} for i in range(n)]})
     return json.dumps({"outputs": {k: v.numpy().tolist() for k, v in out.items()}})
 
 
@@ -57,9 +56,11 @@ def test_read_signatures_matches_the_export(served):
     model, _, _, sigs = served
     assert set(sigs) == set(export.signature_names(model))
     assert all(s["method_name"] == "tensorflow/serving/predict" for s in sigs.values())
-    assert sigs["score_c"]["inputs"] == {"a": (np.dtype("float32"), (None, 3)),
-                                         "b": (np.dtype("float32"), (None, 3)),
-                                         "candidate_embeddings": (np.dtype("float32"), (None, 4))}
+    assert sigs["score_c"]["inputs"] == {
+        "a": (np.dtype("float32"), (None, 3)),
+        "b": (np.dtype("float32"), (None, 3)),
+        "candidate_embeddings": (np.dtype("float32"), (None, 4)),
+    }
     assert sigs["serving_default"]["outputs"]["c_embedding"] == (np.dtype("float32"), (None, 4))
 
 
@@ -84,8 +85,7 @@ def test_rest_score_needs_the_columnar_form_when_sizes_differ(served):
     model, _, loaded, sigs = served
     x = eu.mlp_inputs("abc", seed=4)
     cands = model.embed("c", eu.mlp_inputs("c", seed=5, n=7)["c"]).numpy()
-    inputs = sr.prepare_inputs(sigs, "score_c", {"a": x["a"], "b": x["b"],
-                                                 "candidate_embeddings": cands})
+    inputs = sr.prepare_inputs(sigs, "score_c", {"a": x["a"], "b": x["b"], "candidate_embeddings": cands})
     with pytest.raises(ValueError, match=r"share dimension 0.*form='inputs'"):
         sr.rest_body(inputs, "score_c", "instances")
     body = sr.rest_body(inputs, "score_c", "inputs")
@@ -125,20 +125,20 @@ def _servicer(name, version, loaded):
 
 
 def _predict(self, request, context):
-        import grpc
+    import grpc
 
-        predict_pb2, _ = _serving_api()
-        if request.model_spec.name != self.name:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found: {request.model_spec.name}")
-        sig = self.loaded.signatures[request.model_spec.signature_name or "serving_default"]
-        out = sig(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = self.name
-        response.model_spec.version.value = self.version
-        response.model_spec.signature_name = request.model_spec.signature_name
-        for k, v in out.items():
-            response.outputs[k].CopyFrom(tf.make_tensor_proto(v.numpy()))
-        return response
+    predict_pb2, _ = _serving_api()
+    if request.model_spec.name != self.name:
+        context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found: {request.model_spec.name}")
+    sig = self.loaded.signatures[request.model_spec.signature_name or "serving_default"]
+    out = sig(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = self.name
+    response.model_spec.version.value = self.version
+    response.model_spec.signature_name = request.model_spec.signature_name
+    for k, v in out.items():
+        response.outputs[k].CopyFrom(tf.make_tensor_proto(v.numpy()))
+    return response
 
 
 @pytest.fixture(scope="module")
@@ -161,12 +161,12 @@ def test_grpc_retrieval_one_and_two_to_one(served, grpc_server, signature, queri
     model, _, _, sigs = served
     x = eu.mlp_inputs("abc", seed=6)
     candidates = eu.mlp_inputs("c", seed=7, n=8)["c"]
-    cands = sr.send_grpc(grpc_server, sr.predict_request(
-        "retrieval", "embed_c", sr.prepare_inputs(sigs, "embed_c", {"c": candidates})))["embedding"]
+    cands = sr.send_grpc(
+        grpc_server, sr.predict_request("retrieval", "embed_c", sr.prepare_inputs(sigs, "embed_c", {"c": candidates}))
+    )["embedding"]
     inputs = {q: x[q] for q in queries}
     inputs["candidate_embeddings"] = cands
-    request = sr.predict_request("retrieval", signature, sr.prepare_inputs(sigs, signature, inputs),
-                                 version=1)
+    request = sr.predict_request("retrieval", signature, sr.prepare_inputs(sigs, signature, inputs), version=1)
     assert request.model_spec.version.value == 1 and set(request.inputs) == set(inputs)
     logits = sr.send_grpc(grpc_server, request)["logits"]
     expected = model.score({q: x[q] for q in queries}, "c", candidates).numpy()
@@ -182,11 +182,27 @@ def test_cli_writes_bodies_and_sends_over_grpc(served, grpc_server, tmp_path):
         np.save(tmp_path / f"{k}.npy", x[k])
     cands = model.embed("c", x["c"]).numpy().astype("float64")  # the tool casts to float32
     np.save(tmp_path / "cands.npy", cands)
-    args = [path, "--signature", "score_c", "--input", f"a={tmp_path / 'a.npy'}",
-            "--input", f"b={tmp_path / 'b.npy'}", "--input", f"candidate_embeddings={tmp_path / 'cands.npy'}",
-            "--form", "instances", "--rest_out", str(tmp_path / "body.json"),
-            "--grpc_out", str(tmp_path / "req.pb"), "--grpc_target", grpc_server,
-            "--out_npz", str(tmp_path / "out.npz")]
+    args = [
+        path,
+        "--signature",
+        "score_c",
+        "--input",
+        f"a={tmp_path / 'a.npy'}",
+        "--input",
+        f"b={tmp_path / 'b.npy'}",
+        "--input",
+        f"candidate_embeddings={tmp_path / 'cands.npy'}",
+        "--form",
+        "instances",
+        "--rest_out",
+        str(tmp_path / "body.json"),
+        "--grpc_out",
+        str(tmp_path / "req.pb"),
+        "--grpc_target",
+        grpc_server,
+        "--out_npz",
+        str(tmp_path / "out.npz"),
+    ]
     assert sr.main(args) == 0
     body = json.load(open(tmp_path / "body.json"))
     assert body["signature_name"] == "score_c" and len(body["instances"]) == 5

@@ -13,10 +13,10 @@ keras_hub = pytest.importorskip("keras_hub")
 import keras  # noqa: E402
 
 import tf_mmcl  # noqa: E402
+from tests.hub import hub_utils as hu  # noqa: E402
 from tf_mmcl.export import export_for_serving  # noqa: E402
 from tf_mmcl.layers import BackboneEncoder  # noqa: E402
 from tf_mmcl.layers.backbone import transformer_blocks  # noqa: E402
-from tests.hub import hub_utils as hu  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +25,14 @@ def presets(tmp_path_factory):
 
 
 def test_from_preset_local_dirs_and_default_pooling(presets):
-    expected = {"vit": ("image", "cls"), "clip_vision": ("image", "cls"), "bert": ("text", "pooled"),
-                "xlm_roberta": ("text", "mean"), "distil_bert": ("text", "mean"),
-                "whisper": ("audio", "mean")}
+    expected = {
+        "vit": ("image", "cls"),
+        "clip_vision": ("image", "cls"),
+        "bert": ("text", "pooled"),
+        "xlm_roberta": ("text", "mean"),
+        "distil_bert": ("text", "mean"),
+        "whisper": ("audio", "mean"),
+    }
     for arch, (kind, pooling) in expected.items():
         enc = BackboneEncoder.from_preset(presets[arch])
         assert (enc.kind, enc.pooling, enc.preset) == (kind, pooling, presets[arch]), arch
@@ -58,13 +63,11 @@ def test_preset_name_without_network_fails_in_one_line(presets, monkeypatch, tmp
 def test_text_pooling_matches_the_backbone_and_ignores_padding(presets):
     backbone = keras_hub.models.Backbone.from_preset(presets["bert"])
     ids = np.array([[5, 6, 7, 0, 0], [8, 9, 10, 11, 0]], "int32")
-    out = backbone({"token_ids": ids, "segment_ids": np.zeros_like(ids),
-                    "padding_mask": (ids != 0).astype("int32")})
+    out = backbone({"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": (ids != 0).astype("int32")})
     seq = np.asarray(out["sequence_output"])
     mask = (ids != 0)[..., None]
     np.testing.assert_allclose(BackboneEncoder(backbone, pooling="cls")(ids), seq[:, 0], atol=1e-6)
-    np.testing.assert_allclose(BackboneEncoder(backbone, pooling="pooled")(ids),
-                               out["pooled_output"], atol=1e-6)
+    np.testing.assert_allclose(BackboneEncoder(backbone, pooling="pooled")(ids), out["pooled_output"], atol=1e-6)
     mean = BackboneEncoder(backbone, pooling="mean")
     np.testing.assert_allclose(mean(ids), (seq * mask).sum(1) / mask.sum(1), atol=1e-5)
     # More padding changes nothing; a padding id of 0 vs 3 changes which tokens count.
@@ -129,9 +132,11 @@ def test_generic_keras_model_and_config_round_trip():
 @pytest.mark.slow
 def test_trains_saves_and_serves_the_symile_trio(presets, tmp_path):
     keras.utils.set_random_seed(0)
-    encoders = {"image": BackboneEncoder.from_preset(presets["clip_vision"]),
-                "audio": BackboneEncoder.from_preset(presets["whisper"], trainable_blocks=1),
-                "text": BackboneEncoder.from_preset(presets["xlm_roberta"], padding_id=1)}
+    encoders = {
+        "image": BackboneEncoder.from_preset(presets["clip_vision"]),
+        "audio": BackboneEncoder.from_preset(presets["whisper"], trainable_blocks=1),
+        "text": BackboneEncoder.from_preset(presets["xlm_roberta"], padding_id=1),
+    }
     model = tf_mmcl.models.MultimodalContrastiveModel(encoders, embedding_dim=8, objective="symile")
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     x = hu.trio_inputs()
@@ -154,8 +159,11 @@ def test_trains_saves_and_serves_the_symile_trio(presets, tmp_path):
     # SavedModel served by a TensorFlow-only process: int32 ids in, same embeddings out.
     version = export_for_serving(model, str(tmp_path / "serving"), "trio")
     np.savez(tmp_path / "in.npz", **x)
-    report = json.loads(hu.run_tf_only(hu.TF_ONLY_SCRIPT, version, str(tmp_path / "in.npz"),
-                                       str(tmp_path / "out.npz")).strip().splitlines()[-1])
+    report = json.loads(
+        hu.run_tf_only(hu.TF_ONLY_SCRIPT, version, str(tmp_path / "in.npz"), str(tmp_path / "out.npz"))
+        .strip()
+        .splitlines()[-1]
+    )
     assert report["imported"] == []
     assert report["input_dtypes"]["text"] == "int32"
     served = np.load(tmp_path / "out.npz")
@@ -166,8 +174,10 @@ def test_trains_saves_and_serves_the_symile_trio(presets, tmp_path):
 
 def test_mixed_precision_fit(presets):
     keras.mixed_precision.set_global_policy("mixed_float16")
-    encoders = {"image": BackboneEncoder.from_preset(presets["vit"]),
-                "text": BackboneEncoder.from_preset(presets["bert"])}
+    encoders = {
+        "image": BackboneEncoder.from_preset(presets["vit"]),
+        "text": BackboneEncoder.from_preset(presets["bert"]),
+    }
     assert encoders["image"].backbone.compute_dtype == "float16"
     model = tf_mmcl.models.MultimodalContrastiveModel(encoders, embedding_dim=8, objective="clip")
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
@@ -179,16 +189,20 @@ def test_mixed_precision_fit(presets):
 
 @pytest.mark.slow
 def test_without_keras_hub_the_error_names_the_extra(presets):
-    script = ("import sys; sys.modules['keras_hub'] = None\n"
-              "import tf_mmcl\n"
-              "try:\n"
-              f"    tf_mmcl.layers.BackboneEncoder.from_preset({presets['vit']!r})\n"
-              "except ImportError as e:\n"
-              "    print('MSG', e)\n")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300, env=env)
+    script = (
+        "import sys; sys.modules['keras_hub'] = None\n"
+        "import tf_mmcl\n"
+        "try:\n"
+        f"    tf_mmcl.layers.BackboneEncoder.from_preset({presets['vit']!r})\n"
+        "except ImportError as e:\n"
+        "    print('MSG', e)\n"
+    )
+    env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="2",
+        PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]),
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "MSG" in proc.stdout and "make install-hub" in proc.stdout and "tf-mmcl[hub]" in proc.stdout
 
@@ -212,8 +226,7 @@ def test_preset_tokenizer_runs_in_tf_data(tmp_path):
     assert preprocessor(save_random_preset(str(tmp_path / "vit"), "vit"), "image") is None
     # The padding id comes from the preset's tokenizer unless given.
     other = save_random_preset(str(tmp_path / "bert2"), "bert")
-    keras_hub.models.BertTokenizer(vocabulary=["[UNK]", "[CLS]", "[PAD]", "[SEP]", "[MASK]", "a"]
-                                   ).save_to_preset(other)
+    keras_hub.models.BertTokenizer(vocabulary=["[UNK]", "[CLS]", "[PAD]", "[SEP]", "[MASK]", "a"]).save_to_preset(other)
     assert BackboneEncoder.from_preset(other).padding_id == 2
     assert BackboneEncoder.from_preset(other, padding_id=0).padding_id == 0
 
@@ -236,8 +249,9 @@ def test_preset_audio_and_image_converters_run_in_tf_data(tmp_path):
     from tf_mmcl.hub.pipeline import preprocessor
 
     whisper = save_random_preset(str(tmp_path / "whisper"), "whisper")
-    keras_hub.layers.WhisperAudioConverter(num_mels=hu.MELS, num_fft_bins=50, stride=25,
-                                           sampling_rate=1600, max_audio_length=1).save_to_preset(whisper)
+    keras_hub.layers.WhisperAudioConverter(
+        num_mels=hu.MELS, num_fft_bins=50, stride=25, sampling_rate=1600, max_audio_length=1
+    ).save_to_preset(whisper)
     to_mels = preprocessor(whisper, "audio")
     waves = np.random.default_rng(0).normal(size=(2, 1200)).astype("float32")
     mels = np.stack(list(tf.data.Dataset.from_tensor_slices(waves).map(to_mels).as_numpy_iterator()))

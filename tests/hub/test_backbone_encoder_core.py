@@ -1,9 +1,8 @@
 """BackboneEncoder over plain Keras models: works without keras-hub installed."""
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 import tf_mmcl
 from tf_mmcl.layers import BackboneEncoder
@@ -19,7 +18,8 @@ def test_a_text_modality_can_be_missing():
     enc = BackboneEncoder(_text_backbone())
     assert (enc.kind, enc.pooling, enc.input_dtype) == ("text", "mean", "int32")
     model = tf_mmcl.models.MultimodalContrastiveModel(
-        {"text": enc, "a": tf_mmcl.layers.MLPEncoder()}, embedding_dim=4, objective="clip")
+        {"text": enc, "a": tf_mmcl.layers.MLPEncoder()}, embedding_dim=4, objective="clip"
+    )
     x = {"text": np.array([[1, 2, 0], [3, 0, 0]], "int32"), "a": np.ones((2, 3), "float32")}
     full = model(x)
     # Absent text (mask all False): int32 placeholder ids, the other modality unchanged.

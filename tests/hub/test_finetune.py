@@ -8,15 +8,17 @@ pytest.importorskip("keras_hub")
 import keras  # noqa: E402
 
 import tf_mmcl  # noqa: E402
+from tests.hub import hub_utils as hu  # noqa: E402
 from tf_mmcl.hub import random_backbone  # noqa: E402
 from tf_mmcl.hub.finetune import scale_backbone_learning_rate  # noqa: E402
 from tf_mmcl.layers import BackboneEncoder  # noqa: E402
-from tests.hub import hub_utils as hu  # noqa: E402
 
 
 def _model():
-    encoders = {"image": BackboneEncoder(random_backbone("vit", seed=1)),
-                "text": BackboneEncoder(random_backbone("bert", seed=2))}
+    encoders = {
+        "image": BackboneEncoder(random_backbone("vit", seed=1)),
+        "text": BackboneEncoder(random_backbone("bert", seed=2)),
+    }
     keras.utils.set_random_seed(3)
     model = tf_mmcl.models.MultimodalContrastiveModel(encoders, embedding_dim=8, objective="clip")
     x = hu.trio_inputs(n=8, padding_id=0)

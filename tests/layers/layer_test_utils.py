@@ -65,15 +65,16 @@ def run_shape_test(layer, inputs, expected_shape, call_kwargs=None):
     assert tuple(out.shape) == tuple(expected_shape)
     assert tuple(layer.compute_output_shape(_shape_of(inputs))) == tuple(expected_shape)
     if isinstance(inputs, (list, tuple)):
-        symbolic_in = [keras.KerasTensor((None,) + np.shape(x)[1:], dtype=str(x.dtype))
-                       for x in inputs]
+        symbolic_in = [keras.KerasTensor((None,) + np.shape(x)[1:], dtype=str(x.dtype)) for x in inputs]
     else:
         symbolic_in = keras.KerasTensor((None,) + np.shape(inputs)[1:], dtype=str(inputs.dtype))
     symbolic = layer(symbolic_in, **call_kwargs)
     assert tuple(symbolic.shape) == (None,) + tuple(expected_shape)[1:]
-    assert tuple(layer.compute_output_shape(
-        [tuple(s.shape) for s in symbolic_in] if isinstance(symbolic_in, list)
-        else tuple(symbolic_in.shape))) == tuple(symbolic.shape)
+    assert tuple(
+        layer.compute_output_shape(
+            [tuple(s.shape) for s in symbolic_in] if isinstance(symbolic_in, list) else tuple(symbolic_in.shape)
+        )
+    ) == tuple(symbolic.shape)
     return out
 
 

@@ -20,8 +20,7 @@ from tests.layers.layer_test_utils import (
 from tf_mmcl.data.audio import decode_wav, log_mel_spectrogram, num_frames, tfio_available
 from tf_mmcl.layers import AudioEncoder
 
-SMALL_FRONT_END = {"sample_rate": 8000, "frame_length": 200, "frame_step": 80,
-                   "fft_length": 256, "num_mel_bins": 16}
+SMALL_FRONT_END = {"sample_rate": 8000, "frame_length": 200, "frame_step": 80, "fft_length": 256, "num_mel_bins": 16}
 SMALL_ENCODER = dict(SMALL_FRONT_END, filters=(4, 8), output_dim=3)
 PY_FUNC_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 
@@ -34,6 +33,7 @@ def _signal(n=3, t=4000, rate=8000, seed=0):
 
 
 # ----------------------------------------------------------------- numpy reference front end
+
 
 def _hz_to_mel(f):
     return 1127.0 * np.log1p(np.asarray(f, np.float64) / 700.0)
@@ -49,8 +49,18 @@ def _numpy_mel_matrix(num_mel_bins, num_spectrogram_bins, sample_rate, lower, up
     return np.pad(weights, [[1, 0], [0, 0]])
 
 
-def _numpy_log_mel(x, sample_rate, frame_length, frame_step, fft_length, num_mel_bins,
-                   lower_edge_hertz=20.0, upper_edge_hertz=None, log_offset=1e-6, pad_end=True):
+def _numpy_log_mel(
+    x,
+    sample_rate,
+    frame_length,
+    frame_step,
+    fft_length,
+    num_mel_bins,
+    lower_edge_hertz=20.0,
+    upper_edge_hertz=None,
+    log_offset=1e-6,
+    pad_end=True,
+):
     x = np.asarray(x, np.float64)
     t = x.shape[-1]
     frames = num_frames(t, frame_length, frame_step, pad_end)
@@ -58,19 +68,18 @@ def _numpy_log_mel(x, sample_rate, frame_length, frame_step, fft_length, num_mel
     padded[..., :t] = x
     n = np.arange(frame_length)
     window = 0.5 - 0.5 * np.cos(2 * np.pi * n / frame_length)  # periodic Hann
-    framed = np.stack([padded[..., i * frame_step:i * frame_step + frame_length]
-                       for i in range(frames)], axis=-2)
+    framed = np.stack([padded[..., i * frame_step : i * frame_step + frame_length] for i in range(frames)], axis=-2)
     magnitude = np.abs(np.fft.rfft(framed * window, n=fft_length, axis=-1))
     upper = sample_rate / 2.0 if upper_edge_hertz is None else upper_edge_hertz
-    mel = magnitude @ _numpy_mel_matrix(num_mel_bins, fft_length // 2 + 1, sample_rate,
-                                        lower_edge_hertz, upper)
+    mel = magnitude @ _numpy_mel_matrix(num_mel_bins, fft_length // 2 + 1, sample_rate, lower_edge_hertz, upper)
     return np.log(mel + log_offset)
 
 
 def test_numpy_mel_matrix_matches_tf():
     tf_matrix = tf.signal.linear_to_mel_weight_matrix(64, 257, 16000, 20.0, 8000.0).numpy()
-    np.testing.assert_allclose(tf_matrix, _numpy_mel_matrix(64, 257, 16000, 20.0, 8000.0),
-                               atol=5e-5)  # tf.signal builds the filters in float32
+    np.testing.assert_allclose(
+        tf_matrix, _numpy_mel_matrix(64, 257, 16000, 20.0, 8000.0), atol=5e-5
+    )  # tf.signal builds the filters in float32
 
 
 @pytest.mark.parametrize("t, pad_end", [(4000, True), (4037, True), (4037, False), (150, True)])
@@ -93,10 +102,10 @@ def test_log_mel_defaults_match_numpy_reference():
 
 def test_log_mel_options_and_silence():
     x = _signal()
-    got = log_mel_spectrogram(x, **SMALL_FRONT_END, lower_edge_hertz=100.0,
-                              upper_edge_hertz=3000.0, log_offset=1e-3).numpy()
-    ref = _numpy_log_mel(x, **SMALL_FRONT_END, lower_edge_hertz=100.0, upper_edge_hertz=3000.0,
-                         log_offset=1e-3)
+    got = log_mel_spectrogram(
+        x, **SMALL_FRONT_END, lower_edge_hertz=100.0, upper_edge_hertz=3000.0, log_offset=1e-3
+    ).numpy()
+    ref = _numpy_log_mel(x, **SMALL_FRONT_END, lower_edge_hertz=100.0, upper_edge_hertz=3000.0, log_offset=1e-3)
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
     silence = log_mel_spectrogram(np.zeros((1, 800), "float32"), **SMALL_FRONT_END).numpy()
     np.testing.assert_allclose(silence, np.log(1e-6), rtol=1e-6)
@@ -114,8 +123,9 @@ def _op_types(graph_def):
 
 
 def test_log_mel_traces_with_dynamic_shape_and_core_ops_only():
-    fn = tf.function(lambda x: log_mel_spectrogram(x, **SMALL_FRONT_END),
-                     input_signature=[tf.TensorSpec([None, None], tf.float32)])
+    fn = tf.function(
+        lambda x: log_mel_spectrogram(x, **SMALL_FRONT_END), input_signature=[tf.TensorSpec([None, None], tf.float32)]
+    )
     concrete = fn.get_concrete_function()
     assert concrete.structured_outputs.shape.as_list() == [None, None, 16]
     op_types = _op_types(concrete.graph.as_graph_def())
@@ -124,20 +134,22 @@ def test_log_mel_traces_with_dynamic_shape_and_core_ops_only():
     missing = sorted(op for op in op_types if not hasattr(tf.raw_ops, op))
     assert not missing, missing
     x = _signal(t=1234)
-    np.testing.assert_allclose(fn(x).numpy(), log_mel_spectrogram(x, **SMALL_FRONT_END).numpy(),
-                               atol=1e-5)
+    np.testing.assert_allclose(fn(x).numpy(), log_mel_spectrogram(x, **SMALL_FRONT_END).numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"fft_length": 128}, "fft_length"),
-    ({"upper_edge_hertz": 5000.0}, "upper_edge_hertz"),
-    ({"lower_edge_hertz": 4000.0}, "lower_edge_hertz"),
-    ({"lower_edge_hertz": -1.0}, "lower_edge_hertz"),
-    ({"num_mel_bins": 0}, "num_mel_bins"),
-    ({"frame_step": 0}, "frame_step"),
-    ({"sample_rate": 8000.5}, "sample_rate"),
-    ({"log_offset": 0.0}, "log_offset"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"fft_length": 128}, "fft_length"),
+        ({"upper_edge_hertz": 5000.0}, "upper_edge_hertz"),
+        ({"lower_edge_hertz": 4000.0}, "lower_edge_hertz"),
+        ({"lower_edge_hertz": -1.0}, "lower_edge_hertz"),
+        ({"num_mel_bins": 0}, "num_mel_bins"),
+        ({"frame_step": 0}, "frame_step"),
+        ({"sample_rate": 8000.5}, "sample_rate"),
+        ({"log_offset": 0.0}, "log_offset"),
+    ],
+)
 def test_log_mel_bad_args(kwargs, match):
     with pytest.raises(ValueError, match=match):
         log_mel_spectrogram(_signal(), **dict(SMALL_FRONT_END, **kwargs))
@@ -152,13 +164,14 @@ def test_log_mel_bad_waveforms():
 
 # ----------------------------------------------------------------------------- decode_wav
 
+
 def test_decode_wav_mono_and_rate():
     stereo = np.stack([np.linspace(-0.5, 0.5, 800), np.full(800, 0.25)], axis=1).astype("float32")
     contents = tf.audio.encode_wav(stereo, 8000)
     waveform, rate = decode_wav(contents, expected_sample_rate=8000)
     assert waveform.dtype == tf.float32 and waveform.shape == (800,)
     assert int(rate) == 8000
-    np.testing.assert_allclose(waveform.numpy(), stereo.mean(axis=1), atol=1 / 2 ** 14)
+    np.testing.assert_allclose(waveform.numpy(), stereo.mean(axis=1), atol=1 / 2**14)
     cropped, _ = decode_wav(contents, desired_samples=500)
     assert cropped.shape == (500,)
     padded, _ = decode_wav(contents.numpy(), desired_samples=1000)
@@ -179,6 +192,7 @@ def test_decode_wav_rate_mismatch():
 
 
 # ----------------------------------------------------------------------------- tfio probe
+
 
 def test_tfio_probe_false_without_tensorflow_io(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_io", None)  # makes the import fail
@@ -209,7 +223,7 @@ def test_tfio_probe_false_when_native_ops_broken(monkeypatch):
 
 def test_tfio_probe_true_when_native_ops_run(monkeypatch):
     def works(x, rate_in, rate_out):
-        return x[::rate_in // rate_out]
+        return x[:: rate_in // rate_out]
 
     monkeypatch.setitem(sys.modules, "tensorflow_io", _fake_tfio(works))
     tfio_available.cache_clear()
@@ -231,6 +245,7 @@ def test_tfio_probe_matches_environment():
 
 # ----------------------------------------------------------------------------- AudioEncoder
 
+
 def test_audio_encoder_waveform_equals_log_mel_path():
     x = _signal()
     wave_encoder = AudioEncoder(**SMALL_ENCODER)
@@ -246,8 +261,15 @@ def test_audio_encoder_waveform_equals_log_mel_path():
 
 def test_audio_encoder_config_and_precision():
     x = _signal()
-    encoder = AudioEncoder(**SMALL_ENCODER, lower_edge_hertz=50.0, upper_edge_hertz=3500.0,
-                           normalization="group", norm_groups=2, pooling="max", dropout=0.1)
+    encoder = AudioEncoder(
+        **SMALL_ENCODER,
+        lower_edge_hertz=50.0,
+        upper_edge_hertz=3500.0,
+        normalization="group",
+        norm_groups=2,
+        pooling="max",
+        dropout=0.1,
+    )
     run_serialization_test(encoder, x)
     run_precision_test(AudioEncoder, SMALL_ENCODER, x)
     mel = log_mel_spectrogram(x, **SMALL_FRONT_END).numpy()
@@ -260,8 +282,7 @@ def test_audio_encoder_front_end_stays_float32_under_mixed_precision():
     encoder = AudioEncoder(**SMALL_ENCODER, dtype="mixed_float16")
     assert encoder.input_dtype == "float32"
     np.testing.assert_allclose(encoder.log_mel(x).numpy(), reference, atol=1e-5)
-    assert AudioEncoder(**SMALL_ENCODER, input_type="log_mel",
-                        dtype="mixed_float16").input_dtype == "float16"
+    assert AudioEncoder(**SMALL_ENCODER, input_type="log_mel", dtype="mixed_float16").input_dtype == "float16"
 
 
 def test_audio_encoder_fit_and_save(tmp_path):
@@ -280,6 +301,7 @@ def test_audio_encoder_exports_saved_model_with_core_ops(tmp_path):
     model.export(path, format="tf_saved_model", verbose=False)
 
     from tensorflow.core.protobuf import saved_model_pb2
+
     proto = saved_model_pb2.SavedModel()
     with open(os.path.join(path, "saved_model.pb"), "rb") as f:
         proto.ParseFromString(f.read())
@@ -300,13 +322,16 @@ def test_audio_encoder_exports_saved_model_with_core_ops(tmp_path):
     assert longer.shape == (3, 3)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"input_type": "spectrogram"}, "input_type"),
-    ({"fft_length": 100}, "fft_length"),
-    ({"upper_edge_hertz": 9000.0}, "upper_edge_hertz"),
-    ({"filters": ()}, "filters"),
-    ({"pooling": "sum"}, "pooling"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"input_type": "spectrogram"}, "input_type"),
+        ({"fft_length": 100}, "fft_length"),
+        ({"upper_edge_hertz": 9000.0}, "upper_edge_hertz"),
+        ({"filters": ()}, "filters"),
+        ({"pooling": "sum"}, "pooling"),
+    ],
+)
 def test_audio_encoder_bad_args(kwargs, match):
     with pytest.raises(ValueError, match=match):
         AudioEncoder(**dict(SMALL_ENCODER, **kwargs))

@@ -37,8 +37,9 @@ def np_params(gate):
         "temp": _softplus(float(gate.log_temperature.numpy())) + 0.1,
         "alpha": _sigmoid(float(gate.strength_logit.numpy())),
         "null_logit": None if gate.null_logit is None else gate.null_logit.numpy().astype(np.float64),
-        "neutral": (None if gate.neutral_directions is None
-                    else _unit(gate.neutral_directions.numpy().astype(np.float64))),
+        "neutral": (
+            None if gate.neutral_directions is None else _unit(gate.neutral_directions.numpy().astype(np.float64))
+        ),
     }
     if gate.mode == "attention":
         p["wq"] = [l.kernel.numpy().astype(np.float64) for l in gate.query_projections]
@@ -79,8 +80,10 @@ def np_weights(gate, p, t, e_t, e_others, present=None):
         null = np.full(shape, p["null_logit"][t] / p["temp"]) if gate.use_null else None
     shape = np.broadcast_shapes(*[x.shape for x in s])
     s = [np.broadcast_to(x, shape) for x in s]
-    pres = [np.ones(shape) if present is None or present[k] is None else np.broadcast_to(present[k], shape)
-            for k in range(len(s))]
+    pres = [
+        np.ones(shape) if present is None or present[k] is None else np.broadcast_to(present[k], shape)
+        for k in range(len(s))
+    ]
     if gate.gate_type == "softmax":
         logits = [np.where(pr > 0.5, x, -np.inf) for x, pr in zip(s, pres)]
         if gate.use_null:
@@ -166,8 +169,9 @@ def test_gate_weights_match_numpy_reference(cfg):
     p = np_params(gate)
     for t, target in enumerate(NAMES):
         others = [m for m in NAMES if m != target]
-        ref_w, ref_null = np_weights(gate, p, t, emb[target].astype(np.float64),
-                                     [emb[m].astype(np.float64) for m in others])
+        ref_w, ref_null = np_weights(
+            gate, p, t, emb[target].astype(np.float64), [emb[m].astype(np.float64) for m in others]
+        )
         got = w[target].numpy()
         assert got.dtype == np.float32 and got.shape == (N, 3)
         np.testing.assert_array_equal(got[:, t], 1.0)
@@ -226,7 +230,7 @@ def test_gate_tuple_neutral_interpolation(neutral, renormalize):
     if neutral is not None:
         assert gate.neutral_directions.trainable == (neutral == "random_trainable")
     w = gate.gate_weights(emb)
-    for t, target in enumerate(NAMES):
+    for target in NAMES:
         g = gate.gate_tuple(target, emb)
         assert sorted(g) == sorted(m for m in NAMES if m != target)
         for m, got in g.items():
@@ -241,9 +245,17 @@ def test_gate_tuple_neutral_interpolation(neutral, renormalize):
 
 
 # ----------------------------------------------------------------------------- per candidate
-@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[2], CONFIGS[4],
-                                 dict(mode="attention", neutral=None), dict(mode="attention", renormalize=False)],
-                         ids=["att-softmax", "att-sigmoid", "matrix", "no-neutral", "no-renorm"])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        CONFIGS[0],
+        CONFIGS[2],
+        CONFIGS[4],
+        dict(mode="attention", neutral=None),
+        dict(mode="attention", renormalize=False),
+    ],
+    ids=["att-softmax", "att-sigmoid", "matrix", "no-neutral", "no-renorm"],
+)
 @pytest.mark.parametrize("names", [NAMES, ["a", "b", "c", "d"]], ids=["M3", "M4"])
 def test_gated_scores_match_explicit_tuples(cfg, names):
     gate = build_gate(names=names, **cfg)
@@ -307,9 +319,14 @@ def test_missing_modality_is_the_neutral_direction():
     s = gate.gated_scores("a", queries, emb["a"], query_masks=masks).numpy()
     q_filled = dict(queries, c=np.where(masks["c"][:, None], emb["c"], p["neutral"][2]))
     ref, _ = np_candidate_scores(gate, p, 0, q_filled, emb["a"])
-    ref_w = np_weights(gate, p, 0, emb["a"][None].astype(np.float64),
-                       [q_filled["b"][:, None].astype(np.float64), q_filled["c"][:, None].astype(np.float64)],
-                       present=[None, masks["c"][:, None].astype(np.float64)])[0]
+    ref_w = np_weights(
+        gate,
+        p,
+        0,
+        emb["a"][None].astype(np.float64),
+        [q_filled["b"][:, None].astype(np.float64), q_filled["c"][:, None].astype(np.float64)],
+        present=[None, masks["c"][:, None].astype(np.float64)],
+    )[0]
     _, w_c = gate.gated_scores("a", queries, emb["a"], query_masks=masks, return_weights=True)
     np.testing.assert_allclose(w_c.numpy()[..., 2], ref_w[1], atol=2e-6)
     np.testing.assert_array_equal(w_c.numpy()[[1, 3], :, 2], 0.0)
@@ -331,8 +348,12 @@ def test_all_modalities_missing_and_zero_embeddings_have_finite_gradients(use_nu
         g = gate.gate_tuple("a", tensors, masks=masks)
         s = gate.gated_scores("a", {"b": tensors["b"], "c": tensors["c"]}, tensors["a"], query_masks=masks)
         g2 = gate.gate_tuple("c", tensors)  # zero rows, no masks
-        total = (sum(tf.reduce_sum(x) for x in w.values()) + sum(tf.reduce_sum(x) for x in g.values())
-                 + tf.reduce_sum(s) + sum(tf.reduce_sum(x) for x in g2.values()))
+        total = (
+            sum(tf.reduce_sum(x) for x in w.values())
+            + sum(tf.reduce_sum(x) for x in g.values())
+            + tf.reduce_sum(s)
+            + sum(tf.reduce_sum(x) for x in g2.values())
+        )
     for target in NAMES:
         np.testing.assert_array_equal(np.delete(w[target].numpy(), NAMES.index(target), 1), 0.0)
         expected_null = 1.0 if (use_null and gate_type == "softmax") else None
@@ -344,18 +365,21 @@ def test_all_modalities_missing_and_zero_embeddings_have_finite_gradients(use_nu
 
 
 # ----------------------------------------------------------------------------- errors
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(modalities=["a", "b"]), "at least 3"),
-    (dict(modalities=["a", "b", "a"]), "duplicates"),
-    (dict(modalities="abc"), "list of modality names"),
-    (dict(mode="global"), "gate mode"),
-    (dict(gate_type="relu"), "gate_type"),
-    (dict(neutral="zeros"), "neutral"),
-    (dict(key_dim=0), "key_dim"),
-    (dict(temperature_init=0.0), "temperature_init"),
-    (dict(strength_logit_init=float("nan")), "strength_logit_init"),
-    (dict(seed=1.5), "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(modalities=["a", "b"]), "at least 3"),
+        (dict(modalities=["a", "b", "a"]), "duplicates"),
+        (dict(modalities="abc"), "list of modality names"),
+        (dict(mode="global"), "gate mode"),
+        (dict(gate_type="relu"), "gate_type"),
+        (dict(neutral="zeros"), "neutral"),
+        (dict(key_dim=0), "key_dim"),
+        (dict(temperature_init=0.0), "temperature_init"),
+        (dict(strength_logit_init=float("nan")), "strength_logit_init"),
+        (dict(seed=1.5), "seed"),
+    ],
+)
 def test_constructor_errors(kwargs, match):
     kwargs = dict(dict(modalities=NAMES), **kwargs)
     with pytest.raises(ValueError, match=match):
@@ -405,12 +429,32 @@ def test_input_errors():
 
 # ----------------------------------------------------------------------------- serialisation
 def test_config_round_trip():
-    gate = ContrastiveGate(NAMES, mode="matrix", gate_type="sigmoid", use_null=False, neutral="ones", key_dim=4,
-                           strength_logit_init=-2.0, renormalize=False, temperature_init=0.5, seed=3, name="g")
+    gate = ContrastiveGate(
+        NAMES,
+        mode="matrix",
+        gate_type="sigmoid",
+        use_null=False,
+        neutral="ones",
+        key_dim=4,
+        strength_logit_init=-2.0,
+        renormalize=False,
+        temperature_init=0.5,
+        seed=3,
+        name="g",
+    )
     config = gate.get_config()
-    for key, value in dict(modalities=NAMES, mode="matrix", gate_type="sigmoid", use_null=False, neutral="ones",
-                           key_dim=4, strength_logit_init=-2.0, renormalize=False, temperature_init=0.5,
-                           seed=3).items():
+    for key, value in dict(
+        modalities=NAMES,
+        mode="matrix",
+        gate_type="sigmoid",
+        use_null=False,
+        neutral="ones",
+        key_dim=4,
+        strength_logit_init=-2.0,
+        renormalize=False,
+        temperature_init=0.5,
+        seed=3,
+    ).items():
         assert config[key] == value, key
     clone = ContrastiveGate.from_config(config)
     assert clone.get_config() == config

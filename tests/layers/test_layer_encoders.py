@@ -22,6 +22,7 @@ IMAGES = RNG.uniform(size=(4, 12, 12, 3)).astype("float32")
 
 # ----------------------------------------------------------------------------- MLPEncoder
 
+
 def test_mlp_linear_encoder_is_one_dense():
     encoder = MLPEncoder(hidden_units=(), output_dim=3)
     out = encoder(VECTORS).numpy()
@@ -34,8 +35,7 @@ def test_mlp_layout_relu_then_linear():
     encoder = MLPEncoder(hidden_units=(7,), output_dim=3)
     out = encoder(VECTORS).numpy()
     k0, b0, k1, b1 = encoder.get_weights()
-    np.testing.assert_allclose(out, np.maximum(VECTORS @ k0 + b0, 0) @ k1 + b1, rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(out, np.maximum(VECTORS @ k0 + b0, 0) @ k1 + b1, rtol=1e-5, atol=1e-6)
 
 
 def test_mlp_output_dim_none_uses_last_hidden_width():
@@ -59,8 +59,7 @@ def test_mlp_config_shapes_precision():
     encoder = MLPEncoder(hidden_units=(8,), output_dim=3, activation="gelu", use_layer_norm=True)
     run_shape_test(encoder, VECTORS, (6, 3))
     run_serialization_test(encoder, VECTORS)
-    run_precision_test(MLPEncoder, {"hidden_units": (8,), "output_dim": 3,
-                                    "use_layer_norm": True}, VECTORS)
+    run_precision_test(MLPEncoder, {"hidden_units": (8,), "output_dim": 3, "use_layer_norm": True}, VECTORS)
 
 
 def test_mlp_fit_and_save(tmp_path):
@@ -69,13 +68,16 @@ def test_mlp_fit_and_save(tmp_path):
     run_saving_test(model, VECTORS, tmp_path, MLPEncoder)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"hidden_units": (), "output_dim": None}, "at least one layer"),
-    ({"hidden_units": (0,)}, "hidden_units"),
-    ({"hidden_units": (8,), "output_dim": -2}, "output_dim"),
-    ({"dropout": -0.1}, "dropout"),
-    ({"activation": "no_such_activation"}, "activation|Could not interpret"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"hidden_units": (), "output_dim": None}, "at least one layer"),
+        ({"hidden_units": (0,)}, "hidden_units"),
+        ({"hidden_units": (8,), "output_dim": -2}, "output_dim"),
+        ({"dropout": -0.1}, "dropout"),
+        ({"activation": "no_such_activation"}, "activation|Could not interpret"),
+    ],
+)
 def test_mlp_bad_args(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MLPEncoder(**kwargs)
@@ -89,10 +91,10 @@ def test_mlp_bad_rank(shape):
 
 # ----------------------------------------------------------------------------- ImageEncoder
 
+
 @pytest.mark.parametrize("normalization", ["batch", "group", None])
 def test_image_encoder_shapes(normalization):
-    encoder = ImageEncoder(filters=(4, 8), normalization=normalization, norm_groups=2,
-                           output_dim=5)
+    encoder = ImageEncoder(filters=(4, 8), normalization=normalization, norm_groups=2, output_dim=5)
     run_shape_test(encoder, IMAGES, (4, 5))
     kinds = [type(l).__name__ for l in encoder._flatten_layers(include_self=False)]
     expected_norm = {"batch": "BatchNormalization", "group": "GroupNormalization"}
@@ -101,8 +103,7 @@ def test_image_encoder_shapes(normalization):
     else:
         assert "BatchNormalization" not in kinds and "GroupNormalization" not in kinds
     # Stride-2 stages: 12 -> 6 -> 3 before pooling.
-    convs = [l for l in encoder._flatten_layers(include_self=False)
-             if isinstance(l, keras.layers.Conv2D)]
+    convs = [l for l in encoder._flatten_layers(include_self=False) if isinstance(l, keras.layers.Conv2D)]
     assert [c.strides for c in convs] == [(2, 2), (2, 2)]
 
 
@@ -121,12 +122,12 @@ def test_image_encoder_batchnorm_train_vs_inference():
 
 
 def test_image_encoder_config_precision():
-    encoder = ImageEncoder(filters=(4, 8), normalization="group", norm_groups=4, output_dim=3,
-                           dropout=0.1, activation="gelu")
+    encoder = ImageEncoder(
+        filters=(4, 8), normalization="group", norm_groups=4, output_dim=3, dropout=0.1, activation="gelu"
+    )
     run_serialization_test(encoder, IMAGES)
     run_precision_test(ImageEncoder, {"filters": (4,), "output_dim": 3}, IMAGES)
-    run_precision_test(ImageEncoder, {"filters": (4,), "normalization": "group",
-                                      "norm_groups": 2}, IMAGES)
+    run_precision_test(ImageEncoder, {"filters": (4,), "normalization": "group", "norm_groups": 2}, IMAGES)
 
 
 def test_image_encoder_fit_and_save(tmp_path):
@@ -135,16 +136,19 @@ def test_image_encoder_fit_and_save(tmp_path):
     run_saving_test(model, IMAGES, tmp_path, ImageEncoder, atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"filters": ()}, "filters"),
-    ({"filters": (4, 0)}, "filters"),
-    ({"pooling": "mean"}, "pooling"),
-    ({"normalization": "layer"}, "normalization"),
-    ({"normalization": "group", "filters": (6,), "norm_groups": 4}, "divisible"),
-    ({"kernel_size": 0}, "kernel_size"),
-    ({"strides": 0}, "strides"),
-    ({"dropout": 1.5}, "dropout"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"filters": ()}, "filters"),
+        ({"filters": (4, 0)}, "filters"),
+        ({"pooling": "mean"}, "pooling"),
+        ({"normalization": "layer"}, "normalization"),
+        ({"normalization": "group", "filters": (6,), "norm_groups": 4}, "divisible"),
+        ({"kernel_size": 0}, "kernel_size"),
+        ({"strides": 0}, "strides"),
+        ({"dropout": 1.5}, "dropout"),
+    ],
+)
 def test_image_encoder_bad_args(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ImageEncoder(**kwargs)

@@ -28,8 +28,7 @@ def test_layout_matches_authors_mlp():
     """num_layers=2: Linear -> ReLU -> Dropout -> Linear -> LeakyReLU(0.2) -> Dropout."""
     head = FusionHead(output_dim=4, hidden_dim=7)
     out = head([H_I, H_J]).numpy()
-    dense = [l for l in head._flatten_layers(include_self=False)
-             if isinstance(l, keras.layers.Dense)]
+    dense = [l for l in head._flatten_layers(include_self=False) if isinstance(l, keras.layers.Dense)]
     assert len(dense) == 2
     k0, b0, k1, b1 = head.get_weights()
     assert k0.shape == (8, 7) and k1.shape == (7, 4)
@@ -76,10 +75,8 @@ def test_dropout_and_output_dropout_only_in_training():
     trained = head([H_I, H_J], training=True).numpy()
     assert not np.allclose(trained, inference)
     assert np.mean(trained == 0.0) > 0.2  # dropout after the output layer too (authors)
-    no_out_drop = FusionHead(output_dim=16, hidden_dim=8, dropout=0.5, output_dropout=False,
-                             output_activation="linear")
-    assert len([l for l in no_out_drop._flatten_layers(include_self=False)
-                if isinstance(l, keras.layers.Dropout)]) == 1
+    no_out_drop = FusionHead(output_dim=16, hidden_dim=8, dropout=0.5, output_dropout=False, output_activation="linear")
+    assert len([l for l in no_out_drop._flatten_layers(include_self=False) if isinstance(l, keras.layers.Dropout)]) == 1
 
 
 def test_mask_ratio_masks_that_fraction_of_features():
@@ -105,22 +102,31 @@ def test_masking_active_only_in_training():
 def test_masking_zeroes_input_features_before_the_mlp():
     # With hidden_dim layers removed (num_layers=1, linear output) the output is affine in
     # the masked concatenation, so we can recover which features were masked.
-    head = FusionHead(output_dim=8, num_layers=1, dropout=0.0, mask_ratio=0.5,
-                      output_activation=None, seed=7)
+    head = FusionHead(output_dim=8, num_layers=1, dropout=0.0, mask_ratio=0.5, output_activation=None, seed=7)
     head.build([(None, 5), (None, 3)])
     head.set_weights([np.eye(8, dtype="float32"), np.zeros(8, "float32")])
-    out = head([np.ones((200, 5), "float32"), np.ones((200, 3), "float32")],
-               training=True).numpy()
+    out = head([np.ones((200, 5), "float32"), np.ones((200, 3), "float32")], training=True).numpy()
     assert set(np.unique(out)) <= {0.0, 1.0}
     assert abs(np.mean(out == 0.0) - 0.5) < 0.05
 
 
 def test_config_and_precision():
-    head = FusionHead(output_dim=4, hidden_dim=6, num_layers=3, dropout=0.2, mask_ratio=0.1,
-                      activation="gelu", output_activation="tanh", output_dropout=False, seed=4)
+    head = FusionHead(
+        output_dim=4,
+        hidden_dim=6,
+        num_layers=3,
+        dropout=0.2,
+        mask_ratio=0.1,
+        activation="gelu",
+        output_activation="tanh",
+        output_dropout=False,
+        seed=4,
+    )
     run_serialization_test(head, [H_I, H_J])
-    for kwargs in ({"output_dim": 4, "hidden_dim": 6},
-                   {"output_dim": 4, "hidden_dim": 6, "mask_ratio": 0.5, "seed": 0}):
+    for kwargs in (
+        {"output_dim": 4, "hidden_dim": 6},
+        {"output_dim": 4, "hidden_dim": 6, "mask_ratio": 0.5, "seed": 0},
+    ):
         run_precision_test(FusionHead, kwargs, [H_I, H_J], call_kwargs={"training": True})
 
 
@@ -128,31 +134,36 @@ def test_fit_and_save(tmp_path):
     model = functional_model(FusionHead(output_dim=2, hidden_dim=8, dropout=0.0), [H_I, H_J])
     run_fit_test(model, [H_I, H_J], np.ones((6, 2), "float32"))
     run_saving_test(model, [H_I, H_J], tmp_path, FusionHead)
-    masked = functional_model(FusionHead(output_dim=2, hidden_dim=8, mask_ratio=0.25),
-                              [H_I, H_J])
+    masked = functional_model(FusionHead(output_dim=2, hidden_dim=8, mask_ratio=0.25), [H_I, H_J])
     run_fit_test(masked, [H_I, H_J], np.ones((6, 2), "float32"), expect_decrease=False)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"output_dim": 0}, "output_dim"),
-    ({"output_dim": 4, "hidden_dim": 0}, "hidden_dim"),
-    ({"output_dim": 4, "num_layers": 0}, "num_layers"),
-    ({"output_dim": 4, "dropout": 1.0}, "dropout"),
-    ({"output_dim": 4, "mask_ratio": 1.0}, "mask_ratio"),
-    ({"output_dim": 4, "mask_ratio": -0.1}, "mask_ratio"),
-    ({"output_dim": 4, "seed": "x"}, "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"output_dim": 0}, "output_dim"),
+        ({"output_dim": 4, "hidden_dim": 0}, "hidden_dim"),
+        ({"output_dim": 4, "num_layers": 0}, "num_layers"),
+        ({"output_dim": 4, "dropout": 1.0}, "dropout"),
+        ({"output_dim": 4, "mask_ratio": 1.0}, "mask_ratio"),
+        ({"output_dim": 4, "mask_ratio": -0.1}, "mask_ratio"),
+        ({"output_dim": 4, "seed": "x"}, "seed"),
+    ],
+)
 def test_bad_args(kwargs, match):
     with pytest.raises(ValueError, match=match):
         FusionHead(**kwargs)
 
 
-@pytest.mark.parametrize("inputs, match", [
-    (H_I, "list of >= 2"),
-    ([H_I], ">= 2 modalities"),
-    ([H_I, np.zeros((6, 3, 2), "float32")], "rank 2"),
-    ([H_I, np.zeros((5, 3), "float32")], "same batch size"),
-])
+@pytest.mark.parametrize(
+    "inputs, match",
+    [
+        (H_I, "list of >= 2"),
+        ([H_I], ">= 2 modalities"),
+        ([H_I, np.zeros((6, 3, 2), "float32")], "rank 2"),
+        ([H_I, np.zeros((5, 3), "float32")], "same batch size"),
+    ],
+)
 def test_bad_inputs(inputs, match):
     with pytest.raises(ValueError, match=match):
         FusionHead(output_dim=4, hidden_dim=4)(inputs)

@@ -25,6 +25,7 @@ def features():
 
 # ----------------------------------------------------------------------------- ProjectionHead
 
+
 def test_projection_head_default_is_linear(features):
     head = ProjectionHead(3)
     out = head(features).numpy()
@@ -60,13 +61,16 @@ def test_projection_head_fit_and_save(features, tmp_path):
     run_saving_test(model, features, tmp_path, ProjectionHead)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"output_dim": 0}, "output_dim"),
-    ({"output_dim": 2.5}, "output_dim"),
-    ({"output_dim": 4, "hidden_units": (8, -1)}, "hidden_units"),
-    ({"output_dim": 4, "dropout": 1.0}, "dropout"),
-    ({"output_dim": 4, "hidden_units": "abc"}, "hidden_units"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"output_dim": 0}, "output_dim"),
+        ({"output_dim": 2.5}, "output_dim"),
+        ({"output_dim": 4, "hidden_units": (8, -1)}, "hidden_units"),
+        ({"output_dim": 4, "dropout": 1.0}, "dropout"),
+        ({"output_dim": 4, "hidden_units": "abc"}, "hidden_units"),
+    ],
+)
 def test_projection_head_bad_args(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ProjectionHead(**kwargs)
@@ -78,6 +82,7 @@ def test_projection_head_bad_rank():
 
 
 # ----------------------------------------------------------------------------- L2Normalize
+
 
 def test_l2_normalize_unit_norm_and_zero_row(features):
     x = features.copy()
@@ -134,6 +139,7 @@ def test_l2_normalize_axis_out_of_range(features):
 
 # ----------------------------------------------------------------------------- LogitScale
 
+
 def test_logit_scale_value_and_variable():
     layer = LogitScale(init_value=1 / 0.07)
     out = layer(np.zeros((3, 2), "float32"))
@@ -174,8 +180,7 @@ def test_logit_scale_config_and_shapes():
 
 
 def test_logit_scale_precision():
-    run_precision_test(LogitScale, {"init_value": 2.0}, np.zeros((2, 3), "float32"),
-                       float32_output=True)
+    run_precision_test(LogitScale, {"init_value": 2.0}, np.zeros((2, 3), "float32"), float32_output=True)
 
 
 def _contrastive_model(scale_layer):
@@ -207,11 +212,14 @@ def test_logit_scale_fit_trainable_or_frozen(trainable, tmp_path):
     run_saving_test(model, x, tmp_path, LogitScale)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"init_value": 0.0}, "init_value"),
-    ({"init_value": -1.0}, "init_value"),
-    ({"init_value": 200.0, "max_value": 100.0}, "max_value"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"init_value": 0.0}, "init_value"),
+        ({"init_value": -1.0}, "init_value"),
+        ({"init_value": 200.0, "max_value": 100.0}, "max_value"),
+    ],
+)
 def test_logit_scale_bad_args(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LogitScale(**kwargs)

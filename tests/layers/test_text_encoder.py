@@ -15,9 +15,7 @@ from tests.layers.layer_test_utils import (
 from tf_mmcl.layers import TextEncoder, TransformerEncoderBlock
 
 SMALL = {"vocab_size": 30, "embed_dim": 8, "num_heads": 2, "ff_dim": 16, "max_length": 10}
-IDS = np.array([[5, 7, 9, 2, 0, 0],
-                [3, 0, 0, 0, 0, 0],
-                [4, 4, 8, 1, 6, 11]], "int32")
+IDS = np.array([[5, 7, 9, 2, 0, 0], [3, 0, 0, 0, 0, 0], [4, 4, 8, 1, 6, 11]], "int32")
 
 
 def _pad(ids, extra, padding_id=0):
@@ -35,8 +33,7 @@ def test_padding_never_changes_features(pooling, num_layers):
     padded = encoder(_pad(IDS, 4)).numpy()
     np.testing.assert_allclose(padded, base, atol=1e-5)
     # Also inside a compiled graph with a dynamic sequence length.
-    fn = tf.function(lambda x: encoder(x),
-                     input_signature=[tf.TensorSpec([None, None], tf.int32)])
+    fn = tf.function(lambda x: encoder(x), input_signature=[tf.TensorSpec([None, None], tf.int32)])
     np.testing.assert_allclose(fn(_pad(IDS, 2)).numpy(), base, atol=1e-5)
 
 
@@ -73,8 +70,7 @@ def test_bag_of_tokens_is_mean_of_embeddings_and_order_invariant():
     maxed = TextEncoder(**SMALL, num_layers=0, pooling="max")
     maxed.build(IDS.shape)
     maxed.set_weights(encoder.get_weights())
-    np.testing.assert_allclose(maxed(IDS), np.stack([table[r[r != 0]].max(0) for r in IDS]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(maxed(IDS), np.stack([table[r[r != 0]].max(0) for r in IDS]), rtol=1e-6)
 
 
 @pytest.mark.parametrize("pooling", ["mean", "max"])
@@ -122,18 +118,21 @@ def test_fit_and_save(tmp_path):
     np.testing.assert_allclose(loaded(_pad(IDS, 1)), model(IDS), atol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"vocab_size": 0}, "vocab_size"),
-    ({"embed_dim": 9}, "divisible"),
-    ({"num_layers": -1}, "num_layers"),
-    ({"pooling": "first"}, "pooling"),
-    ({"pooling": "cls", "num_layers": 0}, "cls"),
-    ({"padding_id": 30}, "padding_id"),
-    ({"padding_id": -1}, "padding_id"),
-    ({"dropout": 1.0}, "dropout"),
-    ({"max_length": 0}, "max_length"),
-    ({"output_dim": 0}, "output_dim"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"vocab_size": 0}, "vocab_size"),
+        ({"embed_dim": 9}, "divisible"),
+        ({"num_layers": -1}, "num_layers"),
+        ({"pooling": "first"}, "pooling"),
+        ({"pooling": "cls", "num_layers": 0}, "cls"),
+        ({"padding_id": 30}, "padding_id"),
+        ({"padding_id": -1}, "padding_id"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"max_length": 0}, "max_length"),
+        ({"output_dim": 0}, "output_dim"),
+    ],
+)
 def test_bad_args(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TextEncoder(**dict(SMALL, **kwargs))
@@ -160,11 +159,13 @@ def test_bad_inputs():
 def test_input_dtype_is_int32_and_int64_ids_work():
     encoder = TextEncoder(**SMALL, dtype="mixed_bfloat16")
     assert encoder.input_dtype == "int32"
-    np.testing.assert_allclose(encoder(IDS.astype("int64")).numpy().astype("float32"),
-                               encoder(IDS).numpy().astype("float32"))
+    np.testing.assert_allclose(
+        encoder(IDS.astype("int64")).numpy().astype("float32"), encoder(IDS).numpy().astype("float32")
+    )
 
 
 # ------------------------------------------------------------------- TransformerEncoderBlock
+
 
 def test_transformer_block_mask_blocks_padding_keys():
     block = TransformerEncoderBlock(embed_dim=8, num_heads=2, ff_dim=16)

@@ -73,8 +73,7 @@ def test_common_batch_permutation_leaves_losses_unchanged(m):
     reps = [unit_rows(rng, N, D) for _ in range(m)]
     perm = rng.permutation(N)
     shuffled = [r[perm] for r in reps]
-    for fn in (lambda r: clip_loss(r, 4.0), lambda r: symile_loss(r, 4.0, "n_squared"),
-               lambda r: gram_loss(r, 4.0)):
+    for fn in (lambda r: clip_loss(r, 4.0), lambda r: symile_loss(r, 4.0, "n_squared"), lambda r: gram_loss(r, 4.0)):
         np.testing.assert_allclose(fn(reps), fn(shuffled), rtol=1e-5)
     if m == 3:
         np.testing.assert_allclose(triangle_loss(reps, 4.0), triangle_loss(shuffled, 4.0), rtol=1e-5)
@@ -87,8 +86,12 @@ def _naive_symile_n_squared(reps, scale):
     total = 0.0
     for a in range(len(reps)):
         others = [r for j, r in enumerate(reps) if j != a]
-        cands = np.stack([np.prod([o[k] for o, k in zip(others, idx)], axis=0)
-                          for idx in itertools.product(range(n), repeat=len(others))])
+        cands = np.stack(
+            [
+                np.prod([o[k] for o, k in zip(others, idx)], axis=0)
+                for idx in itertools.product(range(n), repeat=len(others))
+            ]
+        )
         logits = scale * reps[a] @ cands.T
         pos = scale * np.sum(reps[a] * np.prod(others, axis=0), axis=1)
         mx = logits.max(axis=1, keepdims=True)
@@ -97,8 +100,9 @@ def _naive_symile_n_squared(reps, scale):
     return total / len(reps)
 
 
-@pytest.mark.parametrize("m,n,d,block", [(2, 5, 4, None), (3, 6, 5, None), (3, 7, 3, 2), (3, 5, 4, 4),
-                                         (4, 4, 3, None), (4, 5, 3, 3)])
+@pytest.mark.parametrize(
+    "m,n,d,block", [(2, 5, 4, None), (3, 6, 5, None), (3, 7, 3, 2), (3, 5, 4, 4), (4, 4, 3, None), (4, 5, 3, 3)]
+)
 def test_streamed_n_squared_equals_naive_enumeration(m, n, d, block):
     rng = np.random.default_rng(10 * m + n)
     reps = [unit_rows(rng, n, d) for _ in range(m)]
@@ -176,8 +180,7 @@ def test_confu_lambda_weighting_matches_formula():
     reps = [unit_rows(rng, 5, 4) for _ in range(3)]
     fused = [unit_rows(rng, 5, 4) for _ in range(3)]
     pair = clip_loss(reps, 1 / 0.07) * 3  # sum of the three pairwise terms
-    fused_terms = sum(float(clip_loss([f, reps[k]], 1 / 0.07))
-                      for f, k in zip(fused, [2, 1, 0]))
+    fused_terms = sum(float(clip_loss([f, reps[k]], 1 / 0.07)) for f, k in zip(fused, [2, 1, 0]))
     for lam in (0.25, 0.5, 1.0):
         expected = (lam * fused_terms + (1 - lam) * float(pair)) / 6
         np.testing.assert_allclose(float(confu_loss(reps, fused, lam=lam)), expected, rtol=1e-5)
@@ -190,9 +193,13 @@ def test_half_precision_inputs_give_float32_loss(dtype):
     rng = np.random.default_rng(3)
     reps32 = [unit_rows(rng, 6, 8) for _ in range(3)]
     reps = [tf.cast(r, dtype) for r in reps32]
-    for fn in (lambda r: clip_loss(r, 5.0), lambda r: symile_loss(r, 5.0, "n_squared"),
-               lambda r: gram_loss(r, 5.0), lambda r: triangle_loss(r, 5.0),
-               lambda r: confu_loss(r, r, 5.0)):
+    for fn in (
+        lambda r: clip_loss(r, 5.0),
+        lambda r: symile_loss(r, 5.0, "n_squared"),
+        lambda r: gram_loss(r, 5.0),
+        lambda r: triangle_loss(r, 5.0),
+        lambda r: confu_loss(r, r, 5.0),
+    ):
         out = fn(reps)
         assert out.dtype == tf.float32
         # Same as the float32 loss of the rounded inputs.
@@ -205,8 +212,9 @@ def test_masks_all_present_equal_unmasked():
     full = [np.ones(N, bool)] * 3
     for fn in (clip_loss, gram_loss, triangle_loss):
         np.testing.assert_allclose(fn(reps, 3.0, masks=full), fn(reps, 3.0), rtol=1e-6)
-    np.testing.assert_allclose(symile_loss(reps, 3.0, "n_squared", masks=full),
-                               symile_loss(reps, 3.0, "n_squared"), rtol=1e-6)
+    np.testing.assert_allclose(
+        symile_loss(reps, 3.0, "n_squared", masks=full), symile_loss(reps, 3.0, "n_squared"), rtol=1e-6
+    )
     np.testing.assert_allclose(confu_loss(reps, reps, 3.0, masks=full), confu_loss(reps, reps, 3.0), rtol=1e-6)
 
 
@@ -214,10 +222,14 @@ def test_clip_mask_equals_loss_on_present_rows():
     rng = np.random.default_rng(12)
     reps = [unit_rows(rng, N, D) for _ in range(2)]
     present = np.array([1, 1, 0, 1, 0, 1], bool)
-    np.testing.assert_allclose(clip_loss(reps, 3.0, masks=[present, None]),
-                               clip_loss([r[present] for r in reps], 3.0), rtol=1e-5)
-    np.testing.assert_allclose(gram_loss(reps + reps[:1], 3.0, masks=[present, None, None]),
-                               gram_loss([r[present] for r in reps + reps[:1]], 3.0), rtol=1e-5)
+    np.testing.assert_allclose(
+        clip_loss(reps, 3.0, masks=[present, None]), clip_loss([r[present] for r in reps], 3.0), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        gram_loss(reps + reps[:1], 3.0, masks=[present, None, None]),
+        gram_loss([r[present] for r in reps + reps[:1]], 3.0),
+        rtol=1e-5,
+    )
 
 
 def test_symile_missing_factor_is_the_neutral_element():
@@ -231,9 +243,14 @@ def test_symile_missing_factor_is_the_neutral_element():
     for a in range(3):
         others = [r for j, r in enumerate(reps[:2] + [ones]) if j != a]
         anchor = (reps[:2] + [ones])[a]
-        lse = tf.reduce_logsumexp(3.0 * anchor @ np.stack(
-            [np.prod([o[k] for o, k in zip(others, idx)], axis=0)
-             for idx in itertools.product(range(N), repeat=2)]).T, axis=1).numpy()
+        lse = tf.reduce_logsumexp(
+            3.0
+            * anchor
+            @ np.stack(
+                [np.prod([o[k] for o, k in zip(others, idx)], axis=0) for idx in itertools.product(range(N), repeat=2)]
+            ).T,
+            axis=1,
+        ).numpy()
         pos = 3.0 * np.sum(anchor * others[0] * others[1], axis=1)
         per_row = lse - pos
         expected += per_row[present].mean() if a == 2 else per_row.mean()
@@ -246,11 +263,13 @@ def test_fully_missing_modality_gives_finite_loss_and_gradients(sampling):
     reps = [tf.Variable(unit_rows(rng, N, D)) for _ in range(3)]
     absent = np.zeros(N, bool)
     with tf.GradientTape() as tape:
-        losses = [clip_loss(reps, 3.0, masks=[None, absent, None]),
-                  symile_loss(reps, 3.0, sampling, seed=1, masks=[None, absent, None]),
-                  gram_loss(reps, 3.0, masks=[None, absent, None]),
-                  triangle_loss(reps, 3.0, masks=[None, absent, None]),
-                  confu_loss(reps, reps, 3.0, masks=[None, absent, None])]
+        losses = [
+            clip_loss(reps, 3.0, masks=[None, absent, None]),
+            symile_loss(reps, 3.0, sampling, seed=1, masks=[None, absent, None]),
+            gram_loss(reps, 3.0, masks=[None, absent, None]),
+            triangle_loss(reps, 3.0, masks=[None, absent, None]),
+            confu_loss(reps, reps, 3.0, masks=[None, absent, None]),
+        ]
         total = tf.add_n(losses)
     grads = tape.gradient(total, reps)
     assert all(np.isfinite(float(v)) for v in losses)

@@ -85,12 +85,15 @@ def test_unknown_negative_sampling():
         symile_loss([R, R, R], 2.0, "n_cubed")
 
 
-@pytest.mark.parametrize("perms,match", [
-    (np.zeros((3, 2, 3), "int32"), r"shape \(M, M-1, N\)"),
-    (np.zeros((3, 2), "int32"), r"shape \(M, M-1, N\)"),
-    (np.zeros((3, 2, 4), "int32"), "permutation of range"),
-    (np.zeros((3, 2, 4), "float32"), "integer"),
-])
+@pytest.mark.parametrize(
+    "perms,match",
+    [
+        (np.zeros((3, 2, 3), "int32"), r"shape \(M, M-1, N\)"),
+        (np.zeros((3, 2), "int32"), r"shape \(M, M-1, N\)"),
+        (np.zeros((3, 2, 4), "int32"), "permutation of range"),
+        (np.zeros((3, 2, 4), "float32"), "integer"),
+    ],
+)
 def test_bad_permutations(perms, match):
     with pytest.raises(ValueError, match=match):
         symile_loss([R, R, R], 2.0, "n", permutations=perms)

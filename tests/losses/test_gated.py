@@ -113,8 +113,11 @@ def test_candidate_independent_paths_with_vanishing_gate_equal_symile_loss(sampl
 
 
 # ----------------------------------------------------------------------------- numpy references
-@pytest.mark.parametrize("cfg", [dict(), dict(gate_type="sigmoid"), dict(mode="matrix"), dict(neutral=None)],
-                         ids=["att-softmax", "att-sigmoid", "matrix", "no-neutral"])
+@pytest.mark.parametrize(
+    "cfg",
+    [dict(), dict(gate_type="sigmoid"), dict(mode="matrix"), dict(neutral=None)],
+    ids=["att-softmax", "att-sigmoid", "matrix", "no-neutral"],
+)
 def test_pair_loss_matches_explicit_per_candidate_gating(cfg):
     gate = build_gate(**cfg)
     reps = _reps(seed=4)
@@ -190,8 +193,9 @@ def test_candidate_independent_paths_equal_symile_terms_on_gated_embeddings(samp
             losses.append(np.mean(_lse(logits) - scale * np.sum(anchor * others[0] * others[1], 1)))
     assert math.isclose(got, float(np.mean(losses)), rel_tol=2e-5)
     # the targets can be restricted: modalities=["b"] is the "b" term alone
-    only_b = float(gated_symile_loss(reps, gate, 0.8, negative_sampling=sampling, distill_weight=0.0, seed=5,
-                                     modalities=["b"]))
+    only_b = float(
+        gated_symile_loss(reps, gate, 0.8, negative_sampling=sampling, distill_weight=0.0, seed=5, modalities=["b"])
+    )
     assert math.isclose(only_b, float(losses[1]), rel_tol=2e-5)
 
 
@@ -202,8 +206,9 @@ def test_missing_rows_use_neutral_and_rows_without_target_are_dropped():
     p = np_params(gate)
     masks = {"a": np.array([1, 1, 0, 1, 1, 0], bool), "c": np.array([1, 0, 1, 1, 0, 1], bool)}
     got = float(gated_symile_loss(reps, gate, 1.1, masks=masks, distill_weight=0.3))
-    filled = {m: np.where(masks[m][:, None], reps[m], p["neutral"][NAMES.index(m)]) if m in masks else reps[m]
-              for m in NAMES}
+    filled = {
+        m: np.where(masks[m][:, None], reps[m], p["neutral"][NAMES.index(m)]) if m in masks else reps[m] for m in NAMES
+    }
     present = {m: masks[m].astype(np.float64) for m in masks}
     # the numpy gate masks missing keys out of the softmax: the explicit path per target
     losses, dists = [], []
@@ -249,8 +254,9 @@ def test_fully_missing_column_and_zero_embeddings_stay_finite(sampling):
     again = gated_symile_loss(other, gate, 3.0, negative_sampling=sampling, masks=masks, seed=1)
     assert math.isclose(float(loss), float(again), rel_tol=1e-6)
     # a target missing in the whole batch contributes 0 to the contrastive part
-    only_c = gated_symile_loss(reps, gate, 3.0, negative_sampling=sampling, masks=masks, seed=1, modalities=["c"],
-                               distill_weight=0.0)
+    only_c = gated_symile_loss(
+        reps, gate, 3.0, negative_sampling=sampling, masks=masks, seed=1, modalities=["c"], distill_weight=0.0
+    )
     assert float(only_c) == 0.0
 
 
@@ -311,8 +317,11 @@ def test_graph_mode_with_seed_generator():
     assert all(np.isfinite(values)) and len(set(values)) == 3  # fresh negatives every step
     assert loss_fn.experimental_get_tracing_count() == 1
     eager = float(gated_symile_loss(reps, gate, 2.0, num_negatives=3, seed=4))
-    assert math.isclose(float(tf.function(lambda r: gated_symile_loss(r, gate, 2.0, num_negatives=3, seed=4))(reps)),
-                        eager, rel_tol=1e-5)
+    assert math.isclose(
+        float(tf.function(lambda r: gated_symile_loss(r, gate, 2.0, num_negatives=3, seed=4))(reps)),
+        eager,
+        rel_tol=1e-5,
+    )
 
 
 # ----------------------------------------------------------------------------- fragility benchmark

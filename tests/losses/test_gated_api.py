@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.layers.test_gate import CONFIGS, NAMES, build_gate, make_embeddings, np_candidate_scores, np_params
+from tests.layers.test_gate import CONFIGS, build_gate, make_embeddings, np_candidate_scores, np_params
 from tf_mmcl import losses
 from tf_mmcl.losses import gated as gated_module
 from tf_mmcl.losses.gated import GatedSymileLoss, gated_symile_loss
@@ -47,8 +47,9 @@ def test_candidate_indices_match_gathered_candidates_and_numpy(cfg):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
     # the explicit (B, K, D) numpy gate, with the missing b rows filled by the neutral direction
     filled, _ = gate.fill_missing({"b": emb["b"], "c": emb["c"]}, masks, required=["b", "c"])
-    ref, _ = np_candidate_scores(gate, np_params(gate), 0, {m: filled[m].numpy() for m in ("b", "c")},
-                                 emb["a"][idx].astype(np.float64))
+    ref, _ = np_candidate_scores(
+        gate, np_params(gate), 0, {m: filled[m].numpy() for m in ("b", "c")}, emb["a"][idx].astype(np.float64)
+    )
     # The numpy reference has no presence (a masked modality keeps its softmax weight there), so
     # compare the rows whose query modalities are all present.
     present = masks["b"]
@@ -74,13 +75,24 @@ def test_keras_loss_equals_the_function(sampling, num_negatives):
     gate = build_gate(gate_type="sigmoid")
     emb = make_embeddings(seed=5)
     masks = {"c": np.array([1, 1, 0, 1, 1], bool)}
-    loss = GatedSymileLoss(gate, negative_sampling=sampling, num_negatives=num_negatives, distill_weight=0.2,
-                           logit_scale=3.0, seed=7)
+    loss = GatedSymileLoss(
+        gate, negative_sampling=sampling, num_negatives=num_negatives, distill_weight=0.2, logit_scale=3.0, seed=7
+    )
     got = float(loss(None, dict(emb, c_mask=masks["c"])))
     # the same seed generator state: a fresh generator from the same seed
     seed = keras.random.SeedGenerator(7) if (sampling == "n" or num_negatives) else None
-    ref = float(gated_symile_loss(emb, gate, 3.0, negative_sampling=sampling, num_negatives=num_negatives,
-                                  distill_weight=0.2, masks=masks, seed=seed))
+    ref = float(
+        gated_symile_loss(
+            emb,
+            gate,
+            3.0,
+            negative_sampling=sampling,
+            num_negatives=num_negatives,
+            distill_weight=0.2,
+            masks=masks,
+            seed=seed,
+        )
+    )
     assert np.isfinite(got)
     np.testing.assert_allclose(got, ref, rtol=1e-5)
     # a learnable scale in y_pred replaces the constructor's
@@ -91,8 +103,17 @@ def test_keras_loss_equals_the_function(sampling, num_negatives):
 
 def test_keras_loss_config_round_trip_and_registration():
     gate = build_gate(mode="matrix")
-    loss = GatedSymileLoss(gate, negative_sampling="pair", num_negatives=4, distill_weight=0.1,
-                           variance_scaling=False, modalities=["a", "c"], logit_scale=2.0, seed=3, name="g")
+    loss = GatedSymileLoss(
+        gate,
+        negative_sampling="pair",
+        num_negatives=4,
+        distill_weight=0.1,
+        variance_scaling=False,
+        modalities=["a", "c"],
+        logit_scale=2.0,
+        seed=3,
+        name="g",
+    )
     config = loss.get_config()
     assert config["gate"]["config"]["mode"] == "matrix"
     clone = GatedSymileLoss.from_config(config)
@@ -133,8 +154,16 @@ def test_loss_module_does_not_use_private_gate_members():
     import inspect
 
     tree = ast.parse(inspect.getsource(gated_module))
-    private = sorted({node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
-                      and isinstance(node.value, ast.Name) and node.value.id == "gate" and node.attr.startswith("_")})
+    private = sorted(
+        {
+            node.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "gate"
+            and node.attr.startswith("_")
+        }
+    )
     assert not private, f"the loss uses private gate members {private}"
 
 

@@ -56,8 +56,13 @@ def _ours(case, reps, scale, fused=None, permutations=None):
         if permutations is None and _has(case, "permutations"):
             permutations = _get(case, "permutations")
         # The reference takes raw vectors; the "_unnormalized" cases test exactly that.
-        return symile_loss(reps, scale, kwargs["negative_sampling"], permutations=permutations,
-                           check_unit_norm="unnormalized" not in case)
+        return symile_loss(
+            reps,
+            scale,
+            kwargs["negative_sampling"],
+            permutations=permutations,
+            check_unit_norm="unnormalized" not in case,
+        )
     if method == "clip":
         return clip_loss(reps, scale)
     if method == "gram":
@@ -78,16 +83,18 @@ def _loss_and_grads(case):
         loss = _ours(case, reps, scale, fused=fused or None)
     grads = tape.gradient(loss, reps + fused + [scale])
     grads = [np.zeros(t.shape) if g is None else g.numpy() for g, t in zip(grads, reps + fused + [scale])]
-    return float(loss), grads[:len(reps)], grads[len(reps):-1], grads[-1]
+    return float(loss), grads[: len(reps)], grads[len(reps) : -1], grads[-1]
 
 
 def test_golden_file_is_complete():
     assert len(CASES) >= 17
     methods = {_meta(c)["method"] for c in CASES}
     assert methods == {"symile", "clip", "gram", "triangle", "confu"}
-    assert {(_meta(c)["kwargs"].get("negative_sampling"), _meta(c)["num_modalities"])
-            for c in CASES if _meta(c)["method"] == "symile"} >= {
-        ("n", 3), ("n", 4), ("n_squared", 3), ("n_squared", 4)}
+    assert {
+        (_meta(c)["kwargs"].get("negative_sampling"), _meta(c)["num_modalities"])
+        for c in CASES
+        if _meta(c)["method"] == "symile"
+    } >= {("n", 3), ("n", 4), ("n_squared", 3), ("n_squared", 4)}
     assert {_meta(c)["kwargs"]["lam"] for c in CASES if _meta(c)["method"] == "confu"} == {0.0, 0.5, 1.0}
     assert os.path.getsize(GOLDEN_PATH) < 300 * 1024
 
@@ -97,21 +104,27 @@ def test_loss_and_gradients_match_reference(case):
     loss, rep_grads, fused_grads, scale_grad = _loss_and_grads(case)
     np.testing.assert_allclose(loss, _get(case, "loss"), rtol=RTOL, atol=ATOL, err_msg=f"{case}: loss")
     for k, g in enumerate(rep_grads):
-        np.testing.assert_allclose(g, _get(case, f"grad_rep{k}"), rtol=RTOL, atol=ATOL,
-                                   err_msg=f"{case}: d loss / d rep{k}")
+        np.testing.assert_allclose(
+            g, _get(case, f"grad_rep{k}"), rtol=RTOL, atol=ATOL, err_msg=f"{case}: d loss / d rep{k}"
+        )
     for k, g in enumerate(fused_grads):
-        np.testing.assert_allclose(g, _get(case, f"grad_fused{k}"), rtol=RTOL, atol=ATOL,
-                                   err_msg=f"{case}: d loss / d fused{k}")
-    np.testing.assert_allclose(scale_grad, _get(case, "grad_logit_scale"), rtol=RTOL, atol=ATOL,
-                               err_msg=f"{case}: d loss / d logit_scale")
+        np.testing.assert_allclose(
+            g, _get(case, f"grad_fused{k}"), rtol=RTOL, atol=ATOL, err_msg=f"{case}: d loss / d fused{k}"
+        )
+    np.testing.assert_allclose(
+        scale_grad, _get(case, "grad_logit_scale"), rtol=RTOL, atol=ATOL, err_msg=f"{case}: d loss / d logit_scale"
+    )
 
 
 @pytest.mark.parametrize("case", SYMILE_N_CASES)
 def test_symile_n_golden_depends_on_the_permutations(case):
     """The "n" golden is only a check of our permutation layout if other permutations differ."""
     perms = _get(case, "permutations")
-    assert perms.shape == (_meta(case)["num_modalities"], _meta(case)["num_modalities"] - 1,
-                           _get(case, "rep0").shape[0])
+    assert perms.shape == (
+        _meta(case)["num_modalities"],
+        _meta(case)["num_modalities"] - 1,
+        _get(case, "rep0").shape[0],
+    )
     other = np.ascontiguousarray(perms[:, ::-1, :])  # swap which modality gets which permutation
     loss = float(_ours(case, _reps(case), float(_get(case, "logit_scale")), permutations=other))
     assert abs(loss - float(_get(case, "loss"))) > 1e-3

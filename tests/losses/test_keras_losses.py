@@ -56,8 +56,9 @@ def test_confu_loss_requires_fused_keys():
     with pytest.raises(ValueError, match="a\\+b"):
         losses.ConFuLoss(lam=0.5)(None, REPS)
     # lam = 0 needs none.
-    np.testing.assert_allclose(losses.ConFuLoss(lam=0.0)(None, REPS),
-                               losses.clip_loss(list(REPS.values()), 1 / 0.07), rtol=1e-6)
+    np.testing.assert_allclose(
+        losses.ConFuLoss(lam=0.0)(None, REPS), losses.clip_loss(list(REPS.values()), 1 / 0.07), rtol=1e-6
+    )
 
 
 def test_symile_n_loss_draws_fresh_permutations_each_call_reproducibly():

@@ -94,12 +94,15 @@ def test_cosine_default_is_unchanged():
     np.testing.assert_allclose(default, want, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(similarity="euclid"), "similarity"),
-    (dict(similarity="lp", p=0.0), "p"),
-    (dict(similarity="lp", p="two"), "p"),
-    (dict(similarity="lp", p=float("inf")), "p"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(similarity="euclid"), "similarity"),
+        (dict(similarity="lp", p=0.0), "p"),
+        (dict(similarity="lp", p="two"), "p"),
+        (dict(similarity="lp", p=float("inf")), "p"),
+    ],
+)
 def test_bad_options(kwargs, match):
     r = np.eye(3, dtype="float32")
     with pytest.raises(ValueError, match=match):
@@ -114,26 +117,34 @@ def test_keras_loss_config_round_trip():
     assert (again.similarity, again.p, again.lp_power) == ("lp", 1.0, False)
     rng = np.random.default_rng(4)
     y = {"a": rng.normal(size=(5, 3)).astype("float32"), "b": rng.normal(size=(5, 3)).astype("float32")}
-    np.testing.assert_allclose(float(again(None, y)),
-                               np_lp_clip([y["a"], y["b"]], 1.0, 1.0, False), rtol=1e-5)
+    np.testing.assert_allclose(float(again(None, y)), np_lp_clip([y["a"], y["b"]], 1.0, 1.0, False), rtol=1e-5)
 
 
 def test_model_clip_lp_unnormalised_trains_scores_and_round_trips(tmp_path):
     rng = np.random.default_rng(5)
     x = {m: rng.normal(size=(32, 3)).astype("float32") for m in "ab"}
     model = MultimodalContrastiveModel(
-        {m: layers.MLPEncoder(hidden_units=(8,)) for m in "ab"}, embedding_dim=4, objective="clip",
-        similarity="lp", p=2.0, normalize=False, logit_scale_init=1.0, learn_logit_scale=False)
+        {m: layers.MLPEncoder(hidden_units=(8,)) for m in "ab"},
+        embedding_dim=4,
+        objective="clip",
+        similarity="lp",
+        p=2.0,
+        normalize=False,
+        logit_scale_init=1.0,
+        learn_logit_scale=False,
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     history = model.fit(x, epochs=2, batch_size=16, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     ea, eb = model.embed("a", x["a"]).numpy(), model.embed("b", x["b"]).numpy()
     assert not np.allclose(np.linalg.norm(ea, axis=1), 1.0)  # not normalised
-    np.testing.assert_allclose(model.score({"a": x["a"]}, "b", x["b"]).numpy(),
-                               -np_lp_distance(ea, eb, 2.0, True), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        model.score({"a": x["a"]}, "b", x["b"]).numpy(), -np_lp_distance(ea, eb, 2.0, True), rtol=1e-4, atol=1e-4
+    )
     # The model's loss is the Lp objective on its embeddings.
-    np.testing.assert_allclose(float(model.compute_loss(x, None, model(x))),
-                               np_lp_clip([ea, eb], 1.0, 2.0, True), rtol=1e-4)
+    np.testing.assert_allclose(
+        float(model.compute_loss(x, None, model(x))), np_lp_clip([ea, eb], 1.0, 2.0, True), rtol=1e-4
+    )
     path = str(tmp_path / "m.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)

@@ -24,9 +24,7 @@ def top1(scores, valid=None, same=None):
 def test_ties_count_as_the_expected_top1():
     # Row 0: own score tied with one distinct candidate -> 1/2. Row 1: beaten -> 0.
     # Row 2: strictly best -> 1.
-    scores = [[1.0, 1.0, 0.0],
-              [0.0, 0.5, 2.0],
-              [0.0, 0.0, 3.0]]
+    scores = [[1.0, 1.0, 0.0], [0.0, 0.5, 2.0], [0.0, 0.0, 3.0]]
     assert top1(scores) == pytest.approx((0.5 + 0.0 + 1.0) / 3)
 
 
@@ -42,9 +40,7 @@ def test_a_copy_of_the_own_candidate_is_a_hit_but_collapse_is_not():
 
 
 def test_invalid_rows_neither_query_nor_compete():
-    scores = [[1.0, 5.0, 0.0],
-              [0.0, 1.0, 0.0],
-              [0.0, 9.0, 2.0]]
+    scores = [[1.0, 5.0, 0.0], [0.0, 1.0, 0.0], [0.0, 9.0, 2.0]]
     valid = np.array([True, False, True])
     assert top1(scores, valid) == 1.0  # column 1 (invalid) would beat rows 0 and 2
 
@@ -62,7 +58,7 @@ def test_perfect_reads_one_and_chance_reads_chance_on_every_benchmark(benchmark,
     batch = splits.as_numpy("train")
     rng = np.random.default_rng(0)
     for target in splits.modalities:
-        x = batch[target][:config.batch_size]
+        x = batch[target][: config.batch_size]
         same = np.asarray(_same_rows(_row_fingerprint(x)))
         exact = np.all(x.reshape(len(x), -1)[:, None] == x.reshape(len(x), -1)[None], axis=-1)
         np.testing.assert_array_equal(same, exact)
@@ -87,7 +83,10 @@ def test_a_trained_symile_model_logs_about_one_and_clip_about_chance_on_xor():
         keras.utils.set_random_seed(0)
         model = tf_mmcl.models.MultimodalContrastiveModel(
             {m: tf_mmcl.layers.MLPEncoder(hidden_units=(), output_dim=16) for m in "abc"},
-            embedding_dim=16, objective=objective, **options)
+            embedding_dim=16,
+            objective=objective,
+            **options,
+        )
         model.compile(optimizer=keras.optimizers.Adam(0.02))
         history = model.fit(data, epochs=6, batch_size=64, verbose=0, validation_data=data)
         logged[objective] = (history.history["top1_c"][-1], history.history["val_top1_c"][-1])

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import tf_mmcl
-from tf_mmcl import ops as sim
 from tests.models.xor_data import make_xor
+from tf_mmcl import ops as sim
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,15 +21,17 @@ def _model(objective="symile", **options):
     keras.utils.set_random_seed(0)
     return tf_mmcl.models.MultimodalContrastiveModel(
         {m: tf_mmcl.layers.MLPEncoder(hidden_units=(8,)) for m in "abc"},
-        embedding_dim=6, objective=objective, **options)
+        embedding_dim=6,
+        objective=objective,
+        **options,
+    )
 
 
 X, _ = make_xor(10, 0)
 
 
 # Outputs beyond the modality embeddings, per objective (the batch-key protocol of tf_mmcl.keys).
-EXTRA_OUTPUTS = {"confu": {"a+b", "a+c", "b+c"},
-                 "gated_symile": {"gate_weights/a", "gate_weights/b", "gate_weights/c"}}
+EXTRA_OUTPUTS = {"confu": {"a+b", "a+c", "b+c"}, "gated_symile": {"gate_weights/a", "gate_weights/b", "gate_weights/c"}}
 OBJECTIVE_OPTIONS = {"gated_symile": {"key_dim": 8}}
 
 
@@ -63,16 +65,20 @@ def test_score_follows_each_objective(objective):
     scores = model.score({"a": X["a"], "b": X["b"]}, "c", X["c"]).numpy()
     np.testing.assert_allclose(scores, scale * np.asarray(EXPECTED_SCORES[objective](emb)), rtol=1e-4, atol=1e-4)
     # 1 -> 1 is the scaled cosine for every embedding-only objective.
-    np.testing.assert_allclose(model.score({"a": X["a"]}, "c", X["c"]),
-                               scale * sim.dot_scores(emb["a"], emb["c"]), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        model.score({"a": X["a"]}, "c", X["c"]), scale * sim.dot_scores(emb["a"], emb["c"]), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_confu_scores_with_the_fused_pair():
     model = _model("confu")
     out = model(X)
-    np.testing.assert_allclose(model.score({"a": X["a"], "b": X["b"]}, "c", X["c"]),
-                               model.logit_scale.value() * sim.dot_scores(out["a+b"], out["c"]),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        model.score({"a": X["a"], "b": X["b"]}, "c", X["c"]),
+        model.logit_scale.value() * sim.dot_scores(out["a+b"], out["c"]),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     # The ConFu temperature is the authors' fixed 0.07 unless asked otherwise.
     assert not model.logit_scale.trainable and abs(float(model.logit_scale.value()) - 1 / 0.07) < 1e-4
 
@@ -92,11 +98,14 @@ def test_embed_matches_call():
     np.testing.assert_allclose(model.embed("b", X["b"]), model(X)["b"], rtol=1e-6)
 
 
-@pytest.mark.parametrize("bad,match", [
-    ({"a": X["a"], "b": X["b"]}, "Missing modality 'c'"),
-    (dict(X, d=X["a"]), "Unknown input key"),
-    ({"a": X["a"], "b": X["b"], "c": X["c"], "c_mask": np.ones((10, 1), bool)}, r"\(N,\) boolean"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"a": X["a"], "b": X["b"]}, "Missing modality 'c'"),
+        (dict(X, d=X["a"]), "Unknown input key"),
+        ({"a": X["a"], "b": X["b"], "c": X["c"], "c_mask": np.ones((10, 1), bool)}, r"\(N,\) boolean"),
+    ],
+)
 def test_bad_inputs(bad, match):
     model = _model()
     model(X)
@@ -128,9 +137,10 @@ def test_bad_constructor_and_api_arguments():
         model({"a": X["a"][None], "b": X["b"], "c": X["c"]})
 
 
-@pytest.mark.parametrize("objective,options", [("symile", {"negative_sampling": "n_squared"}),
-                                               ("confu", {"lam": 0.5}),
-                                               ("gated_symile", {"key_dim": 8})])
+@pytest.mark.parametrize(
+    "objective,options",
+    [("symile", {"negative_sampling": "n_squared"}), ("confu", {"lam": 0.5}), ("gated_symile", {"key_dim": 8})],
+)
 @pytest.mark.slow
 def test_keras_file_round_trip_in_a_fresh_process(tmp_path, objective, options):
     model = _model(objective, **options)
@@ -149,8 +159,7 @@ def test_keras_file_round_trip_in_a_fresh_process(tmp_path, objective, options):
         out["score"] = np.asarray(model.score({{"a": x["a"], "b": x["b"]}}, "c", x["c"])).tolist()
         print("RESULT" + json.dumps(out))
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     loaded = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert set(loaded) == set(expected)
@@ -186,8 +195,12 @@ def test_query_masks_use_each_scores_neutral_element():
     model = _model("clip")
     emb = model(X)
     got = model.score({"a": X["a"], "b": X["b"]}, "c", X["c"], query_masks={"b": mask}).numpy()
-    np.testing.assert_allclose(got[~mask], float(model.logit_scale.value()) *
-                               np.asarray(sim.dot_scores(emb["a"], emb["c"]))[~mask], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        got[~mask],
+        float(model.logit_scale.value()) * np.asarray(sim.dot_scores(emb["a"], emb["c"]))[~mask],
+        rtol=1e-4,
+        atol=1e-4,
+    )
     with pytest.raises(ValueError, match="unknown modality"):
         model.score({"a": X["a"]}, "c", X["c"], query_masks={"z": mask})
 

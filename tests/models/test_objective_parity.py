@@ -17,8 +17,7 @@ import tensorflow as tf
 
 import tf_mmcl
 
-GOLDEN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "golden",
-                      "objective_parity.npz")
+GOLDEN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "golden", "objective_parity.npz")
 
 # name -> (objective, options); seeds fixed so sampled negatives repeat.
 CASES = {
@@ -31,8 +30,7 @@ CASES = {
     "gram": ("gram", {}),
     "triangle": ("triangle", {}),
     "gated_symile": ("gated_symile", {"key_dim": 8, "seed": 3, "strength_logit_init": 1.0}),
-    "gated_symile_n": ("gated_symile", {"key_dim": 8, "seed": 4, "negative_sampling": "n",
-                                        "strength_logit_init": 1.0}),
+    "gated_symile_n": ("gated_symile", {"key_dim": 8, "seed": 4, "negative_sampling": "n", "strength_logit_init": 1.0}),
 }
 N, D = 8, 5
 
@@ -50,7 +48,10 @@ def _model(objective, options):
     keras.utils.set_random_seed(0)
     return tf_mmcl.models.MultimodalContrastiveModel(
         {m: tf_mmcl.layers.MLPEncoder(hidden_units=(8,)) for m in "abc"},
-        embedding_dim=6, objective=objective, **options)
+        embedding_dim=6,
+        objective=objective,
+        **options,
+    )
 
 
 def compute(case):
@@ -77,8 +78,7 @@ def compute(case):
     out["score/a->c"] = np.asarray(model.score({"a": x["a"]}, "c", x["c"]))
     if objective not in ("gram", "triangle"):
         masks = {"b": np.array([True, False] * (N // 2))}
-        out["score/ab->c/masked"] = np.asarray(model.score({"a": x["a"], "b": x["b"]}, "c", x["c"],
-                                                           query_masks=masks))
+        out["score/ab->c/masked"] = np.asarray(model.score({"a": x["a"], "b": x["b"]}, "c", x["c"], query_masks=masks))
     return out
 
 

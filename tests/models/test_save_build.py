@@ -16,8 +16,9 @@ X = {m: np.random.default_rng(0).normal(size=(8, 3)).astype("float32") for m in 
 
 
 def make(objective):
-    return MultimodalContrastiveModel({m: MLPEncoder(hidden_units=(8,), output_dim=8) for m in "abc"},
-                                      embedding_dim=4, objective=objective)
+    return MultimodalContrastiveModel(
+        {m: MLPEncoder(hidden_units=(8,), output_dim=8) for m in "abc"}, embedding_dim=4, objective=objective
+    )
 
 
 def assert_round_trip(model, path):
@@ -29,8 +30,9 @@ def assert_round_trip(model, path):
     want, got = model(X), loaded(X)
     for key in want:
         np.testing.assert_array_equal(np.asarray(want[key]), np.asarray(got[key]))
-    np.testing.assert_array_equal(model.score({"a": X["a"], "b": X["b"]}, "c", X["c"]),
-                                  loaded.score({"a": X["a"], "b": X["b"]}, "c", X["c"]))
+    np.testing.assert_array_equal(
+        model.score({"a": X["a"], "b": X["b"]}, "c", X["c"]), loaded.score({"a": X["a"], "b": X["b"]}, "c", X["c"])
+    )
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
@@ -58,8 +60,11 @@ def test_model_build_with_shapes_then_save(tmp_path):
 def test_saving_a_partly_built_model_is_a_clear_error(tmp_path):
     model = make("gated_symile")
     model.embed("b", X["b"])
-    with pytest.raises(ValueError, match=r"not built, so the weights of the modality\(ies\) \['a', 'c'\].*"
-                                         r"model\(batch\).*model.build"):
+    with pytest.raises(
+        ValueError,
+        match=r"not built, so the weights of the modality\(ies\) \['a', 'c'\].*"
+        r"model\(batch\).*model.build",
+    ):
         model.save(str(tmp_path / "m.keras"))
     with pytest.raises(ValueError, match="not (yet been )?built"):  # Keras says so itself here
         model.save_weights(str(tmp_path / "m.weights.h5"))
@@ -73,11 +78,18 @@ def test_gated_symile_round_trip_in_a_fresh_process(tmp_path):
     model.save(path)
     np.save(tmp_path / "want.npy", model.embed("b", X["b"]).numpy())
     np.save(tmp_path / "x.npy", X["b"])
-    code = ("import sys, numpy as np, keras, tf_mmcl; m = keras.models.load_model(sys.argv[1]); "
-            "got = m.embed('b', np.load(sys.argv[2])).numpy(); "
-            "print(float(np.abs(got - np.load(sys.argv[3])).max()))")
+    code = (
+        "import sys, numpy as np, keras, tf_mmcl; m = keras.models.load_model(sys.argv[1]); "
+        "got = m.embed('b', np.load(sys.argv[2])).numpy(); "
+        "print(float(np.abs(got - np.load(sys.argv[3])).max()))"
+    )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    out = subprocess.run([sys.executable, "-c", code, path, str(tmp_path / "x.npy"), str(tmp_path / "want.npy")],
-                         env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code, path, str(tmp_path / "x.npy"), str(tmp_path / "want.npy")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert float(out.stdout.strip().splitlines()[-1]) == 0.0

@@ -16,7 +16,10 @@ def _train(objective, epochs=6, **options):
     train, _ = make_xor(1024, 0)
     model = tf_mmcl.models.MultimodalContrastiveModel(
         {m: tf_mmcl.layers.MLPEncoder(hidden_units=(), output_dim=16) for m in "abc"},
-        embedding_dim=16, objective=objective, **options)
+        embedding_dim=16,
+        objective=objective,
+        **options,
+    )
     model.compile(optimizer=keras.optimizers.Adam(0.02))
     ds = tf.data.Dataset.from_tensor_slices(train).shuffle(1024, seed=0).batch(64, drop_remainder=True)
     history = model.fit(ds, epochs=epochs, verbose=0)
@@ -29,12 +32,15 @@ def _two_to_one_accuracy(model):
     return float(np.mean(scores.argmax(axis=1) == target))
 
 
-@pytest.mark.parametrize("objective,options", [
-    ("symile", {"negative_sampling": "n"}),
-    ("symile", {"negative_sampling": "n_squared"}),
-    ("confu", {"lam": 0.5}),
-    ("gated_symile", {"key_dim": 16, "num_negatives": 15}),
-])
+@pytest.mark.parametrize(
+    "objective,options",
+    [
+        ("symile", {"negative_sampling": "n"}),
+        ("symile", {"negative_sampling": "n_squared"}),
+        ("confu", {"lam": 0.5}),
+        ("gated_symile", {"key_dim": 16, "num_negatives": 15}),
+    ],
+)
 def test_beyond_pairs_objectives_solve_xor(objective, options):
     model, history = _train(objective, **options)
     assert np.all(np.isfinite(history.history["loss"]))
@@ -70,16 +76,23 @@ def test_in_batch_top1_is_one_for_distinct_rows_of_a_trained_model():
     keras.utils.set_random_seed(0)
     x = {m: np.eye(8, dtype="float32") for m in "abc"}
     model = tf_mmcl.models.MultimodalContrastiveModel(
-        {m: tf_mmcl.layers.MLPEncoder(hidden_units=(), output_dim=8) for m in "abc"},
-        embedding_dim=8, objective="clip")
+        {m: tf_mmcl.layers.MLPEncoder(hidden_units=(), output_dim=8) for m in "abc"}, embedding_dim=8, objective="clip"
+    )
     model.compile(optimizer=keras.optimizers.Adam(0.1))
     history = model.fit(x, epochs=30, batch_size=8, verbose=0)
     assert history.history["top1_a"][-1] == 1.0
 
 
-@pytest.mark.parametrize("objective,options", [
-    ("symile", {"negative_sampling": "n_squared"}), ("clip", {}), ("confu", {}), ("gram", {}),
-    ("gated_symile", {"key_dim": 8})])
+@pytest.mark.parametrize(
+    "objective,options",
+    [
+        ("symile", {"negative_sampling": "n_squared"}),
+        ("clip", {}),
+        ("confu", {}),
+        ("gram", {}),
+        ("gated_symile", {"key_dim": 8}),
+    ],
+)
 def test_missing_modality_trains_without_nan(objective, options):
     keras.utils.set_random_seed(0)
     data, _ = make_xor(32, 3)
@@ -88,7 +101,10 @@ def test_missing_modality_trains_without_nan(objective, options):
     data["c_mask"] = np.zeros(32, bool)  # c missing everywhere
     model = tf_mmcl.models.MultimodalContrastiveModel(
         {m: tf_mmcl.layers.MLPEncoder(hidden_units=(8,)) for m in "abc"},
-        embedding_dim=8, objective=objective, **options)
+        embedding_dim=8,
+        objective=objective,
+        **options,
+    )
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     history = model.fit(data, epochs=1, batch_size=16, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))

@@ -57,8 +57,12 @@ class WeightedPairwise(tf_mmcl.objectives.Objective):
 
     def reduce_queries(self, model, target, embeddings, fused, masks):
         names = self._ordered(model, embeddings)
-        qs = [embeddings[n] if masks.get(n) is None else
-              ops.where(ops.cast(masks[n], "bool")[:, None], embeddings[n], 0.0) for n in names]
+        qs = [
+            embeddings[n]
+            if masks.get(n) is None
+            else ops.where(ops.cast(masks[n], "bool")[:, None], embeddings[n], 0.0)
+            for n in names
+        ]
         if len(qs) == 1:
             return ops.cast(qs[0], "float32")
         return self._weighted(model, names, qs, target)
@@ -76,15 +80,17 @@ def _registered():
 def _data(n=64, seed=0):
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, 4)).astype("float32")
-    return {m: (z @ rng.normal(size=(4, 5)) + 0.1 * rng.normal(size=(n, 5))).astype("float32")
-            for m in MODALITIES}
+    return {m: (z @ rng.normal(size=(4, 5)) + 0.1 * rng.normal(size=(n, 5))).astype("float32") for m in MODALITIES}
 
 
 def _model(objective, **options):
     keras.utils.set_random_seed(0)
     return tf_mmcl.models.MultimodalContrastiveModel(
-        {m: tf_mmcl.layers.MLPEncoder(hidden_units=(16,)) for m in MODALITIES}, embedding_dim=8,
-        objective=objective, **options)
+        {m: tf_mmcl.layers.MLPEncoder(hidden_units=(16,)) for m in MODALITIES},
+        embedding_dim=8,
+        objective=objective,
+        **options,
+    )
 
 
 def test_the_new_objective_is_registered_by_name():

@@ -14,10 +14,21 @@ LEGACY_OPTIONS = {
     "confu": {"lam": 0.5, "fusion_hidden_dim": None, "fusion_layers": 2, "fusion_dropout": 0.1, "mask_ratio": 0.0},
     "gram": {"eps": 1e-8},
     "triangle": {"squared": True, "eps": 1e-8},
-    "gated_symile": {"negative_sampling": "pair", "num_negatives": None, "distill_weight": 0.0,
-                     "variance_scaling": True, "seed": None, "mode": "attention", "gate_type": "softmax",
-                     "use_null": True, "neutral": "random_trainable", "key_dim": 256,
-                     "strength_logit_init": -6.0, "renormalize": True, "temperature_init": 1.0},
+    "gated_symile": {
+        "negative_sampling": "pair",
+        "num_negatives": None,
+        "distill_weight": 0.0,
+        "variance_scaling": True,
+        "seed": None,
+        "mode": "attention",
+        "gate_type": "softmax",
+        "use_null": True,
+        "neutral": "random_trainable",
+        "key_dim": 256,
+        "strength_logit_init": -6.0,
+        "renormalize": True,
+        "temperature_init": 1.0,
+    },
 }
 
 
@@ -36,18 +47,21 @@ def test_each_objective_serialises(name):
     assert type(obj).from_config(obj.get_config()).options == obj.options
 
 
-@pytest.mark.parametrize("name,options,match", [
-    ("symile", {"seed": 1.5}, "seed must be an int or None"),
-    ("symile", {"block_size": 0}, "block_size"),
-    ("confu", {"lam": 1.5}, r"lam must be in \[0, 1\]"),
-    ("confu", {"fusion_dropout": 1.0}, r"fusion_dropout must be in \[0, 1\)"),
-    ("triangle", {"squared": "yes"}, "squared"),
-    ("clip", {"normalize": False}, 'normalize=False needs similarity="lp"'),
-    ("clip", {"similarity": "dot"}, "similarity must be one of"),
-    ("gated_symile", {"negative_sampling": "n", "num_negatives": 4}, 'num_negatives only applies to'),
-    ("gated_symile", {"negative_sampling": "all"}, "Unknown negative_sampling 'all'"),
-    ("gated_symile", {"mode": 3}, "mode must be a string"),
-])
+@pytest.mark.parametrize(
+    "name,options,match",
+    [
+        ("symile", {"seed": 1.5}, "seed must be an int or None"),
+        ("symile", {"block_size": 0}, "block_size"),
+        ("confu", {"lam": 1.5}, r"lam must be in \[0, 1\]"),
+        ("confu", {"fusion_dropout": 1.0}, r"fusion_dropout must be in \[0, 1\)"),
+        ("triangle", {"squared": "yes"}, "squared"),
+        ("clip", {"normalize": False}, 'normalize=False needs similarity="lp"'),
+        ("clip", {"similarity": "dot"}, "similarity must be one of"),
+        ("gated_symile", {"negative_sampling": "n", "num_negatives": 4}, "num_negatives only applies to"),
+        ("gated_symile", {"negative_sampling": "all"}, "Unknown negative_sampling 'all'"),
+        ("gated_symile", {"mode": 3}, "mode must be a string"),
+    ],
+)
 def test_options_are_validated_by_the_objective(name, options, match):
     with pytest.raises((ValueError, TypeError), match=match):
         objectives.get(name, **options)
@@ -90,11 +104,13 @@ def test_deprecated_reduction_adapter_still_answers():
     with pytest.warns(DeprecationWarning):
         reduction = tf_mmcl.retrieval.reduction_for("symile")
     model = tf_mmcl.models.MultimodalContrastiveModel(
-        {m: tf_mmcl.layers.MLPEncoder(hidden_units=(4,)) for m in "abc"}, 4, objective="symile")
+        {m: tf_mmcl.layers.MLPEncoder(hidden_units=(4,)) for m in "abc"}, 4, objective="symile"
+    )
     emb = model({m: np.ones((2, 3), "float32") for m in "abc"})
     assert reduction.exact(model, ["a", "b"])
-    np.testing.assert_allclose(reduction.vector(model, "c", {"a": emb["a"], "b": emb["b"]}, {}, {}),
-                               emb["a"] * emb["b"])
+    np.testing.assert_allclose(
+        reduction.vector(model, "c", {"a": emb["a"], "b": emb["b"]}, {}, {}), emb["a"] * emb["b"]
+    )
     with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="No query reduction"):
         tf_mmcl.retrieval.reduction_for("vicreg")
 
@@ -102,22 +118,64 @@ def test_deprecated_reduction_adapter_still_answers():
 # Recorded from .keras files written before objectives became classes (same models): the config
 # keys and the weight paths of the objective's layers must not move, or old files stop loading.
 LEGACY_KERAS_LAYOUT = {
-    "confu": ({"fusion_dropout", "fusion_hidden_dim", "fusion_layers", "lam", "mask_ratio"},
-              [f"fusion_heads/fusion_head{s}/{layer}/vars/{i}" for s in ("", "_1", "_2")
-               for layer in ("hidden_layers/dense", "output_dense") for i in (0, 1)]),
-    "gated_symile": ({"distill_weight", "gate_type", "key_dim", "mode", "negative_sampling", "neutral",
-                      "num_negatives", "renormalize", "seed", "strength_logit_init", "temperature_init",
-                      "use_null", "variance_scaling"},
-                     ["gate/key_projections/dense/vars/0", "gate/key_projections/dense_1/vars/0",
-                      "gate/key_projections/dense_2/vars/0", "gate/null_hidden/vars/0", "gate/null_hidden/vars/1",
-                      "gate/null_norm/vars/0", "gate/null_norm/vars/1", "gate/null_output/vars/0",
-                      "gate/null_output/vars/1", "gate/query_projections/dense/vars/0",
-                      "gate/query_projections/dense_1/vars/0", "gate/query_projections/dense_2/vars/0",
-                      "gate/vars/0", "gate/vars/1", "gate/vars/2", "gate/vars/3"]),
+    "confu": (
+        {"fusion_dropout", "fusion_hidden_dim", "fusion_layers", "lam", "mask_ratio"},
+        [
+            f"fusion_heads/fusion_head{s}/{layer}/vars/{i}"
+            for s in ("", "_1", "_2")
+            for layer in ("hidden_layers/dense", "output_dense")
+            for i in (0, 1)
+        ],
+    ),
+    "gated_symile": (
+        {
+            "distill_weight",
+            "gate_type",
+            "key_dim",
+            "mode",
+            "negative_sampling",
+            "neutral",
+            "num_negatives",
+            "renormalize",
+            "seed",
+            "strength_logit_init",
+            "temperature_init",
+            "use_null",
+            "variance_scaling",
+        },
+        [
+            "gate/key_projections/dense/vars/0",
+            "gate/key_projections/dense_1/vars/0",
+            "gate/key_projections/dense_2/vars/0",
+            "gate/null_hidden/vars/0",
+            "gate/null_hidden/vars/1",
+            "gate/null_norm/vars/0",
+            "gate/null_norm/vars/1",
+            "gate/null_output/vars/0",
+            "gate/null_output/vars/1",
+            "gate/query_projections/dense/vars/0",
+            "gate/query_projections/dense_1/vars/0",
+            "gate/query_projections/dense_2/vars/0",
+            "gate/vars/0",
+            "gate/vars/1",
+            "gate/vars/2",
+            "gate/vars/3",
+        ],
+    ),
 }
-MODEL_KEYS = {"embedding_dim", "encoders", "global_negatives", "in_batch_metrics", "learn_logit_scale",
-              "logit_scale_init", "max_logit_scale", "name", "objective", "passthrough_keys",
-              "projection_hidden_units"}
+MODEL_KEYS = {
+    "embedding_dim",
+    "encoders",
+    "global_negatives",
+    "in_batch_metrics",
+    "learn_logit_scale",
+    "logit_scale_init",
+    "max_logit_scale",
+    "name",
+    "objective",
+    "passthrough_keys",
+    "projection_hidden_units",
+}
 
 
 @pytest.mark.parametrize("name", sorted(LEGACY_KERAS_LAYOUT))
@@ -128,11 +186,13 @@ def test_keras_file_layout_is_unchanged(name, tmp_path):
 
     import h5py
 
-    options = {"confu": {"lam": 0.5, "fusion_hidden_dim": 8},
-               "gated_symile": {"key_dim": 8, "seed": 3, "strength_logit_init": 1.0}}[name]
+    options = {
+        "confu": {"lam": 0.5, "fusion_hidden_dim": 8},
+        "gated_symile": {"key_dim": 8, "seed": 3, "strength_logit_init": 1.0},
+    }[name]
     model = tf_mmcl.models.MultimodalContrastiveModel(
-        {m: tf_mmcl.layers.MLPEncoder(hidden_units=(8,)) for m in "abc"}, embedding_dim=6, objective=name,
-        **options)
+        {m: tf_mmcl.layers.MLPEncoder(hidden_units=(8,)) for m in "abc"}, embedding_dim=6, objective=name, **options
+    )
     model({m: np.zeros((4, 5), "float32") for m in "abc"})
     path = str(tmp_path / "m.keras")
     model.save(path)

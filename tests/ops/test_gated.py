@@ -50,7 +50,9 @@ def _inputs(seed=0, per_row=False):
 def test_scores_and_gradients_match_the_naive_reference(per_row, neutral_kind, renormalize):
     rows, weights, cands, alpha, neutral = _inputs(seed=1, per_row=per_row)
     neutral = neutral if neutral_kind else None
-    variables = [tf.Variable(x) for x in (rows, weights, cands, alpha)] + ([tf.Variable(neutral)] if neutral_kind else [])
+    variables = [tf.Variable(x) for x in (rows, weights, cands, alpha)] + (
+        [tf.Variable(neutral)] if neutral_kind else []
+    )
     probe = tf.constant(np.random.default_rng(2).normal(size=(B, C)), tf.float32)  # a random cotangent
 
     def run(fn):
@@ -80,9 +82,12 @@ def test_candidate_indices_equal_gathered_candidates_in_values_and_gradients():
         gathered = gated_ops.gated_candidate_scores(rows, weights, tf.gather(pool_v, idx), alpha, neutral)
         s1, s2 = tf.reduce_sum(by_index * by_index), tf.reduce_sum(gathered * gathered)
     np.testing.assert_allclose(by_index.numpy(), gathered.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(tf.convert_to_tensor(tape.gradient(s1, pool_v)).numpy(),
-                               tf.convert_to_tensor(tape.gradient(s2, pool_v)).numpy(),
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        tf.convert_to_tensor(tape.gradient(s1, pool_v)).numpy(),
+        tf.convert_to_tensor(tape.gradient(s2, pool_v)).numpy(),
+        rtol=1e-4,
+        atol=1e-6,
+    )
     keys = tf.math.l2_normalize(tf.constant(rng.normal(size=(B, K, 3)), tf.float32), -1)
     queries = tf.math.l2_normalize(tf.constant(rng.normal(size=(C, 3)), tf.float32), -1)
     a = gated_ops.candidate_attention_logits(keys, queries, 0.7, candidate_indices=idx)

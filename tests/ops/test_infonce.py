@@ -104,8 +104,11 @@ def test_half_precision_inputs_give_float32_and_the_float32_value():
 
 @pytest.mark.parametrize("jit", [False, True])
 def test_dynamic_batch_in_tf_function_and_xla(jit):
-    @tf.function(jit_compile=jit, input_signature=[tf.TensorSpec([None, 4], tf.float32)] * 2
-                 + [tf.TensorSpec([], tf.float32), tf.TensorSpec([None], tf.bool)])
+    @tf.function(
+        jit_compile=jit,
+        input_signature=[tf.TensorSpec([None, 4], tf.float32)] * 2
+        + [tf.TensorSpec([], tf.float32), tf.TensorSpec([None], tf.bool)],
+    )
     def step(a, b, scale, valid):
         with tf.GradientTape() as tape:
             tape.watch([a, b, scale])

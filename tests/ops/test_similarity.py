@@ -45,8 +45,9 @@ def test_gram_volume_matches_naive_determinant(m):
     rng = np.random.default_rng(m)
     anchor = rng.normal(size=(4, 8)).astype("float32")
     others = [rng.normal(size=(5, 8)).astype("float32") for _ in range(m - 1)]
-    np.testing.assert_allclose(ops.gram_volume_matrix(anchor, others), _naive_gram_volume(anchor, others, 1e-8),
-                               rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        ops.gram_volume_matrix(anchor, others), _naive_gram_volume(anchor, others, 1e-8), rtol=2e-4, atol=1e-5
+    )
 
 
 def test_gram_volume_gradient_finite_at_singular_gram():
@@ -75,6 +76,10 @@ def test_triangle_area_matches_geometry():
 
 def test_half_precision_inputs_compute_in_float32():
     x = np.random.default_rng(0).normal(size=(4, 8)).astype("float16")
-    for out in (ops.mip([x, x]), ops.mip_scores([x], x), ops.gram_volume_matrix(x, [x]),
-                ops.triangle_area_matrix(x, x, x)):
+    for out in (
+        ops.mip([x, x]),
+        ops.mip_scores([x], x),
+        ops.gram_volume_matrix(x, [x]),
+        ops.triangle_area_matrix(x, x, x),
+    ):
         assert out.dtype == tf.float32

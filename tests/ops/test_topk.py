@@ -37,19 +37,20 @@ def test_inside_tf_function_and_bfloat16_storage():
 
 
 def test_group_pruning_with_ties_and_minus_inf_padding():
-    scores = tf.constant([[1., 5., 5., 0., 2., 5., 3.]])
+    scores = tf.constant([[1.0, 5.0, 5.0, 0.0, 2.0, 5.0, 3.0]])
     v, i = block_top_k(scores, 3, group_size=2)
-    assert v.numpy().tolist() == [[5., 5., 5.]]
+    assert v.numpy().tolist() == [[5.0, 5.0, 5.0]]
     assert sorted(i.numpy()[0].tolist()) == [1, 2, 5]
 
 
 def test_streaming_with_custom_score_and_merge():
     full = tf.constant(np.random.default_rng(2).normal(size=(3, 50)).astype("float32"))
-    v, i = streaming_top_k(lambda start, size: full[:, start:start + size], 50, 4, block_size=7)
+    v, i = streaming_top_k(lambda start, size: full[:, start : start + size], 50, 4, block_size=7)
     ref_v, ref_i = tf.math.top_k(full, 4)
     np.testing.assert_array_equal(i.numpy(), ref_i.numpy())
-    mv, mi = merge_top_k(tf.constant([[3., 1.]]), tf.constant([[0, 1]]), tf.constant([[2., 1.]]),
-                         tf.constant([[5, 6]]), 3)
+    mv, mi = merge_top_k(
+        tf.constant([[3.0, 1.0]]), tf.constant([[0, 1]]), tf.constant([[2.0, 1.0]]), tf.constant([[5, 6]]), 3
+    )
     assert mi.numpy().tolist() == [[0, 5, 1]]
 
 

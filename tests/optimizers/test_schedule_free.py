@@ -10,8 +10,19 @@ import tensorflow as tf
 from tf_mmcl.optimizers import ScheduleFreeAdamW, ScheduleFreeEvaluation
 
 
-def reference_schedule_free(w0, grad_fn, steps, lr, beta1=0.9, beta2=0.999, eps=1e-8,
-                            weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0):
+def reference_schedule_free(
+    w0,
+    grad_fn,
+    steps,
+    lr,
+    beta1=0.9,
+    beta2=0.999,
+    eps=1e-8,
+    weight_decay=0.0,
+    warmup_steps=0,
+    r=0.0,
+    weight_lr_power=2.0,
+):
     """The y / z / x sequences written out separately (x stored explicitly, float64).
 
     Returns the y and x iterates after each step.
@@ -26,7 +37,7 @@ def reference_schedule_free(w0, grad_fn, steps, lr, beta1=0.9, beta2=0.999, eps=
         g = grad_fn(y)
         lr_k = lr * min(1.0, (k + 1) / warmup_steps) if warmup_steps else lr
         lr_max = max(lr_max, lr_k)
-        weight = (k + 1) ** r * lr_max ** weight_lr_power
+        weight = (k + 1) ** r * lr_max**weight_lr_power
         weight_sum += weight
         c = weight / weight_sum
         v = beta2 * v + (1 - beta2) * g * g
@@ -42,11 +53,14 @@ def _quadratic_grad(a, b):
     return lambda w: a * (w - b)  # gradient of 0.5 * sum(a * (w - b)^2)
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(),
-    dict(warmup_steps=4, weight_decay=0.1),
-    dict(warmup_steps=3, weight_decay=0.05, r=1.0, weight_lr_power=1.0, beta1=0.8),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(),
+        dict(warmup_steps=4, weight_decay=0.1),
+        dict(warmup_steps=3, weight_decay=0.05, r=1.0, weight_lr_power=1.0, beta1=0.8),
+    ],
+)
 def test_matches_reference_update_rule(kwargs):
     rng = np.random.default_rng(0)
     w0 = rng.normal(size=(3, 2)).astype("float32")
@@ -97,13 +111,16 @@ def test_applying_gradients_at_the_average_is_an_error():
         opt.apply([np.ones((2,), "float32")], [var])
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(beta_1=0.0), "beta_1"),
-    (dict(beta_2=1.0), "beta_2"),
-    (dict(warmup_steps=-1), "warmup_steps"),
-    (dict(learning_rate=keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.9)), "schedule"),
-    (dict(use_ema=True), "use_ema"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(beta_1=0.0), "beta_1"),
+        (dict(beta_2=1.0), "beta_2"),
+        (dict(warmup_steps=-1), "warmup_steps"),
+        (dict(learning_rate=keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.9)), "schedule"),
+        (dict(use_ema=True), "use_ema"),
+    ],
+)
 def test_bad_arguments(bad, match):
     with pytest.raises(ValueError, match=match):
         ScheduleFreeAdamW(**bad)
@@ -117,10 +134,8 @@ def _tiny_problem():
 
 
 def _tiny_model():
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="tanh"),
-                              keras.layers.Dense(1)])
-    model.compile(optimizer=ScheduleFreeAdamW(learning_rate=0.05, warmup_steps=5, weight_decay=1e-4),
-                  loss="mse")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)])
+    model.compile(optimizer=ScheduleFreeAdamW(learning_rate=0.05, warmup_steps=5, weight_decay=1e-4), loss="mse")
     return model
 
 
@@ -129,9 +144,15 @@ def test_fit_trains_and_evaluates_at_the_average(tmp_path):
     model = _tiny_model()
     before = model.evaluate(x, y, verbose=0)
     checkpoint = str(tmp_path / "best.keras")
-    history = model.fit(x, y, batch_size=16, epochs=15, validation_data=(x, y), verbose=0,
-                        callbacks=[ScheduleFreeEvaluation(),
-                                   keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss")])
+    history = model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=15,
+        validation_data=(x, y),
+        verbose=0,
+        callbacks=[ScheduleFreeEvaluation(), keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss")],
+    )
     opt = model.optimizer
     assert opt.at_average
     after = model.evaluate(x, y, verbose=0)
@@ -147,8 +168,7 @@ def test_fit_trains_and_evaluates_at_the_average(tmp_path):
 def test_save_load_round_trips_state_and_training_continues_identically(tmp_path):
     x, y = _tiny_problem()
     model = _tiny_model()
-    model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False,
-              callbacks=[ScheduleFreeEvaluation()])
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False, callbacks=[ScheduleFreeEvaluation()])
     path = os.path.join(tmp_path, "model.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
@@ -158,7 +178,6 @@ def test_save_load_round_trips_state_and_training_continues_identically(tmp_path
     for a, b in zip(loaded.optimizer.variables, model.optimizer.variables):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, err_msg=a.path)
     for m in (model, loaded):
-        m.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False,
-              callbacks=[ScheduleFreeEvaluation()])
+        m.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False, callbacks=[ScheduleFreeEvaluation()])
     for a, b in zip(loaded.get_weights(), model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -14,8 +14,17 @@ from tf_mmcl.optimizers import ScheduleFreeAdamW
 def test_train_with_schedule_free_saves_the_average(tmp_path):
     config = training.apply_overrides(
         benchmark_config("symile_xor", "clip"),
-        ["dataset.params.n_train=256", "dataset.params.n_val=64", "dataset.params.n_test=64",
-         "epochs=2", "batch_size=64", "verbose=0", "optimizer='schedule_free_adamw'", "weight_decay=0.01"])
+        [
+            "dataset.params.n_train=256",
+            "dataset.params.n_val=64",
+            "dataset.params.n_test=64",
+            "epochs=2",
+            "batch_size=64",
+            "verbose=0",
+            "optimizer='schedule_free_adamw'",
+            "weight_decay=0.01",
+        ],
+    )
     keras.utils.set_random_seed(0)
     result = training.train(config, str(tmp_path))
     optimizer = result.model.optimizer
@@ -31,7 +40,6 @@ def test_train_with_schedule_free_saves_the_average(tmp_path):
 
 
 def test_unknown_optimizer_names_the_choices(tmp_path):
-    config = training.apply_overrides(benchmark_config("symile_xor", "clip"),
-                                      ["optimizer='lion'", "verbose=0"])
+    config = training.apply_overrides(benchmark_config("symile_xor", "clip"), ["optimizer='lion'", "verbose=0"])
     with pytest.raises(ValueError, match="schedule_free_adamw"):
         training.train(config, str(tmp_path))

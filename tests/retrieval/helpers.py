@@ -10,7 +10,10 @@ MODALITIES = ("a", "b", "c")
 def tiny_model(objective, n=40, seed=0, **options):
     model = tf_mmcl.models.MultimodalContrastiveModel(
         {m: tf_mmcl.layers.MLPEncoder(hidden_units=(8,)) for m in MODALITIES},
-        embedding_dim=8, objective=objective, **options)
+        embedding_dim=8,
+        objective=objective,
+        **options,
+    )
     rng = np.random.default_rng(seed)
     x = {m: rng.normal(size=(n, 5)).astype("float32") for m in MODALITIES}
     model(x)

@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
+from tests.retrieval.helpers import tiny_model
 from tf_mmcl import evaluation
 from tf_mmcl.retrieval import CandidateIndex, evaluate_split_with_index
-
-from tests.retrieval.helpers import tiny_model
 
 
 @pytest.mark.parametrize("objective", ["symile", "gram", "gated_symile", "clip"])
@@ -26,9 +25,20 @@ def test_ranks_equal_dense_target_ranks(objective):
 def test_evaluate_split_with_index_matches_the_dense_metrics():
     model, x = tiny_model("symile", n=30)
     result = evaluate_split_with_index(model, x, ks=(1, 5))
-    assert sorted(result["directions"]) == ["a,b->c", "a,c->b", "a->b", "a->c", "b,c->a", "b->a", "b->c", "c->a", "c->b"]
-    dense = evaluation.retrieval_metrics(np.asarray(model.score({"a": x["a"], "b": x["b"]}, "c", x["c"])),
-                                         np.arange(30), ks=(1, 5))
+    assert sorted(result["directions"]) == [
+        "a,b->c",
+        "a,c->b",
+        "a->b",
+        "a->c",
+        "b,c->a",
+        "b->a",
+        "b->c",
+        "c->a",
+        "c->b",
+    ]
+    dense = evaluation.retrieval_metrics(
+        np.asarray(model.score({"a": x["a"], "b": x["b"]}, "c", x["c"])), np.arange(30), ks=(1, 5)
+    )
     for key, value in dense.items():
         assert result["directions"]["a,b->c"][key] == pytest.approx(value, abs=0.04)
 

@@ -3,19 +3,25 @@
 import numpy as np
 import pytest
 
-from tf_mmcl.retrieval import CandidateIndex
-
 from tests.retrieval.helpers import model_top_k, tiny_model
+from tf_mmcl.retrieval import CandidateIndex
 
 faiss = pytest.importorskip("faiss")
 
 
-@pytest.mark.parametrize("backend,options", [("faiss_flat", {}), ("faiss_hnsw", {"hnsw_m": 8}),
-                                             ("faiss_ivfpq", {"nlist": 4, "pq_m": 4, "nprobe": 4, "k_factor": 8})])
+@pytest.mark.parametrize(
+    "backend,options",
+    [
+        ("faiss_flat", {}),
+        ("faiss_hnsw", {"hnsw_m": 8}),
+        ("faiss_ivfpq", {"nlist": 4, "pq_m": 4, "nprobe": 4, "k_factor": 8}),
+    ],
+)
 def test_faiss_backends(backend, options, tmp_path):
     model, x = tiny_model("symile", n=300)
-    index = CandidateIndex.build(model, "c", x["c"], verbose=0, backend=backend,
-                                 backend_options=dict(options, threads=1))
+    index = CandidateIndex.build(
+        model, "c", x["c"], verbose=0, backend=backend, backend_options=dict(options, threads=1)
+    )
     assert 0.0 <= index.backend_recall["recall"] <= 1.0
     queries = {"a": x["a"][:20], "b": x["b"][:20]}
     scores, ids = index.search(queries, k=5)
@@ -36,8 +42,7 @@ def test_faiss_backends(backend, options, tmp_path):
 
 def test_faiss_shortlist_for_a_non_reducible_objective():
     model, x = tiny_model("gated_symile", n=120)
-    index = CandidateIndex.build(model, "c", x["c"], verbose=0, backend="faiss_hnsw",
-                                 backend_options={"threads": 1})
+    index = CandidateIndex.build(model, "c", x["c"], verbose=0, backend="faiss_hnsw", backend_options={"threads": 1})
     queries = {"a": x["a"][:10], "b": x["b"][:10]}
     scores, ids = index.search(queries, k=4)
     ref_s, ref_i = model_top_k(model, queries, "c", x["c"], 4)

@@ -5,9 +5,8 @@ import pytest
 import tensorflow as tf
 
 import tf_mmcl
-from tf_mmcl.retrieval import CandidateIndex
-
 from tests.retrieval.helpers import MODALITIES, assert_exact_top_k, model_top_k, tiny_model
+from tf_mmcl.retrieval import CandidateIndex
 
 OBJECTIVES = tf_mmcl.objectives.BUILTIN
 
@@ -33,8 +32,12 @@ def test_search_matches_exhaustive_scoring(objective):
 def test_lp_clip_is_searched_by_shortlist_and_matches_the_model():
     # -||q - c||_p^p is not an inner product: the query sum only proposes a shortlist.
     model = tf_mmcl.models.MultimodalContrastiveModel(
-        {m: tf_mmcl.layers.MLPEncoder(hidden_units=(8,)) for m in MODALITIES}, embedding_dim=8,
-        objective="clip", similarity="lp", normalize=False)
+        {m: tf_mmcl.layers.MLPEncoder(hidden_units=(8,)) for m in MODALITIES},
+        embedding_dim=8,
+        objective="clip",
+        similarity="lp",
+        normalize=False,
+    )
     x = {m: np.random.default_rng(1).normal(size=(40, 5)).astype("float32") for m in MODALITIES}
     model(x)
     assert not model.objective.reduces_exactly(model, ["a"])
@@ -48,7 +51,10 @@ def test_lp_clip_is_searched_by_shortlist_and_matches_the_model():
 @pytest.mark.parametrize("objective", ["clip", "symile", "confu", "gated_symile"])
 def test_missing_query_rows_follow_the_model(objective):
     model, x = tiny_model(objective)
-    masks = {"a": np.array([True, False, True, True, False, True]), "b": np.array([True, True, False, True, True, False])}
+    masks = {
+        "a": np.array([True, False, True, True, False, True]),
+        "b": np.array([True, True, False, True, True, False]),
+    }
     queries = {n: x[n][:6] for n in ("a", "b")}
     index = CandidateIndex.build(model, "c", x["c"], verbose=0)
     scores, ids = index.search(queries, k=5, query_masks=masks)
@@ -95,8 +101,9 @@ def test_bfloat16_storage_gives_exact_float32_scores():
     queries = {"a": x["a"], "b": x["b"]}
     scores, ids = index.search(queries, k=5)
     ref_s, ref_i = model_top_k(model, queries, "c", x["c"], 5)
-    np.testing.assert_allclose(scores, np.take_along_axis(np.asarray(model.score(queries, "c", x["c"])), ids, 1),
-                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        scores, np.take_along_axis(np.asarray(model.score(queries, "c", x["c"])), ids, 1), rtol=1e-5, atol=1e-4
+    )
     assert np.mean(ids == ref_i) > 0.9
 
 
@@ -127,7 +134,7 @@ def test_confu_lam0_follows_the_model():
     np.testing.assert_array_equal(ids, ref)
     try:
         model.score({"a": x["a"][:4], "b": x["b"][:4]}, "c", x["c"])
-    except ValueError as e:  # the model has no 2->1 score at lam=0: the index says the same
+    except ValueError:  # the model has no 2->1 score at lam=0: the index says the same
         with pytest.raises(ValueError, match="fused"):
             index.search({"a": x["a"][:4], "b": x["b"][:4]}, k=3)
     else:  # the model learned a 2->1 score at lam=0: the index follows it

@@ -8,17 +8,42 @@ import pytest
 
 from benchmarks.contrastive import cli, common, protocol, report, run, tf_worker
 
-TINY = ["--sizes=8", "--dims=4", "--repeats=2", "--samples=2", "--warmup=0", "--min_time=0", "--large_n=", "--xor_batch=8",
-        "--xor_bits=4", "--xor_dim=4", "--xor_steps=2", "--xor_modes=function", "--roofline_n=8",
-        "--roofline_d=4", "--in_process", "--losses=n_squared:3,n_squared_joint:3,n:3,clip:3",
-        "--memory_mode=function"]
+TINY = [
+    "--sizes=8",
+    "--dims=4",
+    "--repeats=2",
+    "--samples=2",
+    "--warmup=0",
+    "--min_time=0",
+    "--large_n=",
+    "--xor_batch=8",
+    "--xor_bits=4",
+    "--xor_dim=4",
+    "--xor_steps=2",
+    "--xor_modes=function",
+    "--roofline_n=8",
+    "--roofline_d=4",
+    "--in_process",
+    "--losses=n_squared:3,n_squared_joint:3,n:3,clip:3",
+    "--memory_mode=function",
+]
 
 
 @pytest.mark.slow
 def test_tiny_run_writes_json_markdown_and_plot(tmp_path):
     out_json, out_md, plot = tmp_path / "b.json", tmp_path / "b.md", tmp_path / "plots" / "b.png"
-    res = cli.main(TINY + ["--skip_reference", "--modes=eager,xla", "--loop_modes=xla_loop", "--steps_per_call=3",
-                           f"--output_json={out_json}", f"--output_md={out_md}", f"--plot={plot}"])
+    res = cli.main(
+        TINY
+        + [
+            "--skip_reference",
+            "--modes=eager,xla",
+            "--loop_modes=xla_loop",
+            "--steps_per_call=3",
+            f"--output_json={out_json}",
+            f"--output_md={out_md}",
+            f"--plot={plot}",
+        ]
+    )
     data = json.loads(out_json.read_text())
     assert data["reference"]["available"] is False
     cells = {(t["loss"], t["m"], t["mode"]) for t in data["timings"]}
@@ -42,8 +67,14 @@ def test_tiny_run_writes_json_markdown_and_plot(tmp_path):
     assert data["bf16"][0]["compute_dtype"] == "bfloat16" and "median_s" in data["bf16"][0]
     assert data["xor"][0]["examples_per_s"] > 0
     md = out_md.read_text()
-    for heading in ("## Machine and method", "## Loss forward + backward time", "## Peak memory",
-                    "## Roofline", "## bfloat16", "## XOR training throughput"):
+    for heading in (
+        "## Machine and method",
+        "## Loss forward + backward time",
+        "## Peak memory",
+        "## Roofline",
+        "## bfloat16",
+        "## XOR training throughput",
+    ):
         assert heading in md
     assert "| n_squared_joint | 3 | 4 | 8 |" in md
     assert "tf_mmcl xla, 3 steps/call" in md and "Loop modes (`3 steps/call`" in md
@@ -62,14 +93,28 @@ def test_markdown_ratios_from_synthetic_results():
     args = cli.parse_args([])
     timings = []
     for impl, mode, t in [("reference", "torch", 0.2), ("tf_mmcl", "xla", 0.1)]:
-        timings.append({"impl": impl, "mode": mode, "loss": "n_squared", "m": 3, "n": 256, "d": 256,
-                        "median_s": t, "loss_value": 1.0})
-    res = {"machine": {"cpu_count": 2, "loadavg_start": [0, 0, 0], "loadavg_end": [0, 0, 0]},
-           "config": vars(args), "reference": {"available": True}, "timings": timings}
+        timings.append(
+            {
+                "impl": impl,
+                "mode": mode,
+                "loss": "n_squared",
+                "m": 3,
+                "n": 256,
+                "d": 256,
+                "median_s": t,
+                "loss_value": 1.0,
+            }
+        )
+    res = {
+        "machine": {"cpu_count": 2, "loadavg_start": [0, 0, 0], "loadavg_end": [0, 0, 0]},
+        "config": vars(args),
+        "reference": {"available": True},
+        "timings": timings,
+    }
     md = report.write_markdown(res, None)
     assert "| n_squared | 3 | 256 | 256 | 200 ms | 100 ms | 2.00x |" in md
     assert report.summarise(res)["n_squared_speedup_256_256"] == pytest.approx(2.0)
-    assert common.objective_flops("n_squared", 256, 256, 3) == 18 * 256 ** 3 * 256
+    assert common.objective_flops("n_squared", 256, 256, 3) == 18 * 256**3 * 256
 
 
 @pytest.mark.parametrize("loss", ["clip", "n"])
@@ -78,6 +123,7 @@ def test_loop_mode_runs_each_batch_as_the_single_step_does(loss, mode):
     """K steps in one call compute, batch by batch, the single-call step's loss and gradients."""
     import numpy as np
     import tensorflow as tf
+
     k, m, n, d = 3, 3, 6, 4
     batches = [common.make_reps(n, d, m, seed=i) for i in range(k)]
     scale = tf.constant(common.LOGIT_SCALE)
@@ -109,16 +155,36 @@ def test_targets_report_one_call_and_loop_modes_separately():
     timings = []
     for n in (64, 128):
         for impl, mode, t in [("reference", "torch", 1.0), ("tf_mmcl", "xla", 1.25), ("tf_mmcl", "xla_loop", 0.5)]:
-            timings.append({"impl": impl, "mode": mode, "loss": "clip", "m": 3, "n": n, "d": 64,
-                            "median_s": t * n / 64, "loss_value": 1.0})
-    res = {"machine": {"cpu_count": 2, "loadavg_start": [0, 0, 0], "loadavg_end": [0, 0, 0]},
-           "config": vars(args), "reference": {"available": True}, "timings": timings}
+            timings.append(
+                {
+                    "impl": impl,
+                    "mode": mode,
+                    "loss": "clip",
+                    "m": 3,
+                    "n": n,
+                    "d": 64,
+                    "median_s": t * n / 64,
+                    "loss_value": 1.0,
+                }
+            )
+    res = {
+        "machine": {"cpu_count": 2, "loadavg_start": [0, 0, 0], "loadavg_end": [0, 0, 0]},
+        "config": vars(args),
+        "reference": {"available": True},
+        "timings": timings,
+    }
     md = report.write_markdown(res, None)
     assert "| clip | 3 | 64 | 64 | 1 s | 1.25 s | 500 ms | 0.80x | 2.00x |" in md
-    assert "| clip (M = 3), one call per step: >= the reference's speed in every cell (best mode per cell) | " \
-           "worst cell 0.80x" in md and md.count("| no |") == 1
-    assert "| clip (M = 3), 8 steps per call: >= the reference's speed in every cell (best mode per cell) | " \
-           "worst cell 2.00x" in md
+    assert (
+        "| clip (M = 3), one call per step: >= the reference's speed in every cell (best mode per cell) | "
+        "worst cell 0.80x"
+        in md
+        and md.count("| no |") == 1
+    )
+    assert (
+        "| clip (M = 3), 8 steps per call: >= the reference's speed in every cell (best mode per cell) | "
+        "worst cell 2.00x" in md
+    )
     assert "speed-up xla, 8 steps/call" in md
 
 
@@ -163,9 +229,14 @@ class _FakeWorker:
         if cmd["op"] == "prepare":
             if cmd["cell"]["n"] in self.fail_prepare:
                 return {"error": "RuntimeError: no"}
-            return dict(cmd["cell"], impl="reference" if self.name == "torch" else "tf_mmcl", inner=3,
-                        mode=cmd["cell"].get("mode", "torch"),
-                        call_s=self.call_s, loss_value=1.0)
+            return dict(
+                cmd["cell"],
+                impl="reference" if self.name == "torch" else "tf_mmcl",
+                inner=3,
+                mode=cmd["cell"].get("mode", "torch"),
+                call_s=self.call_s,
+                loss_value=1.0,
+            )
         self.samples += 1
         if self.fail_sample_after is not None and self.samples > self.fail_sample_after:
             return {"error": "timeout after 1 s"}
@@ -186,16 +257,26 @@ class _FakeRunner:
 
 def test_interleaved_rounds_alternate_samples_and_keep_errors():
     log = []
-    workers = {"torch": _FakeWorker("torch", log), "fn": _FakeWorker("fn", log, fail_prepare=(16,)),
-               "loop": _FakeWorker("loop", log, call_s=2.0)}
-    parts = [("torch", "torch", {"name": "torch"}, dict),
-             ("tf", "function", {"name": "fn"}, lambda c: dict(c, mode="function")),
-             ("tf", "xla_loop", {"name": "loop"},
-              lambda c: dict(c, mode="xla_loop", steps_per_call=4) if c["n"] == 8 else None)]
+    workers = {
+        "torch": _FakeWorker("torch", log),
+        "fn": _FakeWorker("fn", log, fail_prepare=(16,)),
+        "loop": _FakeWorker("loop", log, call_s=2.0),
+    }
+    parts = [
+        ("torch", "torch", {"name": "torch"}, dict),
+        ("tf", "function", {"name": "fn"}, lambda c: dict(c, mode="function")),
+        (
+            "tf",
+            "xla_loop",
+            {"name": "loop"},
+            lambda c: dict(c, mode="xla_loop", steps_per_call=4) if c["n"] == 8 else None,
+        ),
+    ]
     cells = [{"loss": "clip", "m": 3, "n": 8, "d": 4}, {"loss": "clip", "m": 3, "n": 16, "d": 4}]
-    recs = protocol.interleaved_rounds(_FakeRunner(workers), parts, cells, rounds=2, samples=3, long_call=1.0,
-                                       timeout=5.0)
-    round1 = log[:log.index(("torch", "close", None))]
+    recs = protocol.interleaved_rounds(
+        _FakeRunner(workers), parts, cells, rounds=2, samples=3, long_call=1.0, timeout=5.0
+    )
+    round1 = log[: log.index(("torch", "close", None))]
     # Cell 1: all prepare, then turns; the 2 s loop worker takes one sample only; each turn starts
     # with the next participant.
     assert round1[:3] == [("torch", "prepare", 8), ("fn", "prepare", 8), ("loop", "prepare", 8)]
@@ -204,7 +285,7 @@ def test_interleaved_rounds_alternate_samples_and_keep_errors():
     # Cell 2: the function worker fails to prepare; the loop mode does not cover it.
     assert ("loop", "prepare", 16) not in log and ("fn", "sample", 16) not in log
     # Round 2 runs the participants in reverse order: the reference prepares last.
-    round2 = log[log.index(("torch", "close", None)) + 3:]
+    round2 = log[log.index(("torch", "close", None)) + 3 :]
     assert [w for w, op, n in round2[:3]] == ["loop", "fn", "torch"]
     merged = {(r["mode"], r["n"]): r for r in protocol.merge_rounds(recs)}
     assert len(merged[("torch", 8)]["samples_s"]) == 6 and merged[("xla_loop", 8)]["samples_s"] == [2.0, 2.0]
@@ -216,8 +297,15 @@ def test_interleaved_rounds_keep_the_samples_taken_before_a_failure():
     log = []
     workers = {"torch": _FakeWorker("torch", log, fail_sample_after=1), "fn": _FakeWorker("fn", log)}
     parts = [("torch", "torch", {"name": "torch"}, dict), ("tf", "function", {"name": "fn"}, dict)]
-    recs = protocol.interleaved_rounds(_FakeRunner(workers), parts, [{"loss": "n", "m": 3, "n": 8, "d": 4}],
-                                       rounds=1, samples=3, long_call=1.0, timeout=5.0)
+    recs = protocol.interleaved_rounds(
+        _FakeRunner(workers),
+        parts,
+        [{"loss": "n", "m": 3, "n": 8, "d": 4}],
+        rounds=1,
+        samples=3,
+        long_call=1.0,
+        timeout=5.0,
+    )
     by_impl = {r["impl"]: r for r in recs}
     assert by_impl["reference"]["samples_s"] == [0.01] and "error" not in by_impl["reference"]
     assert len(by_impl["tf_mmcl"]["samples_s"]) == 3
@@ -254,6 +342,7 @@ def test_joint_kernel_matches_per_anchor_streamed_values_and_gradients(m, n, d, 
     import tensorflow as tf
 
     from tf_mmcl.ops.symile_logits import joint_streamed_logsumexps, streamed_logsumexp
+
     rng = np.random.default_rng(m * 10 + n)
     reps = [tf.constant(rng.normal(size=(n, d)).astype("float32")) for _ in range(m)]
     ups = [tf.constant(rng.normal(size=(n,)).astype("float32")) for _ in range(m)]
@@ -289,15 +378,28 @@ def test_the_tools_entry_point_rewrites_a_report_from_json_without_tensorflow(tm
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     args = cli.parse_args([])
-    timings = [{"impl": impl, "mode": mode, "loss": "n_squared", "m": 3, "n": 256, "d": 256, "median_s": t,
-                "loss_value": 1.0} for impl, mode, t in [("reference", "torch", 0.2), ("tf_mmcl", "xla", 0.1)]]
-    res = {"machine": {"cpu_count": 2, "loadavg_start": [0, 0, 0], "loadavg_end": [0, 0, 0]},
-           "config": vars(args), "reference": {"available": True}, "timings": timings}
+    timings = [
+        {"impl": impl, "mode": mode, "loss": "n_squared", "m": 3, "n": 256, "d": 256, "median_s": t, "loss_value": 1.0}
+        for impl, mode, t in [("reference", "torch", 0.2), ("tf_mmcl", "xla", 0.1)]
+    ]
+    res = {
+        "machine": {"cpu_count": 2, "loadavg_start": [0, 0, 0], "loadavg_end": [0, 0, 0]},
+        "config": vars(args),
+        "reference": {"available": True},
+        "timings": timings,
+    }
     (tmp_path / "r.json").write_text(json.dumps(res))
-    code = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
-            "print('TENSORFLOW_IMPORTED', 'tensorflow' in sys.modules)")
-    proc = subprocess.run([sys.executable, "-c", code, f"{root}/tools/benchmark.py", "--from_json", "r.json",
-                           "--output_md", "out.md"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    code = (
+        "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
+        "print('TENSORFLOW_IMPORTED', 'tensorflow' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, f"{root}/tools/benchmark.py", "--from_json", "r.json", "--output_md", "out.md"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "TENSORFLOW_IMPORTED False" in proc.stdout
     assert (tmp_path / "out.md").read_text() == report.write_markdown(res, None)

@@ -17,16 +17,31 @@ TOOL = ROOT / "tools" / "reproduce.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # One experiment, --quick, with reduced sizes: 2 seeds x 2 methods x one p_hat.
-QUICK_ARGS = ["--experiments=symile_xor", "--quick", "--seeds=2", "--set=p_hats=[1.0]", "--set=steps=60",
-              "--set=n_train=2000", "--set=n_test=500", "--set=batch_size=500", "--set=protocol='section1'"]
+QUICK_ARGS = [
+    "--experiments=symile_xor",
+    "--quick",
+    "--seeds=2",
+    "--set=p_hats=[1.0]",
+    "--set=steps=60",
+    "--set=n_train=2000",
+    "--set=n_test=500",
+    "--set=batch_size=500",
+    "--set=protocol='section1'",
+]
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("docs")
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, str(TOOL), *QUICK_ARGS, f"--output_dir={out}"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, str(TOOL), *QUICK_ARGS, f"--output_dir={out}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc
 
@@ -41,7 +56,7 @@ def test_quick_run_writes_record_with_the_measured_claim(quick_run):
     assert all(0.0 <= a <= 1.0 for v in acc.values() for a in v)
     # The claim itself, at p_hat = 1 with 2^5 candidates: Symile solves XOR, CLIP is at chance.
     assert min(acc["Symile"]) > 0.8, acc
-    assert max(acc["CLIP"]) < 2.0 ** -5 + 0.06, acc
+    assert max(acc["CLIP"]) < 2.0**-5 + 0.06, acc
     assert record["verdict"].startswith("**reproduced**")
     assert record["wall_time_s"] > 0 and "--quick" in record["command"]
 
@@ -85,8 +100,14 @@ def test_assembly_keeps_other_sections_and_replaces_own(quick_run, tmp_path):
     out, _ = quick_run
     record = json.loads((out / "results" / "symile_xor.json").read_text())
     (tmp_path / "results").mkdir()
-    other = dict(record, experiment="confu_xor", title="2. ConFu XOR: stub title for the test", quick=False,
-                 verdict="other-verdict", plot="plots/results_confu_xor.png")
+    other = dict(
+        record,
+        experiment="confu_xor",
+        title="2. ConFu XOR: stub title for the test",
+        quick=False,
+        verdict="other-verdict",
+        plot="plots/results_confu_xor.png",
+    )
     (tmp_path / "results" / "confu_xor.json").write_text(json.dumps(other))
     (tmp_path / "results" / "symile_xor.json").write_text(json.dumps(record))
     path = runner.assemble_markdown(str(tmp_path))
@@ -111,8 +132,14 @@ def test_errors_are_clear(tmp_path):
 
 
 def test_every_registered_experiment_has_a_config_with_quick_overrides():
-    assert list(experiments.EXPERIMENTS) == ["symile_xor", "confu_xor", "gated_fragility", "misalignment",
-                                             "noise_robustness", "m3_digits"]
+    assert list(experiments.EXPERIMENTS) == [
+        "symile_xor",
+        "confu_xor",
+        "gated_fragility",
+        "misalignment",
+        "noise_robustness",
+        "m3_digits",
+    ]
     for name in experiments.EXPERIMENTS:
         full = runner.load_config(name)
         quick = runner.load_config(name, quick=True)
@@ -131,19 +158,21 @@ def test_parallel_seeds_match_sequential_seeds(tmp_path):
     assert sequential["jobs"] == 1 and parallel["jobs"] == 2
     for seq, par in zip(sequential["per_seed"], parallel["per_seed"]):
         for lab in ("Symile", "CLIP"):
-            np.testing.assert_allclose(par["methods"][lab]["final_loss"], seq["methods"][lab]["final_loss"],
-                                       rtol=1e-4)
+            np.testing.assert_allclose(par["methods"][lab]["final_loss"], seq["methods"][lab]["final_loss"], rtol=1e-4)
             np.testing.assert_allclose(par["methods"][lab]["accuracy"], seq["methods"][lab]["accuracy"], atol=0.01)
     # Different seeds really ran (not one seed's result copied).
-    assert parallel["per_seed"][0]["methods"]["Symile"]["final_loss"] != \
-        parallel["per_seed"][1]["methods"]["Symile"]["final_loss"]
+    assert (
+        parallel["per_seed"][0]["methods"]["Symile"]["final_loss"]
+        != parallel["per_seed"][1]["methods"]["Symile"]["final_loss"]
+    )
     assert "in parallel processes" in Path(runner.assemble_markdown(str(tmp_path / "par"))).read_text()
 
 
 def test_gated_fragility_runs_the_authors_setting(tmp_path):
     overrides = ["rates=[0.0]", "authors_setting=True", "steps=5", "n_train=600", "n_test=256", "n_val=128"]
-    record = runner.run_experiment("gated_fragility", quick=True, seeds=1, overrides=overrides,
-                                   output_dir=str(tmp_path), log=lambda msg: None)
+    record = runner.run_experiment(
+        "gated_fragility", quick=True, seeds=1, overrides=overrides, output_dir=str(tmp_path), log=lambda msg: None
+    )
     seed = record["per_seed"][0]
     assert seed["rate"] == [0.0]
     for lab in ("Gated Symile", "Symile", "CLIP"):

@@ -29,13 +29,22 @@ LABELS = ["Symile", "ConFu", "Gated Symile", "CLIP", "GRAM"]
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("docs")
     data_dir = tmp_path_factory.mktemp("tfds")
-    args = ["--experiments=m3_digits", "--quick", "--seeds=2", "--set=dataset_config='tiny'",
-            f"--set=data_dir='{data_dir}'", f"--set=clip_source='{CLIPS}'", "--set=batch_size=20",
-            "--set=steps=25", f"--output_dir={out}"]
+    args = [
+        "--experiments=m3_digits",
+        "--quick",
+        "--seeds=2",
+        "--set=dataset_config='tiny'",
+        f"--set=data_dir='{data_dir}'",
+        f"--set=clip_source='{CLIPS}'",
+        "--set=batch_size=20",
+        "--set=steps=25",
+        f"--output_dir={out}",
+    ]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
     start = time.time()
-    proc = subprocess.run([sys.executable, str(TOOL), *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=240)
+    proc = subprocess.run(
+        [sys.executable, str(TOOL), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, time.time() - start
 
@@ -104,14 +113,17 @@ class _FixedScores:
 
 def test_evaluate_splits_digit_and_language():
     label, language = np.array([3, 7, 1, 0]), np.array([2, 0, 4, 1])
-    test = {"label": label, "language": language, "text_id": language * 10 + label,
-            "image": np.zeros((4, 8, 8, 1), np.float32), "audio": np.zeros((4, 5, 32), np.float32)}
+    test = {
+        "label": label,
+        "language": language,
+        "text_id": language * 10 + label,
+        "image": np.zeros((4, 8, 8, 1), np.float32),
+        "audio": np.zeros((4, 5, 32), np.float32),
+    }
     test["image"][:, 0, 0, 0] = np.arange(4)
     test["audio"][:, 0, 0] = np.arange(4)
     # Candidate k is digit k % 10 in language k // 10; the true text ids are 23, 7, 41, 10.
-    picks = {"both": np.array([23, 17, 41, 10]),
-             "image": np.array([3, 17, 21, 30]),
-             "audio": np.array([25, 9, 49, 12])}
+    picks = {"both": np.array([23, 17, 41, 10]), "image": np.array([3, 17, 21, 30]), "audio": np.array([25, 9, 49, 12])}
     r = m3_digits.evaluate(_FixedScores(picks), test, np.zeros((50, 12), np.int32), eval_batch=3)
     # both: 23 = (lang 2, digit 3) exact; 17 = (1, 7) digit only; 41 = (4, 1) exact; 10 = (1, 0) exact.
     assert r["acc_2to1"] == 0.75 and r["digit_2to1"] == 1.0 and r["language_2to1"] == 0.75
@@ -122,8 +134,13 @@ def test_evaluate_splits_digit_and_language():
 
 
 def _per_seed(acc):
-    seed = {"languages": ["en", "de", "es", "fi", "tr"], "num_candidates": 50, "n_train": 6000, "n_test": 1000,
-            "methods": {}}
+    seed = {
+        "languages": ["en", "de", "es", "fi", "tr"],
+        "num_candidates": 50,
+        "n_train": 6000,
+        "n_test": 1000,
+        "methods": {},
+    }
     for lab, a in acc.items():
         seed["methods"][lab] = {k: a for k in m3_digits.METRICS}
         seed["methods"][lab]["digit_2to1"] = 0.95
@@ -131,8 +148,9 @@ def _per_seed(acc):
 
 
 def test_verdict_follows_the_measured_ratio():
-    config = ml_collections.ConfigDict({"methods": [{"label": "Symile"}, {"label": "CLIP"}], "steps": 1,
-                                        "batch_size": 1})
+    config = ml_collections.ConfigDict(
+        {"methods": [{"label": "Symile"}, {"label": "CLIP"}], "steps": 1, "batch_size": 1}
+    )
     exp = experiments.get_experiment("m3_digits")
     held = exp.summarize(_per_seed({"Symile": 0.6, "CLIP": 0.13}), config)
     assert held["verdict"].startswith("**reproduced**") and "ratio 0.22" in held["verdict"]

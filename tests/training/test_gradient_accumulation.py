@@ -15,7 +15,11 @@ def _model():
     keras.utils.set_random_seed(0)
     model = tf_mmcl.models.MultimodalContrastiveModel(
         {m: tf_mmcl.layers.MLPEncoder(hidden_units=(), output_dim=8) for m in "abc"},
-        embedding_dim=8, objective="symile", negative_sampling="n_squared", in_batch_metrics=False)
+        embedding_dim=8,
+        objective="symile",
+        negative_sampling="n_squared",
+        in_batch_metrics=False,
+    )
     return model
 
 

@@ -13,8 +13,14 @@ from tf_mmcl import training
 from tf_mmcl.layers import MLPEncoder
 from tf_mmcl.models import MultimodalContrastiveModel
 
-TINY = ["dataset.params.n_train=128", "dataset.params.n_val=32", "dataset.params.n_test=32", "epochs=2",
-        "batch_size=32", "verbose=0"]
+TINY = [
+    "dataset.params.n_train=128",
+    "dataset.params.n_val=32",
+    "dataset.params.n_test=32",
+    "epochs=2",
+    "batch_size=32",
+    "verbose=0",
+]
 
 
 def tiny_config(*overrides, objective="clip"):
@@ -22,8 +28,9 @@ def tiny_config(*overrides, objective="clip"):
 
 
 def small_model(objective="symile"):
-    model = MultimodalContrastiveModel({m: MLPEncoder(hidden_units=(8,), output_dim=8) for m in "abc"},
-                                       embedding_dim=4, objective=objective)
+    model = MultimodalContrastiveModel(
+        {m: MLPEncoder(hidden_units=(8,), output_dim=8) for m in "abc"}, embedding_dim=4, objective=objective
+    )
     return model
 
 
@@ -87,7 +94,8 @@ def test_a_diverged_run_keeps_its_last_good_epoch(tmp_path, monkeypatch):
     assert all(np.isfinite(v).all() for v in saved["history"].values())
     # The tool's message names step 6 (epoch 2, batch 3); the backup of epoch 1 is still there.
     assert os.listdir(os.path.join(workdir, "backup")) == ["epoch_000001.json", "epoch_000001.npz"] or sorted(
-        os.listdir(os.path.join(workdir, "backup"))) == ["epoch_000001.json", "epoch_000001.npz"]
+        os.listdir(os.path.join(workdir, "backup"))
+    ) == ["epoch_000001.json", "epoch_000001.npz"]
 
 
 # ---------------------------------------------------------------------------------- workdir
@@ -102,8 +110,11 @@ def test_another_config_in_the_same_workdir_is_an_error_naming_the_keys(finished
     workdir, _ = finished_run
     with open(os.path.join(workdir, "config.json")) as f:
         before = f.read()
-    with pytest.raises(ValueError, match=r"another config: learning_rate: 0.02 in the workdir, 0.5 now; "
-                                         r"model.objective: 'clip' in the workdir, 'symile' now.*--workdir.*--overwrite"):
+    with pytest.raises(
+        ValueError,
+        match=r"another config: learning_rate: 0.02 in the workdir, 0.5 now; "
+        r"model.objective: 'clip' in the workdir, 'symile' now.*--workdir.*--overwrite",
+    ):
         training.train(tiny_config("learning_rate=0.5", objective="symile"), workdir)
     with open(os.path.join(workdir, "config.json")) as f:
         assert f.read() == before
@@ -119,6 +130,7 @@ def test_a_finished_run_is_not_retrained_and_overwrite_retrains(finished_run, tm
         assert f.read() == csv  # no duplicate epochs
     copy = str(tmp_path / "copy")
     import shutil
+
     shutil.copytree(workdir, copy)
     redone = training.train(tiny_config("learning_rate=0.5"), copy, overwrite=True)
     assert redone.status == "trained"
@@ -127,16 +139,19 @@ def test_a_finished_run_is_not_retrained_and_overwrite_retrains(finished_run, tm
     assert training.load_run(copy)[0].learning_rate == 0.5
 
 
-@pytest.mark.parametrize("override, message", [
-    ("epochs=-1", "epochs must be an integer >= 1, got -1"),
-    ("epochs=0", "epochs must be an integer >= 1, got 0"),
-    ("batch_size=1", "batch_size must be an integer >= 2, got 1"),
-    ("learning_rate=float('nan')", "learning_rate must be a finite number > 0, got nan"),
-    ("learning_rate=-0.1", "learning_rate must be a finite number > 0"),
-    ("weight_decay=float('inf')", "weight_decay must be a finite number >= 0"),
-    ("steps_per_epoch=-2", "steps_per_epoch must be an integer >= 0"),
-    ("dataset.params.n_train=1", "fewer than batch_size=32"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("epochs=-1", "epochs must be an integer >= 1, got -1"),
+        ("epochs=0", "epochs must be an integer >= 1, got 0"),
+        ("batch_size=1", "batch_size must be an integer >= 2, got 1"),
+        ("learning_rate=float('nan')", "learning_rate must be a finite number > 0, got nan"),
+        ("learning_rate=-0.1", "learning_rate must be a finite number > 0"),
+        ("weight_decay=float('inf')", "weight_decay must be a finite number >= 0"),
+        ("steps_per_epoch=-2", "steps_per_epoch must be an integer >= 0"),
+        ("dataset.params.n_train=1", "fewer than batch_size=32"),
+    ],
+)
 def test_bad_values_fail_before_any_file_is_written(tmp_path, override, message):
     workdir = tmp_path / "never"
     config = tiny_config()
@@ -154,6 +169,7 @@ def test_bad_values_fail_before_any_file_is_written(tmp_path, override, message)
 def test_a_truncated_model_or_config_is_named_as_corrupt(finished_run, tmp_path):
     workdir, _ = finished_run
     import shutil
+
     for name in ("model.keras", "config.json"):
         copy = tmp_path / name
         shutil.copytree(workdir, copy)

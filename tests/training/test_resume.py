@@ -21,15 +21,21 @@ from tf_mmcl import training
 
 pytestmark = pytest.mark.slow  # every test resumes runs killed in subprocesses
 
-OVERRIDES = ["dataset.params.n_train=256", "dataset.params.n_val=64", "dataset.params.n_test=64",
-             "epochs=3", "batch_size=64", "verbose=0"]  # 4 steps per epoch; Symile "n" draws permutations
+OVERRIDES = [
+    "dataset.params.n_train=256",
+    "dataset.params.n_val=64",
+    "dataset.params.n_test=64",
+    "epochs=3",
+    "batch_size=64",
+    "verbose=0",
+]  # 4 steps per epoch; Symile "n" draws permutations
 KILL_RUN = os.path.join(os.path.dirname(__file__), "kill_run.py")
 # (point, what it interrupts)
 SCENARIOS = {
-    "config": "partial:config.json:1",       # the first file of a new run, half written
-    "mid_epoch": "batch:2:2",                 # between two steps of epoch 2
-    "backup_arrays": "partial:.npz:2",        # the epoch-2 backup arrays, half written
-    "backup_between": "after:.npz:2",         # backup arrays complete, its state file not yet
+    "config": "partial:config.json:1",  # the first file of a new run, half written
+    "mid_epoch": "batch:2:2",  # between two steps of epoch 2
+    "backup_arrays": "partial:.npz:2",  # the epoch-2 backup arrays, half written
+    "backup_between": "after:.npz:2",  # backup arrays complete, its state file not yet
     "checkpoint": "partial:epoch_002.weights.h5:1",
     "model": "partial:model.keras:1",
     "metrics_final": "partial:metrics.json:4",  # the last metrics.json (status finished)
@@ -42,8 +48,13 @@ def config():
 
 def launch(workdir, point, env=None):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OPENBLAS_NUM_THREADS="1", **(env or {}))
-    return subprocess.Popen([sys.executable, KILL_RUN, workdir, point, *OVERRIDES], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, KILL_RUN, workdir, point, *OVERRIDES],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def scalars(workdir):
@@ -96,7 +107,10 @@ def assert_same_run(workdir, result, reference):
     assert curves == scalars(ref_dir)  # every curve has the steps 0, 1, 2 once
     assert curves[("train", "epoch_loss")] == [0, 1, 2]
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [
-        "epoch_001.weights.h5", "epoch_002.weights.h5", "epoch_003.weights.h5"]
+        "epoch_001.weights.h5",
+        "epoch_002.weights.h5",
+        "epoch_003.weights.h5",
+    ]
     assert not os.path.exists(os.path.join(workdir, "backup"))
     assert not [n for n in os.listdir(workdir) if ".tmp-" in n]
     _, model = training.load_run(workdir)

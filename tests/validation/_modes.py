@@ -16,8 +16,9 @@ def run(mode, fn, *arrays, dynamic=True):
     if mode == "eager":
         out = fn(*tensors)
     else:
-        spec = [tf.TensorSpec([None] + list(t.shape[1:]) if dynamic and t.shape.rank else t.shape, t.dtype)
-                for t in tensors]
+        spec = [
+            tf.TensorSpec([None] + list(t.shape[1:]) if dynamic and t.shape.rank else t.shape, t.dtype) for t in tensors
+        ]
         out = tf.function(fn, input_signature=spec, jit_compile=(mode == "xla"))(*tensors)
     return np.asarray(out)
 

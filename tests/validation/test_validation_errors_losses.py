@@ -20,8 +20,10 @@ from tf_mmcl.losses import (
 
 N, D = 6, 4
 _RNG = np.random.default_rng(0)
-R = [(lambda x: x / np.linalg.norm(x, axis=1, keepdims=True))(_RNG.normal(size=(N, D))).astype("float32")
-     for _ in range(3)]
+R = [
+    (lambda x: x / np.linalg.norm(x, axis=1, keepdims=True))(_RNG.normal(size=(N, D))).astype("float32")
+    for _ in range(3)
+]
 
 OBJECTIVES = {
     "clip": lambda reps, s, **kw: clip_loss(reps, s, **kw),
@@ -60,8 +62,14 @@ def test_logit_scale_not_positive_finite(objective, scale):
 @pytest.mark.parametrize("objective", GRAPH_OBJECTIVES)
 def test_logit_scale_tensor_in_graphs(objective, scale, mode):
     # As a tensor (e.g. a model's scale): a run-time check.
-    assert_rejected(mode, lambda a, b, c, s: OBJECTIVES[objective]([a, b, c], s), *R,
-                    np.float32(scale), match="logit_scale", dynamic=False)
+    assert_rejected(
+        mode,
+        lambda a, b, c, s: OBJECTIVES[objective]([a, b, c], s),
+        *R,
+        np.float32(scale),
+        match="logit_scale",
+        dynamic=False,
+    )
 
 
 @pytest.mark.parametrize("factor", [10.0, 1.2, 1e15])
@@ -75,8 +83,9 @@ def test_unnormalised_embeddings_eager(objective, factor):
 @pytest.mark.parametrize("objective", GRAPH_OBJECTIVES)
 @pytest.mark.parametrize("factor", [10.0, 1e15])
 def test_unnormalised_embeddings(objective, factor, mode):
-    assert_rejected(mode, lambda a, b, c: OBJECTIVES[objective]([a, b, c], 10.0), R[0] * factor, R[1], R[2],
-                    match="L2-normalised")
+    assert_rejected(
+        mode, lambda a, b, c: OBJECTIVES[objective]([a, b, c], 10.0), R[0] * factor, R[1], R[2], match="L2-normalised"
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -85,8 +94,9 @@ def test_unnormalised_embeddings(objective, factor, mode):
 def test_non_finite_embeddings(objective, bad, mode):
     x = R[1].copy()
     x[2, 1] = bad
-    assert_rejected(mode, lambda a, b, c: OBJECTIVES[objective]([a, b, c], 10.0), R[0], x, R[2],
-                    match="non-finite|finite")
+    assert_rejected(
+        mode, lambda a, b, c: OBJECTIVES[objective]([a, b, c], 10.0), R[0], x, R[2], match="non-finite|finite"
+    )
 
 
 def test_unit_norm_tolerance_and_zero_rows():
@@ -123,8 +133,13 @@ def test_mask_of_wrong_length_eager(objective):
 @pytest.mark.parametrize("objective", GRAPH_OBJECTIVES)
 def test_mask_of_wrong_length(objective, mode):
     # XLA knows the lengths when it compiles and refuses the shapes there ("Incompatible shapes").
-    assert_rejected(mode, lambda a, b, c, m: OBJECTIVES[objective]([a, b, c], 10.0, masks=[m, None, None]),
-                    *R, np.ones(N - 1, bool), match=None if mode == "xla" else "mask.*(entries|length)")
+    assert_rejected(
+        mode,
+        lambda a, b, c, m: OBJECTIVES[objective]([a, b, c], 10.0, masks=[m, None, None]),
+        *R,
+        np.ones(N - 1, bool),
+        match=None if mode == "xla" else "mask.*(entries|length)",
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -136,12 +151,21 @@ def test_float_mask(objective, dtype):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_integer_mask_must_be_0_or_1(mode):
-    assert_rejected(mode, lambda a, b, m: clip_loss([a, b], 10.0, masks=[m, None]), R[0], R[1],
-                    np.full(N, 2, "int32"), match="0 and 1")
+    assert_rejected(
+        mode,
+        lambda a, b, m: clip_loss([a, b], 10.0, masks=[m, None]),
+        R[0],
+        R[1],
+        np.full(N, 2, "int32"),
+        match="0 and 1",
+    )
     # 0/1 integers (tf_mmcl.distribute ships masks as int32) are fine.
     mask = np.array([1, 0] * (N // 2), "int32")
-    np.testing.assert_allclose(run(mode, lambda a, b, m: clip_loss([a, b], 10.0, masks=[m, None]), R[0], R[1], mask),
-                               float(clip_loss([R[0], R[1]], 10.0, masks=[mask.astype(bool), None])), rtol=1e-5)
+    np.testing.assert_allclose(
+        run(mode, lambda a, b, m: clip_loss([a, b], 10.0, masks=[m, None]), R[0], R[1], mask),
+        float(clip_loss([R[0], R[1]], 10.0, masks=[mask.astype(bool), None])),
+        rtol=1e-5,
+    )
 
 
 def test_masks_not_a_list_of_one_per_modality():
@@ -161,8 +185,14 @@ def test_unmasked_rows_are_exempt_from_the_norm_check():
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("perms", [np.zeros((3, 2, N), "int32")])
 def test_symile_permutations_not_permutations(perms, mode):
-    assert_rejected(mode, lambda a, b, c, p: symile_loss([a, b, c], 10.0, "n", permutations=p), *R,
-                    perms.astype("int32"), match="permutation", dynamic=False)
+    assert_rejected(
+        mode,
+        lambda a, b, c, p: symile_loss([a, b, c], 10.0, "n", permutations=p),
+        *R,
+        perms.astype("int32"),
+        match="permutation",
+        dynamic=False,
+    )
 
 
 @pytest.mark.parametrize("eps", [-1, 0.0, np.nan, "1e-8", True])
@@ -173,13 +203,16 @@ def test_eps_must_be_positive(eps):
         gram_loss(R, 10.0, eps=eps)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"squared": "false"}, "squared must be True or False"),
-    ({"check_finite": "no"}, "check_finite must be True or False"),
-    ({"logit_scale": "14"}, "logit_scale must be a number"),
-    ({"logit_scale": -1.0}, "logit_scale must be a finite number > 0"),
-    ({"eps": -1.0}, "eps must be a finite number > 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"squared": "false"}, "squared must be True or False"),
+        ({"check_finite": "no"}, "check_finite must be True or False"),
+        ({"logit_scale": "14"}, "logit_scale must be a number"),
+        ({"logit_scale": -1.0}, "logit_scale must be a finite number > 0"),
+        ({"eps": -1.0}, "eps must be a finite number > 0"),
+    ],
+)
 def test_keras_loss_constructor_flags(kwargs, match):
     from tf_mmcl.losses import TriangleLoss
 
@@ -187,12 +220,15 @@ def test_keras_loss_constructor_flags(kwargs, match):
         TriangleLoss(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"block_size": -1, "negative_sampling": "n_squared"}, "block_size"),
-    ({"block_size": 2.5, "negative_sampling": "n_squared"}, "block_size"),
-    ({"seed": "0"}, "seed must be an int"),
-    ({"negative_sampling": "N"}, "negative_sampling"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"block_size": -1, "negative_sampling": "n_squared"}, "block_size"),
+        ({"block_size": 2.5, "negative_sampling": "n_squared"}, "block_size"),
+        ({"seed": "0"}, "seed must be an int"),
+        ({"negative_sampling": "N"}, "negative_sampling"),
+    ],
+)
 def test_symile_loss_constructor(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         SymileLoss(**kwargs)

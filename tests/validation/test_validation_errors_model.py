@@ -22,20 +22,23 @@ def model():
     return m
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    ({"learn_logit_scale": "false"}, TypeError, "learn_logit_scale must be True or False"),
-    ({"learn_logit_scale": 0}, TypeError, "learn_logit_scale must be True or False"),
-    ({"passthrough_keys": "label"}, TypeError, r"passthrough_keys .* pass \('label',\)"),
-    ({"embedding_dim": True}, ValueError, "embedding_dim must be a positive int"),
-    ({"embedding_dim": 4.0}, ValueError, "embedding_dim must be a positive int"),
-    ({"embedding_dim": -2}, ValueError, "embedding_dim must be a positive int"),
-    ({"logit_scale_init": "14"}, TypeError, "logit_scale_init must be a number"),
-    ({"logit_scale_init": 0.0}, ValueError, "logit_scale_init must be a finite number > 0"),
-    ({"max_logit_scale": float("nan")}, ValueError, "max_logit_scale"),
-    ({"seed": "1"}, TypeError, "seed must be an int"),
-    ({"negative_sampling": "n_squared", "block_size": 0}, ValueError, "block_size"),
-    ({"global_negatives": "yes"}, ValueError, "global_negatives must be True or False"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"learn_logit_scale": "false"}, TypeError, "learn_logit_scale must be True or False"),
+        ({"learn_logit_scale": 0}, TypeError, "learn_logit_scale must be True or False"),
+        ({"passthrough_keys": "label"}, TypeError, r"passthrough_keys .* pass \('label',\)"),
+        ({"embedding_dim": True}, ValueError, "embedding_dim must be a positive int"),
+        ({"embedding_dim": 4.0}, ValueError, "embedding_dim must be a positive int"),
+        ({"embedding_dim": -2}, ValueError, "embedding_dim must be a positive int"),
+        ({"logit_scale_init": "14"}, TypeError, "logit_scale_init must be a number"),
+        ({"logit_scale_init": 0.0}, ValueError, "logit_scale_init must be a finite number > 0"),
+        ({"max_logit_scale": float("nan")}, ValueError, "max_logit_scale"),
+        ({"seed": "1"}, TypeError, "seed must be an int"),
+        ({"negative_sampling": "n_squared", "block_size": 0}, ValueError, "block_size"),
+        ({"global_negatives": "yes"}, ValueError, "global_negatives must be True or False"),
+    ],
+)
 def test_constructor_arguments(kwargs, error, match):
     kwargs = dict(kwargs)
     dim = kwargs.pop("embedding_dim", 4)
@@ -44,19 +47,22 @@ def test_constructor_arguments(kwargs, error, match):
         MultimodalContrastiveModel(encoders, embedding_dim=dim, **kwargs)
 
 
-@pytest.mark.parametrize("objective,kwargs,match", [
-    ("confu", {"lam": "0.5"}, "lam must be a number"),
-    ("confu", {"lam": 2}, r"lam must be in \[0, 1\]"),
-    ("confu", {"fusion_layers": 0}, "fusion_layers"),
-    ("confu", {"fusion_dropout": 1.0}, r"fusion_dropout must be in \[0, 1\)"),
-    ("gated_symile", {"num_negatives": 0}, "num_negatives"),
-    ("gated_symile", {"num_negatives": 2.5}, "num_negatives"),
-    ("gated_symile", {"negative_sampling": "all"}, "negative_sampling"),
-    ("gated_symile", {"renormalize": "true"}, "renormalize must be True or False"),
-    ("gated_symile", {"distill_weight": -1}, "distill_weight"),
-    ("triangle", {"squared": "no"}, "squared must be True or False"),
-    ("gram", {"eps": -1}, "eps must be a finite number > 0"),
-])
+@pytest.mark.parametrize(
+    "objective,kwargs,match",
+    [
+        ("confu", {"lam": "0.5"}, "lam must be a number"),
+        ("confu", {"lam": 2}, r"lam must be in \[0, 1\]"),
+        ("confu", {"fusion_layers": 0}, "fusion_layers"),
+        ("confu", {"fusion_dropout": 1.0}, r"fusion_dropout must be in \[0, 1\)"),
+        ("gated_symile", {"num_negatives": 0}, "num_negatives"),
+        ("gated_symile", {"num_negatives": 2.5}, "num_negatives"),
+        ("gated_symile", {"negative_sampling": "all"}, "negative_sampling"),
+        ("gated_symile", {"renormalize": "true"}, "renormalize must be True or False"),
+        ("gated_symile", {"distill_weight": -1}, "distill_weight"),
+        ("triangle", {"squared": "no"}, "squared must be True or False"),
+        ("gram", {"eps": -1}, "eps must be a finite number > 0"),
+    ],
+)
 def test_objective_options(objective, kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make(objective, **kwargs)
@@ -85,10 +91,13 @@ def test_fit_checks_symile_permutations_in_graph_mode():
         m.fit(X, epochs=1, batch_size=8, verbose=0)
 
 
-@pytest.mark.parametrize("inputs,match", [
-    (dict(X, a=X["a"] * np.nan), "Input .*a.* contains NaN or Inf"),
-    (dict(X, a_mask=np.full(8, 2, "int32")), "only 0 and 1"),
-])
+@pytest.mark.parametrize(
+    "inputs,match",
+    [
+        (dict(X, a=X["a"] * np.nan), "Input .*a.* contains NaN or Inf"),
+        (dict(X, a_mask=np.full(8, 2, "int32")), "only 0 and 1"),
+    ],
+)
 def test_fit_checks_values_in_graph_mode(inputs, match):
     m = make("clip")
     m.compile(optimizer="adam")
@@ -96,15 +105,18 @@ def test_fit_checks_values_in_graph_mode(inputs, match):
         m.fit(inputs, epochs=1, batch_size=8, verbose=0)
 
 
-@pytest.mark.parametrize("inputs,error,match", [
-    (dict(X, a_mask=np.full(8, 0.3, "float32")), TypeError, "presence mask must be bool"),
-    (dict(X, a_mask=np.ones(5, bool)), ValueError, "a_mask has 5 entries but the batch has 8 rows"),
-    (dict(X, a=np.array([["x"] * 3] * 8)), TypeError, "Input 'a' has dtype"),
-    (dict(X, a=X["a"] * np.inf), ValueError, "Input 'a' contains NaN or Inf"),
-    (dict(X, a=X["a"][:5]), ValueError, "different batch sizes"),
-    (dict(X, d=X["a"]), ValueError, "Unknown input key"),
-    ({"a": X["a"], "b": X["b"]}, ValueError, "Missing modality 'c'"),
-])
+@pytest.mark.parametrize(
+    "inputs,error,match",
+    [
+        (dict(X, a_mask=np.full(8, 0.3, "float32")), TypeError, "presence mask must be bool"),
+        (dict(X, a_mask=np.ones(5, bool)), ValueError, "a_mask has 5 entries but the batch has 8 rows"),
+        (dict(X, a=np.array([["x"] * 3] * 8)), TypeError, "Input 'a' has dtype"),
+        (dict(X, a=X["a"] * np.inf), ValueError, "Input 'a' contains NaN or Inf"),
+        (dict(X, a=X["a"][:5]), ValueError, "different batch sizes"),
+        (dict(X, d=X["a"]), ValueError, "Unknown input key"),
+        ({"a": X["a"], "b": X["b"]}, ValueError, "Missing modality 'c'"),
+    ],
+)
 def test_call_inputs(model, inputs, error, match):
     with pytest.raises(error, match=match):
         model(inputs)
@@ -129,23 +141,29 @@ def test_score_names_the_candidates(model):
         model.embed("a", np.ones(3, "float32"))
 
 
-@pytest.mark.parametrize("cands,error,match", [
-    (np.ones((4, 4), "int32"), TypeError, "candidate_embeddings has dtype int32"),
-    (np.ones((4, 5), "float32"), ValueError, r"must be \(C, 4\) embeddings"),
-    (np.full((4, 4), 3.0, "float32"), ValueError, "L2-normalised"),
-])
+@pytest.mark.parametrize(
+    "cands,error,match",
+    [
+        (np.ones((4, 4), "int32"), TypeError, "candidate_embeddings has dtype int32"),
+        (np.ones((4, 5), "float32"), ValueError, r"must be \(C, 4\) embeddings"),
+        (np.full((4, 4), 3.0, "float32"), ValueError, "L2-normalised"),
+    ],
+)
 def test_candidate_embeddings(model, cands, error, match):
     with pytest.raises(error, match=match):
         model.score_candidate_embeddings({"a": X["a"]}, "c", cands)
 
 
-@pytest.mark.parametrize("masks,error,match", [
-    ({"a": np.full(8, 0.3, "float32")}, TypeError, "presence mask must be bool"),
-    ({"a": np.ones(5, bool)}, ValueError, "has 5 entries but the batch has 8 rows"),
-    ({"z": np.ones(8, bool)}, ValueError, "unknown modality"),
-    ({"c": np.ones(8, bool)}, ValueError, "candidate modality has no query mask"),
-    (np.ones(8, bool), TypeError, "query_masks must be a dict"),
-])
+@pytest.mark.parametrize(
+    "masks,error,match",
+    [
+        ({"a": np.full(8, 0.3, "float32")}, TypeError, "presence mask must be bool"),
+        ({"a": np.ones(5, bool)}, ValueError, "has 5 entries but the batch has 8 rows"),
+        ({"z": np.ones(8, bool)}, ValueError, "unknown modality"),
+        ({"c": np.ones(8, bool)}, ValueError, "candidate modality has no query mask"),
+        (np.ones(8, bool), TypeError, "query_masks must be a dict"),
+    ],
+)
 def test_query_masks(model, masks, error, match):
     with pytest.raises(error, match=match):
         model.score({"a": X["a"], "b": X["b"]}, "c", X["c"], query_masks=masks)
@@ -157,8 +175,9 @@ def test_confu_lam_zero_scores_and_exports(tmp_path):
     scores = m.score({"a": X["a"], "b": X["b"]}, "c", X["c"])
     # No fusion heads: the (M-1)->1 score is CLIP's sum of cosines.
     emb = {k: m.embed(k, X[k]) for k in "abc"}
-    expected = m.logit_scale.value() * (tf.matmul(emb["a"], emb["c"], transpose_b=True)
-                                        + tf.matmul(emb["b"], emb["c"], transpose_b=True))
+    expected = m.logit_scale.value() * (
+        tf.matmul(emb["a"], emb["c"], transpose_b=True) + tf.matmul(emb["b"], emb["c"], transpose_b=True)
+    )
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
     from tf_mmcl.export import export_for_serving
 

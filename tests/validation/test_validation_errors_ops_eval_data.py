@@ -11,32 +11,38 @@ _RNG = np.random.default_rng(0)
 Q = (lambda x: x / np.linalg.norm(x, axis=1, keepdims=True))(_RNG.normal(size=(5, 4))).astype("float32")
 
 
-@pytest.mark.parametrize("fn,match", [
-    (lambda: ops.mip_scores([Q, Q[:1]], Q), "row counts differ"),
-    (lambda: ops.mip([Q, Q[:1]]), "row counts differ"),
-    (lambda: ops.gram_volume_matrix(Q, [Q, Q[:1]]), "row counts differ"),
-    (lambda: ops.triangle_area_matrix(Q, Q, Q[:1]), "row counts differ"),
-    (lambda: ops.dot_scores(Q, np.ones((3, 5), "float32")), "widths differ"),
-    (lambda: ops.mip_scores([Q], np.ones((3, 5), "float32")), "widths differ"),
-    (lambda: ops.dot_scores(Q[0], Q), r"must be a \(rows, d\) matrix"),
-    (lambda: ops.symmetric_infonce_from_embeddings(Q, Q[:3], 10.0), "batch sizes differ"),
-    (lambda: ops.symmetric_infonce_from_embeddings(Q, Q, -1.0), "logit_scale"),
-    (lambda: ops.mean_symmetric_infonce_over_pairs(Q[None], Q[None, :3], 10.0), "same"),
-    (lambda: ops.shuffled_negative_logits(Q, [Q], np.zeros((1, 5), "float32")), "integer"),
-    (lambda: ops.shuffled_negative_logits(Q, [Q], np.zeros((2, 5), "int32")), r"shape \(len\(others\), N\)"),
-    (lambda: ops.streamed_logsumexp(Q, [Q[:3]]), "same"),
-    (lambda: ops.triangle_area_matrix(Q, Q, Q, squared=False, eps=-1), "eps"),
-])
+@pytest.mark.parametrize(
+    "fn,match",
+    [
+        (lambda: ops.mip_scores([Q, Q[:1]], Q), "row counts differ"),
+        (lambda: ops.mip([Q, Q[:1]]), "row counts differ"),
+        (lambda: ops.gram_volume_matrix(Q, [Q, Q[:1]]), "row counts differ"),
+        (lambda: ops.triangle_area_matrix(Q, Q, Q[:1]), "row counts differ"),
+        (lambda: ops.dot_scores(Q, np.ones((3, 5), "float32")), "widths differ"),
+        (lambda: ops.mip_scores([Q], np.ones((3, 5), "float32")), "widths differ"),
+        (lambda: ops.dot_scores(Q[0], Q), r"must be a \(rows, d\) matrix"),
+        (lambda: ops.symmetric_infonce_from_embeddings(Q, Q[:3], 10.0), "batch sizes differ"),
+        (lambda: ops.symmetric_infonce_from_embeddings(Q, Q, -1.0), "logit_scale"),
+        (lambda: ops.mean_symmetric_infonce_over_pairs(Q[None], Q[None, :3], 10.0), "same"),
+        (lambda: ops.shuffled_negative_logits(Q, [Q], np.zeros((1, 5), "float32")), "integer"),
+        (lambda: ops.shuffled_negative_logits(Q, [Q], np.zeros((2, 5), "int32")), r"shape \(len\(others\), N\)"),
+        (lambda: ops.streamed_logsumexp(Q, [Q[:3]]), "same"),
+        (lambda: ops.triangle_area_matrix(Q, Q, Q, squared=False, eps=-1), "eps"),
+    ],
+)
 def test_ops_value_errors(fn, match):
     with pytest.raises(ValueError, match=match):
         fn()
 
 
-@pytest.mark.parametrize("fn", [
-    lambda: ops.mip_scores([Q.astype("int32")], Q),
-    lambda: ops.dot_scores(Q, Q.astype(bool)),
-    lambda: ops.mip([np.array([["a"]])]),
-])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda: ops.mip_scores([Q.astype("int32")], Q),
+        lambda: ops.dot_scores(Q, Q.astype(bool)),
+        lambda: ops.mip([np.array([["a"]])]),
+    ],
+)
 def test_ops_dtype_errors(fn):
     with pytest.raises(TypeError, match="dtype|float"):
         fn()
@@ -51,11 +57,14 @@ def test_mip_scores_dynamic_rows_in_graph():
         f(Q, Q[:1], Q)
 
 
-@pytest.mark.parametrize("call", [
-    lambda: evaluation.retrieval_metrics(np.eye(4), np.arange(4), ks=(1, 5, 10)),
-    lambda: evaluation.retrieve([Q], Q[:4], np.arange(5) % 4, ks=(1, 4)),
-    lambda: evaluation.zero_shot_classification(Q, Q[:2], np.zeros(5, int), ks=(1, 2)),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: evaluation.retrieval_metrics(np.eye(4), np.arange(4), ks=(1, 5, 10)),
+        lambda: evaluation.retrieve([Q], Q[:4], np.arange(5) % 4, ks=(1, 4)),
+        lambda: evaluation.zero_shot_classification(Q, Q[:2], np.zeros(5, int), ks=(1, 2)),
+    ],
+)
 def test_recall_at_k_beyond_the_candidates(call):
     with pytest.raises(ValueError, match="number of candidates"):
         call()
@@ -92,14 +101,17 @@ def test_make_pipeline_that_would_yield_no_batch():
         data.make_pipeline(ds.take(0), 4)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"shuffle": "false"}, "shuffle must be True or False"),
-    ({"drop_remainder": 1}, "drop_remainder must be True or False"),
-    ({"seed": 1.5}, "seed must be an int"),
-    ({"batch_size": 2.0}, "batch_size must be a positive integer"),
-    ({"batch_size": 0}, "batch_size must be a positive integer"),
-    ({"shuffle_buffer": -3}, "shuffle_buffer"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"shuffle": "false"}, "shuffle must be True or False"),
+        ({"drop_remainder": 1}, "drop_remainder must be True or False"),
+        ({"seed": 1.5}, "seed must be an int"),
+        ({"batch_size": 2.0}, "batch_size must be a positive integer"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"shuffle_buffer": -3}, "shuffle_buffer"),
+    ],
+)
 def test_make_pipeline_arguments(kwargs, match):
     ds = data.from_numpy({"a": np.zeros((10, 2), "float32")})
     kwargs = dict({"batch_size": 4}, **kwargs)

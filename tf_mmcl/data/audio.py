@@ -69,18 +69,21 @@ def decode_wav(contents, expected_sample_rate=None, desired_samples=-1):
                 raise ValueError(
                     f"WAV sample rate is {int(sample_rate)} Hz but {expected_sample_rate} Hz "
                     "is expected; resample the data when building the dataset (no resampling "
-                    "is done here).")
+                    "is done here)."
+                )
         else:
             check = tf.debugging.assert_equal(
-                sample_rate, tf.constant(expected_sample_rate, tf.int32),
+                sample_rate,
+                tf.constant(expected_sample_rate, tf.int32),
                 message=f"WAV sample rate differs from the expected {expected_sample_rate} Hz; "
-                        "resample the data when building the dataset.")
+                "resample the data when building the dataset.",
+            )
             with tf.control_dependencies([check]):
                 waveform = tf.identity(waveform)
     return waveform, sample_rate
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tfio_available():
     """True only if ``tensorflow_io`` imports *and* its compiled ops run.
 
@@ -100,8 +103,8 @@ def tfio_available():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import tensorflow_io as tfio  # noqa: PLC0415 (optional dependency)
-            out = tfio.audio.resample(tf.zeros([32, 1], tf.float32), rate_in=16000,
-                                      rate_out=8000)
+
+            out = tfio.audio.resample(tf.zeros([32, 1], tf.float32), rate_in=16000, rate_out=8000)
             tf.convert_to_tensor(out).numpy()
         return True
     except Exception:  # noqa: BLE001 -- ImportError, NotImplementedError, op/load errors alike

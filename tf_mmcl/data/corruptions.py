@@ -36,7 +36,7 @@ def snr_db(clean, noisy, axis=None):
     """
     clean = np.asarray(clean, np.float64)
     noise = np.asarray(noisy, np.float64) - clean
-    return 10.0 * np.log10(np.sum(clean ** 2, axis=axis) / np.sum(noise ** 2, axis=axis))
+    return 10.0 * np.log10(np.sum(clean**2, axis=axis) / np.sum(noise**2, axis=axis))
 
 
 def _as_seed(seed, default):
@@ -68,8 +68,9 @@ class _Transform:
     def apply(self, ds: tf.data.Dataset) -> tf.data.Dataset:
         """Maps the transform over a *batched* dataset, one stateless seed per batch."""
         base = tf.constant(int(self.seed), tf.int64)
-        return ds.enumerate().map(lambda i, b: self(b, seed=tf.stack([base, i])),
-                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.enumerate().map(
+            lambda i, b: self(b, seed=tf.stack([base, i])), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
 
 
 class GaussianNoise(_Transform):
@@ -102,8 +103,10 @@ class GaussianNoise(_Transform):
     def __call__(self, batch, seed=None):
         x = _check_modality(batch, self.modality, "GaussianNoise")
         if not x.dtype.is_floating:
-            raise ValueError(f"GaussianNoise: {self.modality!r} must be floating point (got {x.dtype.name}); "
-                             "noise on token ids is meaningless.")
+            raise ValueError(
+                f"GaussianNoise: {self.modality!r} must be floating point (got {x.dtype.name}); "
+                "noise on token ids is meaningless."
+            )
         out = dict(batch)
         xf = tf.cast(x, tf.float32)
         axes = list(range(1, xf.shape.rank))
@@ -209,8 +212,7 @@ class Misalign(_Transform):
         chosen = order[:k]
         source = tf.roll(chosen, shift=-1, axis=0)
         perm = tf.tensor_scatter_nd_update(tf.range(n), chosen[:, None], source)
-        moved = tf.tensor_scatter_nd_update(tf.zeros([n], tf.bool), chosen[:, None],
-                                            tf.fill([k], k >= 2))
+        moved = tf.tensor_scatter_nd_update(tf.zeros([n], tf.bool), chosen[:, None], tf.fill([k], k >= 2))
         return perm, moved
 
     def __call__(self, batch, seed=None):

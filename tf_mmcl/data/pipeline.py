@@ -15,7 +15,7 @@ hands them out as unbatched ``tf.data.Dataset`` objects.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -52,7 +52,8 @@ def _check_arrays(arrays: Mapping[str, np.ndarray], what="arrays") -> dict:
             n = arr.shape[0]
         elif arr.shape[0] != n:
             raise ValueError(
-                f"{what}: every array needs the same number of examples; {key!r} has {arr.shape[0]}, expected {n}.")
+                f"{what}: every array needs the same number of examples; {key!r} has {arr.shape[0]}, expected {n}."
+            )
         out[key] = arr
     return out
 
@@ -168,8 +169,9 @@ def write_tfrecord(path: str, arrays: Mapping[str, np.ndarray]) -> dict:
     with tf.io.TFRecordWriter(path) as writer:
         for i in range(n):
             feature = {
-                key: tf.train.Feature(bytes_list=tf.train.BytesList(
-                    value=[tf.io.serialize_tensor(tf.convert_to_tensor(arr[i])).numpy()]))
+                key: tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[tf.io.serialize_tensor(tf.convert_to_tensor(arr[i])).numpy()])
+                )
                 for key, arr in arrays.items()
             }
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
@@ -211,8 +213,9 @@ def from_tfrecord(paths, feature_spec: Mapping[str, tf.TensorSpec], num_parallel
     return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def from_tfds(name_or_builder, split: str = "train", data_dir=None, download: bool = True,
-              keys: Sequence[str] | None = None) -> tf.data.Dataset:
+def from_tfds(
+    name_or_builder, split: str = "train", data_dir=None, download: bool = True, keys: Sequence[str] | None = None
+) -> tf.data.Dataset:
     """An unbatched dataset of example dicts from tensorflow-datasets.
 
     Args:
@@ -283,22 +286,30 @@ def _check_first_record(paths, feature_spec):
     features = example.features.feature
     missing = sorted(k for k in feature_spec if k not in features)
     if missing:
-        raise ValueError(f"from_tfrecord: feature_spec names {missing}, which {paths[0]!r} lacks; it holds "
-                         f"{sorted(features)} (use the spec write_tfrecord returned).")
+        raise ValueError(
+            f"from_tfrecord: feature_spec names {missing}, which {paths[0]!r} lacks; it holds "
+            f"{sorted(features)} (use the spec write_tfrecord returned)."
+        )
     for key, spec in feature_spec.items():
         raw = features[key].bytes_list.value
         if len(raw) != 1:
-            raise ValueError(f"from_tfrecord: feature {key!r} of {paths[0]!r} is not a serialised tensor "
-                             "(files must come from write_tfrecord).")
+            raise ValueError(
+                f"from_tfrecord: feature {key!r} of {paths[0]!r} is not a serialised tensor "
+                "(files must come from write_tfrecord)."
+            )
         proto = tensor_pb2.TensorProto.FromString(raw[0])
         dtype = tf.dtypes.as_dtype(proto.dtype)
         shape = tf.TensorShape([d.size for d in proto.tensor_shape.dim])
         if dtype != spec.dtype:
-            raise ValueError(f"from_tfrecord: feature {key!r} is stored as {dtype.name} but feature_spec says "
-                             f"{spec.dtype.name}; pass tf.TensorSpec({list(shape)}, tf.{dtype.name}) for it.")
+            raise ValueError(
+                f"from_tfrecord: feature {key!r} is stored as {dtype.name} but feature_spec says "
+                f"{spec.dtype.name}; pass tf.TensorSpec({list(shape)}, tf.{dtype.name}) for it."
+            )
         if not spec.shape.is_compatible_with(shape):
-            raise ValueError(f"from_tfrecord: feature {key!r} has per-example shape {shape} but feature_spec "
-                             f"says {spec.shape}; pass the spec write_tfrecord returned.")
+            raise ValueError(
+                f"from_tfrecord: feature {key!r} has per-example shape {shape} but feature_spec "
+                f"says {spec.shape}; pass the spec write_tfrecord returned."
+            )
 
 
 def _flag(value, name):
@@ -307,10 +318,19 @@ def _flag(value, name):
     return bool(value)
 
 
-def make_pipeline(ds: tf.data.Dataset, batch_size: int, shuffle: bool = True, seed: int = 0,
-                  drop_remainder: bool | None = None, preprocess: Mapping[str, Callable] | None = None,
-                  corruptions: Sequence[Callable] = (), shuffle_buffer: int | None = None,
-                  repeat: bool = False, cache: bool = False, prefetch: bool = True) -> tf.data.Dataset:
+def make_pipeline(
+    ds: tf.data.Dataset,
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int = 0,
+    drop_remainder: bool | None = None,
+    preprocess: Mapping[str, Callable] | None = None,
+    corruptions: Sequence[Callable] = (),
+    shuffle_buffer: int | None = None,
+    repeat: bool = False,
+    cache: bool = False,
+    prefetch: bool = True,
+) -> tf.data.Dataset:
     """Shuffles, preprocesses, batches, corrupts and prefetches a dataset of example dicts.
 
     The order of operations: cache -> shuffle -> (repeat) -> per-key ``preprocess`` -> batch ->
@@ -348,11 +368,16 @@ def make_pipeline(ds: tf.data.Dataset, batch_size: int, shuffle: bool = True, se
         raise ValueError("make_pipeline expects a dataset of dicts keyed by modality name.")
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    if shuffle_buffer is not None and (isinstance(shuffle_buffer, bool) or not isinstance(
-            shuffle_buffer, (int, np.integer)) or shuffle_buffer < 1):
+    if shuffle_buffer is not None and (
+        isinstance(shuffle_buffer, bool) or not isinstance(shuffle_buffer, (int, np.integer)) or shuffle_buffer < 1
+    ):
         raise ValueError(f"shuffle_buffer must be a positive integer or None, got {shuffle_buffer!r}.")
-    shuffle, repeat, cache, prefetch = (_flag(shuffle, "shuffle"), _flag(repeat, "repeat"), _flag(cache, "cache"),
-                                        _flag(prefetch, "prefetch"))
+    shuffle, repeat, cache, prefetch = (
+        _flag(shuffle, "shuffle"),
+        _flag(repeat, "repeat"),
+        _flag(cache, "cache"),
+        _flag(prefetch, "prefetch"),
+    )
     if drop_remainder is not None:
         drop_remainder = _flag(drop_remainder, "drop_remainder")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -373,8 +398,10 @@ def make_pipeline(ds: tf.data.Dataset, batch_size: int, shuffle: bool = True, se
     if card == 0:
         raise ValueError("make_pipeline: the dataset is empty (0 examples); there is nothing to batch.")
     if card > 0 and not repeat and drop_remainder and card < batch_size:
-        raise ValueError(f"make_pipeline: batch_size={batch_size} with drop_remainder=True over {card} examples "
-                         f"yields 0 batches; use batch_size <= {card} or drop_remainder=False.")
+        raise ValueError(
+            f"make_pipeline: batch_size={batch_size} with drop_remainder=True over {card} examples "
+            f"yields 0 batches; use batch_size <= {card} or drop_remainder=False."
+        )
 
     options = tf.data.Options()
     options.deterministic = True

@@ -19,5 +19,13 @@ from tf_mmcl.datasets.symile_xor import Builder as SymileXor
 
 BUILDERS = {b.name: b for b in (SymileXor, ConfuXor, Fragility, Misalignment)}
 
-__all__ = ["BUILDERS", "ConfuXor", "Fragility", "Misalignment", "SymileXor", "SyntheticBuilder",
-           "SyntheticConfig", "TFDS_SPLITS"]
+__all__ = [
+    "BUILDERS",
+    "ConfuXor",
+    "Fragility",
+    "Misalignment",
+    "SymileXor",
+    "SyntheticBuilder",
+    "SyntheticConfig",
+    "TFDS_SPLITS",
+]

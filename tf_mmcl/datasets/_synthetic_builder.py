@@ -61,8 +61,13 @@ class SyntheticBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _info(self) -> tfds.core.DatasetInfo:
         sample = type(self).GENERATOR(**self._params(**_SPEC_SIZES)).as_numpy("train")
         features = tfds.features.FeaturesDict({k: _feature(v) for k, v in sample.items()})
-        return tfds.core.DatasetInfo(builder=self, description=self.DESCRIPTION, features=features,
-                                     citation=self.CITATION, disable_shuffling=True)
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=self.DESCRIPTION,
+            features=features,
+            citation=self.CITATION,
+            disable_shuffling=True,
+        )
 
     def _split_generators(self, dl_manager):
         del dl_manager  # Nothing to download: generated in process.

@@ -14,7 +14,7 @@ one). R² ≈ 1: the latent is (block-)identified; ≈ 0: the representation hol
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -87,8 +87,15 @@ def _nonlinear_fit_predict(x_tr, y_tr, x_te, rng, num_features, folds):
     return _ridge_fit_predict(_rff(x_tr, gamma, omega, phase), y_tr, _rff(x_te, gamma, omega, phase), [alpha])[0]
 
 
-def identifiability_r2(representation, latents, regressor: str = "linear", test_fraction: float = 0.5,
-                       seed: int = 0, num_features: int = 256, folds: int = 3) -> np.ndarray:
+def identifiability_r2(
+    representation,
+    latents,
+    regressor: str = "linear",
+    test_fraction: float = 0.5,
+    seed: int = 0,
+    num_features: int = 256,
+    folds: int = 3,
+) -> np.ndarray:
     """R² of predicting each latent column from the representation, on a held-out split.
 
     Args:
@@ -146,8 +153,9 @@ def identifiability_r2(representation, latents, regressor: str = "linear", test_
     return r2_score(z[te], pred)
 
 
-def identifiability_report(representation, latent_blocks: Mapping[str, np.ndarray],
-                           regressors=("linear", "nonlinear"), **kwargs) -> dict:
+def identifiability_report(
+    representation, latent_blocks: Mapping[str, np.ndarray], regressors=("linear", "nonlinear"), **kwargs
+) -> dict:
     """Mean R² per latent block and regressor (the Negate-or-Embrace table).
 
     Args:
@@ -171,6 +179,7 @@ def identifiability_report(representation, latent_blocks: Mapping[str, np.ndarra
         raise ValueError("latent_blocks must name at least one block.")
     if isinstance(regressors, str):
         regressors = (regressors,)
-    return {name: {r: float(np.mean(identifiability_r2(representation, block, regressor=r, **kwargs)))
-                   for r in regressors}
-            for name, block in latent_blocks.items()}
+    return {
+        name: {r: float(np.mean(identifiability_r2(representation, block, regressor=r, **kwargs))) for r in regressors}
+        for name, block in latent_blocks.items()
+    }

@@ -59,15 +59,17 @@ def class_ranks(scores, query_classes, candidate_classes) -> np.ndarray:
     q = np.asarray(query_classes).reshape(-1)
     c = np.asarray(candidate_classes).reshape(-1)
     if s.ndim != 2 or s.shape != (q.size, c.size):
-        raise ValueError(f"scores must be (len(query_classes), len(candidate_classes)) = ({q.size}, {c.size}), "
-                         f"got shape {s.shape}.")
+        raise ValueError(
+            f"scores must be (len(query_classes), len(candidate_classes)) = ({q.size}, {c.size}), got shape {s.shape}."
+        )
     if not np.all(np.isfinite(s)):
         raise ValueError("scores contain NaN or Inf.")
     same = q[:, None] == c[None, :]
     if not np.all(same.any(axis=1)):
         missing = sorted(set(q[~same.any(axis=1)].tolist()))
-        raise ValueError(f"No candidate of class(es) {missing}: class retrieval needs every query's class "
-                         "among the candidates.")
+        raise ValueError(
+            f"No candidate of class(es) {missing}: class retrieval needs every query's class among the candidates."
+        )
     best_right = np.where(same, s, -np.inf).max(axis=1, keepdims=True)
     return ((s >= best_right) & ~same).sum(axis=1).astype(np.int64)
 
@@ -81,5 +83,7 @@ def instance_and_class_metrics(scores, targets, query_classes, candidate_classes
         >>> m["by_instance"]["top1"], m["by_class"]["top1"]
         (0.5, 1.0)
     """
-    return {"by_instance": metrics_from_ranks(target_ranks(scores, targets), ks),
-            "by_class": metrics_from_ranks(class_ranks(scores, query_classes, candidate_classes), ks)}
+    return {
+        "by_instance": metrics_from_ranks(target_ranks(scores, targets), ks),
+        "by_class": metrics_from_ranks(class_ranks(scores, query_classes, candidate_classes), ks),
+    }

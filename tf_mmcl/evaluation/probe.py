@@ -122,12 +122,12 @@ class LogisticRegressionProbe:
         l2 = 1.0 / (self.C * n)
 
         def fun(theta):
-            w, b = theta[: d * k].reshape(d, k), theta[d * k:]
+            w, b = theta[: d * k].reshape(d, k), theta[d * k :]
             f, gw, gb = _softmax_xent(w, b, xs, onehot, l2)
             return f, np.concatenate([gw.ravel(), gb])
 
         theta = _lbfgs(fun, np.zeros(d * k + k), max_iter=self.max_iter)
-        self.coef_, self.intercept_ = theta[: d * k].reshape(d, k), theta[d * k:]
+        self.coef_, self.intercept_ = theta[: d * k].reshape(d, k), theta[d * k :]
         return self
 
     def decision_function(self, features):
@@ -156,8 +156,9 @@ class LogisticRegressionProbe:
         pred = self.predict(features)
         y = np.asarray(labels)
         if y.ndim != 1 or y.shape[0] != pred.shape[0]:
-            raise ValueError(f"labels must be (N,) with one label per feature row (N = {pred.shape[0]}), "
-                             f"got shape {y.shape}.")
+            raise ValueError(
+                f"labels must be (N,) with one label per feature row (N = {pred.shape[0]}), got shape {y.shape}."
+            )
         return float(np.mean(pred == y))
 
 
@@ -183,8 +184,16 @@ def few_shot_indices(labels, shots: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.concatenate(out))
 
 
-def linear_probe(train_features, train_labels, test_features, test_labels, shots: int | None = None,
-                 seed: int = 0, C: float = 1.0, max_iter: int = 500) -> dict:
+def linear_probe(
+    train_features,
+    train_labels,
+    test_features,
+    test_labels,
+    shots: int | None = None,
+    seed: int = 0,
+    C: float = 1.0,
+    max_iter: int = 500,
+) -> dict:
     """Fits a logistic-regression probe (optionally k-shot per class) and scores it.
 
     Args:
@@ -207,13 +216,19 @@ def linear_probe(train_features, train_labels, test_features, test_labels, shots
     x_tr, y_tr = np.asarray(train_features), np.asarray(train_labels)
     x_te, y_te = np.asarray(test_features), np.asarray(test_labels)
     if y_te.ndim != 1 or x_te.ndim != 2 or y_te.shape[0] != x_te.shape[0]:
-        raise ValueError(f"test_labels must be (N,) with one label per row of test_features (N = "
-                         f"{x_te.shape[0] if x_te.ndim else '?'}), got shapes {x_te.shape} and {y_te.shape}.")
+        raise ValueError(
+            f"test_labels must be (N,) with one label per row of test_features (N = "
+            f"{x_te.shape[0] if x_te.ndim else '?'}), got shapes {x_te.shape} and {y_te.shape}."
+        )
     if y_te.shape[0] == 0:
         raise ValueError("test_features/test_labels are empty: the accuracy of 0 examples is undefined.")
     if shots is not None:
         idx = few_shot_indices(y_tr, shots, seed)
         x_tr, y_tr = x_tr[idx], y_tr[idx]
     probe = LogisticRegressionProbe(C=C, max_iter=max_iter).fit(x_tr, y_tr)
-    return {"accuracy": probe.score(test_features, test_labels), "train_accuracy": probe.score(x_tr, y_tr),
-            "num_train": int(y_tr.shape[0]), "shots": shots}
+    return {
+        "accuracy": probe.score(test_features, test_labels),
+        "train_accuracy": probe.score(x_tr, y_tr),
+        "num_train": int(y_tr.shape[0]),
+        "shots": shots,
+    }

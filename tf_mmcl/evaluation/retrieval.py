@@ -12,7 +12,7 @@ matrix is held at once. Ties count against the right candidate: its rank is the 
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -67,8 +67,10 @@ def resolve_ks(ks, num_candidates):
     ks = _check_ks(ks)
     trivial = [k for k in ks if k >= c]
     if trivial:
-        raise ValueError(f"ks {trivial} are >= the number of candidates ({c}): Recall@k would be 1.0 whatever "
-                         f"the scores; use cut-offs below {c} (or ks=None for the defaults that fit).")
+        raise ValueError(
+            f"ks {trivial} are >= the number of candidates ({c}): Recall@k would be 1.0 whatever "
+            f"the scores; use cut-offs below {c} (or ks=None for the defaults that fit)."
+        )
     return ks
 
 
@@ -196,8 +198,16 @@ def _score_block(score_fn, qblock, cands, expected):
     return s
 
 
-def retrieve(queries, candidates, targets, score_fn: Callable | None = None, ks=None,
-             batch_size: int = 1024, candidate_batch_size: int | None = None, return_ranks: bool = False):
+def retrieve(
+    queries,
+    candidates,
+    targets,
+    score_fn: Callable | None = None,
+    ks=None,
+    batch_size: int = 1024,
+    candidate_batch_size: int | None = None,
+    return_ranks: bool = False,
+):
     """Retrieval of the right candidate for each query tuple, computed in blocks.
 
     Scores ``score_fn(query_block, candidates)`` for ``batch_size`` query rows at a time, so the
@@ -273,9 +283,14 @@ def _direction_name(query_names, target):
     return f"{','.join(query_names)}->{target}"
 
 
-def retrieve_all_directions(embeddings: Mapping[str, np.ndarray], score_fn=None, ks=None,
-                            batch_size: int = 1024, candidate_batch_size: int | None = None,
-                            directions: str | Sequence = "all") -> dict:
+def retrieve_all_directions(
+    embeddings: Mapping[str, np.ndarray],
+    score_fn=None,
+    ks=None,
+    batch_size: int = 1024,
+    candidate_batch_size: int | None = None,
+    directions: str | Sequence = "all",
+) -> dict:
     """Retrieval in every direction among aligned embeddings: 1->1 and (M-1)->1.
 
     Row i of every modality belongs to example i; for target modality m the candidate set is
@@ -332,13 +347,21 @@ def retrieve_all_directions(embeddings: Mapping[str, np.ndarray], score_fn=None,
         fn = score_fn.get(name) if isinstance(score_fn, Mapping) else score_fn
         if isinstance(score_fn, Mapping) and fn is None:
             raise ValueError(f"score_fn dict has no entry for direction {name!r}.")
-        out[name] = retrieve([embeddings[q] for q in qn], embeddings[target], targets, score_fn=fn, ks=ks,
-                             batch_size=batch_size, candidate_batch_size=candidate_batch_size)
+        out[name] = retrieve(
+            [embeddings[q] for q in qn],
+            embeddings[target],
+            targets,
+            score_fn=fn,
+            ks=ks,
+            batch_size=batch_size,
+            candidate_batch_size=candidate_batch_size,
+        )
     return out
 
 
-def zero_shot_classification(queries, class_embeddings, labels, score_fn=None, ks=None,
-                             batch_size: int = 1024, return_predictions: bool = False):
+def zero_shot_classification(
+    queries, class_embeddings, labels, score_fn=None, ks=None, batch_size: int = 1024, return_predictions: bool = False
+):
     """Zero-shot classification: the candidates are the class embeddings, the targets the labels.
 
     Args:
@@ -359,16 +382,20 @@ def zero_shot_classification(queries, class_embeddings, labels, score_fn=None, k
         0.5
     """
     score_fn = mm_ops.mip_scores if score_fn is None else score_fn
-    metrics, ranks = retrieve(queries, class_embeddings, labels, score_fn=score_fn, ks=ks,
-                              batch_size=batch_size, return_ranks=True)
+    metrics, ranks = retrieve(
+        queries, class_embeddings, labels, score_fn=score_fn, ks=ks, batch_size=batch_size, return_ranks=True
+    )
     metrics["accuracy"] = metrics["top1"]
     if not return_predictions:
         return metrics
     qs = _as_query_list(queries)
     cands = _to_numpy(class_embeddings)
-    preds = np.concatenate([
-        np.argmax(_to_numpy(score_fn([q[s:s + batch_size] for q in qs], cands)), axis=1)
-        for s in range(0, qs[0].shape[0], batch_size)])
+    preds = np.concatenate(
+        [
+            np.argmax(_to_numpy(score_fn([q[s : s + batch_size] for q in qs], cands)), axis=1)
+            for s in range(0, qs[0].shape[0], batch_size)
+        ]
+    )
     return metrics, preds
 
 
@@ -399,4 +426,3 @@ def metrics_by_group(ranks, groups, ks=(1, 5, 10), names: Sequence[str] | None =
         out[key] = dict(metrics_from_ranks(ranks[sel], ks), count=int(sel.sum()))
     out["all"] = dict(metrics_from_ranks(ranks, ks), count=int(ranks.size))
     return out
-

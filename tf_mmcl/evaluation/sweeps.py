@@ -9,7 +9,7 @@ gives the same corruptions at every value, so curves are comparable across model
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -84,9 +84,14 @@ def sweep(param: str, values: Sequence, evaluate: Callable[[object], Mapping]) -
     return SweepResult(param, values, rows)
 
 
-def corruption_sweep(arrays: Mapping[str, np.ndarray], make_transform: Callable[[object], Callable],
-                     values: Sequence, evaluate: Callable[[dict], Mapping], param: str = "value",
-                     seed: int = 0) -> SweepResult:
+def corruption_sweep(
+    arrays: Mapping[str, np.ndarray],
+    make_transform: Callable[[object], Callable],
+    values: Sequence,
+    evaluate: Callable[[dict], Mapping],
+    param: str = "value",
+    seed: int = 0,
+) -> SweepResult:
     """Corrupts ``arrays`` (one batch: the whole evaluation set) at each value and evaluates.
 
     Args:
@@ -123,22 +128,31 @@ def snr_sweep(arrays, modality: str, snr_dbs: Sequence[float], evaluate, seed: i
     """
     if modality not in arrays:
         raise ValueError(f"snr_sweep: modality {modality!r} is not in the arrays; keys are {sorted(arrays)}.")
-    return corruption_sweep(arrays, lambda v: GaussianNoise(modality, v, seed=seed), snr_dbs, evaluate,
-                            param="snr_db", seed=seed)
+    return corruption_sweep(
+        arrays, lambda v: GaussianNoise(modality, v, seed=seed), snr_dbs, evaluate, param="snr_db", seed=seed
+    )
 
 
 def misalignment_sweep(arrays, modality: str, fractions: Sequence[float], evaluate, seed: int = 0) -> SweepResult:
     """The metric as a function of the fraction of one modality's rows misaligned."""
     if modality not in arrays:
         raise ValueError(f"misalignment_sweep: modality {modality!r} is not in the arrays; keys are {sorted(arrays)}.")
-    return corruption_sweep(arrays, lambda v: Misalign(modality, v, seed=seed), fractions, evaluate,
-                            param="misaligned_fraction", seed=seed)
+    return corruption_sweep(
+        arrays, lambda v: Misalign(modality, v, seed=seed), fractions, evaluate, param="misaligned_fraction", seed=seed
+    )
 
 
-def missing_sweep(arrays, modality: str, rates: Sequence[float], evaluate, fill_value=0.0,
-                  seed: int = 0) -> SweepResult:
+def missing_sweep(
+    arrays, modality: str, rates: Sequence[float], evaluate, fill_value=0.0, seed: int = 0
+) -> SweepResult:
     """The metric as a function of the rate at which one modality is missing (mask False)."""
     if modality not in arrays:
         raise ValueError(f"missing_sweep: modality {modality!r} is not in the arrays; keys are {sorted(arrays)}.")
-    return corruption_sweep(arrays, lambda v: ModalityDropout(modality, v, fill_value=fill_value, seed=seed),
-                            rates, evaluate, param="missing_rate", seed=seed)
+    return corruption_sweep(
+        arrays,
+        lambda v: ModalityDropout(modality, v, fill_value=fill_value, seed=seed),
+        rates,
+        evaluate,
+        param="missing_rate",
+        seed=seed,
+    )

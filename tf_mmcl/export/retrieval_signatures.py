@@ -21,8 +21,13 @@ import tensorflow as tf
 
 from tf_mmcl.export import saved_model
 
-__all__ = ["RETRIEVAL_CONTRACT", "retrieval_query_subsets", "retrieval_signature_name", "check_indexes",
-           "add_retrieval_endpoints"]
+__all__ = [
+    "RETRIEVAL_CONTRACT",
+    "retrieval_query_subsets",
+    "retrieval_signature_name",
+    "check_indexes",
+    "add_retrieval_endpoints",
+]
 
 RETRIEVAL_CONTRACT = """\
 retrieve_<c>               (with index=) in: every modality but c, raw (B, ...)
@@ -53,17 +58,23 @@ def check_indexes(model, index):
     out = {}
     for item in items:
         if not isinstance(item, CandidateIndex):
-            raise ValueError(f"index must be a tf_mmcl.retrieval.CandidateIndex or a list of them, got "
-                             f"{type(item).__name__}.")
+            raise ValueError(
+                f"index must be a tf_mmcl.retrieval.CandidateIndex or a list of them, got {type(item).__name__}."
+            )
         if item.modality in out:
             raise ValueError(f"Two indexes for modality {item.modality!r}; pass one per candidate modality.")
-        for key, want in (("objective", model.objective.name), ("modalities", list(model.modalities)),
-                          ("embedding_dim", model.embedding_dim)):
+        for key, want in (
+            ("objective", model.objective.name),
+            ("modalities", list(model.modalities)),
+            ("embedding_dim", model.embedding_dim),
+        ):
             got = item.model.objective.name if key == "objective" else getattr(item.model, key)
             got = list(got) if key == "modalities" else got
             if got != want:
-                raise ValueError(f"The index of {item.modality!r} was built with a model of {key}={got!r}; "
-                                 f"the exported model has {want!r}.")
+                raise ValueError(
+                    f"The index of {item.modality!r} was built with a model of {key}={got!r}; "
+                    f"the exported model has {want!r}."
+                )
         out[item.modality] = item
     return out
 
@@ -93,9 +104,12 @@ def add_retrieval_endpoints(archive, model, specs, indexes, k, partial_queries):
         kk = min(int(k), index.num_candidates)
         emb_var = tf.Variable(index.embeddings, trainable=False, name=f"retrieval_{c}_embeddings")
         ids = index.ids
-        ids_var = tf.Variable(ids.astype(np.int64) if ids.dtype.kind in "iu" else ids.astype(str).astype(object),
-                              trainable=False, name=f"retrieval_{c}_ids", dtype=tf.int64 if ids.dtype.kind in "iu"
-                              else tf.string)
+        ids_var = tf.Variable(
+            ids.astype(np.int64) if ids.dtype.kind in "iu" else ids.astype(str).astype(object),
+            trainable=False,
+            name=f"retrieval_{c}_ids",
+            dtype=tf.int64 if ids.dtype.kind in "iu" else tf.string,
+        )
         collection += [emb_var, ids_var]
         num, dim = index.embeddings.shape
         for queries in retrieval_query_subsets(model, c, partial_queries):
@@ -122,6 +136,7 @@ def _make_retrieve(model, objective, topk, c, queries, exact, emb_var, ids_var, 
             vec = objective.reduce_queries(model, c, emb, fused, {}) * scale
             scores, pos = topk.blocked_top_k(vec, emb_var, k)
         else:
+
             def score_block(start, size):
                 block = tf.slice(emb_var, [start, 0], [size, dim])
                 s = model.score_embeddings(emb, c, block, fused_embeddings=fused or None)

@@ -10,10 +10,10 @@ documented in :data:`SIGNATURE_CONTRACT`. The graph holds only core TensorFlow o
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import re
-import errno
 import shutil
 import uuid
 
@@ -103,15 +103,18 @@ def serving_input_specs(model, input_shapes=None, input_dtypes=None):
     """
     shapes = getattr(model, "_modality_shapes", None)
     if shapes is None:
-        raise ValueError("The model is not built: call it once on a batch (or fit it) before "
-                         "exporting, so that the input shape of every modality is known.")
+        raise ValueError(
+            "The model is not built: call it once on a batch (or fit it) before "
+            "exporting, so that the input shape of every modality is known."
+        )
     input_shapes = dict(input_shapes or {})
     input_dtypes = dict(input_dtypes or {})
     for what, overrides in (("input_shapes", input_shapes), ("input_dtypes", input_dtypes)):
         unknown = sorted(set(overrides) - set(model.modalities))
         if unknown:
-            raise ValueError(f"{what} names unknown modality(ies) {unknown}; the model's "
-                             f"modalities are {model.modalities}.")
+            raise ValueError(
+                f"{what} names unknown modality(ies) {unknown}; the model's modalities are {model.modalities}."
+            )
     specs = {}
     for m in model.modalities:
         if m in input_shapes:
@@ -180,15 +183,20 @@ def _check_model(model):
     from tf_mmcl.models.contrastive import MultimodalContrastiveModel
 
     if not isinstance(model, MultimodalContrastiveModel):
-        raise ValueError("export_for_serving takes a tf_mmcl.models.MultimodalContrastiveModel, "
-                         f"got {type(model).__name__}.")
+        raise ValueError(
+            f"export_for_serving takes a tf_mmcl.models.MultimodalContrastiveModel, got {type(model).__name__}."
+        )
     for m in model.modalities:
         if not _NAME_RE.match(m):
-            raise ValueError(f"Modality name {m!r} cannot be a serving input name: use letters, "
-                             "digits and '_', starting with a letter.")
+            raise ValueError(
+                f"Modality name {m!r} cannot be a serving input name: use letters, "
+                "digits and '_', starting with a letter."
+            )
         if m == CANDIDATE_EMBEDDINGS:
-            raise ValueError(f"Modality name {m!r} clashes with the '{CANDIDATE_EMBEDDINGS}' "
-                             "input of the score signatures; rename the modality.")
+            raise ValueError(
+                f"Modality name {m!r} clashes with the '{CANDIDATE_EMBEDDINGS}' "
+                "input of the score signatures; rename the modality."
+            )
 
 
 # ---------------------------------------------------------------------------------- archive
@@ -206,10 +214,10 @@ def _build_archive(model, specs, partial_queries, indexes=None, retrieve_k=10):
     def embed_all(inputs):
         return {f"{m}_embedding": _float32(model.embed(m, inputs[m])) for m in modalities}
 
-    archive.add_endpoint("serving_default", embed_all,
-                         input_signature=[{m: specs[m] for m in modalities}])
+    archive.add_endpoint("serving_default", embed_all, input_signature=[{m: specs[m] for m in modalities}])
 
     for m in modalities:
+
         def embed_one(inputs, m=m):
             return {"embedding": _float32(model.embed(m, inputs[m]))}
 
@@ -218,9 +226,11 @@ def _build_archive(model, specs, partial_queries, indexes=None, retrieve_k=10):
     cand_spec = tf.TensorSpec((None, model.embedding_dim), tf.float32, name=CANDIDATE_EMBEDDINGS)
     for c in modalities:
         for queries in query_subsets(model, c, partial_queries):
+
             def score(inputs, c=c, queries=queries):
                 logits = model.score_candidate_embeddings(
-                    {q: inputs[q] for q in queries}, c, inputs[CANDIDATE_EMBEDDINGS])
+                    {q: inputs[q] for q in queries}, c, inputs[CANDIDATE_EMBEDDINGS]
+                )
                 return {"logits": _float32(logits)}
 
             signature = {q: specs[q] for q in queries}
@@ -229,6 +239,7 @@ def _build_archive(model, specs, partial_queries, indexes=None, retrieve_k=10):
 
     # The objective's own endpoints (Gated Symile: "gate_weights"), over every modality's embedding.
     for endpoint, outputs_of in model.objective.export_endpoints(model).items():
+
         def objective_endpoint(inputs, outputs_of=outputs_of):
             embeddings = {m: model.embed(m, inputs[m]) for m in modalities}
             return {k: _float32(v) for k, v in outputs_of(embeddings).items()}
@@ -267,12 +278,12 @@ def _warmup_record(model_name, signature_name, inputs):
     ``model.proto``) so that exporting does not need ``tensorflow-serving-api``.
     """
     model_spec = _field(1, model_name.encode()) + _field(3, signature_name.encode())
-    request = _field(1, model_spec)                               # PredictRequest.model_spec
-    for key in sorted(inputs):                                    # PredictRequest.inputs map
+    request = _field(1, model_spec)  # PredictRequest.model_spec
+    for key in sorted(inputs):  # PredictRequest.inputs map
         tensor = tf.make_tensor_proto(inputs[key]).SerializeToString()
         request += _field(2, _field(1, key.encode()) + _field(2, tensor))
-    predict_log = _field(1, request)                              # PredictLog.request
-    return _field(6, predict_log)                                 # PredictionLog.predict_log
+    predict_log = _field(1, request)  # PredictLog.request
+    return _field(6, predict_log)  # PredictionLog.predict_log
 
 
 def _example_input(spec, rows=1):
@@ -286,7 +297,7 @@ def _write_warmup(path, model, specs, name, partial_queries, indexes=None):
     records = []
     for sig in signature_names(model, partial_queries):
         if sig.startswith("embed_"):
-            m = sig[len("embed_"):]
+            m = sig[len("embed_") :]
             inputs = {m: _example_input(specs[m])}
         elif sig.startswith("score_"):
             queries = _signature_queries(model, sig, partial_queries)
@@ -323,9 +334,20 @@ def _existing_versions(model_dir):
     return sorted(int(d) for d in os.listdir(model_dir) if _VERSION_RE.match(d))
 
 
-def export_for_serving(model, base_dir, name, version=None, *, overwrite=False,
-                       partial_queries=True, input_shapes=None, input_dtypes=None, warmup=True,
-                       index=None, retrieve_k=10):
+def export_for_serving(
+    model,
+    base_dir,
+    name,
+    version=None,
+    *,
+    overwrite=False,
+    partial_queries=True,
+    input_shapes=None,
+    input_dtypes=None,
+    warmup=True,
+    index=None,
+    retrieve_k=10,
+):
     """Exports ``model`` as a SavedModel in the TF Serving layout, atomically.
 
     Writes ``<base_dir>/<name>/<version>/`` (``saved_model.pb``, ``variables/``, and
@@ -401,10 +423,11 @@ def export_for_serving(model, base_dir, name, version=None, *, overwrite=False,
     _check_model(model)
     name = str(name)
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", name):
-        raise ValueError(f"Model name {name!r} must be letters, digits, '_', '-' or '.', "
-                         "starting with a letter or digit (it is a directory and a URL part).")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int)
-                                or version < 1):
+        raise ValueError(
+            f"Model name {name!r} must be letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit (it is a directory and a URL part)."
+        )
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         raise ValueError(f"version must be an int >= 1 or None, got {version!r}.")
     specs = serving_input_specs(model, input_shapes, input_dtypes)
     indexes = None
@@ -418,9 +441,11 @@ def export_for_serving(model, base_dir, name, version=None, *, overwrite=False,
     model_dir = os.path.join(os.fspath(base_dir), name)
     os.makedirs(model_dir, exist_ok=True)
     if version is not None and not overwrite and os.path.exists(os.path.join(model_dir, str(version))):
-        raise FileExistsError(f"Version {version} of model {name!r} already exists at "
-                              f"{os.path.join(model_dir, str(version))}; pass overwrite=True "
-                              "to replace it, or another version.")
+        raise FileExistsError(
+            f"Version {version} of model {name!r} already exists at "
+            f"{os.path.join(model_dir, str(version))}; pass overwrite=True "
+            "to replace it, or another version."
+        )
 
     tmp = os.path.join(model_dir, f".tmp-export-{uuid.uuid4().hex}")
     try:
@@ -446,8 +471,10 @@ def _move_into_place(tmp, model_dir, version, overwrite):
             if auto:
                 continue  # pragma: no cover - another writer took it between listing and here
             if not overwrite:
-                raise FileExistsError(f"Version {version} already exists at {target}; pass "
-                                      "overwrite=True to replace it, or another version.")
+                raise FileExistsError(
+                    f"Version {version} already exists at {target}; pass "
+                    "overwrite=True to replace it, or another version."
+                )
             trash = os.path.join(model_dir, f".tmp-replaced-{uuid.uuid4().hex}")
             os.rename(target, trash)
             try:
@@ -466,8 +493,8 @@ def _move_into_place(tmp, model_dir, version, overwrite):
                 raise
             if auto:
                 continue
-            raise FileExistsError(f"Version {version} already exists at {target}; pass "
-                                  "overwrite=True to replace it, or another version.") from None
+            raise FileExistsError(
+                f"Version {version} already exists at {target}; pass overwrite=True to replace it, or another version."
+            ) from None
         return target
     raise RuntimeError(f"Could not find a free version number in {model_dir}.")  # pragma: no cover
-

@@ -16,5 +16,14 @@ from tf_mmcl.hub.finetune import scale_backbone_learning_rate
 from tf_mmcl.hub.heads import CachedFeatures, compose_with_encoders, head_model
 from tf_mmcl.hub.random_presets import random_backbone, save_random_preset
 
-__all__ = ["CachedFeatures", "compose_with_encoders", "features", "finetune", "head_model", "heads",
-           "random_backbone", "save_random_preset", "scale_backbone_learning_rate"]
+__all__ = [
+    "CachedFeatures",
+    "compose_with_encoders",
+    "features",
+    "finetune",
+    "head_model",
+    "heads",
+    "random_backbone",
+    "save_random_preset",
+    "scale_backbone_learning_rate",
+]

@@ -53,8 +53,7 @@ def _encode_fn(encoder):
     # benchmark's warm-up) so that tracing is paid once per process.
     fn = _ENCODE_FNS.get(encoder)
     if fn is None:
-        fn = tf.function(lambda x: tf.cast(encoder(x, training=False), tf.float32),
-                         reduce_retracing=True)
+        fn = tf.function(lambda x: tf.cast(encoder(x, training=False), tf.float32), reduce_retracing=True)
         _ENCODE_FNS[encoder] = fn
     return fn
 
@@ -89,8 +88,9 @@ def load_manifest(directory):
     with open(path) as f:
         manifest = json.load(f)
     if manifest.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a tf_mmcl feature manifest (format "
-                         f"{manifest.get('format')!r}, expected {FORMAT!r}).")
+        raise ValueError(
+            f"{path} is not a tf_mmcl feature manifest (format {manifest.get('format')!r}, expected {FORMAT!r})."
+        )
     return manifest
 
 
@@ -117,9 +117,12 @@ def _check_same_run(old, new, directory):
                 if old["encoders"][m].get(field) != value:
                     diffs.append(f"{m}.{field}: {old['encoders'][m].get(field)!r} on disk vs {value!r} now")
     if diffs:
-        raise ValueError(f"{directory} holds features of other encoders or data ("
-                         + "; ".join(diffs) + "); features from different encoders must not mix: "
-                         "use a new output directory (or delete this one).")
+        raise ValueError(
+            f"{directory} holds features of other encoders or data ("
+            + "; ".join(diffs)
+            + "); features from different encoders must not mix: "
+            "use a new output directory (or delete this one)."
+        )
 
 
 def _example(row):
@@ -133,8 +136,18 @@ def _example(row):
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def extract_features(encoders, dataset, directory, *, batch_size=32, shard_size=1024,
-                     keep_keys=(), source=None, progress=True, max_shards=None):
+def extract_features(
+    encoders,
+    dataset,
+    directory,
+    *,
+    batch_size=32,
+    shard_size=1024,
+    keep_keys=(),
+    source=None,
+    progress=True,
+    max_shards=None,
+):
     """Runs frozen encoders over ``dataset`` and writes sharded TFRecords of pooled features.
 
     Args:
@@ -165,8 +178,7 @@ def extract_features(encoders, dataset, directory, *, batch_size=32, shard_size=
     if not isinstance(encoders, dict) or not encoders:
         raise ValueError("encoders must be a non-empty dict modality -> encoder layer.")
     if shard_size < 1 or batch_size < 1 or shard_size % batch_size:
-        raise ValueError(f"shard_size ({shard_size}) must be a positive multiple of batch_size "
-                         f"({batch_size}).")
+        raise ValueError(f"shard_size ({shard_size}) must be a positive multiple of batch_size ({batch_size}).")
     modalities = sorted(encoders)
     keep_keys = sorted(keep_keys)
     manifest = {
@@ -270,13 +282,12 @@ def read_features(directory, batch_size=None, shuffle=None, seed=None, require_c
     directory = os.fspath(directory)
     manifest = load_manifest(directory)
     if manifest is None:
-        raise ValueError(f"{directory} has no {MANIFEST}: extract features there first "
-                         "(tools/extract_features.py).")
+        raise ValueError(f"{directory} has no {MANIFEST}: extract features there first (tools/extract_features.py).")
     if require_complete and not manifest["complete"]:
-        raise ValueError(f"The extraction in {directory} is not complete "
-                         f"({manifest['count']} rows so far): rerun it to resume.")
-    spec = {m: tf.io.FixedLenFeature([sig["feature_dim"]], tf.float32)
-            for m, sig in manifest["encoders"].items()}
+        raise ValueError(
+            f"The extraction in {directory} is not complete ({manifest['count']} rows so far): rerun it to resume."
+        )
+    spec = {m: tf.io.FixedLenFeature([sig["feature_dim"]], tf.float32) for m, sig in manifest["encoders"].items()}
     spec.update({k: tf.io.FixedLenFeature([], tf.int64) for k in manifest["keep_keys"]})
     spec["index"] = tf.io.FixedLenFeature([], tf.int64)
     files = [os.path.join(directory, s["file"]) for s in manifest["shards"]]

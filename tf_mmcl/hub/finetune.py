@@ -54,8 +54,9 @@ def scale_backbone_learning_rate(optimizer, model, multiplier):
     encoders = model if isinstance(model, (list, tuple)) else list(getattr(model, "encoders", {}).values())
     backbones = [e for e in encoders if isinstance(e, BackboneEncoder)]
     if not backbones:
-        raise ValueError("scale_backbone_learning_rate found no BackboneEncoder in the model's "
-                         "encoders: nothing to scale.")
+        raise ValueError(
+            "scale_backbone_learning_rate found no BackboneEncoder in the model's encoders: nothing to scale."
+        )
     inner = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer wraps one
     if getattr(inner, "learning_rate_multipliers", None) is not None:
         raise ValueError("This optimizer's backbone learning rate is already scaled.")

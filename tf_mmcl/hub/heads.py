@@ -43,8 +43,10 @@ class CachedFeatures(keras.layers.Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 2 or (input_shape[-1] is not None and input_shape[-1] != self.feature_dim):
-            raise ValueError(f"Layer '{self.name}' takes cached features (N, {self.feature_dim}); "
-                             f"received shape {tuple(input_shape)}.")
+            raise ValueError(
+                f"Layer '{self.name}' takes cached features (N, {self.feature_dim}); "
+                f"received shape {tuple(input_shape)}."
+            )
         self.built = True
 
     def call(self, inputs):
@@ -78,10 +80,10 @@ def head_model(manifest, embedding_dim, objective="symile", modalities=None, **m
     if unknown:
         raise ValueError(f"modalities {unknown} are not in the features ({sorted(encoders)}).")
     passthrough = tuple(model_kwargs.pop("passthrough_keys", ())) + tuple(manifest["keep_keys"]) + ("index",)
-    heads = {m: CachedFeatures(encoders[m]["feature_dim"], encoder=encoders[m], name=f"cached_{m}")
-             for m in modalities}
-    return MultimodalContrastiveModel(heads, embedding_dim, objective=objective,
-                                      passthrough_keys=passthrough + ("label", "labels"), **model_kwargs)
+    heads = {m: CachedFeatures(encoders[m]["feature_dim"], encoder=encoders[m], name=f"cached_{m}") for m in modalities}
+    return MultimodalContrastiveModel(
+        heads, embedding_dim, objective=objective, passthrough_keys=passthrough + ("label", "labels"), **model_kwargs
+    )
 
 
 def compose_with_encoders(trained, encoders, sample_inputs, check_fingerprints=True):
@@ -109,11 +111,15 @@ def compose_with_encoders(trained, encoders, sample_inputs, check_fingerprints=T
         old = trained.encoders[m]
         if isinstance(old, CachedFeatures) and old.encoder and check_fingerprints:
             new = encoder_signature(encoders[m])
-            diffs = [f"{k}: {old.encoder.get(k)!r} (features) vs {v!r} (encoder)"
-                     for k, v in new.items() if old.encoder.get(k) != v]
+            diffs = [
+                f"{k}: {old.encoder.get(k)!r} (features) vs {v!r} (encoder)"
+                for k, v in new.items()
+                if old.encoder.get(k) != v
+            ]
             if diffs:
-                raise ValueError(f"The encoder for {m!r} is not the one that produced the cached "
-                                 f"features: {'; '.join(diffs)}.")
+                raise ValueError(
+                    f"The encoder for {m!r} is not the one that produced the cached features: {'; '.join(diffs)}."
+                )
     config = trained.get_config()
     config.pop("encoders")
     config.pop("name", None)

@@ -29,8 +29,7 @@ from tf_mmcl.data.pipeline import write_tfrecord
 from tf_mmcl.hub import features as features_lib
 from tf_mmcl.hub.heads import compose_with_encoders, head_model
 
-__all__ = ["input_dataset", "load_encoders", "preprocessor", "run_extraction", "train_heads",
-           "write_tensor_records"]
+__all__ = ["input_dataset", "load_encoders", "preprocessor", "run_extraction", "train_heads", "write_tensor_records"]
 
 
 # ---------------------------------------------------------------------------------- data
@@ -53,8 +52,7 @@ def _tensor_records(pattern, keys):
     dtypes = {}
     for k in keys:
         if k not in first.features.feature:
-            raise ValueError(f"TFRecords {pattern!r} have no key {k!r}; they have "
-                             f"{sorted(first.features.feature)}.")
+            raise ValueError(f"TFRecords {pattern!r} have no key {k!r}; they have {sorted(first.features.feature)}.")
         proto = tf.make_tensor_proto(0)
         proto.ParseFromString(first.features.feature[k].bytes_list.value[0])
         dtypes[k] = tf.dtypes.as_dtype(proto.dtype)
@@ -92,8 +90,7 @@ def preprocessor(preset, kind, sequence_length=0, padding_id=0):
             if sequence_length:
                 ids = ids[..., :sequence_length]
                 pad = sequence_length - tf.shape(ids)[-1]
-                ids = tf.pad(ids, [[0, pad]] if ids.shape.rank == 1 else [[0, 0], [0, pad]],
-                             constant_values=padding_id)
+                ids = tf.pad(ids, [[0, pad]] if ids.shape.rank == 1 else [[0, 0], [0, pad]], constant_values=padding_id)
             return ids
 
         return tokenize
@@ -119,8 +116,7 @@ def input_dataset(config, encoders):
     if data.tfds:
         import tensorflow_datasets as tfds
 
-        ds = tfds.load(data.tfds, split=data.split, data_dir=data.data_dir or None,
-                       download=False, shuffle_files=False)
+        ds = tfds.load(data.tfds, split=data.split, data_dir=data.data_dir or None, download=False, shuffle_files=False)
     elif data.tfrecords:
         ds = _tensor_records(data.tfrecords, sorted(set(keys.values()) | set(keep)))
     else:
@@ -154,8 +150,13 @@ def load_encoders(config, trainable_blocks=0):
     for m in sorted(config.encoders):
         c = config.encoders[m]
         encoders[m] = BackboneEncoder.from_preset(
-            c.preset, pooling=c.pooling or None, padding_id=int(c.padding_id),
-            trainable_blocks=trainable_blocks, dtype=precision or None, name=f"encoder_{m}")
+            c.preset,
+            pooling=c.pooling or None,
+            padding_id=int(c.padding_id),
+            trainable_blocks=trainable_blocks,
+            dtype=precision or None,
+            name=f"encoder_{m}",
+        )
     return encoders
 
 
@@ -172,9 +173,16 @@ def run_extraction(config, features_dir=None, max_shards=None, progress=True):
     encoders = load_encoders(config, trainable_blocks=0)
     ds = input_dataset(config, encoders)
     return features_lib.extract_features(
-        encoders, ds, features_dir, batch_size=config.extract.batch_size,
-        shard_size=config.extract.shard_size, keep_keys=list(config.data.keep_keys),
-        source=_source(config), progress=progress, max_shards=max_shards)
+        encoders,
+        ds,
+        features_dir,
+        batch_size=config.extract.batch_size,
+        shard_size=config.extract.shard_size,
+        keep_keys=list(config.data.keep_keys),
+        source=_source(config),
+        progress=progress,
+        max_shards=max_shards,
+    )
 
 
 def train_heads(config, workdir, features_dir=None, export_dir=None, verbose=0):
@@ -191,19 +199,18 @@ def train_heads(config, workdir, features_dir=None, export_dir=None, verbose=0):
         raise ValueError(f"No features in {features_dir!r}: run tools/extract_features.py first.")
     h = config.heads
     keras.utils.set_random_seed(h.seed)
-    model = head_model(manifest, h.embedding_dim, objective=h.objective,
-                       modalities=sorted(config.encoders))
+    model = head_model(manifest, h.embedding_dim, objective=h.objective, modalities=sorted(config.encoders))
     model.compile(optimizer=keras.optimizers.Adam(h.learning_rate))
-    ds = features_lib.read_features(features_dir, batch_size=h.batch_size, shuffle=h.shuffle or None,
-                                    seed=h.seed).prefetch(tf.data.AUTOTUNE)
+    ds = features_lib.read_features(
+        features_dir, batch_size=h.batch_size, shuffle=h.shuffle or None, seed=h.seed
+    ).prefetch(tf.data.AUTOTUNE)
     history = model.fit(ds, epochs=h.epochs, verbose=verbose)
     os.makedirs(workdir, exist_ok=True)
     from tf_mmcl.training.files import atomic_path, write_json  # never a half-written file
 
     with atomic_path(os.path.join(workdir, "heads.keras")) as tmp:
         model.save(tmp)
-    write_json(os.path.join(workdir, "history.json"),
-               {k: [float(x) for x in v] for k, v in history.history.items()})
+    write_json(os.path.join(workdir, "history.json"), {k: [float(x) for x in v] for k, v in history.history.items()})
     version = None
     if export_dir:
         from tf_mmcl.export import export_for_serving

@@ -16,37 +16,106 @@ from tf_mmcl.layers.backbone import require_keras_hub
 __all__ = ["ARCHITECTURES", "random_backbone", "save_random_preset"]
 
 ARCHITECTURES = {
-    "vit": ("ViTBackbone", {
-        "tiny": dict(image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2,
-                     hidden_dim=32, mlp_dim=64),
-        "base": dict(image_shape=(224, 224, 3), patch_size=16, num_layers=12, num_heads=12,
-                     hidden_dim=768, mlp_dim=3072)}),
-    "clip_vision": ("CLIPVisionEncoder", {
-        "tiny": dict(image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2,
-                     hidden_dim=32, intermediate_dim=64),
-        "base": dict(image_shape=(224, 224, 3), patch_size=16, num_layers=12, num_heads=12,
-                     hidden_dim=768, intermediate_dim=3072)}),
-    "bert": ("BertBackbone", {
-        "tiny": dict(vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=32,
-                     intermediate_dim=64, max_sequence_length=16)}),
-    "xlm_roberta": ("XLMRobertaBackbone", {
-        "tiny": dict(vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=32,
-                     intermediate_dim=64, max_sequence_length=16),
-        "base": dict(vocabulary_size=250002, num_layers=12, num_heads=12, hidden_dim=768,
-                     intermediate_dim=3072, max_sequence_length=512)}),
-    "distil_bert": ("DistilBertBackbone", {
-        "tiny": dict(vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=32,
-                     intermediate_dim=64, max_sequence_length=16)}),
+    "vit": (
+        "ViTBackbone",
+        {
+            "tiny": dict(image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64),
+            "base": dict(
+                image_shape=(224, 224, 3), patch_size=16, num_layers=12, num_heads=12, hidden_dim=768, mlp_dim=3072
+            ),
+        },
+    ),
+    "clip_vision": (
+        "CLIPVisionEncoder",
+        {
+            "tiny": dict(
+                image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64
+            ),
+            "base": dict(
+                image_shape=(224, 224, 3),
+                patch_size=16,
+                num_layers=12,
+                num_heads=12,
+                hidden_dim=768,
+                intermediate_dim=3072,
+            ),
+        },
+    ),
+    "bert": (
+        "BertBackbone",
+        {
+            "tiny": dict(
+                vocabulary_size=100,
+                num_layers=2,
+                num_heads=2,
+                hidden_dim=32,
+                intermediate_dim=64,
+                max_sequence_length=16,
+            )
+        },
+    ),
+    "xlm_roberta": (
+        "XLMRobertaBackbone",
+        {
+            "tiny": dict(
+                vocabulary_size=100,
+                num_layers=2,
+                num_heads=2,
+                hidden_dim=32,
+                intermediate_dim=64,
+                max_sequence_length=16,
+            ),
+            "base": dict(
+                vocabulary_size=250002,
+                num_layers=12,
+                num_heads=12,
+                hidden_dim=768,
+                intermediate_dim=3072,
+                max_sequence_length=512,
+            ),
+        },
+    ),
+    "distil_bert": (
+        "DistilBertBackbone",
+        {
+            "tiny": dict(
+                vocabulary_size=100,
+                num_layers=2,
+                num_heads=2,
+                hidden_dim=32,
+                intermediate_dim=64,
+                max_sequence_length=16,
+            )
+        },
+    ),
     # Whisper-base's encoder: 6 layers, 8 heads, width 512, 80 mels, 3000 frames. The decoder
     # is built too (keras-hub has no encoder-only class) with a small vocabulary, since
     # BackboneEncoder drops it.
-    "whisper": ("WhisperBackbone", {
-        "tiny": dict(vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=32,
-                     intermediate_dim=64, num_mels=16, max_encoder_sequence_length=64,
-                     max_decoder_sequence_length=8),
-        "base": dict(vocabulary_size=1000, num_layers=6, num_heads=8, hidden_dim=512,
-                     intermediate_dim=2048, num_mels=80, max_encoder_sequence_length=3000,
-                     max_decoder_sequence_length=32)}),
+    "whisper": (
+        "WhisperBackbone",
+        {
+            "tiny": dict(
+                vocabulary_size=100,
+                num_layers=2,
+                num_heads=2,
+                hidden_dim=32,
+                intermediate_dim=64,
+                num_mels=16,
+                max_encoder_sequence_length=64,
+                max_decoder_sequence_length=8,
+            ),
+            "base": dict(
+                vocabulary_size=1000,
+                num_layers=6,
+                num_heads=8,
+                hidden_dim=512,
+                intermediate_dim=2048,
+                num_mels=80,
+                max_encoder_sequence_length=3000,
+                max_decoder_sequence_length=32,
+            ),
+        },
+    ),
 }
 
 

@@ -59,16 +59,41 @@ class AudioEncoder(keras.layers.Layer):
         TensorShape([2, 4])
     """
 
-    def __init__(self, input_type="waveform", sample_rate=16000, frame_length=400,
-                 frame_step=160, fft_length=512, num_mel_bins=64, lower_edge_hertz=20.0,
-                 upper_edge_hertz=None, log_offset=1e-6, filters=(16, 32), kernel_size=3,
-                 pooling="avg", output_dim=None, strides=2, convs_per_stage=1,
-                 normalization="batch", norm_groups=8, activation="relu", dropout=0.0,
-                 **kwargs):
+    def __init__(
+        self,
+        input_type="waveform",
+        sample_rate=16000,
+        frame_length=400,
+        frame_step=160,
+        fft_length=512,
+        num_mel_bins=64,
+        lower_edge_hertz=20.0,
+        upper_edge_hertz=None,
+        log_offset=1e-6,
+        filters=(16, 32),
+        kernel_size=3,
+        pooling="avg",
+        output_dim=None,
+        strides=2,
+        convs_per_stage=1,
+        normalization="batch",
+        norm_groups=8,
+        activation="relu",
+        dropout=0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.input_type = validate_choice(input_type, "input_type", ("waveform", "log_mel"))
-        validate_log_mel_args(sample_rate, frame_length, frame_step, fft_length, num_mel_bins,
-                              lower_edge_hertz, upper_edge_hertz, log_offset)
+        validate_log_mel_args(
+            sample_rate,
+            frame_length,
+            frame_step,
+            fft_length,
+            num_mel_bins,
+            lower_edge_hertz,
+            upper_edge_hertz,
+            log_offset,
+        )
         self.sample_rate = sample_rate
         self.frame_length = frame_length
         self.frame_step = frame_step
@@ -80,10 +105,19 @@ class AudioEncoder(keras.layers.Layer):
 
         # === Layers ===
         self.cnn = ImageEncoder(
-            filters=filters, kernel_size=kernel_size, pooling=pooling, output_dim=output_dim,
-            strides=strides, convs_per_stage=convs_per_stage, normalization=normalization,
-            norm_groups=norm_groups, activation=activation, dropout=dropout,
-            dtype=self.dtype_policy, name="cnn")
+            filters=filters,
+            kernel_size=kernel_size,
+            pooling=pooling,
+            output_dim=output_dim,
+            strides=strides,
+            convs_per_stage=convs_per_stage,
+            normalization=normalization,
+            norm_groups=norm_groups,
+            activation=activation,
+            dropout=dropout,
+            dtype=self.dtype_policy,
+            name="cnn",
+        )
 
     @property
     def input_dtype(self):
@@ -100,31 +134,35 @@ class AudioEncoder(keras.layers.Layer):
         input_shape = tuple(input_shape)
         if self.input_type == "log_mel":
             return input_shape
-        return (input_shape[0],
-                num_frames(input_shape[1], self.frame_length, self.frame_step),
-                self.num_mel_bins)
+        return (input_shape[0], num_frames(input_shape[1], self.frame_length, self.frame_step), self.num_mel_bins)
 
     def build(self, input_shape):
         if self.input_type == "waveform":
             check_rank(self, input_shape, "waveforms (N, T)", rank=2)
         else:
-            check_rank(self, input_shape, "log-mel spectrograms (N, frames, num_mel_bins)",
-                        rank=3)
+            check_rank(self, input_shape, "log-mel spectrograms (N, frames, num_mel_bins)", rank=3)
             if input_shape[-1] is not None and input_shape[-1] != self.num_mel_bins:
                 raise ValueError(
                     f"Layer '{self.name}' expects log-mel inputs with num_mel_bins="
                     f"{self.num_mel_bins} on the last axis; received shape "
-                    f"{tuple(input_shape)}.")
+                    f"{tuple(input_shape)}."
+                )
         self.cnn.build(self.spectrogram_shape(input_shape) + (1,))
         self.built = True
 
     def log_mel(self, waveform):
         """The front end alone: float32 ``(N, T)`` -> float32 ``(N, frames, num_mel_bins)``."""
         return log_mel_spectrogram(
-            waveform, sample_rate=self.sample_rate, frame_length=self.frame_length,
-            frame_step=self.frame_step, fft_length=self.fft_length,
-            num_mel_bins=self.num_mel_bins, lower_edge_hertz=self.lower_edge_hertz,
-            upper_edge_hertz=self.upper_edge_hertz, log_offset=self.log_offset)
+            waveform,
+            sample_rate=self.sample_rate,
+            frame_length=self.frame_length,
+            frame_step=self.frame_step,
+            fft_length=self.fft_length,
+            num_mel_bins=self.num_mel_bins,
+            lower_edge_hertz=self.lower_edge_hertz,
+            upper_edge_hertz=self.upper_edge_hertz,
+            log_offset=self.log_offset,
+        )
 
     def call(self, inputs, training=None):
         x = self.log_mel(inputs) if self.input_type == "waveform" else inputs
@@ -138,25 +176,27 @@ class AudioEncoder(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         cnn = self.cnn
-        config.update({
-            "input_type": self.input_type,
-            "sample_rate": self.sample_rate,
-            "frame_length": self.frame_length,
-            "frame_step": self.frame_step,
-            "fft_length": self.fft_length,
-            "num_mel_bins": self.num_mel_bins,
-            "lower_edge_hertz": self.lower_edge_hertz,
-            "upper_edge_hertz": self.upper_edge_hertz,
-            "log_offset": self.log_offset,
-            "filters": list(cnn.filters),
-            "kernel_size": cnn.kernel_size,
-            "pooling": cnn.pooling,
-            "output_dim": cnn.output_dim,
-            "strides": cnn.strides,
-            "convs_per_stage": cnn.convs_per_stage,
-            "normalization": cnn.normalization,
-            "norm_groups": cnn.norm_groups,
-            "activation": cnn.activation,
-            "dropout": cnn.dropout,
-        })
+        config.update(
+            {
+                "input_type": self.input_type,
+                "sample_rate": self.sample_rate,
+                "frame_length": self.frame_length,
+                "frame_step": self.frame_step,
+                "fft_length": self.fft_length,
+                "num_mel_bins": self.num_mel_bins,
+                "lower_edge_hertz": self.lower_edge_hertz,
+                "upper_edge_hertz": self.upper_edge_hertz,
+                "log_offset": self.log_offset,
+                "filters": list(cnn.filters),
+                "kernel_size": cnn.kernel_size,
+                "pooling": cnn.pooling,
+                "output_dim": cnn.output_dim,
+                "strides": cnn.strides,
+                "convs_per_stage": cnn.convs_per_stage,
+                "normalization": cnn.normalization,
+                "norm_groups": cnn.norm_groups,
+                "activation": cnn.activation,
+                "dropout": cnn.dropout,
+            }
+        )
         return config

@@ -34,9 +34,11 @@ __all__ = ["BackboneEncoder", "POOLINGS", "KINDS", "require_keras_hub"]
 POOLINGS = ("cls", "mean", "pooled", "attention", "none")
 KINDS = ("text", "image", "audio", "generic")
 _DEFAULT_POOLING = {"text": "mean", "image": "cls", "audio": "mean"}
-_HUB_EXTRA_HINT = ('install the optional `hub` extra: `make install-hub`, or `pip install '
-                   '"tf-mmcl[hub]"` then `pip install --no-deps keras-hub==0.32.0 '
-                   'tensorflow-text~=2.21.0` (--no-deps keeps tensorflow-cpu; see docs/real_data.md)')
+_HUB_EXTRA_HINT = (
+    "install the optional `hub` extra: `make install-hub`, or `pip install "
+    '"tf-mmcl[hub]"` then `pip install --no-deps keras-hub==0.32.0 '
+    "tensorflow-text~=2.21.0` (--no-deps keeps tensorflow-cpu; see docs/real_data.md)"
+)
 PRESETS_ENV = "TF_MMCL_PRESETS"
 """Environment variable naming a directory of downloaded presets (``<dir>/<preset name>/``)."""
 
@@ -76,10 +78,13 @@ def _whisper_encoder(backbone):
     """The encoder half of a (keras-hub) Whisper backbone as a functional model."""
     outputs = backbone.output
     if not isinstance(outputs, dict) or "encoder_sequence_output" not in outputs:
-        raise ValueError("A backbone with an `encoder_features` input must have an "
-                         "`encoder_sequence_output` output (keras-hub's WhisperBackbone).")
-    return keras.Model(backbone.input["encoder_features"], outputs["encoder_sequence_output"],
-                       name=f"{backbone.name}_encoder")
+        raise ValueError(
+            "A backbone with an `encoder_features` input must have an "
+            "`encoder_sequence_output` output (keras-hub's WhisperBackbone)."
+        )
+    return keras.Model(
+        backbone.input["encoder_features"], outputs["encoder_sequence_output"], name=f"{backbone.name}_encoder"
+    )
 
 
 def _children(layer):
@@ -173,13 +178,13 @@ class BackboneEncoder(keras.layers.Layer):
         TensorShape([2, 4])
     """
 
-    def __init__(self, backbone, pooling=None, padding_id=0, trainable_blocks=None, kind=None,
-                 preset=None, **kwargs):
+    def __init__(self, backbone, pooling=None, padding_id=0, trainable_blocks=None, kind=None, preset=None, **kwargs):
         if isinstance(backbone, dict):  # from a config
             backbone = _deserialize_backbone(backbone)
         if not isinstance(backbone, keras.Model):
-            raise ValueError(f"`backbone` must be a Keras model (e.g. a keras-hub Backbone), "
-                             f"got {type(backbone).__name__}.")
+            raise ValueError(
+                f"`backbone` must be a Keras model (e.g. a keras-hub Backbone), got {type(backbone).__name__}."
+            )
         if hasattr(backbone, "vision_encoder") and hasattr(backbone, "text_encoder"):
             # A dual encoder (keras-hub CLIP / SigLIP presets): its image tower by default.
             backbone = backbone.text_encoder if kind == "text" else backbone.vision_encoder
@@ -201,18 +206,22 @@ class BackboneEncoder(keras.layers.Layer):
                 raise ValueError("A text backbone must take a dict input with `token_ids`.")
             unknown = sorted(set(names) - {"token_ids", "padding_mask", "segment_ids"})
             if unknown:
-                raise ValueError(f"Text backbone input(s) {unknown} cannot be derived from token "
-                                 "ids; BackboneEncoder supplies token_ids, padding_mask and "
-                                 "segment_ids only.")
+                raise ValueError(
+                    f"Text backbone input(s) {unknown} cannot be derived from token "
+                    "ids; BackboneEncoder supplies token_ids, padding_mask and "
+                    "segment_ids only."
+                )
         if isinstance(padding_id, bool) or not isinstance(padding_id, int) or padding_id < 0:
             raise ValueError(f"`padding_id` must be an int >= 0, got {padding_id!r}.")
         self.padding_id = padding_id
         self.pooling = self._validate_pooling(pooling)
-        if trainable_blocks is not None and (isinstance(trainable_blocks, bool)
-                                             or not isinstance(trainable_blocks, int)
-                                             or trainable_blocks < 0):
-            raise ValueError(f"`trainable_blocks` must be None (train everything), 0 (frozen) "
-                             f"or a positive int, got {trainable_blocks!r}.")
+        if trainable_blocks is not None and (
+            isinstance(trainable_blocks, bool) or not isinstance(trainable_blocks, int) or trainable_blocks < 0
+        ):
+            raise ValueError(
+                f"`trainable_blocks` must be None (train everything), 0 (frozen) "
+                f"or a positive int, got {trainable_blocks!r}."
+            )
         self.trainable_blocks = trainable_blocks
         self.preset = None if preset is None else str(preset)
         self._apply_freezing()
@@ -222,8 +231,7 @@ class BackboneEncoder(keras.layers.Layer):
         out = self.backbone.output
         if isinstance(out, dict):
             if "sequence_output" not in out:
-                raise ValueError(f"The backbone's outputs {sorted(out)} have no "
-                                 "`sequence_output`.")
+                raise ValueError(f"The backbone's outputs {sorted(out)} have no `sequence_output`.")
             out = out["sequence_output"]
         return tuple(out.shape)
 
@@ -238,17 +246,23 @@ class BackboneEncoder(keras.layers.Layer):
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` must be one of {POOLINGS} or None, got {pooling!r}.")
         if pooling == "pooled" and not has_pooled:
-            raise ValueError(f"pooling='pooled' needs a backbone with a `pooled_output` (e.g. "
-                             f"BERT); this {self.kind} backbone has outputs "
-                             f"{self._output_keys or 'one tensor'}: use 'cls', 'mean' or "
-                             "'attention'.")
+            raise ValueError(
+                f"pooling='pooled' needs a backbone with a `pooled_output` (e.g. "
+                f"BERT); this {self.kind} backbone has outputs "
+                f"{self._output_keys or 'one tensor'}: use 'cls', 'mean' or "
+                "'attention'."
+            )
         rank = len(self._sequence_output_shape())
         if pooling == "none" and rank != 2:
-            raise ValueError(f"pooling='none' needs a backbone output of rank 2 (N, D); this one "
-                             f"is {self._sequence_output_shape()}: use 'cls', 'mean' or 'attention'.")
+            raise ValueError(
+                f"pooling='none' needs a backbone output of rank 2 (N, D); this one "
+                f"is {self._sequence_output_shape()}: use 'cls', 'mean' or 'attention'."
+            )
         if pooling in ("cls", "mean", "attention") and rank != 3:
-            raise ValueError(f"pooling={pooling!r} needs a sequence output (N, T, D); this "
-                             f"backbone returns {self._sequence_output_shape()}: use 'none'.")
+            raise ValueError(
+                f"pooling={pooling!r} needs a sequence output (N, T, D); this "
+                f"backbone returns {self._sequence_output_shape()}: use 'none'."
+            )
         return pooling
 
     def _apply_freezing(self):
@@ -262,8 +276,10 @@ class BackboneEncoder(keras.layers.Layer):
         walk = _walk(self.backbone, [])
         blocks = [i for i, (kind, _, _) in enumerate(walk) if kind == "block"]
         if k > len(blocks):
-            raise ValueError(f"trainable_blocks={k} but the backbone has {len(blocks)} "
-                             "transformer block(s); use None to train all of it.")
+            raise ValueError(
+                f"trainable_blocks={k} but the backbone has {len(blocks)} "
+                "transformer block(s); use None to train all of it."
+            )
         first = blocks[-k]
         # Everything that runs wholly before the first trainable block is frozen (embeddings,
         # earlier blocks, containers like ViT's patch embedding with its own class token).
@@ -294,29 +310,37 @@ class BackboneEncoder(keras.layers.Layer):
         input_shape = tuple(input_shape)
         if self.kind == "text":
             if len(input_shape) != 2:
-                raise ValueError(f"Layer '{self.name}' (text backbone) expects token ids (N, L); "
-                                 f"received input shape {input_shape}.")
+                raise ValueError(
+                    f"Layer '{self.name}' (text backbone) expects token ids (N, L); received input shape {input_shape}."
+                )
             limit = getattr(self.backbone, "max_sequence_length", None)
             if limit is not None and input_shape[1] is not None and input_shape[1] > limit:
-                raise ValueError(f"Layer '{self.name}': sequences of {input_shape[1]} tokens exceed "
-                                 f"the backbone's max_sequence_length={limit}; truncate them "
-                                 "(the preset's preprocessor takes sequence_length=...).")
+                raise ValueError(
+                    f"Layer '{self.name}': sequences of {input_shape[1]} tokens exceed "
+                    f"the backbone's max_sequence_length={limit}; truncate them "
+                    "(the preset's preprocessor takes sequence_length=...)."
+                )
         if self.kind == "audio" and len(input_shape) == 3 and input_shape[1] is not None:
             limit = _max_audio_frames(self.backbone)
             if limit is not None and input_shape[1] > limit:
-                raise ValueError(f"Layer '{self.name}': {input_shape[1]} log-mel frames exceed the "
-                                 f"encoder's {limit}; pad or crop to {limit} frames (the preset's "
-                                 "audio converter does).")
+                raise ValueError(
+                    f"Layer '{self.name}': {input_shape[1]} log-mel frames exceed the "
+                    f"encoder's {limit}; pad or crop to {limit} frames (the preset's "
+                    "audio converter does)."
+                )
         if self.pooling == "attention":
             self.attention_query = self.add_weight(
-                shape=(self.feature_dim,), initializer="zeros", name="attention_query")
+                shape=(self.feature_dim,), initializer="zeros", name="attention_query"
+            )
         self.built = True
 
     def _backbone_inputs(self, inputs):
         if self.kind == "text":
             if "int" not in keras.backend.standardize_dtype(inputs.dtype):
-                raise ValueError(f"Layer '{self.name}' expects integer token ids (N, L); received "
-                                 f"dtype {inputs.dtype}. Tokenise first (the preset's tokenizer).")
+                raise ValueError(
+                    f"Layer '{self.name}' expects integer token ids (N, L); received "
+                    f"dtype {inputs.dtype}. Tokenise first (the preset's tokenizer)."
+                )
             ids = ops.cast(inputs, "int32")
             feed = {"token_ids": ids}
             names = _input_names(self.backbone)
@@ -373,14 +397,16 @@ class BackboneEncoder(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "pooling": self.pooling,
-            "padding_id": self.padding_id,
-            "trainable_blocks": self.trainable_blocks,
-            "kind": self.kind,
-            "preset": self.preset,
-        })
+        config.update(
+            {
+                "backbone": keras.saving.serialize_keras_object(self.backbone),
+                "pooling": self.pooling,
+                "padding_id": self.padding_id,
+                "trainable_blocks": self.trainable_blocks,
+                "kind": self.kind,
+                "preset": self.preset,
+            }
+        )
         return config
 
     @classmethod
@@ -391,8 +417,7 @@ class BackboneEncoder(keras.layers.Layer):
 
     # ------------------------------------------------------------------ presets
     @classmethod
-    def from_preset(cls, preset, pooling=None, padding_id=None, trainable_blocks=None,
-                    dtype=None, **kwargs):
+    def from_preset(cls, preset, pooling=None, padding_id=None, trainable_blocks=None, dtype=None, **kwargs):
         """Loads a keras-hub backbone preset and wraps it.
 
         Args:
@@ -422,8 +447,14 @@ class BackboneEncoder(keras.layers.Layer):
             kwargs.setdefault("dtype", dtype)
         if padding_id is None:
             padding_id = _preset_padding_id(keras_hub, source)
-        return cls(backbone, pooling=pooling, padding_id=padding_id,
-                   trainable_blocks=trainable_blocks, preset=str(preset), **kwargs)
+        return cls(
+            backbone,
+            pooling=pooling,
+            padding_id=padding_id,
+            trainable_blocks=trainable_blocks,
+            preset=str(preset),
+            **kwargs,
+        )
 
 
 def resolve_preset(preset):
@@ -444,8 +475,10 @@ def _load_backbone(keras_hub, source, preset, dtype):
     kwargs = {} if dtype is None else {"dtype": dtype}
     if os.path.isdir(source):
         if not os.path.exists(os.path.join(source, "config.json")):
-            raise ValueError(f"{source!r} is not a keras-hub preset directory (no config.json); "
-                             "write one with backbone.save_to_preset(dir).")
+            raise ValueError(
+                f"{source!r} is not a keras-hub preset directory (no config.json); "
+                "write one with backbone.save_to_preset(dir)."
+            )
         return keras_hub.models.Backbone.from_preset(source, **kwargs)
     try:
         return keras_hub.models.Backbone.from_preset(source, **kwargs)
@@ -455,7 +488,8 @@ def _load_backbone(keras_hub, source, preset, dtype):
             f"Could not load preset {preset!r} ({type(e).__name__}; no network?): download it "
             f"once where there is network (keras_hub.models.Backbone.from_preset({preset!r})"
             f".save_to_preset('{name}')), copy the directory here and pass its path, or put it "
-            f"at ${PRESETS_ENV}/{name}.") from None
+            f"at ${PRESETS_ENV}/{name}."
+        ) from None
 
 
 def _preset_padding_id(keras_hub, source):

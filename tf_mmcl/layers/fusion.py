@@ -79,9 +79,19 @@ class FusionHead(keras.layers.Layer):
         TensorShape([4, 8])
     """
 
-    def __init__(self, output_dim, hidden_dim=None, num_layers=2, dropout=0.1, mask_ratio=0.0,
-                 activation="relu", output_activation="leaky_relu", output_dropout=True,
-                 seed=None, **kwargs):
+    def __init__(
+        self,
+        output_dim,
+        hidden_dim=None,
+        num_layers=2,
+        dropout=0.1,
+        mask_ratio=0.0,
+        activation="relu",
+        output_activation="leaky_relu",
+        output_dropout=True,
+        seed=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.output_dim = validate_units(output_dim, "output_dim")
         self.hidden_dim = validate_optional_units(hidden_dim, "hidden_dim")
@@ -90,9 +100,12 @@ class FusionHead(keras.layers.Layer):
         self.mask_ratio = validate_rate(mask_ratio, "mask_ratio")
         self.activation = serialize_activation(activation)
         self.output_activation = (
-            "leaky_relu" if output_activation == "leaky_relu"
-            else None if output_activation is None
-            else serialize_activation(output_activation))
+            "leaky_relu"
+            if output_activation == "leaky_relu"
+            else None
+            if output_activation is None
+            else serialize_activation(output_activation)
+        )
         self.output_dropout = bool(output_dropout)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"`seed` must be an int or None. Received: seed={seed!r}")
@@ -104,24 +117,18 @@ class FusionHead(keras.layers.Layer):
         self.hidden_layers = []
         for i in range(self.num_layers - 1):
             self.hidden_layers.append(keras.layers.Dense(width, dtype=policy, name=f"dense_{i}"))
-            self.hidden_layers.append(
-                keras.layers.Activation(activation, dtype=policy, name=f"activation_{i}"))
-            self.hidden_layers.append(
-                keras.layers.Dropout(self.dropout, dtype=policy, name=f"dropout_{i}"))
-        self.output_dense = keras.layers.Dense(self.output_dim, dtype=policy,
-                                               name="output_dense")
+            self.hidden_layers.append(keras.layers.Activation(activation, dtype=policy, name=f"activation_{i}"))
+            self.hidden_layers.append(keras.layers.Dropout(self.dropout, dtype=policy, name=f"dropout_{i}"))
+        self.output_dense = keras.layers.Dense(self.output_dim, dtype=policy, name="output_dense")
         if self.output_activation == "leaky_relu":
-            self.output_act = keras.layers.LeakyReLU(negative_slope=0.2, dtype=policy,
-                                                     name="output_activation")
+            self.output_act = keras.layers.LeakyReLU(negative_slope=0.2, dtype=policy, name="output_activation")
         elif self.output_activation is None:
             self.output_act = None
         else:
-            self.output_act = keras.layers.Activation(output_activation, dtype=policy,
-                                                      name="output_activation")
+            self.output_act = keras.layers.Activation(output_activation, dtype=policy, name="output_activation")
         self.output_dropout_layer = None
         if self.output_dropout:
-            self.output_dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy,
-                                                             name="output_dropout")
+            self.output_dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy, name="output_dropout")
         self.seed_generator = keras.random.SeedGenerator(seed, name="mask_seed_generator")
 
     @property
@@ -130,26 +137,29 @@ class FusionHead(keras.layers.Layer):
         return self.hidden_dim if self.hidden_dim is not None else CONFU_DEFAULT_HIDDEN_DIM
 
     def _check_inputs(self, input_shape):
-        if not isinstance(input_shape, (list, tuple)) or not input_shape or not all(
-                isinstance(s, (list, tuple)) or s is None for s in input_shape):
+        if (
+            not isinstance(input_shape, (list, tuple))
+            or not input_shape
+            or not all(isinstance(s, (list, tuple)) or s is None for s in input_shape)
+        ):
             raise ValueError(
                 f"Layer '{self.name}' (FusionHead) expects a list of >= 2 feature tensors "
-                f"[h_i, h_j, ...]; received a single input of shape {input_shape}.")
+                f"[h_i, h_j, ...]; received a single input of shape {input_shape}."
+            )
         shapes = [tuple(s) for s in input_shape]
         if len(shapes) < 2:
             raise ValueError(
-                f"Layer '{self.name}' (FusionHead) fuses >= 2 modalities; received "
-                f"{len(shapes)} input(s).")
+                f"Layer '{self.name}' (FusionHead) fuses >= 2 modalities; received {len(shapes)} input(s)."
+            )
         for k, shape in enumerate(shapes):
             check_rank(self, shape, f"features (N, D) for input {k}", rank=2)
             if shape[-1] is None:
-                raise ValueError(f"Layer '{self.name}': input {k} needs a known width; got "
-                                 f"shape {shape}.")
+                raise ValueError(f"Layer '{self.name}': input {k} needs a known width; got shape {shape}.")
         batch = {s[0] for s in shapes if s[0] is not None}
         if len(batch) > 1:
             raise ValueError(
-                f"Layer '{self.name}': all inputs must have the same batch size; received "
-                f"shapes {shapes}.")
+                f"Layer '{self.name}': all inputs must have the same batch size; received shapes {shapes}."
+            )
         return shapes
 
     def build(self, input_shape):
@@ -168,8 +178,7 @@ class FusionHead(keras.layers.Layer):
 
     def mask_features(self, features):
         """Zeroes each feature independently with probability ``mask_ratio`` (no rescaling)."""
-        noise = keras.random.uniform(ops.shape(features), dtype="float32",
-                                     seed=self.seed_generator)
+        noise = keras.random.uniform(ops.shape(features), dtype="float32", seed=self.seed_generator)
         keep = ops.cast(ops.greater_equal(noise, self.mask_ratio), features.dtype)
         return features * keep
 
@@ -193,15 +202,17 @@ class FusionHead(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "output_dim": self.output_dim,
-            "hidden_dim": self.hidden_dim,
-            "num_layers": self.num_layers,
-            "dropout": self.dropout,
-            "mask_ratio": self.mask_ratio,
-            "activation": self.activation,
-            "output_activation": self.output_activation,
-            "output_dropout": self.output_dropout,
-            "seed": self.seed,
-        })
+        config.update(
+            {
+                "output_dim": self.output_dim,
+                "hidden_dim": self.hidden_dim,
+                "num_layers": self.num_layers,
+                "dropout": self.dropout,
+                "mask_ratio": self.mask_ratio,
+                "activation": self.activation,
+                "output_activation": self.output_activation,
+                "output_dropout": self.output_dropout,
+                "seed": self.seed,
+            }
+        )
         return config

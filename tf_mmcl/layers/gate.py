@@ -114,9 +114,21 @@ class ContrastiveGate(keras.layers.Layer):
         TensorShape([4, 4])
     """
 
-    def __init__(self, modalities, mode="attention", gate_type="softmax", use_null=True,
-                 neutral="random_trainable", key_dim=256, strength_logit_init=-6.0, renormalize=True,
-                 temperature_init=1.0, epsilon=1e-6, seed=None, **kwargs):
+    def __init__(
+        self,
+        modalities,
+        mode="attention",
+        gate_type="softmax",
+        use_null=True,
+        neutral="random_trainable",
+        key_dim=256,
+        strength_logit_init=-6.0,
+        renormalize=True,
+        temperature_init=1.0,
+        epsilon=1e-6,
+        seed=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if isinstance(modalities, str) or not isinstance(modalities, (list, tuple)):
             raise ValueError(f"modalities must be a list of modality names, got {modalities!r}.")
@@ -126,7 +138,8 @@ class ContrastiveGate(keras.layers.Layer):
         if len(modalities) < 3:
             raise ValueError(
                 f"ContrastiveGate needs at least 3 modalities (it weighs the other modalities of a "
-                f"tuple against each other), got {len(modalities)}: {modalities}.")
+                f"tuple against each other), got {len(modalities)}: {modalities}."
+            )
         if mode not in GATE_MODES:
             raise ValueError(f"Unknown gate mode {mode!r}; expected one of {GATE_MODES}.")
         if gate_type not in GATE_TYPES:
@@ -137,8 +150,11 @@ class ContrastiveGate(keras.layers.Layer):
             raise ValueError(f"Unknown neutral {neutral!r}; expected one of {NEUTRAL_TYPES}.")
         if isinstance(key_dim, bool) or not isinstance(key_dim, int) or key_dim < 1:
             raise ValueError(f"key_dim must be a positive integer, got {key_dim!r}.")
-        for arg, value in (("strength_logit_init", strength_logit_init), ("temperature_init", temperature_init),
-                           ("epsilon", epsilon)):
+        for arg, value in (
+            ("strength_logit_init", strength_logit_init),
+            ("temperature_init", temperature_init),
+            ("epsilon", epsilon),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{arg} must be a finite number, got {value!r}.")
         if temperature_init <= 0:
@@ -167,27 +183,48 @@ class ContrastiveGate(keras.layers.Layer):
         self.null_norm = self.null_hidden = self.null_output = None
         if mode == "attention":
             for i in range(m):
-                self.query_projections.append(keras.layers.Dense(
-                    self.key_dim, use_bias=False, dtype=self.dtype_policy, name=f"query_projection_{i}",
-                    kernel_initializer=keras.initializers.GlorotUniform(seed=_seed(seed, 10 + i))))
-                self.key_projections.append(keras.layers.Dense(
-                    self.key_dim, use_bias=False, dtype=self.dtype_policy, name=f"key_projection_{i}",
-                    kernel_initializer=keras.initializers.GlorotUniform(seed=_seed(seed, 100 + i))))
+                self.query_projections.append(
+                    keras.layers.Dense(
+                        self.key_dim,
+                        use_bias=False,
+                        dtype=self.dtype_policy,
+                        name=f"query_projection_{i}",
+                        kernel_initializer=keras.initializers.GlorotUniform(seed=_seed(seed, 10 + i)),
+                    )
+                )
+                self.key_projections.append(
+                    keras.layers.Dense(
+                        self.key_dim,
+                        use_bias=False,
+                        dtype=self.dtype_policy,
+                        name=f"key_projection_{i}",
+                        kernel_initializer=keras.initializers.GlorotUniform(seed=_seed(seed, 100 + i)),
+                    )
+                )
             if self.use_null:
                 self.null_norm = keras.layers.LayerNormalization(
-                    epsilon=1e-5, dtype=self.dtype_policy, name="null_norm")
+                    epsilon=1e-5, dtype=self.dtype_policy, name="null_norm"
+                )
                 self.null_hidden = keras.layers.Dense(
-                    self.key_dim, activation="relu", dtype=self.dtype_policy, name="null_hidden",
-                    kernel_initializer=keras.initializers.GlorotUniform(seed=_seed(seed, 1)))
+                    self.key_dim,
+                    activation="relu",
+                    dtype=self.dtype_policy,
+                    name="null_hidden",
+                    kernel_initializer=keras.initializers.GlorotUniform(seed=_seed(seed, 1)),
+                )
                 self.null_output = keras.layers.Dense(
-                    1, dtype=self.dtype_policy, name="null_output",
-                    kernel_initializer=keras.initializers.GlorotUniform(seed=_seed(seed, 2)))
+                    1,
+                    dtype=self.dtype_policy,
+                    name="null_output",
+                    kernel_initializer=keras.initializers.GlorotUniform(seed=_seed(seed, 2)),
+                )
 
     # ------------------------------------------------------------------ build / config
     def build(self, input_shape):
         if not isinstance(input_shape, dict):
             raise ValueError(
-                f"ContrastiveGate expects a dict of embeddings keyed by modality, got shape {input_shape!r}.")
+                f"ContrastiveGate expects a dict of embeddings keyed by modality, got shape {input_shape!r}."
+            )
         self._check_names(input_shape.keys(), "embeddings")
         widths = []
         for name in self.modalities:
@@ -199,8 +236,7 @@ class ContrastiveGate(keras.layers.Layer):
         if not known:
             raise ValueError("ContrastiveGate needs a static embedding width D.")
         if len(known) > 1:
-            raise ValueError(f"embeddings: widths differ across modalities: "
-                             f"{dict(zip(self.modalities, widths))}.")
+            raise ValueError(f"embeddings: widths differ across modalities: {dict(zip(self.modalities, widths))}.")
         d = int(known.pop())
         self.embedding_dim = d
         m = len(self.modalities)
@@ -212,27 +248,42 @@ class ContrastiveGate(keras.layers.Layer):
             self.null_output.build((None, self.key_dim))
 
         self.log_temperature = self.add_weight(
-            shape=(), name="log_temperature", dtype=self.variable_dtype,
-            initializer=keras.initializers.Constant(math.log(self.temperature_init)))
+            shape=(),
+            name="log_temperature",
+            dtype=self.variable_dtype,
+            initializer=keras.initializers.Constant(math.log(self.temperature_init)),
+        )
         self.strength_logit = self.add_weight(
-            shape=(), name="strength_logit", dtype=self.variable_dtype,
-            initializer=keras.initializers.Constant(self.strength_logit_init))
+            shape=(),
+            name="strength_logit",
+            dtype=self.variable_dtype,
+            initializer=keras.initializers.Constant(self.strength_logit_init),
+        )
         self.null_logit = None
         if self.use_null:
-            self.null_logit = self.add_weight(shape=(m,), name="null_logit", dtype=self.variable_dtype,
-                                              initializer="zeros")
+            self.null_logit = self.add_weight(
+                shape=(m,), name="null_logit", dtype=self.variable_dtype, initializer="zeros"
+            )
         self.gate_logits = None
         if self.mode == "matrix":
             # Softmax: tiny noise breaks the symmetry (uniform weights); sigmoid: logit 0 (w = 0.5).
-            init = (keras.initializers.RandomNormal(stddev=0.01, seed=_seed(self.seed, 3))
-                    if self.gate_type == "softmax" else "zeros")
-            self.gate_logits = self.add_weight(shape=(m, m), name="gate_logits", dtype=self.variable_dtype,
-                                               initializer=init)
+            init = (
+                keras.initializers.RandomNormal(stddev=0.01, seed=_seed(self.seed, 3))
+                if self.gate_type == "softmax"
+                else "zeros"
+            )
+            self.gate_logits = self.add_weight(
+                shape=(m, m), name="gate_logits", dtype=self.variable_dtype, initializer=init
+            )
         self.neutral_directions = None
         if self.neutral == "ones":
             self.neutral_directions = self.add_weight(
-                shape=(m, d), name="neutral_directions", dtype=self.variable_dtype, trainable=False,
-                initializer=keras.initializers.Constant(1.0 / math.sqrt(d)))
+                shape=(m, d),
+                name="neutral_directions",
+                dtype=self.variable_dtype,
+                trainable=False,
+                initializer=keras.initializers.Constant(1.0 / math.sqrt(d)),
+            )
         elif self.neutral is not None:
             seed = _seed(self.seed, 4)
 
@@ -242,24 +293,30 @@ class ContrastiveGate(keras.layers.Layer):
                 return ops.cast(x, dtype or "float32")
 
             self.neutral_directions = self.add_weight(
-                shape=(m, d), name="neutral_directions", dtype=self.variable_dtype,
-                trainable=self.neutral == "random_trainable", initializer=unit_rows)
+                shape=(m, d),
+                name="neutral_directions",
+                dtype=self.variable_dtype,
+                trainable=self.neutral == "random_trainable",
+                initializer=unit_rows,
+            )
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "modalities": list(self.modalities),
-            "mode": self.mode,
-            "gate_type": self.gate_type,
-            "use_null": self.use_null,
-            "neutral": self.neutral,
-            "key_dim": self.key_dim,
-            "strength_logit_init": self.strength_logit_init,
-            "renormalize": self.renormalize,
-            "temperature_init": self.temperature_init,
-            "epsilon": self.epsilon,
-            "seed": self.seed,
-        })
+        config.update(
+            {
+                "modalities": list(self.modalities),
+                "mode": self.mode,
+                "gate_type": self.gate_type,
+                "use_null": self.use_null,
+                "neutral": self.neutral,
+                "key_dim": self.key_dim,
+                "strength_logit_init": self.strength_logit_init,
+                "renormalize": self.renormalize,
+                "temperature_init": self.temperature_init,
+                "epsilon": self.epsilon,
+                "seed": self.seed,
+            }
+        )
         return config
 
     # ------------------------------------------------------------------ small pieces
@@ -292,7 +349,7 @@ class ContrastiveGate(keras.layers.Layer):
 
     def _normalize(self, x):
         sq = ops.sum(x * x, axis=-1, keepdims=True)
-        return x * ops.rsqrt(ops.maximum(sq, self.epsilon ** 2))
+        return x * ops.rsqrt(ops.maximum(sq, self.epsilon**2))
 
     def _neutral_vectors(self):
         """(M, D) float32 unit neutral directions, or None."""
@@ -341,8 +398,9 @@ class ContrastiveGate(keras.layers.Layer):
             ([[1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5]], True)
         """
         if not isinstance(embeddings, dict):
-            raise ValueError(f"{what} must be a dict of (N, D) embeddings keyed by modality, "
-                             f"got {type(embeddings).__name__}.")
+            raise ValueError(
+                f"{what} must be a dict of (N, D) embeddings keyed by modality, got {type(embeddings).__name__}."
+            )
         unknown = sorted(str(n) for n in embeddings if n not in self.modalities)
         if unknown:
             raise ValueError(f"{what}: unknown modality name(s) {unknown}; this gate has {self.modalities}.")
@@ -359,13 +417,16 @@ class ContrastiveGate(keras.layers.Layer):
             if len(x.shape) != 2:
                 raise ValueError(f"{what}[{name!r}] must have rank 2 (N, D); got shape {tuple(x.shape)}.")
             tensors[name] = x
-        self._ensure_built({name: tuple(tensors[name].shape) for name in required}
-                           if required == self.modalities else
-                           {name: tuple(tensors[required[0]].shape) for name in self.modalities})
+        self._ensure_built(
+            {name: tuple(tensors[name].shape) for name in required}
+            if required == self.modalities
+            else {name: tuple(tensors[required[0]].shape) for name in self.modalities}
+        )
         for name, x in tensors.items():
             if x.shape[1] is not None and int(x.shape[1]) != self.embedding_dim:
-                raise ValueError(f"{what}[{name!r}] has width {int(x.shape[1])}; the gate was built for "
-                                 f"D = {self.embedding_dim}.")
+                raise ValueError(
+                    f"{what}[{name!r}] has width {int(x.shape[1])}; the gate was built for D = {self.embedding_dim}."
+                )
         sizes = {name: x.shape[0] for name, x in tensors.items() if x.shape[0] is not None}
         if len(set(sizes.values())) > 1:
             raise ValueError(f"{what}: batch sizes differ across modalities: {sizes}.")
@@ -421,7 +482,8 @@ class ContrastiveGate(keras.layers.Layer):
             if self.use_null:
                 null_raw = base[:, 0] + _f32(self.null_logit)[t] / self.temperature()
         weights, p_null = gated_ops.gate_weights(
-            logits, null_raw, self._presence_matrix([presence[names[m]] for m in others]), self.gate_type)
+            logits, null_raw, self._presence_matrix([presence[names[m]] for m in others]), self.gate_type
+        )
         return {names[m]: weights[:, i] for i, m in enumerate(others)}, p_null
 
     def gate_weights(self, embeddings, masks=None, return_null=False):
@@ -482,8 +544,7 @@ class ContrastiveGate(keras.layers.Layer):
         return out
 
     # ------------------------------------------------------------------ per-candidate scores
-    def gated_scores(self, target, queries, candidates, query_masks=None, return_weights=False,
-                     candidate_indices=None):
+    def gated_scores(self, target, queries, candidates, query_masks=None, return_weights=False, candidate_indices=None):
         """Per-candidate gated MIP scores: ``MIP(c, gated others of row b given candidate c)``.
 
         For every query row b and candidate c of the target modality, the gate runs on the tuple
@@ -517,8 +578,9 @@ class ContrastiveGate(keras.layers.Layer):
         if len(cands.shape) not in (2, 3):
             raise ValueError(f"candidates must be (C, D) or (B, K, D); got shape {tuple(cands.shape)}.")
         if cands.shape[-1] is not None and int(cands.shape[-1]) != self.embedding_dim:
-            raise ValueError(f"candidates have width {int(cands.shape[-1])}; the gate was built for "
-                             f"D = {self.embedding_dim}.")
+            raise ValueError(
+                f"candidates have width {int(cands.shape[-1])}; the gate was built for D = {self.embedding_dim}."
+            )
         b = tensors[others[0]].shape[0]
         if len(cands.shape) == 3 and cands.shape[0] is not None and b is not None and int(cands.shape[0]) != int(b):
             raise ValueError(f"per-row candidates have {int(cands.shape[0])} rows, queries have {int(b)}.")
@@ -529,8 +591,10 @@ class ContrastiveGate(keras.layers.Layer):
             if len(candidate_indices.shape) != 2:
                 raise ValueError(f"candidate_indices must be (B, K), got shape {tuple(candidate_indices.shape)}.")
             if len(cands.shape) != 2:
-                raise ValueError("candidate_indices index a (C, D) candidate pool; got per-row candidates "
-                                 f"of shape {tuple(cands.shape)}.")
+                raise ValueError(
+                    "candidate_indices index a (C, D) candidate pool; got per-row candidates "
+                    f"of shape {tuple(cands.shape)}."
+                )
             rows_i = candidate_indices.shape[0]
             if rows_i is not None and b is not None and int(rows_i) != int(b):
                 raise ValueError(f"candidate_indices have {int(rows_i)} rows, queries have {int(b)}.")
@@ -565,12 +629,14 @@ class ContrastiveGate(keras.layers.Layer):
                 null_raw = base + _f32(self.null_logit)[t] / self.temperature()
         present = self._presence_matrix([presence[names[m]] for m in others])
         weights, _ = gated_ops.gate_weights(
-            logits, null_raw, None if present is None else present[:, None, :], self.gate_type)
+            logits, null_raw, None if present is None else present[:, None, :], self.gate_type
+        )
         neutral = self._neutral_vectors()
         if neutral is not None:
             neutral = ops.take(neutral, others, axis=0)
-        scores = gated_ops.gated_candidate_scores(rows, weights, cands, self.strength(), neutral, self.renormalize,
-                                                  self.epsilon, candidate_indices)
+        scores = gated_ops.gated_candidate_scores(
+            rows, weights, cands, self.strength(), neutral, self.renormalize, self.epsilon, candidate_indices
+        )
         if not return_weights:
             return scores
         ones = ops.ones_like(scores)

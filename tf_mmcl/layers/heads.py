@@ -60,14 +60,12 @@ class ProjectionHead(keras.layers.Layer):
         # === Layers ===
         self.hidden_layers = []
         for i, units in enumerate(self.hidden_units):
-            self.hidden_layers.append(keras.layers.Dense(
-                units, dtype=self.dtype_policy, name=f"hidden_{i}"))
-            self.hidden_layers.append(keras.layers.Activation(
-                activation, dtype=self.dtype_policy, name=f"activation_{i}"))
-            self.hidden_layers.append(keras.layers.Dropout(
-                self.dropout, dtype=self.dtype_policy, name=f"dropout_{i}"))
-        self.output_dense = keras.layers.Dense(
-            self.output_dim, dtype=self.dtype_policy, name="output_dense")
+            self.hidden_layers.append(keras.layers.Dense(units, dtype=self.dtype_policy, name=f"hidden_{i}"))
+            self.hidden_layers.append(
+                keras.layers.Activation(activation, dtype=self.dtype_policy, name=f"activation_{i}")
+            )
+            self.hidden_layers.append(keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name=f"dropout_{i}"))
+        self.output_dense = keras.layers.Dense(self.output_dim, dtype=self.dtype_policy, name="output_dense")
 
     def build(self, input_shape):
         check_rank(self, input_shape, min_rank=2, what="features (N, F)")
@@ -86,12 +84,14 @@ class ProjectionHead(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "output_dim": self.output_dim,
-            "hidden_units": list(self.hidden_units),
-            "activation": self.activation,
-            "dropout": self.dropout,
-        })
+        config.update(
+            {
+                "output_dim": self.output_dim,
+                "hidden_units": list(self.hidden_units),
+                "activation": self.activation,
+                "dropout": self.dropout,
+            }
+        )
         return config
 
 
@@ -136,7 +136,8 @@ class L2Normalize(keras.layers.Layer):
         if not -rank <= self.axis < rank:
             raise ValueError(
                 f"`axis`={self.axis} is out of range for inputs of rank {rank} "
-                f"(shape {tuple(input_shape)}) in layer '{self.name}'.")
+                f"(shape {tuple(input_shape)}) in layer '{self.name}'."
+            )
         self.built = True
 
     def call(self, inputs):
@@ -195,15 +196,20 @@ class LogitScale(keras.layers.Layer):
         if not float(max_value) >= float(init_value):
             raise ValueError(
                 "`max_value` must be >= `init_value` (the scale is clamped at max_value). "
-                f"Received: init_value={init_value}, max_value={max_value}")
+                f"Received: init_value={init_value}, max_value={max_value}"
+            )
         self.init_value = float(init_value)
         self.max_value = float(max_value)
         self._allow_non_tensor_positional_args = True
 
     def build(self, input_shape=None):
         self.log_scale = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(math.log(self.init_value)),
-            dtype=self.variable_dtype, trainable=True, name="log_scale")
+            shape=(),
+            initializer=keras.initializers.Constant(math.log(self.init_value)),
+            dtype=self.variable_dtype,
+            trainable=True,
+            name="log_scale",
+        )
         self.built = True
 
     def value(self):

@@ -60,9 +60,20 @@ class ImageEncoder(keras.layers.Layer):
         TensorShape([2, 12])
     """
 
-    def __init__(self, filters=(16, 32), kernel_size=3, pooling="avg", output_dim=None,
-                 strides=2, convs_per_stage=1, normalization="batch", norm_groups=8,
-                 activation="relu", dropout=0.0, **kwargs):
+    def __init__(
+        self,
+        filters=(16, 32),
+        kernel_size=3,
+        pooling="avg",
+        output_dim=None,
+        strides=2,
+        convs_per_stage=1,
+        normalization="batch",
+        norm_groups=8,
+        activation="relu",
+        dropout=0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.filters = validate_tuple(filters, "filters")
         if not self.filters:
@@ -79,7 +90,8 @@ class ImageEncoder(keras.layers.Layer):
             if bad:
                 raise ValueError(
                     f"With normalization='group', every entry of `filters` must be divisible by "
-                    f"`norm_groups`={self.norm_groups}. Received: filters={self.filters}")
+                    f"`norm_groups`={self.norm_groups}. Received: filters={self.filters}"
+                )
         self.activation = serialize_activation(activation)
         self.dropout = validate_rate(dropout)
 
@@ -88,27 +100,32 @@ class ImageEncoder(keras.layers.Layer):
         for s, f in enumerate(self.filters):
             for b in range(self.convs_per_stage):
                 name = f"stage{s}_block{b}"
-                self.blocks.append(keras.layers.Conv2D(
-                    f, self.kernel_size, strides=self.strides if b == 0 else 1, padding="same",
-                    use_bias=self.normalization is None, dtype=self.dtype_policy,
-                    name=f"{name}_conv"))
+                self.blocks.append(
+                    keras.layers.Conv2D(
+                        f,
+                        self.kernel_size,
+                        strides=self.strides if b == 0 else 1,
+                        padding="same",
+                        use_bias=self.normalization is None,
+                        dtype=self.dtype_policy,
+                        name=f"{name}_conv",
+                    )
+                )
                 if self.normalization == "batch":
-                    self.blocks.append(keras.layers.BatchNormalization(
-                        dtype=self.dtype_policy, name=f"{name}_bn"))
+                    self.blocks.append(keras.layers.BatchNormalization(dtype=self.dtype_policy, name=f"{name}_bn"))
                 elif self.normalization == "group":
-                    self.blocks.append(keras.layers.GroupNormalization(
-                        groups=self.norm_groups, dtype=self.dtype_policy, name=f"{name}_gn"))
-                self.blocks.append(keras.layers.Activation(
-                    activation, dtype=self.dtype_policy, name=f"{name}_act"))
-        pool_cls = (keras.layers.GlobalAveragePooling2D if self.pooling == "avg"
-                    else keras.layers.GlobalMaxPooling2D)
+                    self.blocks.append(
+                        keras.layers.GroupNormalization(
+                            groups=self.norm_groups, dtype=self.dtype_policy, name=f"{name}_gn"
+                        )
+                    )
+                self.blocks.append(keras.layers.Activation(activation, dtype=self.dtype_policy, name=f"{name}_act"))
+        pool_cls = keras.layers.GlobalAveragePooling2D if self.pooling == "avg" else keras.layers.GlobalMaxPooling2D
         self.pool = pool_cls(dtype=self.dtype_policy, name="pool")
-        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy,
-                                                  name="dropout")
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="dropout")
         self.output_dense = None
         if self.output_dim is not None:
-            self.output_dense = keras.layers.Dense(
-                self.output_dim, dtype=self.dtype_policy, name="output_dense")
+            self.output_dense = keras.layers.Dense(self.output_dim, dtype=self.dtype_policy, name="output_dense")
 
     @property
     def feature_dim(self):
@@ -118,8 +135,7 @@ class ImageEncoder(keras.layers.Layer):
     def build(self, input_shape):
         input_shape = check_rank(self, input_shape, "images (N, H, W, C)", rank=4)
         if input_shape[-1] is None:
-            raise ValueError(f"Layer '{self.name}' needs a known channel count C; got shape "
-                             f"{input_shape}.")
+            raise ValueError(f"Layer '{self.name}' needs a known channel count C; got shape {input_shape}.")
         shape = build_in_sequence(self.blocks, input_shape)
         self.pool.build(shape)
         shape = self.pool.compute_output_shape(shape)
@@ -143,16 +159,18 @@ class ImageEncoder(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "filters": list(self.filters),
-            "kernel_size": self.kernel_size,
-            "pooling": self.pooling,
-            "output_dim": self.output_dim,
-            "strides": self.strides,
-            "convs_per_stage": self.convs_per_stage,
-            "normalization": self.normalization,
-            "norm_groups": self.norm_groups,
-            "activation": self.activation,
-            "dropout": self.dropout,
-        })
+        config.update(
+            {
+                "filters": list(self.filters),
+                "kernel_size": self.kernel_size,
+                "pooling": self.pooling,
+                "output_dim": self.output_dim,
+                "strides": self.strides,
+                "convs_per_stage": self.convs_per_stage,
+                "normalization": self.normalization,
+                "norm_groups": self.norm_groups,
+                "activation": self.activation,
+                "dropout": self.dropout,
+            }
+        )
         return config

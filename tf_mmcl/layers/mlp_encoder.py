@@ -45,15 +45,17 @@ class MLPEncoder(keras.layers.Layer):
         TensorShape([4, 8])
     """
 
-    def __init__(self, hidden_units=(64,), output_dim=None, activation="relu", dropout=0.0,
-                 use_layer_norm=False, **kwargs):
+    def __init__(
+        self, hidden_units=(64,), output_dim=None, activation="relu", dropout=0.0, use_layer_norm=False, **kwargs
+    ):
         super().__init__(**kwargs)
         self.hidden_units = validate_tuple(hidden_units, "hidden_units")
         self.output_dim = validate_optional_units(output_dim, "output_dim")
         if not self.hidden_units and self.output_dim is None:
             raise ValueError(
                 "MLPEncoder needs at least one layer: give `hidden_units` or `output_dim` "
-                "(hidden_units=() with output_dim=D is a linear encoder).")
+                "(hidden_units=() with output_dim=D is a linear encoder)."
+            )
         self.activation = serialize_activation(activation)
         self.dropout = validate_rate(dropout)
         self.use_layer_norm = bool(use_layer_norm)
@@ -61,20 +63,21 @@ class MLPEncoder(keras.layers.Layer):
         # === Layers ===
         self.hidden_layers = []
         for i, units in enumerate(self.hidden_units):
-            self.hidden_layers.append(
-                keras.layers.Dense(units, dtype=self.dtype_policy, name=f"dense_{i}"))
+            self.hidden_layers.append(keras.layers.Dense(units, dtype=self.dtype_policy, name=f"dense_{i}"))
             if self.use_layer_norm:
-                self.hidden_layers.append(keras.layers.LayerNormalization(
-                    dtype=self.dtype_policy, name=f"layer_norm_{i}"))
+                self.hidden_layers.append(
+                    keras.layers.LayerNormalization(dtype=self.dtype_policy, name=f"layer_norm_{i}")
+                )
             self.hidden_layers.append(
-                keras.layers.Activation(activation, dtype=self.dtype_policy, name=f"activation_{i}"))
+                keras.layers.Activation(activation, dtype=self.dtype_policy, name=f"activation_{i}")
+            )
             if self.dropout > 0:
                 self.hidden_layers.append(
-                    keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name=f"dropout_{i}"))
+                    keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name=f"dropout_{i}")
+                )
         self.output_dense = None
         if self.output_dim is not None:
-            self.output_dense = keras.layers.Dense(
-                self.output_dim, dtype=self.dtype_policy, name="output_dense")
+            self.output_dense = keras.layers.Dense(self.output_dim, dtype=self.dtype_policy, name="output_dense")
 
     @property
     def feature_dim(self):
@@ -84,8 +87,7 @@ class MLPEncoder(keras.layers.Layer):
     def build(self, input_shape):
         input_shape = check_rank(self, input_shape, "feature vectors (N, F)", rank=2)
         if input_shape[-1] is None:
-            raise ValueError(f"Layer '{self.name}' needs a known feature width F; got shape "
-                             f"{input_shape}.")
+            raise ValueError(f"Layer '{self.name}' needs a known feature width F; got shape {input_shape}.")
         shape = build_in_sequence(self.hidden_layers, input_shape)
         if self.output_dense is not None:
             self.output_dense.build(shape)
@@ -104,11 +106,13 @@ class MLPEncoder(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "hidden_units": list(self.hidden_units),
-            "output_dim": self.output_dim,
-            "activation": self.activation,
-            "dropout": self.dropout,
-            "use_layer_norm": self.use_layer_norm,
-        })
+        config.update(
+            {
+                "hidden_units": list(self.hidden_units),
+                "output_dim": self.output_dim,
+                "activation": self.activation,
+                "dropout": self.dropout,
+                "use_layer_norm": self.use_layer_norm,
+            }
+        )
         return config

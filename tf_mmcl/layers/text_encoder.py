@@ -68,9 +68,20 @@ class TextEncoder(keras.layers.Layer):
         TensorShape([2, 16])
     """
 
-    def __init__(self, vocab_size, embed_dim=64, num_layers=1, num_heads=2, ff_dim=128,
-                 max_length=64, pooling="mean", dropout=0.0, padding_id=0, output_dim=None,
-                 **kwargs):
+    def __init__(
+        self,
+        vocab_size,
+        embed_dim=64,
+        num_layers=1,
+        num_heads=2,
+        ff_dim=128,
+        max_length=64,
+        pooling="mean",
+        dropout=0.0,
+        padding_id=0,
+        output_dim=None,
+        **kwargs,
+    ):
         # No input autocasting: token ids are integers, and a float input must be rejected in
         # `call`, not silently truncated to `input_dtype` (int32). Sublayers still autocast
         # their own variables under mixed precision.
@@ -86,41 +97,40 @@ class TextEncoder(keras.layers.Layer):
         self.max_length = validate_units(max_length, "max_length")
         self.pooling = validate_choice(pooling, "pooling", ("mean", "cls", "max"))
         self.dropout = validate_rate(dropout)
-        if (isinstance(padding_id, bool) or not isinstance(padding_id, int)
-                or not 0 <= padding_id < self.vocab_size):
+        if isinstance(padding_id, bool) or not isinstance(padding_id, int) or not 0 <= padding_id < self.vocab_size:
             raise ValueError(
-                f"`padding_id` must be an int in [0, vocab_size={self.vocab_size}). "
-                f"Received: padding_id={padding_id!r}")
+                f"`padding_id` must be an int in [0, vocab_size={self.vocab_size}). Received: padding_id={padding_id!r}"
+            )
         self.padding_id = padding_id
         self.output_dim = validate_optional_units(output_dim, "output_dim")
         if self.pooling == "cls" and self.num_layers == 0:
             raise ValueError(
                 "pooling='cls' needs num_layers >= 1 (without attention the [CLS] vector never "
-                "sees the tokens). Use 'mean' or 'max' for a bag-of-tokens encoder.")
+                "sees the tokens). Use 'mean' or 'max' for a bag-of-tokens encoder."
+            )
         if self.num_layers and self.embed_dim % self.num_heads:
             raise ValueError(
-                "`embed_dim` must be divisible by `num_heads`. Received: "
-                f"embed_dim={embed_dim}, num_heads={num_heads}")
+                f"`embed_dim` must be divisible by `num_heads`. Received: embed_dim={embed_dim}, num_heads={num_heads}"
+            )
 
         # === Layers ===
         policy = self.dtype_policy
         self.token_embedding = keras.layers.Embedding(
-            self.vocab_size, self.embed_dim, dtype=policy, name="token_embedding")
-        self.embedding_dropout = keras.layers.Dropout(self.dropout, dtype=policy,
-                                                      name="embedding_dropout")
+            self.vocab_size, self.embed_dim, dtype=policy, name="token_embedding"
+        )
+        self.embedding_dropout = keras.layers.Dropout(self.dropout, dtype=policy, name="embedding_dropout")
         self.blocks = [
-            TransformerEncoderBlock(self.embed_dim, self.num_heads, self.ff_dim, self.dropout,
-                                    dtype=policy, name=f"block_{i}")
+            TransformerEncoderBlock(
+                self.embed_dim, self.num_heads, self.ff_dim, self.dropout, dtype=policy, name=f"block_{i}"
+            )
             for i in range(self.num_layers)
         ]
         self.final_norm = None
         if self.num_layers:
-            self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy,
-                                                              name="final_norm")
+            self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="final_norm")
         self.output_dense = None
         if self.output_dim is not None:
-            self.output_dense = keras.layers.Dense(self.output_dim, dtype=policy,
-                                                   name="output_dense")
+            self.output_dense = keras.layers.Dense(self.output_dim, dtype=policy, name="output_dense")
 
     @property
     def input_dtype(self):
@@ -138,7 +148,8 @@ class TextEncoder(keras.layers.Layer):
         if length is not None and length > self.max_length:
             raise ValueError(
                 f"Layer '{self.name}' accepts sequences of at most max_length={self.max_length} "
-                f"tokens; received shape {input_shape}.")
+                f"tokens; received shape {input_shape}."
+            )
         self.token_embedding.build(input_shape)
         seq_len = self.max_length + (1 if self.pooling == "cls" else 0)
         seq_shape = (input_shape[0], None, self.embed_dim)
@@ -147,12 +158,16 @@ class TextEncoder(keras.layers.Layer):
             self.position_embedding = self.add_weight(
                 shape=(seq_len, self.embed_dim),
                 initializer=keras.initializers.RandomNormal(stddev=0.02),
-                dtype=self.variable_dtype, name="position_embedding")
+                dtype=self.variable_dtype,
+                name="position_embedding",
+            )
             if self.pooling == "cls":
                 self.cls_embedding = self.add_weight(
                     shape=(self.embed_dim,),
                     initializer=keras.initializers.RandomNormal(stddev=0.02),
-                    dtype=self.variable_dtype, name="cls_embedding")
+                    dtype=self.variable_dtype,
+                    name="cls_embedding",
+                )
             for block in self.blocks:
                 block.build(seq_shape)
             self.final_norm.build(seq_shape)
@@ -166,8 +181,7 @@ class TextEncoder(keras.layers.Layer):
 
     def _check_ids_dtype(self, inputs):
         if "int" not in keras.backend.standardize_dtype(inputs.dtype):
-            raise ValueError(
-                f"Layer '{self.name}' expects integer token ids; received dtype {inputs.dtype}.")
+            raise ValueError(f"Layer '{self.name}' expects integer token ids; received dtype {inputs.dtype}.")
 
     def call(self, inputs, training=None):
         self._check_ids_dtype(inputs)
@@ -175,16 +189,16 @@ class TextEncoder(keras.layers.Layer):
         if length is not None and length > self.max_length:
             raise ValueError(
                 f"Layer '{self.name}' accepts sequences of at most max_length={self.max_length} "
-                f"tokens; received shape {tuple(inputs.shape)}.")
-        mask = self.compute_padding_mask(inputs)                          # (N, L) bool
-        x = self.token_embedding(inputs)                                  # (N, L, E)
+                f"tokens; received shape {tuple(inputs.shape)}."
+            )
+        mask = self.compute_padding_mask(inputs)  # (N, L) bool
+        x = self.token_embedding(inputs)  # (N, L, E)
         if self.num_layers:
             if self.pooling == "cls":
                 cls = ops.cast(self.cls_embedding, x.dtype)
                 cls = ops.broadcast_to(cls, (ops.shape(x)[0], 1, self.embed_dim))
                 x = ops.concatenate([cls, x], axis=1)
-                mask = ops.concatenate(
-                    [ops.ones_like(mask[:, :1]), mask], axis=1)
+                mask = ops.concatenate([ops.ones_like(mask[:, :1]), mask], axis=1)
             length = ops.shape(x)[1]
             positions = ops.cast(self.position_embedding[:length], x.dtype)
             x = x + positions[None, :, :]
@@ -201,7 +215,7 @@ class TextEncoder(keras.layers.Layer):
     def _pool(self, x, mask):
         if self.pooling == "cls":
             return x[:, 0, :]
-        weights = ops.cast(ops.expand_dims(mask, -1), x.dtype)           # (N, L, 1)
+        weights = ops.cast(ops.expand_dims(mask, -1), x.dtype)  # (N, L, 1)
         if self.pooling == "mean":
             total = ops.sum(x * weights, axis=1)
             count = ops.maximum(ops.sum(weights, axis=1), ops.cast(1.0, x.dtype))
@@ -220,16 +234,18 @@ class TextEncoder(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "vocab_size": self.vocab_size,
-            "embed_dim": self.embed_dim,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "ff_dim": self.ff_dim,
-            "max_length": self.max_length,
-            "pooling": self.pooling,
-            "dropout": self.dropout,
-            "padding_id": self.padding_id,
-            "output_dim": self.output_dim,
-        })
+        config.update(
+            {
+                "vocab_size": self.vocab_size,
+                "embed_dim": self.embed_dim,
+                "num_layers": self.num_layers,
+                "num_heads": self.num_heads,
+                "ff_dim": self.ff_dim,
+                "max_length": self.max_length,
+                "pooling": self.pooling,
+                "dropout": self.dropout,
+                "padding_id": self.padding_id,
+                "output_dim": self.output_dim,
+            }
+        )
         return config

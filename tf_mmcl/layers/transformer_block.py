@@ -48,22 +48,22 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.dropout = validate_rate(dropout)
         if self.embed_dim % self.num_heads:
             raise ValueError(
-                "`embed_dim` must be divisible by `num_heads`. Received: "
-                f"embed_dim={embed_dim}, num_heads={num_heads}")
+                f"`embed_dim` must be divisible by `num_heads`. Received: embed_dim={embed_dim}, num_heads={num_heads}"
+            )
 
         # === Layers ===
         policy = self.dtype_policy
-        self.attention_norm = keras.layers.LayerNormalization(
-            epsilon=1e-5, dtype=policy, name="attention_norm")
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="attention_norm")
         self.attention = keras.layers.MultiHeadAttention(
-            num_heads=self.num_heads, key_dim=self.embed_dim // self.num_heads,
-            dropout=self.dropout, dtype=policy, name="attention")
-        self.attention_dropout = keras.layers.Dropout(self.dropout, dtype=policy,
-                                                      name="attention_dropout")
-        self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy,
-                                                        name="ffn_norm")
-        self.ffn_inner = keras.layers.Dense(self.ff_dim, activation="gelu", dtype=policy,
-                                            name="ffn_inner")
+            num_heads=self.num_heads,
+            key_dim=self.embed_dim // self.num_heads,
+            dropout=self.dropout,
+            dtype=policy,
+            name="attention",
+        )
+        self.attention_dropout = keras.layers.Dropout(self.dropout, dtype=policy, name="attention_dropout")
+        self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="ffn_norm")
+        self.ffn_inner = keras.layers.Dense(self.ff_dim, activation="gelu", dtype=policy, name="ffn_inner")
         self.ffn_outer = keras.layers.Dense(self.embed_dim, dtype=policy, name="ffn_outer")
         self.ffn_dropout = keras.layers.Dropout(self.dropout, dtype=policy, name="ffn_dropout")
 
@@ -72,7 +72,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
         if input_shape[-1] != self.embed_dim:
             raise ValueError(
                 f"Layer '{self.name}' expects a last dimension of embed_dim={self.embed_dim}; "
-                f"received shape {input_shape}.")
+                f"received shape {input_shape}."
+            )
         self.attention_norm.build(input_shape)
         self.attention.build(input_shape, input_shape)
         self.attention_dropout.build(input_shape)
@@ -85,9 +86,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
     def call(self, inputs, padding_mask=None, training=None):
         attention_mask = None
         if padding_mask is not None:
-            keys = ops.expand_dims(ops.cast(padding_mask, "bool"), axis=1)      # (N, 1, L)
+            keys = ops.expand_dims(ops.cast(padding_mask, "bool"), axis=1)  # (N, 1, L)
             queries = ops.ones_like(ops.expand_dims(keys[:, 0, :], -1), dtype="bool")
-            attention_mask = ops.logical_and(queries, keys)                      # (N, L, L)
+            attention_mask = ops.logical_and(queries, keys)  # (N, L, L)
         h = self.attention_norm(inputs)
         h = self.attention(h, h, attention_mask=attention_mask, training=training)
         x = inputs + self.attention_dropout(h, training=training)
@@ -99,10 +100,12 @@ class TransformerEncoderBlock(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "embed_dim": self.embed_dim,
-            "num_heads": self.num_heads,
-            "ff_dim": self.ff_dim,
-            "dropout": self.dropout,
-        })
+        config.update(
+            {
+                "embed_dim": self.embed_dim,
+                "num_heads": self.num_heads,
+                "ff_dim": self.ff_dim,
+                "dropout": self.dropout,
+            }
+        )
         return config

@@ -89,9 +89,11 @@ def check_rank(layer, input_shape, what, rank=None, min_rank=None):
     if rank is not None and len(input_shape) != rank:
         raise ValueError(
             f"Layer '{layer.name}' ({type(layer).__name__}) expects {what}, i.e. rank {rank}; "
-            f"received input of shape {input_shape} (rank {len(input_shape)}).")
+            f"received input of shape {input_shape} (rank {len(input_shape)})."
+        )
     if min_rank is not None and len(input_shape) < min_rank:
         raise ValueError(
             f"Layer '{layer.name}' ({type(layer).__name__}) expects {what}, i.e. rank >= "
-            f"{min_rank}; received input of shape {input_shape} (rank {len(input_shape)}).")
+            f"{min_rank}; received input of shape {input_shape} (rank {len(input_shape)})."
+        )
     return input_shape

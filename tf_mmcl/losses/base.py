@@ -62,8 +62,10 @@ def require_bool(value, name):
     """``value`` if it is a real bool (NumPy bools too); a string such as ``"false"`` is an error."""
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}"
-                    + (": a string is not parsed (\"false\" would read as True)." if isinstance(value, str) else "."))
+    raise TypeError(
+        f"{name} must be True or False, got {type(value).__name__} {value!r}"
+        + (': a string is not parsed ("false" would read as True).' if isinstance(value, str) else ".")
+    )
 
 
 def checked_inputs(representations, masks=None, **kwargs):
@@ -71,7 +73,8 @@ def checked_inputs(representations, masks=None, **kwargs):
     if masks is None:
         return check_representations(representations, **kwargs), None
     if isinstance(representations, (list, tuple)) and (
-            not isinstance(masks, (list, tuple)) or len(masks) != len(representations)):
+        not isinstance(masks, (list, tuple)) or len(masks) != len(representations)
+    ):
         check_presence_masks(masks, len(representations))  # raises the clear error
     reps, masks = check_representations(representations, masks=masks, **kwargs)
     if all(mk is None for mk in masks):
@@ -167,15 +170,23 @@ class ContrastiveLoss(keras.losses.Loss):
     #: Keys of ``y_pred`` that are not modality embeddings.
     reserved_keys = (LOGIT_SCALE_KEY,)
 
-    def __init__(self, modalities=None, logit_scale=1.0 / 0.07, check_finite=False,
-                 name=None, reduction="sum_over_batch_size", dtype=None):
+    def __init__(
+        self,
+        modalities=None,
+        logit_scale=1.0 / 0.07,
+        check_finite=False,
+        name=None,
+        reduction="sum_over_batch_size",
+        dtype=None,
+    ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if modalities is not None:
             modalities = [str(m) for m in modalities]
             bad = [m for m in modalities if is_fused_key(m) or m == LOGIT_SCALE_KEY]
             if bad:
-                raise ValueError(f"Modality names may not contain '{FUSED_SEPARATOR}' or be {LOGIT_SCALE_KEY!r}: "
-                                 f"{bad}.")
+                raise ValueError(
+                    f"Modality names may not contain '{FUSED_SEPARATOR}' or be {LOGIT_SCALE_KEY!r}: {bad}."
+                )
             if len(set(modalities)) != len(modalities):
                 raise ValueError(f"modalities contains duplicates: {modalities}.")
         self.modalities = modalities
@@ -193,7 +204,8 @@ class ContrastiveLoss(keras.losses.Loss):
         if not isinstance(y_pred, dict):
             raise TypeError(
                 f"{type(self).__name__} expects y_pred as a dict of embeddings keyed by modality, "
-                f"got {type(y_pred).__name__}.")
+                f"got {type(y_pred).__name__}."
+            )
         available = [k for k in y_pred if k not in self.reserved_keys and not self._is_extra_key(k)]
         if self.modalities is None:
             names = available
@@ -216,9 +228,11 @@ class ContrastiveLoss(keras.losses.Loss):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "modalities": self.modalities,
-            "logit_scale": self.logit_scale,
-            "check_finite": self.check_finite,
-        })
+        config.update(
+            {
+                "modalities": self.modalities,
+                "logit_scale": self.logit_scale,
+                "check_finite": self.check_finite,
+            }
+        )
         return config

@@ -15,8 +15,16 @@ from tf_mmcl.ops.infonce import infonce_unchecked, pairs_unchecked
 __all__ = ["clip_loss", "CLIPLoss"]
 
 
-def clip_loss(representations, logit_scale, masks=None, check_finite=False, check_unit_norm=True,
-              similarity="cosine", p=2.0, lp_power=True):
+def clip_loss(
+    representations,
+    logit_scale,
+    masks=None,
+    check_finite=False,
+    check_unit_norm=True,
+    similarity="cosine",
+    p=2.0,
+    lp_power=True,
+):
     """Mean over the M(M-1)/2 unordered pairs of ``0.5 * (CE(S) + CE(S^T))``.
 
     ``S = logit_scale * r_i @ r_j^T``; positives are the aligned rows. This is the trimodal CLIP
@@ -53,10 +61,8 @@ def clip_loss(representations, logit_scale, masks=None, check_finite=False, chec
     """
     p = check_similarity(similarity, p)
     if similarity == "lp":
-        return lp_clip_loss(representations, logit_scale, p=p, power=lp_power, masks=masks,
-                            check_finite=check_finite)
-    reps, masks = checked_inputs(representations, masks, unit_norm=check_unit_norm,
-                                 check_finite_values=check_finite)
+        return lp_clip_loss(representations, logit_scale, p=p, power=lp_power, masks=masks, check_finite=check_finite)
+    reps, masks = checked_inputs(representations, masks, unit_norm=check_unit_norm, check_finite_values=check_finite)
     scale = as_logit_scale(logit_scale)
     pairs = list(itertools.combinations(range(len(reps)), 2))
     if tf.executing_eagerly() and (masks is None or all(m is None for m in masks)):
@@ -84,18 +90,33 @@ class CLIPLoss(ContrastiveLoss):
         0.0
     """
 
-    def __init__(self, modalities=None, logit_scale=1.0 / 0.07, check_finite=False, name="clip_loss",
-                 similarity="cosine", p=2.0, lp_power=True, **kwargs):
-        super().__init__(modalities=modalities, logit_scale=logit_scale, check_finite=check_finite,
-                         name=name, **kwargs)
+    def __init__(
+        self,
+        modalities=None,
+        logit_scale=1.0 / 0.07,
+        check_finite=False,
+        name="clip_loss",
+        similarity="cosine",
+        p=2.0,
+        lp_power=True,
+        **kwargs,
+    ):
+        super().__init__(modalities=modalities, logit_scale=logit_scale, check_finite=check_finite, name=name, **kwargs)
         self.p = check_similarity(similarity, p)
         self.similarity = similarity
         self.lp_power = bool(lp_power)
 
     def call(self, y_true, y_pred):
         _, reps, scale, masks = self.split(y_pred)
-        return clip_loss(reps, scale, masks=masks, check_finite=self.check_finite,
-                         similarity=self.similarity, p=self.p, lp_power=self.lp_power)
+        return clip_loss(
+            reps,
+            scale,
+            masks=masks,
+            check_finite=self.check_finite,
+            similarity=self.similarity,
+            p=self.p,
+            lp_power=self.lp_power,
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -15,8 +15,8 @@ from tf_mmcl.losses.base import (
     positive_number,
 )
 from tf_mmcl.ops import check_representations
-from tf_mmcl.ops.infonce import infonce_unchecked
 from tf_mmcl.ops.checks import check_unit_norm as unit_norm_check
+from tf_mmcl.ops.infonce import infonce_unchecked
 
 __all__ = ["confu_loss", "ConFuLoss", "confu_pairs"]
 
@@ -36,8 +36,9 @@ def confu_pairs(num_modalities):
     return list(itertools.combinations(range(num_modalities), 2))
 
 
-def confu_loss(representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, masks=None, check_finite=False,
-               check_unit_norm=True):
+def confu_loss(
+    representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, masks=None, check_finite=False, check_unit_norm=True
+):
     """The ConFu objective of the authors' code, for any M >= 3.
 
     With ``L(u, v) = 0.5 * (CE(S) + CE(S^T))``, ``S = logit_scale * u v^T``:
@@ -74,15 +75,15 @@ def confu_loss(representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, m
         True
     """
     lam = _check_lam(lam)
-    reps, masks = checked_inputs(representations, masks, unit_norm=check_unit_norm, min_modalities=3,
-                                 check_finite_values=check_finite)
+    reps, masks = checked_inputs(
+        representations, masks, unit_norm=check_unit_norm, min_modalities=3, check_finite_values=check_finite
+    )
     scale = as_logit_scale(logit_scale)
     m = len(reps)
     pairs = confu_pairs(m)
     pair_total = 0.0
     for i, j in pairs:
-        pair_total = pair_total + infonce_unchecked(reps[i], reps[j], scale,
-                                                                  combine_masks(masks, (i, j)))
+        pair_total = pair_total + infonce_unchecked(reps[i], reps[j], scale, combine_masks(masks, (i, j)))
     if float(lam) == 0.0:
         return pair_total / len(pairs)
     if fused is None:
@@ -96,20 +97,23 @@ def confu_loss(representations, fused, logit_scale=CONFU_LOGIT_SCALE, lam=0.5, m
         got = len(fused) if isinstance(fused, (list, tuple)) else type(fused).__name__
         raise ValueError(f"fused must hold {len(pairs)} embeddings (one per pair {pairs}), got {got}.")
     # Shapes against the unimodal embeddings (norms on their own: absent rows are exempt).
-    both = check_representations(list(reps[:1]) + list(fused), name="fused", unit_norm=False,
-                                 check_finite_values=check_finite)
+    both = check_representations(
+        list(reps[:1]) + list(fused), name="fused", unit_norm=False, check_finite_values=check_finite
+    )
     fused = both[1:]
     if check_unit_norm:
-        fused = unit_norm_check(fused, [f"fused[{k}]" for k in range(len(pairs))],
-                                None if masks is None else [combine_masks(masks, p) for p in pairs])
+        fused = unit_norm_check(
+            fused,
+            [f"fused[{k}]" for k in range(len(pairs))],
+            None if masks is None else [combine_masks(masks, p) for p in pairs],
+        )
     fused_total = 0.0
     num_fused_terms = 0
     for (i, j), z_ij in zip(pairs, fused):
         for k in range(m):
             if k in (i, j):
                 continue
-            fused_total = fused_total + infonce_unchecked(z_ij, reps[k], scale,
-                                                                          combine_masks(masks, (i, j, k)))
+            fused_total = fused_total + infonce_unchecked(z_ij, reps[k], scale, combine_masks(masks, (i, j, k)))
             num_fused_terms += 1
     return (lam * fused_total + (1.0 - lam) * pair_total) / (len(pairs) + num_fused_terms)
 
@@ -130,10 +134,10 @@ class ConFuLoss(ContrastiveLoss):
         True
     """
 
-    def __init__(self, lam=0.5, modalities=None, logit_scale=CONFU_LOGIT_SCALE, check_finite=False,
-                 name="confu_loss", **kwargs):
-        super().__init__(modalities=modalities, logit_scale=logit_scale, check_finite=check_finite,
-                         name=name, **kwargs)
+    def __init__(
+        self, lam=0.5, modalities=None, logit_scale=CONFU_LOGIT_SCALE, check_finite=False, name="confu_loss", **kwargs
+    ):
+        super().__init__(modalities=modalities, logit_scale=logit_scale, check_finite=check_finite, name=name, **kwargs)
         self.lam = _check_lam(lam)
 
     def call(self, y_true, y_pred):

@@ -17,8 +17,13 @@ from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, require_bool
 from tf_mmcl.losses.symile import _draw_permutations
 from tf_mmcl.ops import check_representations, mip, shuffled_negative_logits, streamed_logsumexp
 
-__all__ = ["GatedSymileLoss", "gated_symile_loss", "GATED_NEGATIVE_SAMPLING", "sample_candidate_indices",
-           "variance_scale"]
+__all__ = [
+    "GatedSymileLoss",
+    "gated_symile_loss",
+    "GATED_NEGATIVE_SAMPLING",
+    "sample_candidate_indices",
+    "variance_scale",
+]
 
 #: What the loss needs of a gate (the public interface of ContrastiveGate).
 GATE_INTERFACE = ("modalities", "fill_missing", "gated_scores", "gate_tuple")
@@ -66,8 +71,10 @@ def check_gate(gate):
     """Raises ValueError unless ``gate`` has the public interface of a ContrastiveGate."""
     missing = [a for a in GATE_INTERFACE if not hasattr(gate, a)]
     if missing:
-        raise ValueError(f"gate must be a ContrastiveGate (or have its interface {GATE_INTERFACE}), got "
-                         f"{type(gate).__name__} lacking {missing}.")
+        raise ValueError(
+            f"gate must be a ContrastiveGate (or have its interface {GATE_INTERFACE}), got "
+            f"{type(gate).__name__} lacking {missing}."
+        )
     return gate
 
 
@@ -78,8 +85,18 @@ def _weighted_mean(values, weights):
     return ops.sum(values * weights) / ops.maximum(ops.sum(weights), 1.0)
 
 
-def gated_symile_loss(representations, gate, logit_scale, negative_sampling="pair", num_negatives=None,
-                      distill_weight=0.0, variance_scaling=True, masks=None, seed=None, modalities=None):
+def gated_symile_loss(
+    representations,
+    gate,
+    logit_scale,
+    negative_sampling="pair",
+    num_negatives=None,
+    distill_weight=0.0,
+    variance_scaling=True,
+    masks=None,
+    seed=None,
+    modalities=None,
+):
     """The Gated Symile objective (the authors' ``symile_gated``), for any M >= 3.
 
     For each target modality t (the mean over the targets is returned):
@@ -149,19 +166,24 @@ def gated_symile_loss(representations, gate, logit_scale, negative_sampling="pai
     """
     check_gate(gate)
     if negative_sampling not in GATED_NEGATIVE_SAMPLING:
-        raise ValueError(f"Unknown negative_sampling {negative_sampling!r}; expected one of "
-                         f"{GATED_NEGATIVE_SAMPLING}.")
+        raise ValueError(f"Unknown negative_sampling {negative_sampling!r}; expected one of {GATED_NEGATIVE_SAMPLING}.")
     if num_negatives is not None:
         if negative_sampling != "pair":
             raise ValueError('num_negatives only applies to negative_sampling="pair".')
         if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives < 1:
             raise ValueError(f"num_negatives must be a positive integer or None, got {num_negatives!r}.")
-    if (isinstance(distill_weight, bool) or not isinstance(distill_weight, (int, float))
-            or not math.isfinite(distill_weight) or distill_weight < 0):
+    if (
+        isinstance(distill_weight, bool)
+        or not isinstance(distill_weight, (int, float))
+        or not math.isfinite(distill_weight)
+        or distill_weight < 0
+    ):
         raise ValueError(f"distill_weight must be a finite number >= 0, got {distill_weight!r}.")
     if not isinstance(representations, dict):
-        raise ValueError(f"representations must be a dict of (N, D) embeddings keyed by modality, "
-                         f"got {type(representations).__name__}.")
+        raise ValueError(
+            f"representations must be a dict of (N, D) embeddings keyed by modality, "
+            f"got {type(representations).__name__}."
+        )
     names = gate.modalities
     unknown = sorted(str(k) for k in representations if k not in names)
     if unknown:
@@ -211,8 +233,9 @@ def gated_symile_loss(representations, gate, logit_scale, negative_sampling="pai
                 positive = ops.take_along_axis(logits, ops.expand_dims(ops.arange(n), 1), axis=1)[:, 0]
             else:
                 idx = sample_candidate_indices(n, num_negatives, seed)  # (N, K+1), positive in column 0
-                logits = scale * gate.gated_scores(target, queries, tensors[target], query_masks=query_masks,
-                                                   candidate_indices=idx)
+                logits = scale * gate.gated_scores(
+                    target, queries, tensors[target], query_masks=query_masks, candidate_indices=idx
+                )
                 positive = logits[:, 0]
             row_loss = ops.logsumexp(logits, axis=1) - positive
         else:
@@ -236,7 +259,6 @@ def gated_symile_loss(representations, gate, logit_scale, negative_sampling="pai
             loss_t = loss_t + float(distill_weight) * distill / m_count
         total = total + loss_t
     return ops.cast(total / len(targets), "float32")
-
 
 
 @keras.saving.register_keras_serializable(package="tf_mmcl")
@@ -280,24 +302,42 @@ class GatedSymileLoss(ContrastiveLoss):
         3
     """
 
-    def __init__(self, gate, negative_sampling="pair", num_negatives=None, distill_weight=0.0,
-                 variance_scaling=True, modalities=None, logit_scale=1.0 / 0.07, seed=None, check_finite=False,
-                 name="gated_symile_loss", **kwargs):
+    def __init__(
+        self,
+        gate,
+        negative_sampling="pair",
+        num_negatives=None,
+        distill_weight=0.0,
+        variance_scaling=True,
+        modalities=None,
+        logit_scale=1.0 / 0.07,
+        seed=None,
+        check_finite=False,
+        name="gated_symile_loss",
+        **kwargs,
+    ):
         if isinstance(gate, dict):
             gate = keras.saving.deserialize_keras_object(gate)
         check_gate(gate)
-        super().__init__(modalities=list(gate.modalities), logit_scale=logit_scale, check_finite=check_finite,
-                         name=name, **kwargs)
+        super().__init__(
+            modalities=list(gate.modalities), logit_scale=logit_scale, check_finite=check_finite, name=name, **kwargs
+        )
         if negative_sampling not in GATED_NEGATIVE_SAMPLING:
-            raise ValueError(f"Unknown negative_sampling {negative_sampling!r}; expected one of "
-                             f"{GATED_NEGATIVE_SAMPLING}.")
-        if num_negatives is not None and (isinstance(num_negatives, bool) or not isinstance(num_negatives, int)
-                                          or num_negatives < 1):
+            raise ValueError(
+                f"Unknown negative_sampling {negative_sampling!r}; expected one of {GATED_NEGATIVE_SAMPLING}."
+            )
+        if num_negatives is not None and (
+            isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives < 1
+        ):
             raise ValueError(f"num_negatives must be a positive integer or None, got {num_negatives!r}.")
         if num_negatives is not None and negative_sampling != "pair":
             raise ValueError('num_negatives only applies to negative_sampling="pair".')
-        if (isinstance(distill_weight, bool) or not isinstance(distill_weight, (int, float))
-                or not math.isfinite(distill_weight) or distill_weight < 0):
+        if (
+            isinstance(distill_weight, bool)
+            or not isinstance(distill_weight, (int, float))
+            or not math.isfinite(distill_weight)
+            or distill_weight < 0
+        ):
             raise ValueError(f"distill_weight must be a finite number >= 0, got {distill_weight!r}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"seed must be an int or None, got {seed!r}.")
@@ -305,8 +345,9 @@ class GatedSymileLoss(ContrastiveLoss):
             targets = [modalities] if isinstance(modalities, str) else [str(m) for m in modalities]
             bad = sorted(m for m in targets if m not in gate.modalities)
             if bad or not targets or len(set(targets)) != len(targets):
-                raise ValueError(f"modalities must be distinct target names among {list(gate.modalities)}, "
-                                 f"got {modalities!r}.")
+                raise ValueError(
+                    f"modalities must be distinct target names among {list(gate.modalities)}, got {modalities!r}."
+                )
             modalities = targets
         self.gate = gate
         self.negative_sampling = negative_sampling
@@ -321,16 +362,31 @@ class GatedSymileLoss(ContrastiveLoss):
     def call(self, y_true, y_pred):
         names, reps, scale, masks = self.split(y_pred)
         mask_dict = None if masks is None else {n: m for n, m in zip(names, masks) if m is not None}
-        return gated_symile_loss(dict(zip(names, reps)), self.gate, scale, negative_sampling=self.negative_sampling,
-                                 num_negatives=self.num_negatives, distill_weight=self.distill_weight,
-                                 variance_scaling=self.variance_scaling, masks=mask_dict,
-                                 seed=self._seed_generator, modalities=self.targets)
+        return gated_symile_loss(
+            dict(zip(names, reps)),
+            self.gate,
+            scale,
+            negative_sampling=self.negative_sampling,
+            num_negatives=self.num_negatives,
+            distill_weight=self.distill_weight,
+            variance_scaling=self.variance_scaling,
+            masks=mask_dict,
+            seed=self._seed_generator,
+            modalities=self.targets,
+        )
 
     def get_config(self):
         config = super().get_config()
         config.pop("modalities", None)  # the gate's modalities
-        config.update({"gate": keras.saving.serialize_keras_object(self.gate),
-                       "negative_sampling": self.negative_sampling, "num_negatives": self.num_negatives,
-                       "distill_weight": self.distill_weight, "variance_scaling": self.variance_scaling,
-                       "modalities": self.targets, "seed": self.seed})
+        config.update(
+            {
+                "gate": keras.saving.serialize_keras_object(self.gate),
+                "negative_sampling": self.negative_sampling,
+                "num_negatives": self.num_negatives,
+                "distill_weight": self.distill_weight,
+                "variance_scaling": self.variance_scaling,
+                "modalities": self.targets,
+                "seed": self.seed,
+            }
+        )
         return config

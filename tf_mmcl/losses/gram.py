@@ -17,8 +17,7 @@ from tf_mmcl.ops import gram_volume_matrix
 __all__ = ["gram_loss", "GRAMLoss"]
 
 
-def gram_loss(representations, logit_scale, eps=1e-8, masks=None, check_finite=False,
-              check_unit_norm=True):
+def gram_loss(representations, logit_scale, eps=1e-8, masks=None, check_finite=False, check_unit_norm=True):
     """Symmetric InfoNCE on ``-logit_scale * Vol``, averaged over the M anchor choices.
 
     For anchor m, ``Vol[i, j]`` is the Gram volume of ``(r_m[i], others[0][j], ...)`` with the
@@ -51,8 +50,7 @@ def gram_loss(representations, logit_scale, eps=1e-8, masks=None, check_finite=F
         True
     """
     eps = positive_number(eps, "eps")
-    reps, masks = checked_inputs(representations, masks, unit_norm=check_unit_norm,
-                                 check_finite_values=check_finite)
+    reps, masks = checked_inputs(representations, masks, unit_norm=check_unit_norm, check_finite_values=check_finite)
     scale = as_logit_scale(logit_scale)
     valid = combine_masks(masks, range(len(reps)))
     total = 0.0
@@ -81,10 +79,10 @@ class GRAMLoss(ContrastiveLoss):
         True
     """
 
-    def __init__(self, modalities=None, logit_scale=1.0 / 0.07, eps=1e-8, check_finite=False,
-                 name="gram_loss", **kwargs):
-        super().__init__(modalities=modalities, logit_scale=logit_scale, check_finite=check_finite,
-                         name=name, **kwargs)
+    def __init__(
+        self, modalities=None, logit_scale=1.0 / 0.07, eps=1e-8, check_finite=False, name="gram_loss", **kwargs
+    ):
+        super().__init__(modalities=modalities, logit_scale=logit_scale, check_finite=check_finite, name=name, **kwargs)
         self.eps = positive_number(eps, "eps")
 
     def call(self, y_true, y_pred):

@@ -29,8 +29,10 @@ def _check_permutations(permutations, m, n):
         arr = np.asarray(perms)
         if n is not None:
             if not np.array_equal(np.sort(arr, axis=-1), np.broadcast_to(np.arange(n), arr.shape)):
-                raise ValueError("permutations: every (anchor, modality) row must be a permutation of range(N) "
-                                 "(each row index exactly once), e.g. rng.permutation(N) per row.")
+                raise ValueError(
+                    "permutations: every (anchor, modality) row must be a permutation of range(N) "
+                    "(each row index exactly once), e.g. rng.permutation(N) per row."
+                )
     return ops.cast(perms, "int32")
 
 
@@ -42,8 +44,17 @@ def _draw_permutations(m, n, seed):
     return ops.reshape(ops.stack(rows), (m, m - 1, n))
 
 
-def symile_loss(representations, logit_scale, negative_sampling="n", permutations=None, seed=None,
-                block_size=None, masks=None, check_finite=False, check_unit_norm=True):
+def symile_loss(
+    representations,
+    logit_scale,
+    negative_sampling="n",
+    permutations=None,
+    seed=None,
+    block_size=None,
+    masks=None,
+    check_finite=False,
+    check_unit_norm=True,
+):
     """The Symile objective, equal to the reference ``symile.Symile`` for every M >= 2.
 
     For each modality m as anchor, cross-entropy of ``logit_scale * MIP(anchor_i, candidate)``
@@ -101,8 +112,7 @@ def symile_loss(representations, logit_scale, negative_sampling="n", permutation
     if not isinstance(negative_sampling, str) or negative_sampling not in NEGATIVE_SAMPLING:
         raise ValueError(f"Unknown negative_sampling {negative_sampling!r}; expected one of {NEGATIVE_SAMPLING}.")
     positive_int_or_none(block_size, "block_size")
-    reps, masks = checked_inputs(representations, masks, unit_norm=check_unit_norm,
-                                 check_finite_values=check_finite)
+    reps, masks = checked_inputs(representations, masks, unit_norm=check_unit_norm, check_finite_values=check_finite)
     scale = as_logit_scale(logit_scale)
     m = len(reps)
     if masks is not None:
@@ -116,11 +126,14 @@ def symile_loss(representations, logit_scale, negative_sampling="n", permutation
             if not tf.executing_eagerly():  # values unknown at trace time: check them at run time
                 pending = _Pending()
                 n = ops.shape(reps[0])[0]
-                pending.require(tf.reduce_all(tf.equal(tf.sort(perms, axis=-1), tf.range(n, dtype=perms.dtype))),
-                                "permutations: every (anchor, modality) row must be a permutation of "
-                                "range(N) (each row index exactly once).")
-                pending.require(tf.equal(tf.shape(perms)[-1], n),
-                                "permutations: the last axis must have the batch size N.")
+                pending.require(
+                    tf.reduce_all(tf.equal(tf.sort(perms, axis=-1), tf.range(n, dtype=perms.dtype))),
+                    "permutations: every (anchor, modality) row must be a permutation of "
+                    "range(N) (each row index exactly once).",
+                )
+                pending.require(
+                    tf.equal(tf.shape(perms)[-1], n), "permutations: the last axis must have the batch size N."
+                )
                 checked = pending.attach(list(reps) + [perms])  # XLA: a failed check makes the loss NaN
                 reps, perms = checked[:m], checked[m]
         else:
@@ -156,13 +169,20 @@ class SymileLoss(ContrastiveLoss):
         True
     """
 
-    def __init__(self, negative_sampling="n", modalities=None, logit_scale=1.0 / 0.07, seed=None,
-                 block_size=None, check_finite=False, name="symile_loss", **kwargs):
-        super().__init__(modalities=modalities, logit_scale=logit_scale, check_finite=check_finite,
-                         name=name, **kwargs)
+    def __init__(
+        self,
+        negative_sampling="n",
+        modalities=None,
+        logit_scale=1.0 / 0.07,
+        seed=None,
+        block_size=None,
+        check_finite=False,
+        name="symile_loss",
+        **kwargs,
+    ):
+        super().__init__(modalities=modalities, logit_scale=logit_scale, check_finite=check_finite, name=name, **kwargs)
         if negative_sampling not in NEGATIVE_SAMPLING:
-            raise ValueError(
-                f"Unknown negative_sampling {negative_sampling!r}; expected one of {NEGATIVE_SAMPLING}.")
+            raise ValueError(f"Unknown negative_sampling {negative_sampling!r}; expected one of {NEGATIVE_SAMPLING}.")
         positive_int_or_none(block_size, "block_size")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}.")
@@ -173,11 +193,17 @@ class SymileLoss(ContrastiveLoss):
 
     def call(self, y_true, y_pred):
         _, reps, scale, masks = self.split(y_pred)
-        return symile_loss(reps, scale, self.negative_sampling, seed=self._seed_generator,
-                           block_size=self.block_size, masks=masks, check_finite=self.check_finite)
+        return symile_loss(
+            reps,
+            scale,
+            self.negative_sampling,
+            seed=self._seed_generator,
+            block_size=self.block_size,
+            masks=masks,
+            check_finite=self.check_finite,
+        )
 
     def get_config(self):
         config = super().get_config()
-        config.update({"negative_sampling": self.negative_sampling, "seed": self.seed,
-                       "block_size": self.block_size})
+        config.update({"negative_sampling": self.negative_sampling, "seed": self.seed, "block_size": self.block_size})
         return config

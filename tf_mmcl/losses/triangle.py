@@ -18,8 +18,9 @@ from tf_mmcl.ops import triangle_area_matrix
 __all__ = ["triangle_loss", "TriangleLoss"]
 
 
-def triangle_loss(representations, logit_scale, squared=True, eps=1e-8, masks=None, check_finite=False,
-                  check_unit_norm=True):
+def triangle_loss(
+    representations, logit_scale, squared=True, eps=1e-8, masks=None, check_finite=False, check_unit_norm=True
+):
     """Symmetric InfoNCE on ``-logit_scale * area``, averaged over the three anchor choices.
 
     Anchors (a; b, c), (b; a, c), (c; a, b) as the Gated Symile authors' baseline; ``area[i, j]``
@@ -58,9 +59,14 @@ def triangle_loss(representations, logit_scale, squared=True, eps=1e-8, masks=No
     """
     squared = require_bool(squared, "squared")
     eps = positive_number(eps, "eps")
-    reps, masks = checked_inputs(representations, masks, unit_norm=check_unit_norm, min_modalities=3,
-                                 max_modalities=3,
-                                 check_finite_values=check_finite)
+    reps, masks = checked_inputs(
+        representations,
+        masks,
+        unit_norm=check_unit_norm,
+        min_modalities=3,
+        max_modalities=3,
+        check_finite_values=check_finite,
+    )
     scale = as_logit_scale(logit_scale)
     valid = combine_masks(masks, range(3))
     total = 0.0
@@ -90,10 +96,17 @@ class TriangleLoss(ContrastiveLoss):
         True
     """
 
-    def __init__(self, modalities=None, logit_scale=1.0 / 0.07, squared=True, eps=1e-8,
-                 check_finite=False, name="triangle_loss", **kwargs):
-        super().__init__(modalities=modalities, logit_scale=logit_scale, check_finite=check_finite,
-                         name=name, **kwargs)
+    def __init__(
+        self,
+        modalities=None,
+        logit_scale=1.0 / 0.07,
+        squared=True,
+        eps=1e-8,
+        check_finite=False,
+        name="triangle_loss",
+        **kwargs,
+    ):
+        super().__init__(modalities=modalities, logit_scale=logit_scale, check_finite=check_finite, name=name, **kwargs)
         if modalities is not None and len(modalities) != 3:
             raise ValueError(f"TRIANGLE is defined for exactly 3 modalities, got {list(modalities)}.")
         self.squared = require_bool(squared, "squared")
@@ -101,8 +114,9 @@ class TriangleLoss(ContrastiveLoss):
 
     def call(self, y_true, y_pred):
         _, reps, scale, masks = self.split(y_pred)
-        return triangle_loss(reps, scale, squared=self.squared, eps=self.eps, masks=masks,
-                             check_finite=self.check_finite)
+        return triangle_loss(
+            reps, scale, squared=self.squared, eps=self.eps, masks=masks, check_finite=self.check_finite
+        )
 
     def get_config(self):
         config = super().get_config()

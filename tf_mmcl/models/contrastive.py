@@ -24,9 +24,21 @@ OBJECTIVES = objectives_lib.BUILTIN
 _DEFAULT_PASSTHROUGH = ("label", "labels", "corruption", "latents")
 # The model's own constructor arguments (an objective option of one of these names is kept in
 # a nested objective config instead of flat).
-_MODEL_ARGUMENTS = ("name", "encoders", "embedding_dim", "objective", "projection_hidden_units",
-                    "logit_scale_init", "learn_logit_scale", "max_logit_scale", "passthrough_keys",
-                    "global_negatives", "in_batch_metrics", "trainable", "dtype")
+_MODEL_ARGUMENTS = (
+    "name",
+    "encoders",
+    "embedding_dim",
+    "objective",
+    "projection_hidden_units",
+    "logit_scale_init",
+    "learn_logit_scale",
+    "max_logit_scale",
+    "passthrough_keys",
+    "global_negatives",
+    "in_batch_metrics",
+    "trainable",
+    "dtype",
+)
 
 
 @keras.saving.register_keras_serializable(package="tf_mmcl")
@@ -104,10 +116,21 @@ class MultimodalContrastiveModel(keras.Model):
         TensorShape([16, 16])
     """
 
-    def __init__(self, encoders, embedding_dim, objective="symile", projection_hidden_units=(),
-                 logit_scale_init=1.0 / 0.07, learn_logit_scale=None, max_logit_scale=100.0,
-                 passthrough_keys=_DEFAULT_PASSTHROUGH, global_negatives=True, in_batch_metrics=True, name=None,
-                 **objective_options):
+    def __init__(
+        self,
+        encoders,
+        embedding_dim,
+        objective="symile",
+        projection_hidden_units=(),
+        logit_scale_init=1.0 / 0.07,
+        learn_logit_scale=None,
+        max_logit_scale=100.0,
+        passthrough_keys=_DEFAULT_PASSTHROUGH,
+        global_negatives=True,
+        in_batch_metrics=True,
+        name=None,
+        **objective_options,
+    ):
         # Keras passes these through from_config/Model internals; they are not objective options.
         base_kwargs = {k: objective_options.pop(k) for k in ("trainable", "dtype") if k in objective_options}
         super().__init__(name=name, **base_kwargs)
@@ -130,8 +153,11 @@ class MultimodalContrastiveModel(keras.Model):
         self.objective = objective
         self.projection_hidden_units = tuple(projection_hidden_units)
         self.logit_scale_init = positive_number(logit_scale_init, "logit_scale_init")
-        self.learn_logit_scale = (objective.learn_logit_scale if learn_logit_scale is None
-                                  else require_bool(learn_logit_scale, "learn_logit_scale"))
+        self.learn_logit_scale = (
+            objective.learn_logit_scale
+            if learn_logit_scale is None
+            else require_bool(learn_logit_scale, "learn_logit_scale")
+        )
         self.max_logit_scale = positive_number(max_logit_scale, "max_logit_scale")
         self.passthrough_keys = passthrough_keys
         if not isinstance(global_negatives, bool):
@@ -144,11 +170,14 @@ class MultimodalContrastiveModel(keras.Model):
         self.finite_monitor = None
 
         self.encoders = dict(encoders)
-        self.projections = {n: ProjectionHead(embedding_dim, hidden_units=self.projection_hidden_units,
-                                              name=f"projection_{n}") for n in names}
+        self.projections = {
+            n: ProjectionHead(embedding_dim, hidden_units=self.projection_hidden_units, name=f"projection_{n}")
+            for n in names
+        }
         self.normalize = L2Normalize(name="l2_normalize")
-        self.logit_scale = LogitScale(self.logit_scale_init, self.max_logit_scale,
-                                      trainable=self.learn_logit_scale, name="logit_scale")
+        self.logit_scale = LogitScale(
+            self.logit_scale_init, self.max_logit_scale, trainable=self.learn_logit_scale, name="logit_scale"
+        )
         # The objective's own layers (ConFu's fusion heads, Gated Symile's gate), under the
         # attribute names it gives: that is also where .keras files keep their weights.
         self._objective_attributes = []
@@ -181,8 +210,9 @@ class MultimodalContrastiveModel(keras.Model):
 
     def build(self, input_shape):
         if not isinstance(input_shape, dict):
-            raise ValueError(f"{type(self).__name__} takes a dict of inputs keyed by modality, "
-                             f"got shape {input_shape!r}.")
+            raise ValueError(
+                f"{type(self).__name__} takes a dict of inputs keyed by modality, got shape {input_shape!r}."
+            )
         shapes = {}
         for n in self.modalities:
             if n not in input_shape:
@@ -207,14 +237,18 @@ class MultimodalContrastiveModel(keras.Model):
     def _split_inputs(self, inputs, required=None):
         """Returns (values, masks) dicts, checking names; fills missing-but-masked modalities."""
         if not isinstance(inputs, dict):
-            raise ValueError(f"{type(self).__name__} expects a dict keyed by modality name "
-                             f"({self.modalities}), got {type(inputs).__name__}.")
+            raise ValueError(
+                f"{type(self).__name__} expects a dict keyed by modality name "
+                f"({self.modalities}), got {type(inputs).__name__}."
+            )
         required = self.modalities if required is None else required
         known = set(self.modalities) | {mask_key(n) for n in self.modalities} | set(self.passthrough_keys)
         unknown = sorted(k for k in inputs if k not in known)
         if unknown:
-            raise ValueError(f"Unknown input key(s) {unknown}; modalities are {self.modalities} "
-                             f"(masks as '<name>{MASK_SUFFIX}'; other keys via passthrough_keys).")
+            raise ValueError(
+                f"Unknown input key(s) {unknown}; modalities are {self.modalities} "
+                f"(masks as '<name>{MASK_SUFFIX}'; other keys via passthrough_keys)."
+            )
         values, masks = {}, {}
         for n in required:
             mask = inputs.get(mask_key(n))
@@ -225,21 +259,29 @@ class MultimodalContrastiveModel(keras.Model):
                 self._check_input_shape(n, values[n])
             elif mask is not None:
                 if self._modality_shapes is None:
-                    raise ValueError(f"Modality {n!r} is absent and the model is not built yet: pass it "
-                                     "(any placeholder values) with its mask at least once.")
+                    raise ValueError(
+                        f"Modality {n!r} is absent and the model is not built yet: pass it "
+                        "(any placeholder values) with its mask at least once."
+                    )
                 shape = (ops.shape(masks[n])[0],) + tuple(self._modality_shapes[n][1:])
                 # Token-id encoders (input_dtype "int32") refuse float placeholders.
                 dtype = getattr(self.encoders[n], "input_dtype", None) or self.encoders[n].compute_dtype
                 values[n] = ops.zeros(shape, dtype=dtype)
             else:
-                raise ValueError(f"Missing modality {n!r}: pass it, or pass '{mask_key(n)}' "
-                                 "(all False) to mark it missing.")
-        batch = {int(v.shape[0]) for v in values.values() if getattr(v, "shape", None) is not None
-                 and len(v.shape) and v.shape[0] is not None}
+                raise ValueError(
+                    f"Missing modality {n!r}: pass it, or pass '{mask_key(n)}' (all False) to mark it missing."
+                )
+        batch = {
+            int(v.shape[0])
+            for v in values.values()
+            if getattr(v, "shape", None) is not None and len(v.shape) and v.shape[0] is not None
+        }
         if len(batch) > 1:
-            raise ValueError(f"Modalities have different batch sizes: "
-                             f"{ {n: tuple(v.shape) for n, v in values.items()} }; row i of every modality "
-                             "is one example, so pass aligned rows.")
+            raise ValueError(
+                f"Modalities have different batch sizes: "
+                f"{ {n: tuple(v.shape) for n, v in values.items()} }; row i of every modality "
+                "is one example, so pass aligned rows."
+            )
         # Every mask has one entry per row (static check, or a run-time one inside a graph).
         present = [n for n in required if n in inputs]
         rows = _rows(values[present[0]]) if present else None
@@ -265,21 +307,26 @@ class MultimodalContrastiveModel(keras.Model):
             value = ops.convert_to_tensor(value)
         dtype = str(getattr(value.dtype, "name", value.dtype))
         if dtype in ("string", "object", "bool") or dtype.startswith(("<U", "|S", "str", "bytes")):
-            raise TypeError(f"{what} has dtype {dtype}; expected the numeric raw values the encoder of "
-                            f"modality {name!r} takes (float features, or int ids for a text encoder).")
+            raise TypeError(
+                f"{what} has dtype {dtype}; expected the numeric raw values the encoder of "
+                f"modality {name!r} takes (float features, or int ids for a text encoder)."
+            )
         if "float" in dtype and getattr(self, "finite_monitor", None) is None:  # the guard names it better
             self._input_checks.require(
                 tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(value))),
                 f"{what} contains NaN or Inf; clean or impute the raw inputs (a missing modality is "
                 f"marked with '{mask_key(name)}' = False).",
-                details=lambda: f"{int(np.size(value) - np.count_nonzero(np.isfinite(np.asarray(value))))} value(s)")
+                details=lambda: f"{int(np.size(value) - np.count_nonzero(np.isfinite(np.asarray(value))))} value(s)",
+            )
         if self._modality_shapes is None:
             return
         expected = self._modality_shapes[name]
         shape = tuple(value.shape)
         if len(shape) != len(expected):
-            raise ValueError(f"{what} has rank {len(shape)} (shape {shape}); the model was built "
-                             f"for rank {len(expected)} (shape {expected}).")
+            raise ValueError(
+                f"{what} has rank {len(shape)} (shape {shape}); the model was built "
+                f"for rank {len(expected)} (shape {expected})."
+            )
         for got, want in zip(shape[1:], expected[1:]):
             if got is not None and want is not None and int(got) != int(want):
                 raise ValueError(f"{what} has shape {shape}; the model was built for {expected}.")
@@ -310,7 +357,8 @@ class MultimodalContrastiveModel(keras.Model):
                 f"Cannot save {self.name}: it is not built, so the weights of the modality(ies) {unseen} "
                 "(encoders, projections) and of the objective's gate / fusion heads would be lost. Build it "
                 "first: call it on a batch with every modality (model(batch)), or "
-                f"model.build({example}) with each modality's input shape.")
+                f"model.build({example}) with each modality's input shape."
+            )
         super().save_own_variables(store)
 
     def _embed_features(self, features, training=None):
@@ -376,11 +424,15 @@ class MultimodalContrastiveModel(keras.Model):
         from tf_mmcl import distribute  # TF-specific collectives live there
 
         if sample_weight is not None:
-            raise ValueError("sample_weight is not supported: a contrastive objective is one scalar over the "
-                             "whole batch (drop it; mask rows with '<modality>_mask' instead).")
+            raise ValueError(
+                "sample_weight is not supported: a contrastive objective is one scalar over the "
+                "whole batch (drop it; mask rows with '<modality>_mask' instead)."
+            )
         if y is not None:
-            raise ValueError("MultimodalContrastiveModel takes no targets y (positives are the aligned rows): "
-                             "pass only x; keep labels in x under a passthrough key such as 'label'.")
+            raise ValueError(
+                "MultimodalContrastiveModel takes no targets y (positives are the aligned rows): "
+                "pass only x; keep labels in x under a passthrough key such as 'label'."
+            )
         scale = self.logit_scale.value()
         masks = self._masks_list(x)
         global_negatives = distribute.uses_global_negatives(self)
@@ -389,8 +441,9 @@ class MultimodalContrastiveModel(keras.Model):
         y_pred = distribute.gather_batch({k: y_pred[k] for k in keys}, enabled=global_negatives)
         masks = distribute.gather_batch(masks, enabled=global_negatives)
         with suspend_value_checks(getattr(self, "finite_monitor", None) is not None):
-            loss = self.objective.loss(self, y_pred, masks, scale,
-                                       permutations=getattr(self, "symile_permutations", None))
+            loss = self.objective.loss(
+                self, y_pred, masks, scale, permutations=getattr(self, "symile_permutations", None)
+            )
         # Keras sums gradients over replicas: each replica returns its share of the mean.
         if global_negatives:
             return distribute.scale_loss(loss)
@@ -402,22 +455,41 @@ class MultimodalContrastiveModel(keras.Model):
         ``y``, ``sample_weight`` and ``class_weight`` are errors (Keras would silently drop a
         ``sample_weight`` without targets); a dict of arrays must have one row count.
         """
-        names = ("batch_size", "epochs", "verbose", "callbacks", "validation_split", "validation_data",
-                 "shuffle", "class_weight", "sample_weight")
+        names = (
+            "batch_size",
+            "epochs",
+            "verbose",
+            "callbacks",
+            "validation_split",
+            "validation_data",
+            "shuffle",
+            "class_weight",
+            "sample_weight",
+        )
         given = dict(zip(names, args))
         for key in ("sample_weight", "class_weight"):
             if given.get(key) is not None or kwargs.get(key) is not None:
-                raise ValueError(f"fit: {key} is not supported: a contrastive objective is one scalar over the "
-                                 "whole batch (drop it; mark missing rows with '<modality>_mask').")
+                raise ValueError(
+                    f"fit: {key} is not supported: a contrastive objective is one scalar over the "
+                    "whole batch (drop it; mark missing rows with '<modality>_mask')."
+                )
         if y is not None:
-            raise ValueError("fit: MultimodalContrastiveModel takes no targets y (positives are the aligned "
-                             "rows): pass only x; keep labels in x under a passthrough key such as 'label'.")
+            raise ValueError(
+                "fit: MultimodalContrastiveModel takes no targets y (positives are the aligned "
+                "rows): pass only x; keep labels in x under a passthrough key such as 'label'."
+            )
         if isinstance(x, dict):
-            rows = {k: len(v) for k, v in x.items() if isinstance(v, (np.ndarray, list))
-                    or (hasattr(v, "shape") and len(getattr(v, "shape", ())) and v.shape[0] is not None)}
+            rows = {
+                k: len(v)
+                for k, v in x.items()
+                if isinstance(v, (np.ndarray, list))
+                or (hasattr(v, "shape") and len(getattr(v, "shape", ())) and v.shape[0] is not None)
+            }
             if len(set(rows.values())) > 1:
-                raise ValueError(f"fit: the arrays of x have different numbers of rows {rows}; row i of every "
-                                 "modality is one example, so pass aligned arrays.")
+                raise ValueError(
+                    f"fit: the arrays of x have different numbers of rows {rows}; row i of every "
+                    "modality is one example, so pass aligned arrays."
+                )
         return super().fit(x, y, *args, **kwargs)
 
     def train_step(self, data):
@@ -487,12 +559,11 @@ class MultimodalContrastiveModel(keras.Model):
         """
         self._check_modality(candidate_modality, "candidate modality")
         object.__setattr__(self, "_pending_input_checks", None)
-        self._check_input_shape(candidate_modality, candidates,
-                                what=f"candidates (raw {candidate_modality!r} inputs)")
+        self._check_input_shape(candidate_modality, candidates, what=f"candidates (raw {candidate_modality!r} inputs)")
         object.__setattr__(self, "_pending_input_checks", None)
-        return self.score_candidate_embeddings(queries, candidate_modality,
-                                               self.embed(candidate_modality, candidates),
-                                               query_masks=query_masks)
+        return self.score_candidate_embeddings(
+            queries, candidate_modality, self.embed(candidate_modality, candidates), query_masks=query_masks
+        )
 
     def score_candidate_embeddings(self, queries, candidate_modality, candidate_embeddings, query_masks=None):
         """Like :meth:`score` with precomputed candidate embeddings (C, embedding_dim).
@@ -521,29 +592,36 @@ class MultimodalContrastiveModel(keras.Model):
         cand = checked.pop("candidates")
         q_emb = {n: checked[n] for n in q_emb}
         fused = {k: checked[k] for k in fused}
-        return self.logit_scale.value() * self._similarity(q_emb, candidate_modality, cand, fused=fused,
-                                                           query_masks=query_masks)
+        return self.logit_scale.value() * self._similarity(
+            q_emb, candidate_modality, cand, fused=fused, query_masks=query_masks
+        )
 
     def _check_same_rows(self, values, what):
         """Query modalities must have one row count: a 1-row query is never broadcast."""
         rows = {n: _rows(v) for n, v in values.items()}
         static = {n: r for n, r in rows.items() if isinstance(r, int)}
         if len(set(static.values())) > 1:
-            raise ValueError(f"{what}: the modalities have different numbers of rows {static}; row i of every "
-                             "query modality is one query tuple, so pass aligned rows.")
+            raise ValueError(
+                f"{what}: the modalities have different numbers of rows {static}; row i of every "
+                "query modality is one query tuple, so pass aligned rows."
+            )
         dynamic = [r for r in rows.values() if r is not None and not isinstance(r, int)]
         if dynamic and len(rows) > 1:
             first = next(iter(rows.values()))
             for n, r in rows.items():
-                self._input_checks.require(tf.equal(tf.cast(r, tf.int32), tf.cast(first, tf.int32)),
-                                           f"{what}: modality {n!r} has a different number of rows; pass "
-                                           "aligned rows (row i of every query modality is one query).")
+                self._input_checks.require(
+                    tf.equal(tf.cast(r, tf.int32), tf.cast(first, tf.int32)),
+                    f"{what}: modality {n!r} has a different number of rows; pass "
+                    "aligned rows (row i of every query modality is one query).",
+                )
 
     def _check_candidate_embeddings(self, candidate_embeddings, name="candidate_embeddings"):
         cand = require_float(candidate_embeddings, name, hint="embeddings from model.embed")
         if len(cand.shape) != 2 or (cand.shape[-1] is not None and int(cand.shape[-1]) != self.embedding_dim):
-            raise ValueError(f"{name} must be (C, {self.embedding_dim}) embeddings from model.embed(), got shape "
-                             f"{tuple(cand.shape)}; pass raw candidates to model.score() instead.")
+            raise ValueError(
+                f"{name} must be (C, {self.embedding_dim}) embeddings from model.embed(), got shape "
+                f"{tuple(cand.shape)}; pass raw candidates to model.score() instead."
+            )
         if cand.shape[0] == 0:
             raise ValueError(f"{name} is empty: pass at least one candidate.")
         if not self.objective.normalize_embeddings:
@@ -554,15 +632,17 @@ class MultimodalContrastiveModel(keras.Model):
         if name not in self.modalities:
             raise ValueError(f"Unknown {what} {name!r}; expected one of {self.modalities}.")
 
-    def score_embeddings(self, query_embeddings, candidate_modality, candidate_embeddings,
-                         fused_embeddings=None, query_masks=None):
+    def score_embeddings(
+        self, query_embeddings, candidate_modality, candidate_embeddings, fused_embeddings=None, query_masks=None
+    ):
         """Like :meth:`score` on precomputed embeddings (raw similarity, no logit scale).
 
         ConFu's (M-1)->1 scores need the fused query embeddings (``call``'s ``"a+b"`` outputs)
         in ``fused_embeddings``.
         """
-        return self._similarity(query_embeddings, candidate_modality, candidate_embeddings,
-                                fused=fused_embeddings, query_masks=query_masks)
+        return self._similarity(
+            query_embeddings, candidate_modality, candidate_embeddings, fused=fused_embeddings, query_masks=query_masks
+        )
 
     def _similarity(self, queries, target, candidates, fused=None, query_masks=None):
         pending = _Pending()
@@ -575,17 +655,22 @@ class MultimodalContrastiveModel(keras.Model):
         if query_masks is None:
             return None
         if not isinstance(query_masks, dict):
-            raise TypeError(f"query_masks must be a dict query modality -> (B,) bool mask, "
-                            f"got {type(query_masks).__name__}.")
+            raise TypeError(
+                f"query_masks must be a dict query modality -> (B,) bool mask, got {type(query_masks).__name__}."
+            )
         unknown = sorted(str(k) for k in query_masks if k not in self.modalities)
         if unknown:
             raise ValueError(f"query_masks has unknown modality(ies) {unknown}; expected among {self.modalities}.")
         if target in query_masks and query_masks[target] is not None:
-            raise ValueError(f"query_masks[{target!r}]: the candidate modality has no query mask; "
-                             "mask candidates by leaving them out.")
+            raise ValueError(
+                f"query_masks[{target!r}]: the candidate modality has no query mask; "
+                "mask candidates by leaving them out."
+            )
         rows = next((_rows(v) for n, v in queries.items() if n != target), None)
-        return {n: None if m is None else _check_one_mask(m, f"query_masks[{n!r}]", rows, pending)
-                for n, m in query_masks.items()}
+        return {
+            n: None if m is None else _check_one_mask(m, f"query_masks[{n!r}]", rows, pending)
+            for n, m in query_masks.items()
+        }
 
     def _raw_similarity(self, queries, target, candidates, fused=None, query_masks=None):
         if not isinstance(queries, dict) or not queries:
@@ -596,8 +681,9 @@ class MultimodalContrastiveModel(keras.Model):
         names = [n for n in self.modalities if n in queries and n != target]
         if not names:
             raise ValueError(f"queries must hold at least one modality other than the candidate modality {target!r}.")
-        return self.objective.similarity(self, {n: queries[n] for n in names}, target, candidates,
-                                         fused=fused, query_masks=query_masks)
+        return self.objective.similarity(
+            self, {n: queries[n] for n in names}, target, candidates, fused=fused, query_masks=query_masks
+        )
 
     # ------------------------------------------------------------------ serialisation
     def get_config(self):
@@ -647,8 +733,10 @@ def _rows(value):
 
 def _check_passthrough_keys(keys):
     if isinstance(keys, (str, bytes)):
-        raise TypeError(f"passthrough_keys must be a list or tuple of key names, got the string {keys!r} "
-                        f"(it would be read letter by letter): pass ({keys!r},).")
+        raise TypeError(
+            f"passthrough_keys must be a list or tuple of key names, got the string {keys!r} "
+            f"(it would be read letter by letter): pass ({keys!r},)."
+        )
     if not isinstance(keys, (list, tuple)) or not all(isinstance(k, str) for k in keys):
         raise TypeError(f"passthrough_keys must be a list or tuple of key names (str), got {keys!r}.")
     return tuple(keys)

@@ -45,5 +45,19 @@ def defaults(name):
     return dict(get_class(name).defaults)
 
 
-__all__ = ["BUILTIN", "CLIP", "ConFu", "GRAM", "GatedSymile", "Objective", "Symile", "TRIANGLE", "defaults",
-           "get", "get_class", "names", "register", "unregister"]
+__all__ = [
+    "BUILTIN",
+    "CLIP",
+    "ConFu",
+    "GRAM",
+    "GatedSymile",
+    "Objective",
+    "Symile",
+    "TRIANGLE",
+    "defaults",
+    "get",
+    "get_class",
+    "names",
+    "register",
+    "unregister",
+]

@@ -94,8 +94,9 @@ class Objective:
     def __init__(self, **options):
         unknown = sorted(set(options) - set(self.defaults))
         if unknown:
-            raise ValueError(f"Unknown option(s) {unknown} for objective {self.name!r}; "
-                             f"allowed: {sorted(self.defaults)}.")
+            raise ValueError(
+                f"Unknown option(s) {unknown} for objective {self.name!r}; allowed: {sorted(self.defaults)}."
+            )
         self.options = self.validate(dict(self.defaults, **options))
 
     # ------------------------------------------------------------------ options
@@ -117,11 +118,13 @@ class Objective:
     def check_modalities(self, modalities):
         """Refuses a modality list the objective cannot train on."""
         if self.num_modalities is not None and len(modalities) != self.num_modalities:
-            raise ValueError(f"The {self.name} objective needs exactly {self.num_modalities} modalities, "
-                             f"got {list(modalities)}.")
+            raise ValueError(
+                f"The {self.name} objective needs exactly {self.num_modalities} modalities, got {list(modalities)}."
+            )
         if len(modalities) < self.min_modalities:
-            raise ValueError(f"The {self.name} objective needs at least {self.min_modalities} modalities, "
-                             f"got {list(modalities)}.")
+            raise ValueError(
+                f"The {self.name} objective needs at least {self.min_modalities} modalities, got {list(modalities)}."
+            )
 
     @property
     def normalize_embeddings(self):
@@ -220,17 +223,20 @@ class Objective:
     def fill_absent(self, names, qs, fused, query_masks):
         """Replaces absent query rows by :attr:`absent_query_value` (fused pairs with a member absent by 0)."""
         if self.absent_query_value is None:
-            raise ValueError(f"The {self.name} score needs every query modality; "
-                             "query_masks are not supported for it.")
+            raise ValueError(f"The {self.name} score needs every query modality; query_masks are not supported for it.")
         neutral = self.absent_query_value
-        qs = [q if query_masks.get(n) is None else
-              ops.where(ops.cast(query_masks[n], "bool")[:, None], ops.cast(q, "float32"), neutral)
-              for n, q in zip(names, qs)]
+        qs = [
+            q
+            if query_masks.get(n) is None
+            else ops.where(ops.cast(query_masks[n], "bool")[:, None], ops.cast(q, "float32"), neutral)
+            for n, q in zip(names, qs)
+        ]
         if fused:
             fused = dict(fused)
             for key in list(fused):
-                present = [ops.cast(query_masks[x], "bool") for x in split_fused_key(key)
-                           if query_masks.get(x) is not None]
+                present = [
+                    ops.cast(query_masks[x], "bool") for x in split_fused_key(key) if query_masks.get(x) is not None
+                ]
                 for p_ in present:
                     fused[key] = ops.where(p_[:, None], fused[key], 0.0)
         return qs, fused

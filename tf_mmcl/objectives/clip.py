@@ -18,8 +18,8 @@ from keras import ops
 
 from tf_mmcl import losses as losses_lib
 from tf_mmcl import ops as sim
-from tf_mmcl.losses.lp_clip import check_similarity
 from tf_mmcl.losses.base import require_bool
+from tf_mmcl.losses.lp_clip import check_similarity
 from tf_mmcl.objectives.base import Objective
 from tf_mmcl.objectives.registry import register
 
@@ -46,8 +46,10 @@ class CLIP(Objective):
         if not isinstance(options["normalize"], bool):
             raise ValueError(f"normalize must be True or False, got {options['normalize']!r}.")
         if not options["normalize"] and options["similarity"] != "lp":
-            raise ValueError('normalize=False needs similarity="lp": the cosine objective takes '
-                             'L2-normalised embeddings (set similarity="lp" or keep normalize=True).')
+            raise ValueError(
+                'normalize=False needs similarity="lp": the cosine objective takes '
+                'L2-normalised embeddings (set similarity="lp" or keep normalize=True).'
+            )
         require_bool(options["lp_power"], "lp_power")
         return options
 
@@ -57,8 +59,7 @@ class CLIP(Objective):
 
     def make_loss(self, modalities):
         o = self.options
-        return losses_lib.CLIPLoss(similarity=o["similarity"], p=o["p"], lp_power=o["lp_power"],
-                                   modalities=modalities)
+        return losses_lib.CLIPLoss(similarity=o["similarity"], p=o["p"], lp_power=o["lp_power"], modalities=modalities)
 
     def similarity(self, model, queries, target, candidates, fused=None, query_masks=None):
         if self.options["similarity"] != "lp":

@@ -42,15 +42,13 @@ class ConFu(Objective):
         False
     """
 
-    defaults = {"lam": 0.5, "fusion_hidden_dim": None, "fusion_layers": 2, "fusion_dropout": 0.1,
-                "mask_ratio": 0.0}
+    defaults = {"lam": 0.5, "fusion_hidden_dim": None, "fusion_layers": 2, "fusion_dropout": 0.1, "mask_ratio": 0.0}
     min_modalities = 3
     learn_logit_scale = False
     absent_query_value = 0.0
 
     def validate(self, options):
-        check_options(options, ints=("fusion_hidden_dim", "fusion_layers"),
-                      fractions=("fusion_dropout", "mask_ratio"))
+        check_options(options, ints=("fusion_hidden_dim", "fusion_layers"), fractions=("fusion_dropout", "mask_ratio"))
         lam = positive_number(options["lam"], "lam", allow_zero=True)
         if lam > 1.0:
             raise ValueError(f"lam must be in [0, 1] (the weight of ConFu's fused terms), got {options['lam']!r}.")
@@ -62,9 +60,13 @@ class ConFu(Objective):
         if o["lam"] > 0:
             for i, j in itertools.combinations(range(len(modalities)), 2):
                 heads[fused_key(modalities[i], modalities[j])] = FusionHead(
-                    embedding_dim, hidden_dim=o["fusion_hidden_dim"], num_layers=o["fusion_layers"],
-                    dropout=o["fusion_dropout"], mask_ratio=o["mask_ratio"],
-                    name=f"fusion_{modalities[i]}_{modalities[j]}")
+                    embedding_dim,
+                    hidden_dim=o["fusion_hidden_dim"],
+                    num_layers=o["fusion_layers"],
+                    dropout=o["fusion_dropout"],
+                    mask_ratio=o["mask_ratio"],
+                    name=f"fusion_{modalities[i]}_{modalities[j]}",
+                )
         return {"fusion_heads": heads}
 
     def build(self, model, feature_shapes):
@@ -112,7 +114,7 @@ class ConFu(Objective):
             return _masked(tf.cast(embeddings[names[0]], tf.float32), masks.get(names[0]), 0.0)
         if not model.fusion_heads:  # lam = 0: follow the model's own score by probing it
             return _identity_probe(model, target, embeddings, fused, masks)
-        keys = [fused_key(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+        keys = [fused_key(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
         missing = [k for k in keys if k not in fused]
         if missing:
             raise ValueError(f"ConFu (M-1)->1 retrieval needs the fused embeddings {missing}.")
@@ -128,5 +130,7 @@ class ConFu(Objective):
 def _identity_probe(model, target, embeddings, fused, masks):
     """The query vector of a score linear in the candidate: the scores of the identity basis."""
     basis = tf.eye(model.embedding_dim, dtype=tf.float32)
-    return tf.cast(model.score_embeddings(embeddings, target, basis, fused_embeddings=fused or None,
-                                          query_masks=masks or None), tf.float32)
+    return tf.cast(
+        model.score_embeddings(embeddings, target, basis, fused_embeddings=fused or None, query_masks=masks or None),
+        tf.float32,
+    )

@@ -32,8 +32,14 @@ __all__ = ["GATE_OPTIONS", "GatedSymile"]
 
 #: The gate's options (forwarded to ContrastiveGate) with their defaults.
 GATE_OPTIONS = {
-    "mode": "attention", "gate_type": "softmax", "use_null": True, "neutral": "random_trainable",
-    "key_dim": 256, "strength_logit_init": -6.0, "renormalize": True, "temperature_init": 1.0,
+    "mode": "attention",
+    "gate_type": "softmax",
+    "use_null": True,
+    "neutral": "random_trainable",
+    "key_dim": 256,
+    "strength_logit_init": -6.0,
+    "renormalize": True,
+    "temperature_init": 1.0,
 }
 
 
@@ -47,14 +53,26 @@ class GatedSymile(Objective):
         'pair'
     """
 
-    defaults = dict({"negative_sampling": "pair", "num_negatives": None, "distill_weight": 0.0,
-                     "variance_scaling": True, "seed": None}, **GATE_OPTIONS)
+    defaults = dict(
+        {
+            "negative_sampling": "pair",
+            "num_negatives": None,
+            "distill_weight": 0.0,
+            "variance_scaling": True,
+            "seed": None,
+        },
+        **GATE_OPTIONS,
+    )
     min_modalities = 3
 
     def validate(self, options):
-        check_options(options, seeds=("seed",), ints=("num_negatives", "key_dim"),
-                      bools=("renormalize", "use_null", "variance_scaling"),
-                      strings=("negative_sampling", "mode", "gate_type", "neutral"))
+        check_options(
+            options,
+            seeds=("seed",),
+            ints=("num_negatives", "key_dim"),
+            bools=("renormalize", "use_null", "variance_scaling"),
+            strings=("negative_sampling", "mode", "gate_type", "neutral"),
+        )
         positive_number(options["distill_weight"], "distill_weight", allow_zero=True)
         sampling = options["negative_sampling"]
         if sampling not in GATED_NEGATIVE_SAMPLING:
@@ -65,8 +83,9 @@ class GatedSymile(Objective):
 
     def make_layers(self, modalities, embedding_dim):
         o = self.options
-        gate = ContrastiveGate(list(modalities), seed=o["seed"], name="contrastive_gate",
-                               **{k: o[k] for k in GATE_OPTIONS})
+        gate = ContrastiveGate(
+            list(modalities), seed=o["seed"], name="contrastive_gate", **{k: o[k] for k in GATE_OPTIONS}
+        )
         # Fresh sampled negatives / permutations every step, reproducible from the seed.
         return {"gate": gate, "_loss_seed": keras.random.SeedGenerator(o["seed"], name="loss_seed")}
 
@@ -92,10 +111,18 @@ class GatedSymile(Objective):
         o = self.options
         reps = {n: y_pred[n] for n in model.modalities}
         mask_dict = None if masks is None else {n: m for n, m in zip(model.modalities, masks) if m is not None}
-        return gated_symile_loss(reps, model.gate, scale, negative_sampling=o["negative_sampling"],
-                                 num_negatives=o["num_negatives"], distill_weight=o["distill_weight"],
-                                 variance_scaling=o["variance_scaling"], masks=mask_dict,
-                                 seed=model._loss_seed, modalities=model.modalities)
+        return gated_symile_loss(
+            reps,
+            model.gate,
+            scale,
+            negative_sampling=o["negative_sampling"],
+            num_negatives=o["num_negatives"],
+            distill_weight=o["distill_weight"],
+            variance_scaling=o["variance_scaling"],
+            masks=mask_dict,
+            seed=model._loss_seed,
+            modalities=model.modalities,
+        )
 
     def similarity(self, model, queries, target, candidates, fused=None, query_masks=None):
         # Query modalities left out are missing: the gate puts their neutral direction in.

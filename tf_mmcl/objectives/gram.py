@@ -33,8 +33,10 @@ class VolumeObjective(Objective):
 
     def reduce_queries(self, model, target, embeddings, fused, masks):
         if masks:
-            raise ValueError(f"The {self.name} score needs every query modality; query_masks are not "
-                             "supported for it (leave a missing modality out of the queries instead).")
+            raise ValueError(
+                f"The {self.name} score needs every query modality; query_masks are not "
+                "supported for it (leave a missing modality out of the queries instead)."
+            )
         return tf.math.l2_normalize(self._sum(model, embeddings, {}), axis=-1)
 
 

@@ -37,12 +37,13 @@ def register(name):
 
     def decorator(cls):
         if not (isinstance(cls, type) and issubclass(cls, Objective)):
-            raise TypeError(f"register({name!r}) decorates subclasses of tf_mmcl.objectives.Objective, "
-                            f"got {cls!r}.")
+            raise TypeError(f"register({name!r}) decorates subclasses of tf_mmcl.objectives.Objective, got {cls!r}.")
         old = _REGISTRY.get(name)
         if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
-            raise ValueError(f"An objective named {name!r} is already registered ({old.__module__}."
-                             f"{old.__qualname__}); unregister it first or pick another name.")
+            raise ValueError(
+                f"An objective named {name!r} is already registered ({old.__module__}."
+                f"{old.__qualname__}); unregister it first or pick another name."
+            )
         cls.name = name
         _REGISTRY[name] = cls
         return cls
@@ -90,8 +91,10 @@ def get(objective, **options):
 
     if isinstance(objective, Objective):
         if options:
-            raise ValueError(f"Options {sorted(options)} were given beside an objective instance "
-                             f"({type(objective).__name__}); pass them to its constructor instead.")
+            raise ValueError(
+                f"Options {sorted(options)} were given beside an objective instance "
+                f"({type(objective).__name__}); pass them to its constructor instead."
+            )
         return objective
     if isinstance(objective, dict):
         import keras

@@ -40,8 +40,9 @@ class Symile(Objective):
 
     def make_loss(self, modalities):
         o = self.options
-        return losses_lib.SymileLoss(negative_sampling=o["negative_sampling"], seed=o["seed"],
-                                     block_size=o["block_size"], modalities=modalities)
+        return losses_lib.SymileLoss(
+            negative_sampling=o["negative_sampling"], seed=o["seed"], block_size=o["block_size"], modalities=modalities
+        )
 
     def check_permutations(self, permutations):
         if permutations is not None and self.options["negative_sampling"] != "n":
@@ -51,8 +52,9 @@ class Symile(Objective):
         self.check_permutations(permutations)
         if permutations is None:
             return super().loss(model, y_pred, masks, scale)
-        return losses_lib.symile_loss([y_pred[n] for n in model.modalities], scale, "n",
-                                      permutations=permutations, masks=masks)
+        return losses_lib.symile_loss(
+            [y_pred[n] for n in model.modalities], scale, "n", permutations=permutations, masks=masks
+        )
 
     def tuple_score(self, model, names, qs, candidates, fused):
         return sim.mip_scores(qs, candidates)

@@ -39,9 +39,9 @@ class TRIANGLE(VolumeObjective):
         return options
 
     def make_loss(self, modalities):
-        return losses_lib.TriangleLoss(squared=self.options["squared"], eps=self.options["eps"],
-                                       modalities=modalities)
+        return losses_lib.TriangleLoss(squared=self.options["squared"], eps=self.options["eps"], modalities=modalities)
 
     def tuple_score(self, model, names, qs, candidates, fused):
-        return -ops.transpose(sim.triangle_area_matrix(candidates, qs[0], qs[1],
-                                                       squared=self.options["squared"], eps=self.options["eps"]))
+        return -ops.transpose(
+            sim.triangle_area_matrix(candidates, qs[0], qs[1], squared=self.options["squared"], eps=self.options["eps"])
+        )

@@ -10,7 +10,6 @@ import ``tf_mmcl.data``; :mod:`tf_mmcl.data.audio` re-exports it beside the WAV 
 
 from __future__ import annotations
 
-
 import tensorflow as tf
 
 __all__ = ["log_mel_spectrogram", "num_frames", "validate_log_mel_args"]
@@ -21,22 +20,28 @@ def _check_positive_int(value, name):
         raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
 
 
-def validate_log_mel_args(sample_rate, frame_length, frame_step, fft_length, num_mel_bins,
-                          lower_edge_hertz, upper_edge_hertz, log_offset):
+def validate_log_mel_args(
+    sample_rate, frame_length, frame_step, fft_length, num_mel_bins, lower_edge_hertz, upper_edge_hertz, log_offset
+):
     """Raises ``ValueError`` for inconsistent front-end settings; returns the upper edge in Hz.
 
     Shared by :func:`log_mel_spectrogram` and ``tf_mmcl.layers.AudioEncoder`` so that a bad
     setting fails when the layer is constructed, not when it is first called.
     """
-    for name, value in (("sample_rate", sample_rate), ("frame_length", frame_length),
-                        ("frame_step", frame_step), ("fft_length", fft_length),
-                        ("num_mel_bins", num_mel_bins)):
+    for name, value in (
+        ("sample_rate", sample_rate),
+        ("frame_length", frame_length),
+        ("frame_step", frame_step),
+        ("fft_length", fft_length),
+        ("num_mel_bins", num_mel_bins),
+    ):
         _check_positive_int(value, name)
     if fft_length < frame_length:
         raise ValueError(
             "`fft_length` must be at least `frame_length` (each frame is zero-padded to "
             f"`fft_length` before the FFT). Received: fft_length={fft_length}, "
-            f"frame_length={frame_length}")
+            f"frame_length={frame_length}"
+        )
     nyquist = sample_rate / 2.0
     upper = nyquist if upper_edge_hertz is None else float(upper_edge_hertz)
     lower = float(lower_edge_hertz)
@@ -45,11 +50,13 @@ def validate_log_mel_args(sample_rate, frame_length, frame_step, fft_length, num
     if not lower < upper:
         raise ValueError(
             "`lower_edge_hertz` must be below `upper_edge_hertz`. Received: "
-            f"lower_edge_hertz={lower_edge_hertz}, upper_edge_hertz={upper}")
+            f"lower_edge_hertz={lower_edge_hertz}, upper_edge_hertz={upper}"
+        )
     if upper > nyquist:
         raise ValueError(
             f"`upper_edge_hertz` must be at most sample_rate / 2 = {nyquist}. "
-            f"Received: upper_edge_hertz={upper_edge_hertz}")
+            f"Received: upper_edge_hertz={upper_edge_hertz}"
+        )
     if not float(log_offset) > 0.0:
         raise ValueError(f"`log_offset` must be > 0. Received: log_offset={log_offset}")
     return upper
@@ -81,9 +88,18 @@ def num_frames(num_samples, frame_length, frame_step, pad_end=True):
     return max(0, 1 + (int(num_samples) - frame_length) // frame_step)
 
 
-def log_mel_spectrogram(waveform, sample_rate=16000, frame_length=400, frame_step=160,
-                        fft_length=512, num_mel_bins=64, lower_edge_hertz=20.0,
-                        upper_edge_hertz=None, log_offset=1e-6, pad_end=True):
+def log_mel_spectrogram(
+    waveform,
+    sample_rate=16000,
+    frame_length=400,
+    frame_step=160,
+    fft_length=512,
+    num_mel_bins=64,
+    lower_edge_hertz=20.0,
+    upper_edge_hertz=None,
+    log_offset=1e-6,
+    pad_end=True,
+):
     """Log-mel spectrogram of a batch of mono waveforms, in core TensorFlow ops.
 
     Computes ``log(|STFT(x)| @ W_mel + log_offset)`` where the STFT uses a periodic Hann window
@@ -120,26 +136,36 @@ def log_mel_spectrogram(waveform, sample_rate=16000, frame_length=400, frame_ste
         >>> log_mel_spectrogram(x[None, :]).shape
         TensorShape([1, 100, 64])
     """
-    upper = validate_log_mel_args(sample_rate, frame_length, frame_step, fft_length,
-                                  num_mel_bins, lower_edge_hertz, upper_edge_hertz, log_offset)
+    upper = validate_log_mel_args(
+        sample_rate, frame_length, frame_step, fft_length, num_mel_bins, lower_edge_hertz, upper_edge_hertz, log_offset
+    )
     waveform = tf.convert_to_tensor(waveform)
     if not waveform.dtype.is_floating:
         raise ValueError(
             "`waveform` must be a float tensor of samples in [-1, 1] (decode integer PCM with "
-            f"`decode_wav` first). Received dtype: {waveform.dtype.name}")
+            f"`decode_wav` first). Received dtype: {waveform.dtype.name}"
+        )
     if waveform.shape.rank is not None and waveform.shape.rank < 1:
-        raise ValueError(
-            f"`waveform` must have shape (..., T); got a scalar of shape {waveform.shape}.")
+        raise ValueError(f"`waveform` must have shape (..., T); got a scalar of shape {waveform.shape}.")
     waveform = tf.cast(waveform, tf.float32)
     with tf.name_scope("log_mel_spectrogram"):
-        stft = tf.signal.stft(waveform, frame_length=frame_length, frame_step=frame_step,
-                              fft_length=fft_length, window_fn=tf.signal.hann_window,
-                              pad_end=pad_end)
+        stft = tf.signal.stft(
+            waveform,
+            frame_length=frame_length,
+            frame_step=frame_step,
+            fft_length=fft_length,
+            window_fn=tf.signal.hann_window,
+            pad_end=pad_end,
+        )
         magnitude = tf.abs(stft)
         mel_matrix = tf.signal.linear_to_mel_weight_matrix(
-            num_mel_bins=num_mel_bins, num_spectrogram_bins=fft_length // 2 + 1,
-            sample_rate=sample_rate, lower_edge_hertz=float(lower_edge_hertz),
-            upper_edge_hertz=upper, dtype=tf.float32)
+            num_mel_bins=num_mel_bins,
+            num_spectrogram_bins=fft_length // 2 + 1,
+            sample_rate=sample_rate,
+            lower_edge_hertz=float(lower_edge_hertz),
+            upper_edge_hertz=upper,
+            dtype=tf.float32,
+        )
         mel = tf.tensordot(magnitude, mel_matrix, axes=1)
         mel = tf.ensure_shape(mel, magnitude.shape[:-1].concatenate([num_mel_bins]))
         return tf.math.log(mel + log_offset)

@@ -27,7 +27,7 @@ magnitude). Rows whose presence mask is False are exempt (their values are repla
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -80,6 +80,7 @@ def in_xla_context():
     try:
         from tensorflow.python.framework import ops as tf_ops
         from tensorflow.python.ops import control_flow_util
+
         return bool(control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()))
     except Exception:  # pragma: no cover - private API moved
         return False
@@ -104,12 +105,15 @@ def require_float(x, name, hint="L2-normalised float embeddings"):
     try:
         t = ops.convert_to_tensor(x)
     except (ValueError, TypeError) as e:
-        raise TypeError(f"{name} must be a float tensor ({hint}); cannot convert "
-                        f"{type(x).__name__}: {e}".splitlines()[0]) from None
+        raise TypeError(
+            f"{name} must be a float tensor ({hint}); cannot convert {type(x).__name__}: {e}".splitlines()[0]
+        ) from None
     dt = _dtype_name(t)
     if dt not in _FLOAT_DTYPES:
-        raise TypeError(f"{name} has dtype {dt}; expected {hint} (float16/bfloat16/float32/float64): "
-                        "embed ids with the model (or cast and L2-normalise) before passing them.")
+        raise TypeError(
+            f"{name} has dtype {dt}; expected {hint} (float16/bfloat16/float32/float64): "
+            "embed ids with the model (or cast and L2-normalise) before passing them."
+        )
     return t if dt == "float32" else ops.cast(t, "float32")
 
 
@@ -122,7 +126,8 @@ def as_float32_list(representations, name="representations"):
     if isinstance(representations, dict):
         raise TypeError(
             f"{name} must be a list or tuple of tensors; got a dict. The Keras Loss classes take "
-            "dicts keyed by modality; the functional objectives take lists in modality order.")
+            "dicts keyed by modality; the functional objectives take lists in modality order."
+        )
     if not isinstance(representations, (list, tuple)):
         raise TypeError(f"{name} must be a list or tuple of (N, d) tensors, got {type(representations).__name__}.")
     return [require_float(r, f"{name}[{i}]") for i, r in enumerate(representations)]
@@ -178,8 +183,10 @@ def check_finite(tensors: Sequence, names: Sequence[str], force: bool = False):
             arr = np.asarray(t)
             if not np.all(np.isfinite(arr)):
                 bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-                raise ValueError(f"{n} contains {bad} non-finite value(s) (NaN or Inf); "
-                                 "expected finite embeddings: check the encoder and its inputs.")
+                raise ValueError(
+                    f"{n} contains {bad} non-finite value(s) (NaN or Inf); "
+                    "expected finite embeddings: check the encoder and its inputs."
+                )
         return list(tensors)
     if not force:
         return list(tensors)
@@ -199,8 +206,10 @@ def check_logit_scale(logit_scale, name="logit_scale"):
         raise TypeError(f"{name} must be a positive finite number or float scalar tensor, got {logit_scale!r}.")
     if isinstance(logit_scale, (int, float, np.number)):
         if not np.isfinite(logit_scale) or logit_scale <= 0:
-            raise ValueError(f"{name} must be a positive finite number, got {logit_scale!r}: pass e.g. "
-                             "1/0.07 (or exp of a learned log-scale).")
+            raise ValueError(
+                f"{name} must be a positive finite number, got {logit_scale!r}: pass e.g. "
+                "1/0.07 (or exp of a learned log-scale)."
+            )
     s = ops.convert_to_tensor(logit_scale)
     if _dtype_name(s) not in _FLOAT_DTYPES and not _dtype_name(s).startswith("int"):
         raise TypeError(f"{name} must be a float scalar, got dtype {_dtype_name(s)}.")
@@ -211,10 +220,12 @@ def check_logit_scale(logit_scale, name="logit_scale"):
     if _value_checks_suspended and not tf.executing_eagerly():
         return s
     pending = _Pending()
-    pending.require(tf.logical_and(s > 0.0, tf.math.is_finite(s)),
-                    f"{name} must be a positive finite number (a scale <= 0 or NaN inverts or voids "
-                    "the similarities): pass exp() of a log-scale, or a constant such as 1/0.07.",
-                    details=lambda: f"got {float(s)}")
+    pending.require(
+        tf.logical_and(s > 0.0, tf.math.is_finite(s)),
+        f"{name} must be a positive finite number (a scale <= 0 or NaN inverts or voids "
+        "the similarities): pass exp() of a log-scale, or a constant such as 1/0.07.",
+        details=lambda: f"got {float(s)}",
+    )
     return pending.attach([s])[0]
 
 
@@ -229,8 +240,10 @@ def check_presence_masks(masks, num_modalities, batch_sizes=None, name="masks", 
         return None
     if not isinstance(masks, (list, tuple)) or len(masks) != num_modalities:
         got = type(masks).__name__ if not isinstance(masks, (list, tuple)) else f"{len(masks)} entries"
-        raise ValueError(f"{name} must be a list of {num_modalities} (N,) bool tensors or None entries "
-                         f"(one per modality), got {got}.")
+        raise ValueError(
+            f"{name} must be a list of {num_modalities} (N,) bool tensors or None entries "
+            f"(one per modality), got {got}."
+        )
     pending = _Pending() if _pending is None else _pending
     out = []
     for i, m in enumerate(masks):
@@ -255,20 +268,26 @@ def _check_one_mask(m, name, n, pending):
     if len(m.shape) != 1:
         raise ValueError(f"{name} must be a (N,) boolean vector (True = present), got shape {tuple(m.shape)}.")
     if dt != "bool" and not dt.startswith(("int", "uint")):
-        raise TypeError(f"{name} has dtype {dt}; a presence mask must be bool (or integer 0/1): "
-                        "use m > 0.5 / tf.cast(m, tf.bool) on purpose if you hold probabilities.")
+        raise TypeError(
+            f"{name} has dtype {dt}; a presence mask must be bool (or integer 0/1): "
+            "use m > 0.5 / tf.cast(m, tf.bool) on purpose if you hold probabilities."
+        )
     length = _static_dim(m, 0)
     if isinstance(n, (int, np.integer)) and length is not None and int(n) != length:
         raise ValueError(f"{name} has {length} entries but the batch has {int(n)} rows: one entry per row.")
     if n is not None and not isinstance(n, (int, np.integer)) or (n is not None and length is None):
         got = tf.shape(m)[0]
-        pending.require(tf.equal(got, tf.cast(n, got.dtype)),
-                        f"{name}: the mask length differs from the batch size; one entry per row.",
-                        details=lambda: f"{int(got)} entries, {int(n)} rows")
+        pending.require(
+            tf.equal(got, tf.cast(n, got.dtype)),
+            f"{name}: the mask length differs from the batch size; one entry per row.",
+            details=lambda: f"{int(got)} entries, {int(n)} rows",
+        )
     if dt != "bool":
-        pending.require(tf.reduce_all(tf.logical_or(tf.equal(m, 0), tf.equal(m, 1))),
-                        f"{name}: an integer presence mask must hold only 0 and 1; pass a bool mask.",
-                        details=lambda: f"values {sorted(set(np.asarray(m).tolist()))[:5]}")
+        pending.require(
+            tf.reduce_all(tf.logical_or(tf.equal(m, 0), tf.equal(m, 1))),
+            f"{name}: an integer presence mask must hold only 0 and 1; pass a bool mask.",
+            details=lambda: f"values {sorted(set(np.asarray(m).tolist()))[:5]}",
+        )
         m = tf.cast(m, tf.bool)
     return m
 
@@ -297,17 +316,26 @@ def check_unit_norm(reps, names, masks=None, tolerance=UNIT_NORM_TOLERANCE):
             norms = np.sqrt(np.asarray(sq)[bad])
             return f"{int(bad.sum())} row(s), e.g. row {int(np.argmax(bad))} with norm {norms[0]:.4g}"
 
-        pending.require(tf.reduce_all(good),
-                        f"{n} must be L2-normalised and finite (every present row of norm 1 within "
-                        f"tolerance {tolerance} on the squared norm, or all-zero): normalise with "
-                        "tf.math.l2_normalize(x, axis=-1) / tf_mmcl.layers.L2Normalize, or fix NaN/Inf.",
-                        details=details)
+        pending.require(
+            tf.reduce_all(good),
+            f"{n} must be L2-normalised and finite (every present row of norm 1 within "
+            f"tolerance {tolerance} on the squared norm, or all-zero): normalise with "
+            "tf.math.l2_normalize(x, axis=-1) / tf_mmcl.layers.L2Normalize, or fix NaN/Inf.",
+            details=details,
+        )
     return pending.attach(reps)
 
 
-def check_representations(representations, *, min_modalities=2, max_modalities=None,
-                          name="representations", check_finite_values=False, masks=None,
-                          unit_norm=True):
+def check_representations(
+    representations,
+    *,
+    min_modalities=2,
+    max_modalities=None,
+    name="representations",
+    check_finite_values=False,
+    masks=None,
+    unit_norm=True,
+):
     """Validates a list of M (N, d) embedding tensors (and their masks) and returns them as float32.
 
     Args:
@@ -338,31 +366,41 @@ def check_representations(representations, *, min_modalities=2, max_modalities=N
         raise ValueError(f"{name}: this objective is defined for at most {max_modalities} modalities, got {m}.")
     for i, r in enumerate(reps):
         if len(r.shape) != 2:
-            raise ValueError(f"{name}[{i}] must have rank 2 (N, d); got shape {tuple(r.shape)}: "
-                             "pass one (N, d) matrix per modality.")
+            raise ValueError(
+                f"{name}[{i}] must have rank 2 (N, d); got shape {tuple(r.shape)}: pass one (N, d) matrix per modality."
+            )
     widths = [_static_dim(r, 1) for r in reps]
     known = {w for w in widths if w is not None}
     if len(known) > 1:
-        raise ValueError(f"{name}: embedding widths differ across modalities: {widths}; every modality "
-                         "must be embedded in the same d-dimensional space.")
+        raise ValueError(
+            f"{name}: embedding widths differ across modalities: {widths}; every modality "
+            "must be embedded in the same d-dimensional space."
+        )
     if 0 in known:
         raise ValueError(f"{name}: embeddings have width 0; expected (N, d) with d >= 1.")
     sizes = [_static_dim(r, 0) for r in reps]
     known_n = {n for n in sizes if n is not None}
     if len(known_n) > 1:
-        raise ValueError(f"{name}: batch sizes differ across modalities: {sizes}; rows must be aligned "
-                         "(row i of every modality is one example).")
+        raise ValueError(
+            f"{name}: batch sizes differ across modalities: {sizes}; rows must be aligned "
+            "(row i of every modality is one example)."
+        )
     if known_n and min(known_n) < 2:
         raise ValueError(f"{name}: a contrastive loss needs a batch of at least 2 rows, got {min(known_n)}.")
     pending = _Pending()
     if None in sizes and not tf.executing_eagerly():
         # Run-time batch sizes (e.g. a partial last batch): assert inside the graph.
         n0 = tf.shape(reps[0])[0]
-        pending.require(n0 >= 2, f"{name}: batch size must be >= 2 (a contrastive loss needs negatives); "
-                        "drop or pad a 1-row last batch (drop_remainder=True).")
+        pending.require(
+            n0 >= 2,
+            f"{name}: batch size must be >= 2 (a contrastive loss needs negatives); "
+            "drop or pad a 1-row last batch (drop_remainder=True).",
+        )
         for i, r in enumerate(reps[1:], start=1):
-            pending.require(tf.equal(tf.shape(r)[0], n0),
-                            f"{name}: batch size of modality {i} differs from modality 0; rows must be aligned.")
+            pending.require(
+                tf.equal(tf.shape(r)[0], n0),
+                f"{name}: batch size of modality {i} differs from modality 0; rows must be aligned.",
+            )
     n_static = next(iter(known_n)) if known_n else tf.shape(reps[0])[0]
     checked_masks = None
     if masks is not None:  # run-time mask checks guard the embeddings (XLA: poison them)

@@ -101,7 +101,7 @@ def gate_weights(logits, null_logits=None, presence=None, gate_type="softmax"):
 
 def _normalize(x, epsilon):
     sq = ops.sum(x * x, axis=-1, keepdims=True)
-    return x * ops.rsqrt(ops.maximum(sq, epsilon ** 2))
+    return x * ops.rsqrt(ops.maximum(sq, epsilon**2))
 
 
 def interpolate(embeddings, weights, strength, neutral=None, renormalize=True, epsilon=1e-6):
@@ -179,8 +179,9 @@ def candidate_attention_logits(row_keys, candidate_queries, temperature, candida
     return ops.transpose(logits, (0, 2, 1)) / _f32(temperature)
 
 
-def gated_candidate_scores(rows, weights, candidates, strength, neutral=None, renormalize=True, epsilon=1e-6,
-                           candidate_indices=None):
+def gated_candidate_scores(
+    rows, weights, candidates, strength, neutral=None, renormalize=True, epsilon=1e-6, candidate_indices=None
+):
     """Per-candidate gated multilinear scores ``<c, prod_k G_k(b, c)>`` (raw: no logit scale).
 
     Args:
@@ -252,6 +253,6 @@ def gated_candidate_scores(rows, weights, candidates, strength, neutral=None, re
             n2 = ops.sum(ns[i] * ns[i])
             ai, bi = a[..., i], b[..., i]
             sq = ai * ai * e2 + 2.0 * ai * bi * en + bi * bi * n2
-            inv = inv * ops.rsqrt(ops.maximum(sq, epsilon ** 2))
+            inv = inv * ops.rsqrt(ops.maximum(sq, epsilon**2))
         scores = scores * inv
     return scores

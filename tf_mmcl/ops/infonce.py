@@ -99,8 +99,9 @@ def mean_symmetric_infonce_over_pairs(queries, candidates, logit_scale):
     if a.shape.rank != 3 or b.shape.rank != 3:
         raise ValueError(f"queries and candidates must be (P, N, d), got shapes {a.shape} and {b.shape}.")
     if not a.shape.is_compatible_with(b.shape):
-        raise ValueError(f"queries and candidates must have the same (P, N, d) shape (no broadcasting), "
-                         f"got {a.shape} and {b.shape}.")
+        raise ValueError(
+            f"queries and candidates must have the same (P, N, d) shape (no broadcasting), got {a.shape} and {b.shape}."
+        )
     return pairs_unchecked(a, b, check_logit_scale(logit_scale))
 
 
@@ -192,7 +193,11 @@ def _masked_infonce(a, b, scale, w):
         p = w[:, None] * tf.exp(s - lse_rows[:, None]) + w[None, :] * tf.exp(s - lse_cols[None, :])
         ds = (0.5 * dy / count) * tf.linalg.set_diag(p, tf.linalg.diag_part(p) - 2.0 * w)
         ds = tf.where(pair, ds, 0.0)
-        return (scale * tf.matmul(ds, b), scale * tf.matmul(ds, a, transpose_a=True), tf.reduce_sum(ds * g),
-                tf.zeros_like(w))
+        return (
+            scale * tf.matmul(ds, b),
+            scale * tf.matmul(ds, a, transpose_a=True),
+            tf.reduce_sum(ds * g),
+            tf.zeros_like(w),
+        )
 
     return loss, grad

@@ -58,11 +58,14 @@ def lp_distance_matrix(queries, candidates, p=2.0, power=True, eps=1e-12):
     q = ops.cast(ops.convert_to_tensor(queries), "float32")
     c = ops.cast(ops.convert_to_tensor(candidates), "float32")
     if len(q.shape) != 2 or len(c.shape) != 2:
-        raise ValueError(f"lp_distance_matrix: queries and candidates must be (B, d) and (C, d), "
-                         f"got shapes {tuple(q.shape)} and {tuple(c.shape)}.")
+        raise ValueError(
+            f"lp_distance_matrix: queries and candidates must be (B, d) and (C, d), "
+            f"got shapes {tuple(q.shape)} and {tuple(c.shape)}."
+        )
     if q.shape[-1] is not None and c.shape[-1] is not None and int(q.shape[-1]) != int(c.shape[-1]):
-        raise ValueError(f"lp_distance_matrix: embedding widths differ: queries {tuple(q.shape)}, "
-                         f"candidates {tuple(c.shape)}.")
+        raise ValueError(
+            f"lp_distance_matrix: embedding widths differ: queries {tuple(q.shape)}, candidates {tuple(c.shape)}."
+        )
     if p == 2.0:
         q2 = ops.sum(q * q, axis=-1)[:, None]
         c2 = ops.sum(c * c, axis=-1)[None, :]

@@ -42,8 +42,7 @@ def _eps(eps):
     import math
 
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a finite number >= 0 (a negative eps makes the square root NaN), "
-                         f"got {eps!r}.")
+        raise ValueError(f"eps must be a finite number >= 0 (a negative eps makes the square root NaN), got {eps!r}.")
     return float(eps)
 
 
@@ -51,9 +50,11 @@ def _same_width(tensors, names, fn):
     widths = {n: t.shape[-1] for t, n in zip(tensors, names)}
     known = {int(w) for w in widths.values() if w is not None}
     if len(known) > 1:
-        raise ValueError(f"{fn}: embedding widths differ: "
-                         + ", ".join(f"{n} has d={w}" for n, w in widths.items())
-                         + "; every input must live in the same d-dimensional space.")
+        raise ValueError(
+            f"{fn}: embedding widths differ: "
+            + ", ".join(f"{n} has d={w}" for n, w in widths.items())
+            + "; every input must live in the same d-dimensional space."
+        )
 
 
 def _same_rows(tensors, names, fn):
@@ -61,15 +62,20 @@ def _same_rows(tensors, names, fn):
     rows = [t.shape[0] for t in tensors]
     known = {int(r) for r in rows if r is not None}
     if len(known) > 1:
-        raise ValueError(f"{fn}: row counts differ: " + ", ".join(f"{n} has {r}" for n, r in zip(names, rows))
-                         + "; rows are aligned tuples, so pass the same number of rows for each.")
+        raise ValueError(
+            f"{fn}: row counts differ: "
+            + ", ".join(f"{n} has {r}" for n, r in zip(names, rows))
+            + "; rows are aligned tuples, so pass the same number of rows for each."
+        )
     if None in rows and len(tensors) > 1 and not tf.executing_eagerly():
         pending = _Pending()
         n0 = tf.shape(tensors[0])[0]
         for t, n in zip(tensors[1:], names[1:]):
-            pending.require(tf.equal(tf.shape(t)[0], n0),
-                            f"{fn}: {n} has a different number of rows than {names[0]}; rows are aligned "
-                            "tuples, pass the same number for each.")
+            pending.require(
+                tf.equal(tf.shape(t)[0], n0),
+                f"{fn}: {n} has a different number of rows than {names[0]}; rows are aligned "
+                "tuples, pass the same number for each.",
+            )
         return pending.attach(tensors)
     return list(tensors)
 

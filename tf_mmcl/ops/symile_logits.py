@@ -20,8 +20,14 @@ import math
 
 import tensorflow as tf
 
-__all__ = ["shuffled_negative_logits", "shuffled_negative_logsumexp", "streamed_logsumexp", "default_block_size",
-           "joint_streamed_logsumexps", "joint_block_size"]
+__all__ = [
+    "shuffled_negative_logits",
+    "shuffled_negative_logsumexp",
+    "streamed_logsumexp",
+    "default_block_size",
+    "joint_streamed_logsumexps",
+    "joint_block_size",
+]
 
 # Elements (float32) the per-block tensors may hold: 2^20 = 4 MiB each (measured faster than
 # 16 MiB blocks on a 2-core CPU: the block stays in cache between the matmul and the reductions).
@@ -36,14 +42,18 @@ def _static_inputs(anchor, others, fn, permutations=None):
     if not isinstance(others, (list, tuple)) or not others:
         raise ValueError(f"{fn}: others must be a non-empty list of (N, d) tensors, got {type(others).__name__}.")
     tensors = [require_float(anchor, f"{fn}: anchor")] + [
-        require_float(r, f"{fn}: others[{k}]") for k, r in enumerate(others)]
+        require_float(r, f"{fn}: others[{k}]") for k, r in enumerate(others)
+    ]
     names = ["anchor"] + [f"others[{k}]" for k in range(len(others))]
     for t, n in zip(tensors, names):
         if len(t.shape) != 2:
             raise ValueError(f"{fn}: {n} must be (N, d), got shape {tuple(t.shape)}.")
     if not all(t.shape.is_compatible_with(tensors[0].shape) for t in tensors):
-        raise ValueError(f"{fn}: inputs must all have the same (N, d) shape, got "
-                         + ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(names, tensors)) + ".")
+        raise ValueError(
+            f"{fn}: inputs must all have the same (N, d) shape, got "
+            + ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(names, tensors))
+            + "."
+        )
     if permutations is None:
         return tensors, None
     perms = tf.convert_to_tensor(permutations)
@@ -51,8 +61,9 @@ def _static_inputs(anchor, others, fn, permutations=None):
         raise ValueError(f"{fn}: permutations must be an integer array (len(others), N), got dtype {perms.dtype.name}.")
     expected = tf.TensorShape([len(others), tensors[0].shape[0]])
     if not perms.shape.is_compatible_with(expected):
-        raise ValueError(f"{fn}: permutations must have shape (len(others), N) = {tuple(expected)}, "
-                         f"got {tuple(perms.shape)}.")
+        raise ValueError(
+            f"{fn}: permutations must have shape (len(others), N) = {tuple(expected)}, got {tuple(perms.shape)}."
+        )
     return tensors, perms
 
 
@@ -129,8 +140,12 @@ def shuffled_lse_unchecked(anchor, others, permutations, logit_scale, positive=N
     anchor = tf.convert_to_tensor(anchor, tf.float32)
     if positive is None:
         positive = _aligned_mip(anchor, others)
-    return _shuffled_lse(anchor, _shuffled_product(anchor, others, permutations),
-                         tf.convert_to_tensor(positive, tf.float32), tf.reshape(tf.cast(logit_scale, tf.float32), ()))
+    return _shuffled_lse(
+        anchor,
+        _shuffled_product(anchor, others, permutations),
+        tf.convert_to_tensor(positive, tf.float32),
+        tf.reshape(tf.cast(logit_scale, tf.float32), ()),
+    )
 
 
 @tf.custom_gradient
@@ -208,11 +223,11 @@ def _build(num_prefix_mods, block_size, n_static, d_static):
         prefix_mods = others[:-1]
         n = tf.shape(anchor)[0]
         d = tf.shape(anchor)[1]
-        num_prefixes = n ** num_prefix_mods  # 1 when M = 2
+        num_prefixes = n**num_prefix_mods  # 1 when M = 2
         if block_size is not None:
             b = int(block_size)
         elif n_static is not None:
-            b = default_block_size(n_static, d_static or n_static, n_static ** num_prefix_mods)
+            b = default_block_size(n_static, d_static or n_static, n_static**num_prefix_mods)
         else:
             b = None
         if b is None:  # dynamic batch: size the block at run time
@@ -222,8 +237,11 @@ def _build(num_prefix_mods, block_size, n_static, d_static):
             b_t = tf.minimum(tf.constant(b), num_prefixes)
         num_blocks = (num_prefixes + b_t - 1) // b_t
         # No padding mask when every block is full (static batch, b divides the prefix count).
-        ragged = not (b is not None and n_static is not None
-                      and (n_static ** num_prefix_mods) % min(b, n_static ** num_prefix_mods) == 0)
+        ragged = not (
+            b is not None
+            and n_static is not None
+            and (n_static**num_prefix_mods) % min(b, n_static**num_prefix_mods) == 0
+        )
 
         def prefix_block(start):
             """Rows of each prefix modality for prefixes [start, start + b) and their product."""
@@ -254,13 +272,14 @@ def _build(num_prefix_mods, block_size, n_static, d_static):
             blk_max = tf.reduce_max(logits, axis=[1, 2])
             new_max = tf.maximum(run_max, blk_max)
             run_sum = run_sum * tf.exp(run_max - new_max) + tf.reduce_sum(
-                tf.exp(logits - new_max[:, None, None]), axis=[1, 2])
+                tf.exp(logits - new_max[:, None, None]), axis=[1, 2]
+            )
             return i + 1, new_max, run_sum
 
         init_max = tf.fill([n], tf.constant(-math.inf, anchor.dtype))
         _, run_max, run_sum = tf.while_loop(
-            lambda i, *_: i < num_blocks, fwd_body,
-            (tf.constant(0), init_max, tf.zeros([n], anchor.dtype)))
+            lambda i, *_: i < num_blocks, fwd_body, (tf.constant(0), init_max, tf.zeros([n], anchor.dtype))
+        )
         lse = run_max + tf.math.log(run_sum)
 
         def grad_fn(upstream):
@@ -285,8 +304,12 @@ def _build(num_prefix_mods, block_size, n_static, d_static):
                         g_prefix[k] = g_prefix[k] + tf.math.unsorted_segment_sum(partial, idx[k], n)
                 return (i + 1, g_anchor, g_last, *g_prefix)
 
-            init = (tf.constant(0), tf.zeros_like(anchor), tf.zeros_like(last),
-                    *[tf.zeros_like(r) for r in prefix_mods])
+            init = (
+                tf.constant(0),
+                tf.zeros_like(anchor),
+                tf.zeros_like(last),
+                *[tf.zeros_like(r) for r in prefix_mods],
+            )
             out = tf.while_loop(lambda i, *_: i < num_blocks, bwd_body, init)
             g_anchor, g_last, g_prefix = out[1], out[2], list(out[3:])
             return (g_anchor, *g_prefix, g_last)
@@ -314,8 +337,7 @@ def joint_block_size(n, num_prefixes, budget=None):
     return 1
 
 
-def joint_streamed_logsumexps(representations, logit_scale=1.0, block_size=None,
-                              compute_dtype=None):
+def joint_streamed_logsumexps(representations, logit_scale=1.0, block_size=None, compute_dtype=None):
     """Every anchor's "n_squared" log-sum-exp from one shared, streamed pass over the logits.
 
     The Symile "n_squared" logits of every anchor are entries of one tensor
@@ -374,6 +396,7 @@ def _in_xla_context():
     try:
         from tensorflow.python.framework import ops as tf_ops
         from tensorflow.python.ops import control_flow_util
+
         return bool(control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()))
     except Exception:  # pragma: no cover - private API moved
         return False
@@ -398,11 +421,11 @@ def _build_joint(num_prefix_mods, block_size, n_static, use_bf16):
         zmod = args[num_prefix_mods + 1]
         n = tf.shape(ymod)[0]
         d = tf.shape(ymod)[1]
-        num_prefixes = n ** num_prefix_mods  # 1 when M = 2
+        num_prefixes = n**num_prefix_mods  # 1 when M = 2
         if block_size is not None:
             b_static = int(block_size)
         elif n_static is not None:
-            b_static = joint_block_size(n_static, n_static ** num_prefix_mods)
+            b_static = joint_block_size(n_static, n_static**num_prefix_mods)
         else:
             b_static = None
         if b_static is None:
@@ -410,8 +433,7 @@ def _build_joint(num_prefix_mods, block_size, n_static, use_bf16):
         else:
             b = tf.minimum(tf.constant(b_static), num_prefixes)
         # Ragged last block only when the block size is not known to divide the prefix count.
-        ragged = not (n_static is not None and b_static is not None
-                      and (n_static ** num_prefix_mods) % b_static == 0)
+        ragged = not (n_static is not None and b_static is not None and (n_static**num_prefix_mods) % b_static == 0)
         num_blocks = (num_prefixes + b - 1) // b
 
         def prefix_block(start):
@@ -505,8 +527,7 @@ def _build_joint(num_prefix_mods, block_size, n_static, use_bf16):
                 else:
                     c = tf.broadcast_to(lse_y[None, :], [b, n])
                     coef = tf.broadcast_to(g_y_up[None, :], [b, n])
-                grad = (coef[:, :, None] * tf.exp(logits - c[:, :, None])
-                        + g_z_up * tf.exp(logits - lse_z))
+                grad = coef[:, :, None] * tf.exp(logits - c[:, :, None]) + g_z_up * tf.exp(logits - lse_z)
                 grad = weighted(grad, valid)
                 g2 = tf.reshape(grad, [b * n, n])
                 h = tf.reshape(mm(g2, zmod), [b, n, d])  # sum_k G[p, j, k] z_k
@@ -523,8 +544,7 @@ def _build_joint(num_prefix_mods, block_size, n_static, use_bf16):
                         g_prefix[k] = g_prefix[k] + tf.math.unsorted_segment_sum(partial, idx[k], n)
                 return (i + 1, g_y, g_z, *g_prefix)
 
-            init = (tf.constant(0), tf.zeros_like(ymod), tf.zeros_like(zmod),
-                    *[tf.zeros_like(r) for r in prefix_mods])
+            init = (tf.constant(0), tf.zeros_like(ymod), tf.zeros_like(zmod), *[tf.zeros_like(r) for r in prefix_mods])
             res = tf.while_loop(lambda i, *_: i < num_blocks, bwd_body, init)
             return (*res[3:], res[1], res[2])
 

@@ -128,8 +128,9 @@ def blocked_top_k(queries, candidates, k, block_size=DEFAULT_BLOCK_SIZE, group_s
     if cands.dtype not in (tf.float32, tf.bfloat16):
         raise ValueError(f"candidates must be float32 or bfloat16, got {cands.dtype.name}.")
     if len(q.shape) != 2 or len(cands.shape) != 2:
-        raise ValueError(f"queries must be (B, d) and candidates (C, d); got {tuple(q.shape)} and "
-                         f"{tuple(cands.shape)}.")
+        raise ValueError(
+            f"queries must be (B, d) and candidates (C, d); got {tuple(q.shape)} and {tuple(cands.shape)}."
+        )
     c, d = cands.shape
     if c is None or d is None:
         raise ValueError("blocked_top_k needs candidates with a static shape (C, d).")
@@ -137,7 +138,7 @@ def blocked_top_k(queries, candidates, k, block_size=DEFAULT_BLOCK_SIZE, group_s
         raise ValueError(f"queries have width {int(q.shape[-1])}, candidates {int(d)}.")
 
     def scored(start, size):
-        rows = cands[start:start + size] if isinstance(start, int) else tf.slice(cands, [start, 0], [size, d])
+        rows = cands[start : start + size] if isinstance(start, int) else tf.slice(cands, [start, 0], [size, d])
         if rows.dtype != tf.float32:
             rows = tf.cast(rows, tf.float32)
         return tf.matmul(q, rows, transpose_b=True)
@@ -145,8 +146,7 @@ def blocked_top_k(queries, candidates, k, block_size=DEFAULT_BLOCK_SIZE, group_s
     return streaming_top_k(scored, int(c), k, block_size=block_size, group_size=group_size)
 
 
-def streaming_top_k(score_block, num_candidates, k, block_size=DEFAULT_BLOCK_SIZE,
-                    group_size=DEFAULT_GROUP_SIZE):
+def streaming_top_k(score_block, num_candidates, k, block_size=DEFAULT_BLOCK_SIZE, group_size=DEFAULT_GROUP_SIZE):
     """Exact top-k of a score matrix produced one candidate block at a time.
 
     ``score_block(start, size)`` returns the (B, size) float32 scores of candidates
@@ -188,15 +188,19 @@ def streaming_top_k(score_block, num_candidates, k, block_size=DEFAULT_BLOCK_SIZ
 
     values, ids = block_result(0, block)
     if full_blocks > 1:
+
         def body(i, vals, idx):
             bv, bi = block_result(i * block, block)
             nv, ni = merge_top_k(vals, idx, bv, bi, k)
             return i + 1, nv, ni
 
         _, values, ids = tf.while_loop(
-            lambda i, *_: i < full_blocks, body, (tf.constant(1), values, ids),
+            lambda i, *_: i < full_blocks,
+            body,
+            (tf.constant(1), values, ids),
             shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, k]), tf.TensorShape([None, k])),
-            parallel_iterations=1)
+            parallel_iterations=1,
+        )
     if tail:
         bv, bi = block_result(full_blocks * block, tail)
         values, ids = merge_top_k(values, ids, bv, bi, k)

@@ -80,16 +80,20 @@ class ScheduleFreeAdamW(keras.optimizers.Optimizer):
         **kwargs,
     ):
         if kwargs.get("use_ema"):
-            raise ValueError("ScheduleFreeAdamW: `use_ema=True` is not supported; the optimiser's "
-                             "own average x is what to evaluate (see ScheduleFreeEvaluation).")
+            raise ValueError(
+                "ScheduleFreeAdamW: `use_ema=True` is not supported; the optimiser's "
+                "own average x is what to evaluate (see ScheduleFreeEvaluation)."
+            )
         if kwargs.get("gradient_accumulation_steps"):
-            raise ValueError("ScheduleFreeAdamW: `gradient_accumulation_steps` is not supported; "
-                             "use a larger batch instead.")
-        if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule) or callable(
-                learning_rate):
-            raise ValueError("ScheduleFreeAdamW: `learning_rate` must be a number (got a "
-                             f"schedule {learning_rate!r}); the method replaces schedules, use "
-                             "`warmup_steps` for warmup.")
+            raise ValueError(
+                "ScheduleFreeAdamW: `gradient_accumulation_steps` is not supported; use a larger batch instead."
+            )
+        if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule) or callable(learning_rate):
+            raise ValueError(
+                "ScheduleFreeAdamW: `learning_rate` must be a number (got a "
+                f"schedule {learning_rate!r}); the method replaces schedules, use "
+                "`warmup_steps` for warmup."
+            )
         if not 0.0 < float(beta_1) <= 1.0:
             raise ValueError(f"ScheduleFreeAdamW: `beta_1` must be in (0, 1], got {beta_1}.")
         if not 0.0 <= float(beta_2) < 1.0:
@@ -112,17 +116,21 @@ class ScheduleFreeAdamW(keras.optimizers.Optimizer):
         # z starts at the initial parameters (x = y = z at step 0).
         self._z = [
             self.add_variable_from_reference(
-                v, "z", initializer=lambda shape, dtype, v=v: ops.cast(ops.convert_to_tensor(v), dtype))
+                v, "z", initializer=lambda shape, dtype, v=v: ops.cast(ops.convert_to_tensor(v), dtype)
+            )
             for v in var_list
         ]
         self._v = [self.add_variable_from_reference(v, "v", initializer="zeros") for v in var_list]
-        self._lr_max = self.add_variable(shape=(), initializer="zeros", dtype="float32",
-                                         name="lr_max", aggregation="only_first_replica")
-        self._weight_sum = self.add_variable(shape=(), initializer="zeros", dtype="float32",
-                                             name="weight_sum", aggregation="only_first_replica")
+        self._lr_max = self.add_variable(
+            shape=(), initializer="zeros", dtype="float32", name="lr_max", aggregation="only_first_replica"
+        )
+        self._weight_sum = self.add_variable(
+            shape=(), initializer="zeros", dtype="float32", name="weight_sum", aggregation="only_first_replica"
+        )
         # 1.0 while the model's variables hold x (after use_average_weights), 0.0 when they hold y.
-        self._at_average = self.add_variable(shape=(), initializer="zeros", dtype="float32",
-                                             name="at_average", aggregation="only_first_replica")
+        self._at_average = self.add_variable(
+            shape=(), initializer="zeros", dtype="float32", name="at_average", aggregation="only_first_replica"
+        )
 
     @property
     def at_average(self) -> bool:
@@ -155,9 +163,12 @@ class ScheduleFreeAdamW(keras.optimizers.Optimizer):
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         tf.debugging.Assert(
             self._at_average < 0.5,
-            ["ScheduleFreeAdamW: gradients were applied while the model holds the average x; "
-             "call optimizer.use_training_weights() before training (ScheduleFreeEvaluation "
-             "does it in fit)."])
+            [
+                "ScheduleFreeAdamW: gradients were applied while the model holds the average x; "
+                "call optimizer.use_training_weights() before training (ScheduleFreeEvaluation "
+                "does it in fit)."
+            ],
+        )
         super()._backend_update_step(grads, trainable_variables, learning_rate)
         # Every variable's update_step read the old (lr_max, weight_sum); advance them once.
         _, lr_max, weight_sum, _ = self._next_averaging(learning_rate)
@@ -179,8 +190,7 @@ class ScheduleFreeAdamW(keras.optimizers.Optimizer):
         direction = gradient / (ops.sqrt(v / bias_correction2) + self.epsilon)
         if self.weight_decay and self._use_weight_decay(variable):
             direction = direction + ops.cast(self.weight_decay, dtype) * variable
-        y_new = (variable + ckp1 * (z - variable)
-                 + lr * (self.beta_1 * (1.0 - ckp1) - 1.0) * direction)
+        y_new = variable + ckp1 * (z - variable) + lr * (self.beta_1 * (1.0 - ckp1) - 1.0) * direction
         self.assign(z, z - lr * direction)
         self.assign(variable, y_new)
 
@@ -210,14 +220,16 @@ class ScheduleFreeAdamW(keras.optimizers.Optimizer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "beta_1": self.beta_1,
-            "beta_2": self.beta_2,
-            "epsilon": self.epsilon,
-            "warmup_steps": self.warmup_steps,
-            "r": self.r,
-            "weight_lr_power": self.weight_lr_power,
-        })
+        config.update(
+            {
+                "beta_1": self.beta_1,
+                "beta_2": self.beta_2,
+                "epsilon": self.epsilon,
+                "warmup_steps": self.warmup_steps,
+                "r": self.r,
+                "weight_lr_power": self.weight_lr_power,
+            }
+        )
         return config
 
 

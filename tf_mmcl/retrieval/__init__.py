@@ -10,5 +10,13 @@ from tf_mmcl.retrieval.evaluation import evaluate_split_with_index
 from tf_mmcl.retrieval.index import CandidateIndex
 from tf_mmcl.retrieval.reduction import REDUCTIONS, QueryReduction, reduction_for
 
-__all__ = ["BACKENDS", "CandidateIndex", "ExactBackend", "FaissBackend", "QueryReduction", "REDUCTIONS",
-           "evaluate_split_with_index", "reduction_for"]
+__all__ = [
+    "BACKENDS",
+    "CandidateIndex",
+    "ExactBackend",
+    "FaissBackend",
+    "QueryReduction",
+    "REDUCTIONS",
+    "evaluate_split_with_index",
+    "reduction_for",
+]

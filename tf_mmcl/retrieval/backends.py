@@ -33,8 +33,14 @@ class ExactBackend:
     kind = "exact"
     approximate = False
 
-    def __init__(self, embeddings, dtype="float32", block_size=topk.DEFAULT_BLOCK_SIZE,
-                 group_size=topk.DEFAULT_GROUP_SIZE, query_batch=256):
+    def __init__(
+        self,
+        embeddings,
+        dtype="float32",
+        block_size=topk.DEFAULT_BLOCK_SIZE,
+        group_size=topk.DEFAULT_GROUP_SIZE,
+        query_batch=256,
+    ):
         if dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {dtype!r}.")
         self.dtype = dtype
@@ -62,7 +68,7 @@ class ExactBackend:
         fn = self._fn(int(k))
         scores, pos = [], []
         for start in range(0, len(vectors), self.query_batch):
-            s, p = fn(tf.constant(vectors[start:start + self.query_batch]))
+            s, p = fn(tf.constant(vectors[start : start + self.query_batch]))
             scores.append(s.numpy())
             pos.append(p.numpy().astype(np.int64))
         if not scores:
@@ -70,8 +76,13 @@ class ExactBackend:
         return np.concatenate(scores), np.concatenate(pos)
 
     def config(self):
-        return {"kind": self.kind, "dtype": self.dtype, "block_size": self.block_size,
-                "group_size": self.group_size, "query_batch": self.query_batch}
+        return {
+            "kind": self.kind,
+            "dtype": self.dtype,
+            "block_size": self.block_size,
+            "group_size": self.group_size,
+            "query_batch": self.query_batch,
+        }
 
     def state(self):
         return {}
@@ -81,8 +92,9 @@ def _import_faiss():
     try:
         import faiss
     except ImportError as e:
-        raise ImportError("The FAISS backend needs faiss-cpu: pip install 'tf-mmcl[faiss]' "
-                          "(or pip install faiss-cpu).") from e
+        raise ImportError(
+            "The FAISS backend needs faiss-cpu: pip install 'tf-mmcl[faiss]' (or pip install faiss-cpu)."
+        ) from e
     return faiss
 
 
@@ -102,8 +114,21 @@ class FaissBackend:
 
     approximate = True
 
-    def __init__(self, embeddings, kind="hnsw", hnsw_m=32, ef_construction=200, ef_search=128,
-                 nlist=None, pq_m=None, nprobe=16, k_factor=4, threads=None, seed=0, serialized=None):
+    def __init__(
+        self,
+        embeddings,
+        kind="hnsw",
+        hnsw_m=32,
+        ef_construction=200,
+        ef_search=128,
+        nlist=None,
+        pq_m=None,
+        nprobe=16,
+        k_factor=4,
+        threads=None,
+        seed=0,
+        serialized=None,
+    ):
         faiss = _import_faiss()
         if kind not in FAISS_KINDS:
             raise ValueError(f"faiss kind must be one of {FAISS_KINDS}, got {kind!r}.")
@@ -113,9 +138,17 @@ class FaissBackend:
         self.approximate = kind != "flat"
         if threads is not None:
             faiss.omp_set_num_threads(int(threads))
-        self.params = {"hnsw_m": int(hnsw_m), "ef_construction": int(ef_construction),
-                       "ef_search": int(ef_search), "nlist": nlist, "pq_m": pq_m, "nprobe": int(nprobe),
-                       "k_factor": float(k_factor), "threads": threads, "seed": int(seed)}
+        self.params = {
+            "hnsw_m": int(hnsw_m),
+            "ef_construction": int(ef_construction),
+            "ef_search": int(ef_search),
+            "nlist": nlist,
+            "pq_m": pq_m,
+            "nprobe": int(nprobe),
+            "k_factor": float(k_factor),
+            "threads": threads,
+            "seed": int(seed),
+        }
         if serialized is not None:
             self.index = faiss.deserialize_index(np.asarray(serialized, np.uint8))
         else:
@@ -181,7 +214,7 @@ def make_backend(name, embeddings, options=None, state=None):
     options.pop("kind", None)
     if name == "exact":
         return ExactBackend(embeddings, **options)
-    if name.startswith("faiss_") and name[len("faiss_"):] in FAISS_KINDS:
+    if name.startswith("faiss_") and name[len("faiss_") :] in FAISS_KINDS:
         serialized = None if state is None else state.get("faiss_index")
-        return FaissBackend(embeddings, kind=name[len("faiss_"):], serialized=serialized, **options)
+        return FaissBackend(embeddings, kind=name[len("faiss_") :], serialized=serialized, **options)
     raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}.")

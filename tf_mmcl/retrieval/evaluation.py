@@ -46,8 +46,7 @@ def evaluate_split_with_index(model, arrays, ks=(1, 5, 10), batch_size=256, verb
     n = int(np.asarray(arrays[model.modalities[0]]).shape[0])
     directions = {}
     for target in model.modalities:
-        index = CandidateIndex.build(model, target, arrays[target], batch_size=max(batch_size, 1024),
-                                     verbose=verbose)
+        index = CandidateIndex.build(model, target, arrays[target], batch_size=max(batch_size, 1024), verbose=verbose)
         others = [m for m in model.modalities if m != target]
         for qs in [[q] for q in others] + ([others] if len(others) > 1 else []):
             queries = {q: arrays[q] for q in qs}
@@ -55,7 +54,13 @@ def evaluate_split_with_index(model, arrays, ks=(1, 5, 10), batch_size=256, verb
             if model.objective.absent_query_value is None and len(qs) > 1:
                 masks = {}  # the score needs every query (GRAM, TRIANGLE); masked rows are ranked as given
             directions[f"{','.join(qs)}->{target}"] = index.evaluate(
-                queries, np.arange(n), ks=ks, query_masks=masks or None, batch_size=batch_size)
-    return {"task": "retrieval of the matching row among the whole split (CandidateIndex, exact ranks)",
-            "num_examples": n, "num_candidates": n, "chance": 1.0 / n, "split": "test",
-            "directions": directions}
+                queries, np.arange(n), ks=ks, query_masks=masks or None, batch_size=batch_size
+            )
+    return {
+        "task": "retrieval of the matching row among the whole split (CandidateIndex, exact ranks)",
+        "num_examples": n,
+        "num_candidates": n,
+        "chance": 1.0 / n,
+        "split": "test",
+        "directions": directions,
+    }

@@ -71,8 +71,19 @@ class CandidateIndex:
         ((2, 5), (2, 5))
     """
 
-    def __init__(self, model, modality, embeddings, ids=None, backend="exact", backend_options=None,
-                 target_recall=1.0, shortlist_margin=2.0, calibration_queries=256, _backend_state=None):
+    def __init__(
+        self,
+        model,
+        modality,
+        embeddings,
+        ids=None,
+        backend="exact",
+        backend_options=None,
+        target_recall=1.0,
+        shortlist_margin=2.0,
+        calibration_queries=256,
+        _backend_state=None,
+    ):
         _check_model(model)
         model._check_modality(modality, "candidate modality")
         emb = np.asarray(embeddings, np.float32)
@@ -147,7 +158,7 @@ class CandidateIndex:
             n = int(data.shape[0]) if hasattr(data, "shape") else len(data)
             bar = keras.utils.Progbar(n, verbose=verbose, unit_name="candidate")
             for start in range(0, n, batch_size):
-                chunks.append(embed(tf.convert_to_tensor(data[start:start + batch_size])).numpy())
+                chunks.append(embed(tf.convert_to_tensor(data[start : start + batch_size])).numpy())
                 bar.update(min(n, start + batch_size))
         if not chunks:
             raise ValueError("candidates is empty: nothing to index.")
@@ -185,8 +196,9 @@ class CandidateIndex:
         key = self._key(names)
         if not exact and key not in self.calibration:
             rows = min(b, self.calibration_queries)
-            self.calibrate({n: v[:rows] for n, v in values.items()}, k=k,
-                           query_masks={n: m[:rows] for n, m in masks.items()})
+            self.calibrate(
+                {n: v[:rows] for n, v in values.items()}, k=k, query_masks={n: m[:rows] for n, m in masks.items()}
+            )
         scores, positions = [], []
         for start in range(0, b, batch_size):
             sl = slice(start, start + batch_size)
@@ -240,12 +252,27 @@ class CandidateIndex:
         else:
             depth = c
         recall = 1.0 if depth >= c else float(np.mean(ranks < depth))
-        record = {"query_modalities": list(names), "k": k, "shortlist": depth, "recall": recall,
-                  "target_recall": target, "calibration_queries": int(b), "candidates": c,
-                  "backend": self.backend_name}
+        record = {
+            "query_modalities": list(names),
+            "k": k,
+            "shortlist": depth,
+            "recall": recall,
+            "target_recall": target,
+            "calibration_queries": int(b),
+            "candidates": c,
+            "backend": self.backend_name,
+        }
         self.calibration[self._key(names)] = record
-        logging.info("CandidateIndex(%s): shortlist %d of %d for queries %s, recall@%d %.4f on %d "
-                     "calibration queries.", self.modality, depth, c, names, k, recall, b)
+        logging.info(
+            "CandidateIndex(%s): shortlist %d of %d for queries %s, recall@%d %.4f on %d calibration queries.",
+            self.modality,
+            depth,
+            c,
+            names,
+            k,
+            recall,
+            b,
+        )
         return record
 
     def measure_backend_recall(self, num_queries=256, k=10, seed=0):
@@ -258,15 +285,21 @@ class CandidateIndex:
         k = min(int(k), c)
         rng = np.random.default_rng(seed)
         rows = rng.choice(c, size=min(num_queries, c), replace=False)
-        q = self.embeddings[rows] + rng.normal(0.0, 0.1 / math.sqrt(self.embeddings.shape[1]),
-                                               (len(rows), self.embeddings.shape[1])).astype(np.float32)
+        q = self.embeddings[rows] + rng.normal(
+            0.0, 0.1 / math.sqrt(self.embeddings.shape[1]), (len(rows), self.embeddings.shape[1])
+        ).astype(np.float32)
         q /= np.linalg.norm(q, axis=1, keepdims=True) + 1e-12
         exact = backends_lib.ExactBackend(self.embeddings).search(q, k)[1]
         approx = self.backend.search(q, k)[1]
         hits = sum(len(set(a.tolist()) & set(e.tolist())) for a, e in zip(approx, exact))
         recall = hits / float(exact.size)
-        logging.info("CandidateIndex(%s): backend %s recall@%d %.4f against exact search.",
-                     self.modality, self.backend_name, k, recall)
+        logging.info(
+            "CandidateIndex(%s): backend %s recall@%d %.4f against exact search.",
+            self.modality,
+            self.backend_name,
+            k,
+            recall,
+        )
         self.backend_recall = {"k": k, "queries": len(rows), "recall": recall}
         return self.backend_recall
 
@@ -304,14 +337,18 @@ class CandidateIndex:
             tb = t[sl]
             rows = np.arange(len(tb))
             if exact:
-                vec = tf.constant(_as_numpy(objective.reduce_queries(self.model, self.modality, emb, fused, m))
-                                  * np.float32(self._scale()))
+                vec = tf.constant(
+                    _as_numpy(objective.reduce_queries(self.model, self.modality, emb, fused, m))
+                    * np.float32(self._scale())
+                )
 
                 def block_scores(lo, hi, vec=vec):
                     return tf.matmul(vec, tf.constant(self.embeddings[lo:hi]), transpose_b=True).numpy()
             else:
+
                 def block_scores(lo, hi, emb=emb, fused=fused, m=m):
                     return self._model_scores(emb, fused, m, self.embeddings[lo:hi])
+
             right = np.zeros(len(tb), np.float32)
             for lo in range(0, c, block_size):
                 hi = min(c, lo + block_size)
@@ -340,8 +377,9 @@ class CandidateIndex:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be an int >= 1, got {k!r}.")
         if k > self.num_candidates:
-            raise ValueError(f"k={k} exceeds the {self.num_candidates} indexed candidates; pass k <= "
-                             f"{self.num_candidates}.")
+            raise ValueError(
+                f"k={k} exceeds the {self.num_candidates} indexed candidates; pass k <= {self.num_candidates}."
+            )
         return int(k)
 
     @staticmethod
@@ -412,9 +450,11 @@ class CandidateIndex:
         return max(int(self.calibration[key]["shortlist"]), min(self.num_candidates, 4 * k))
 
     def _model_scores(self, emb, fused, masks, candidates):
-        return _as_numpy(self.model.score_embeddings(emb, self.modality, tf.constant(candidates),
-                                                     fused_embeddings=fused or None,
-                                                     query_masks=masks or None)) * np.float32(self._scale())
+        return _as_numpy(
+            self.model.score_embeddings(
+                emb, self.modality, tf.constant(candidates), fused_embeddings=fused or None, query_masks=masks or None
+            )
+        ) * np.float32(self._scale())
 
     def _rescore(self, emb, fused, masks, shortlist, k):
         """Exact top-k of each row's shortlist by the model's own score."""
@@ -429,9 +469,12 @@ class CandidateIndex:
             valid = pos >= 0
             pos = np.where(valid, pos, pos.max(initial=0))
             union = np.unique(pos)
-            scores = self._model_scores({n: e[sl] for n, e in emb.items()},
-                                        {n: f[sl] for n, f in fused.items()},
-                                        {n: v[sl] for n, v in masks.items()}, self.embeddings[union])
+            scores = self._model_scores(
+                {n: e[sl] for n, e in emb.items()},
+                {n: f[sl] for n, f in fused.items()},
+                {n: v[sl] for n, v in masks.items()},
+                self.embeddings[union],
+            )
             s = np.take_along_axis(scores, np.searchsorted(union, pos), 1)
             s = np.where(valid, s, -np.inf)
             # Ties in candidate order (lower position first), as ranking the full score matrix.
@@ -446,15 +489,20 @@ class CandidateIndex:
         block = max(1, min(block, _RESCORE_BUDGET // max(1, b)))
         best_s = best_p = None
         for start in range(0, self.num_candidates, block):
-            s = tf.constant(self._model_scores(emb, fused, masks, self.embeddings[start:start + block]))
+            s = tf.constant(self._model_scores(emb, fused, masks, self.embeddings[start : start + block]))
             kk = min(k, int(s.shape[1]))
             v, i = tf.math.top_k(s, kk)
             v, i = v.numpy(), i.numpy().astype(np.int64) + start
             if best_s is None:
                 best_s, best_p = v, i
             else:
-                v2, i2 = topk.merge_top_k(tf.constant(best_s), tf.constant(best_p), tf.constant(v),
-                                          tf.constant(i), min(k, best_s.shape[1] + kk))
+                v2, i2 = topk.merge_top_k(
+                    tf.constant(best_s),
+                    tf.constant(best_p),
+                    tf.constant(v),
+                    tf.constant(i),
+                    min(k, best_s.shape[1] + kk),
+                )
                 best_s, best_p = v2.numpy(), i2.numpy()
         return best_s, best_p
 
@@ -466,14 +514,25 @@ class CandidateIndex:
         model's objective / modalities / width (checked on :meth:`load`); not the model.
         """
         path = os.fspath(path)
-        meta = {"format": _FORMAT, "modality": self.modality, "objective": self.model.objective.name,
-                "modalities": list(self.model.modalities), "embedding_dim": self.model.embedding_dim,
-                "backend": self.backend_name, "backend_options": self.backend_options,
-                "target_recall": self.target_recall, "shortlist_margin": self.shortlist_margin,
-                "calibration_queries": self.calibration_queries, "calibration": self.calibration,
-                "backend_recall": self.backend_recall}
-        arrays = {"embeddings": self.embeddings, "ids": self.ids,
-                  "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
+        meta = {
+            "format": _FORMAT,
+            "modality": self.modality,
+            "objective": self.model.objective.name,
+            "modalities": list(self.model.modalities),
+            "embedding_dim": self.model.embedding_dim,
+            "backend": self.backend_name,
+            "backend_options": self.backend_options,
+            "target_recall": self.target_recall,
+            "shortlist_margin": self.shortlist_margin,
+            "calibration_queries": self.calibration_queries,
+            "calibration": self.calibration,
+            "backend_recall": self.backend_recall,
+        }
+        arrays = {
+            "embeddings": self.embeddings,
+            "ids": self.ids,
+            "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8),
+        }
         for name, value in self.backend.state().items():
             arrays[f"backend_{name}"] = np.asarray(value)
         directory = os.path.dirname(os.path.abspath(path))
@@ -507,15 +566,26 @@ class CandidateIndex:
             raise ValueError(f"{path} is not a readable CandidateIndex file ({e}).") from e
         if meta.get("format") != _FORMAT:
             raise ValueError(f"{path} has format {meta.get('format')!r}, expected {_FORMAT!r}.")
-        for key, want in (("objective", model.objective.name), ("modalities", list(model.modalities)),
-                          ("embedding_dim", model.embedding_dim)):
+        for key, want in (
+            ("objective", model.objective.name),
+            ("modalities", list(model.modalities)),
+            ("embedding_dim", model.embedding_dim),
+        ):
             if meta[key] != want:
                 raise ValueError(f"The index at {path} was built for {key}={meta[key]!r}, the model has {want!r}.")
-        state = {k[len("backend_"):]: v for k, v in arrays.items() if k.startswith("backend_")}
-        index = cls(model, meta["modality"], arrays["embeddings"], ids=arrays["ids"], backend=meta["backend"],
-                    backend_options=meta["backend_options"], target_recall=meta["target_recall"],
-                    shortlist_margin=meta["shortlist_margin"], calibration_queries=meta["calibration_queries"],
-                    _backend_state=state or None)
+        state = {k[len("backend_") :]: v for k, v in arrays.items() if k.startswith("backend_")}
+        index = cls(
+            model,
+            meta["modality"],
+            arrays["embeddings"],
+            ids=arrays["ids"],
+            backend=meta["backend"],
+            backend_options=meta["backend_options"],
+            target_recall=meta["target_recall"],
+            shortlist_margin=meta["shortlist_margin"],
+            calibration_queries=meta["calibration_queries"],
+            _backend_state=state or None,
+        )
         index.calibration = meta["calibration"]
         return index
 
@@ -545,12 +615,13 @@ def _batched_dataset(model, modality, ds, batch_size):
         ds = ds.map(lambda e: e[modality])
         spec = spec[modality]
     if not isinstance(spec, tf.TensorSpec):
-        raise ValueError("The candidate dataset must yield tensors or dicts of tensors, got "
-                         f"{spec!r}.")
+        raise ValueError(f"The candidate dataset must yield tensors or dicts of tensors, got {spec!r}.")
     rank = len(model._modality_shapes[modality])
     if spec.shape.rank == rank - 1:
         return ds.batch(batch_size)
     if spec.shape.rank != rank:
-        raise ValueError(f"The candidate dataset yields rank-{spec.shape.rank} elements; the model's "
-                         f"{modality!r} input has rank {rank} (batched) or {rank - 1} (one example).")
+        raise ValueError(
+            f"The candidate dataset yields rank-{spec.shape.rank} elements; the model's "
+            f"{modality!r} input has rank {rank} (batched) or {rank - 1} (one example)."
+        )
     return ds

@@ -42,17 +42,21 @@ class QueryReduction:
 def reduction_for(objective):
     """Deprecated: use ``model.objective`` (its ``reduces_exactly`` / ``reduce_queries``).
 
-    Example:
-        >>> import warnings
+        Example:
+            >>> import warnings
 
-from tf_mmcl import objectives as _objectives
-        >>> with warnings.catch_warnings():
-        ...     warnings.simplefilter("ignore", DeprecationWarning)
-        ...     reduction_for("symile").name
-        'symile'
+    from tf_mmcl import objectives as _objectives
+            >>> with warnings.catch_warnings():
+            ...     warnings.simplefilter("ignore", DeprecationWarning)
+            ...     reduction_for("symile").name
+            'symile'
     """
-    warnings.warn("tf_mmcl.retrieval.reduction_for is deprecated: the objective reduces its queries "
-                  "(model.objective.reduces_exactly / reduce_queries).", DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        "tf_mmcl.retrieval.reduction_for is deprecated: the objective reduces its queries "
+        "(model.objective.reduces_exactly / reduce_queries).",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     if not isinstance(objective, _objectives.Objective) and objective not in _objectives.names():
         raise ValueError(f"No query reduction for objective {objective!r}; known: {sorted(_objectives.names())}.")
     return QueryReduction(objective)

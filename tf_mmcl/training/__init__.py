@@ -34,6 +34,8 @@ from tf_mmcl.training.config import (
     objective_defaults,
     validate_config,
 )
+from tf_mmcl.training.files import CorruptFileError
+from tf_mmcl.training.loop import DivergenceError, FitResult, batch_stream, fit
 from tf_mmcl.training.report import (
     comparison_markdown,
     evaluate,
@@ -44,8 +46,6 @@ from tf_mmcl.training.report import (
     plotting_available,
     results_markdown,
 )
-from tf_mmcl.training.files import CorruptFileError
-from tf_mmcl.training.loop import DivergenceError, FitResult, batch_stream, fit
 from tf_mmcl.training.runner import (
     RUN_FILES,
     TrainResult,

@@ -42,8 +42,8 @@ import os
 import ml_collections
 from ml_collections import config_dict
 
-from tf_mmcl.data.synthetic import GENERATORS
 from tf_mmcl import objectives as objectives_lib
+from tf_mmcl.data.synthetic import GENERATORS
 
 __all__ = [
     "DATASET_SOURCES",
@@ -123,8 +123,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.objective = "symile"
     c.model.modalities = ()  # empty: every modality of the dataset
     c.model.embedding_dim = 16
-    c.model.encoder = ml_collections.ConfigDict(dict(
-        hidden_units=(), output_dim=16, activation="relu", dropout=0.0, use_layer_norm=False))
+    c.model.encoder = ml_collections.ConfigDict(
+        dict(hidden_units=(), output_dim=16, activation="relu", dropout=0.0, use_layer_norm=False)
+    )
     c.model.encoders = ml_collections.ConfigDict()  # per-modality encoders (see the module docstring)
     c.model.projection_hidden_units = ()
     c.model.logit_scale_init = 1.0 / 0.07
@@ -176,8 +177,10 @@ def validate_config(config) -> ml_collections.ConfigDict:
         raise ValueError(f"Unknown config key(s): {', '.join(hints)}. Known keys: {sorted(known)}.")
     missing = sorted(set(known) - set(given))
     if missing:
-        raise ValueError(f"Config is missing the key(s) {missing}; start from "
-                         "tf_mmcl.training.default_config() (as configs/benchmark.py does).")
+        raise ValueError(
+            f"Config is missing the key(s) {missing}; start from "
+            "tf_mmcl.training.default_config() (as configs/benchmark.py does)."
+        )
     _check_values(config)
     datasets = sorted(GENERATORS) + sorted(TFDS_ONLY_DATASETS)
     if config.dataset.name not in datasets:
@@ -185,14 +188,18 @@ def validate_config(config) -> ml_collections.ConfigDict:
     if config.dataset.source not in DATASET_SOURCES:
         raise ValueError(f"Unknown dataset source {config.dataset.source!r}; expected one of {DATASET_SOURCES}.")
     if config.dataset.name in TFDS_ONLY_DATASETS and config.dataset.source != "tfds":
-        raise ValueError(f"Dataset {config.dataset.name!r} is read from its tfds build: set "
-                         "dataset.source='tfds' (start from configs/benchmark.py:m3_digits,<objective>).")
+        raise ValueError(
+            f"Dataset {config.dataset.name!r} is read from its tfds build: set "
+            "dataset.source='tfds' (start from configs/benchmark.py:m3_digits,<objective>)."
+        )
     encoders = config.model.encoders
     encoders = encoders.to_dict() if isinstance(encoders, ml_collections.ConfigDict) else dict(encoders or {})
     for modality, spec in encoders.items():
         if not isinstance(spec, dict) or spec.get("type") not in ENCODER_TYPES:
-            raise ValueError(f"model.encoders.{modality} must be a dict with 'type' in {ENCODER_TYPES} and the "
-                             f"encoder's arguments, got {spec!r}.")
+            raise ValueError(
+                f"model.encoders.{modality} must be a dict with 'type' in {ENCODER_TYPES} and the "
+                f"encoder's arguments, got {spec!r}."
+            )
     allowed = objectives_lib.defaults(config.model.objective)  # an unknown name: the error lists them
     options = config.model.objective_options
     options = options.to_dict() if isinstance(options, ml_collections.ConfigDict) else dict(options or {})
@@ -202,17 +209,23 @@ def validate_config(config) -> ml_collections.ConfigDict:
             f"model.objective_options {foreign} are not options of objective {config.model.objective!r} "
             f"(it takes {sorted(allowed)}): drop them, or switch the "
             "objective with --config.model.objective=<name> / apply_overrides(config, ['model.objective=<name>']), "
-            "which resets the options to that objective's defaults.")
-    params = config.dataset.params.to_dict() if isinstance(config.dataset.params, ml_collections.ConfigDict) \
+            "which resets the options to that objective's defaults."
+        )
+    params = (
+        config.dataset.params.to_dict()
+        if isinstance(config.dataset.params, ml_collections.ConfigDict)
         else dict(config.dataset.params or {})
+    )
     if config.dataset.name in TFDS_ONLY_DATASETS:
         accepted = set(TFDS_ONLY_DATASETS[config.dataset.name])
     else:
         accepted = set(inspect.signature(GENERATORS[config.dataset.name]).parameters)
     bad = sorted(set(params) - accepted)
     if bad:
-        raise ValueError(f"Unknown dataset.params {bad} for dataset {config.dataset.name!r}; "
-                         f"its generator accepts {sorted(accepted)}.")
+        raise ValueError(
+            f"Unknown dataset.params {bad} for dataset {config.dataset.name!r}; "
+            f"its generator accepts {sorted(accepted)}."
+        )
     return config
 
 
@@ -226,18 +239,21 @@ def _is_finite_number(value):
 
 def _check_values(config):
     """Rejects values no run can use (checked before a workdir is created)."""
+
     def fail(key, expected, fix=""):
         value = config
         for part in key.split("."):
             value = value[part]
         raise ValueError(f"{key} must be {expected}, got {value!r}.{(' ' + fix) if fix else ''}")
 
-    for key, low in (("epochs", 1), ("batch_size", 2), ("steps_per_execution", 1), ("steps_per_epoch", 0),
-                     ("seed", 0)):
+    for key, low in (("epochs", 1), ("batch_size", 2), ("steps_per_execution", 1), ("steps_per_epoch", 0), ("seed", 0)):
         value = config[key]
         if not _is_int(value) or value < low:
-            fix = "Contrastive batches need at least 2 examples (each row's negatives are the others)." \
-                if key == "batch_size" else ""
+            fix = (
+                "Contrastive batches need at least 2 examples (each row's negatives are the others)."
+                if key == "batch_size"
+                else ""
+            )
             fail(key, f"an integer >= {low}", fix)
     if not _is_finite_number(config.learning_rate) or config.learning_rate <= 0:
         fail("learning_rate", "a finite number > 0")
@@ -360,7 +376,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides=()) -> ml_colle
         node = config
         for depth, part in enumerate(parts[:-1]):
             if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
-                raise ValueError(f"Unknown config key {'.'.join(parts[:depth + 1])!r} in override {item!r}.")
+                raise ValueError(f"Unknown config key {'.'.join(parts[: depth + 1])!r} in override {item!r}.")
             node = node[part]
         leaf = parts[-1]
         open_dict = ".".join(parts[:-1]) in _OPEN_KEYS
@@ -374,8 +390,9 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides=()) -> ml_colle
                 node[leaf] = value
             except TypeError:
                 # Same conversion rules as the command line: int -> float is fine, else a clear error.
-                raise ValueError(f"Override {item!r}: {path.strip()} holds a "
-                                 f"{type(node[leaf]).__name__}, got {value!r}.") from None
+                raise ValueError(
+                    f"Override {item!r}: {path.strip()} holds a {type(node[leaf]).__name__}, got {value!r}."
+                ) from None
     return config
 
 

@@ -183,7 +183,7 @@ class BackupStore:
         npz_path, json_path = self._paths(epoch)
         write_bytes(npz_path, data)
         write_json(json_path, dict(state, epoch=int(epoch), sha256=_sha256(data), size=len(data)))
-        for old in self.epochs()[self.keep:]:
+        for old in self.epochs()[self.keep :]:
             for p in self._paths(old):
                 with contextlib.suppress(OSError):
                     os.remove(p)
@@ -200,8 +200,10 @@ class BackupStore:
         except OSError as e:
             raise CorruptFileError(f"The backup file {npz_path} is missing or unreadable ({e}).") from e
         if len(data) != state["size"] or _sha256(data) != state["sha256"]:
-            raise CorruptFileError(f"The backup file {npz_path} is corrupt or incomplete ({len(data)} bytes, "
-                                   f"expected {state['size']} with the SHA-256 in {json_path}).")
+            raise CorruptFileError(
+                f"The backup file {npz_path} is corrupt or incomplete ({len(data)} bytes, "
+                f"expected {state['size']} with the SHA-256 in {json_path})."
+            )
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import keras
 import numpy as np
@@ -64,8 +64,10 @@ class FitResult:
 # ---------------------------------------------------------------------------------- data
 def _as_arrays(data):
     if not isinstance(data, Mapping) or not data:
-        raise ValueError(f"Training data must be a non-empty dict of arrays (feature name -> array with the "
-                         f"examples on axis 0), got {type(data).__name__}.")
+        raise ValueError(
+            f"Training data must be a non-empty dict of arrays (feature name -> array with the "
+            f"examples on axis 0), got {type(data).__name__}."
+        )
     arrays = {k: np.asarray(v) for k, v in data.items()}
     sizes = {k: (len(v) if v.ndim else 0) for k, v in arrays.items()}
     if len(set(sizes.values())) != 1:
@@ -104,20 +106,24 @@ def batch_stream(data, batch_size: int, seed: int, start_step: int = 0) -> tf.da
         raise ValueError(f"batch_size must be in [1, {n}] (the number of training examples), got {batch_size}.")
     per_pass = n // batch_size
     first_pass, offset = divmod(int(start_step), per_pass)
-    seed = int(seed) % (2 ** 31)
+    seed = int(seed) % (2**31)
     tensors = {k: tf.constant(v) for k, v in arrays.items()}
 
     def one_pass(p):
         # Stateless: each pass has its own fixed order, whatever ran before it.
-        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
-                                                         seed=tf.stack([tf.constant(seed, tf.int64), p]))
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), p])
+        )
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True)
 
-    indices = tf.data.Dataset.range(first_pass, 2 ** 62).flat_map(one_pass)
+    indices = tf.data.Dataset.range(first_pass, 2**62).flat_map(one_pass)
     if offset:
         indices = indices.skip(offset)
-    batches = indices.map(lambda idx: {k: tf.gather(t, idx) for k, t in tensors.items()},
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    batches = indices.map(
+        lambda idx: {k: tf.gather(t, idx) for k, t in tensors.items()},
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
@@ -127,8 +133,11 @@ def _state_groups(model):
 
     if model.optimizer is None:
         raise ValueError("The model must be compiled (model.compile(optimizer=...)) before training.")
-    return {"model": list(model.weights), "optimizer": list(model.optimizer.variables),
-            "rng": [g.state for g in seed_generators(model)]}
+    return {
+        "model": list(model.weights),
+        "optimizer": list(model.optimizer.variables),
+        "rng": [g.state for g in seed_generators(model)],
+    }
 
 
 def model_state(model) -> dict:
@@ -148,14 +157,18 @@ def _restore_state(model, arrays, source):
     groups = _state_groups(model)
     expected = {f"{g}/{i:05d}": v for g, vs in groups.items() for i, v in enumerate(vs)}
     if set(expected) != set(arrays):
-        raise ValueError(f"The backup {source} holds {len(arrays)} arrays, the model and optimizer have "
-                         f"{len(expected)}: it was written by another model. Use a new workdir or --overwrite.")
+        raise ValueError(
+            f"The backup {source} holds {len(arrays)} arrays, the model and optimizer have "
+            f"{len(expected)}: it was written by another model. Use a new workdir or --overwrite."
+        )
     for key, var in expected.items():
         value = arrays[key]
         if tuple(value.shape) != tuple(var.shape):
-            raise ValueError(f"The backup {source} does not fit this model: {key} ({getattr(var, 'path', var.name)}) "
-                             f"has shape {tuple(value.shape)}, the model {tuple(var.shape)}. Use a new workdir or "
-                             "--overwrite.")
+            raise ValueError(
+                f"The backup {source} does not fit this model: {key} ({getattr(var, 'path', var.name)}) "
+                f"has shape {tuple(value.shape)}, the model {tuple(var.shape)}. Use a new workdir or "
+                "--overwrite."
+            )
         var.assign(value)
 
 
@@ -207,13 +220,16 @@ class FiniteMonitor:
         step = tf.identity(model.optimizer.iterations.value)  # read now: apply_gradients increments it
         named = []
         if isinstance(x, Mapping):
-            named += [(f"input {k!r}", v) for k, v in x.items()
-                      if hasattr(v, "dtype") and tf.as_dtype(v.dtype).is_floating]
+            named += [
+                (f"input {k!r}", v) for k, v in x.items() if hasattr(v, "dtype") and tf.as_dtype(v.dtype).is_floating
+            ]
         with tf.GradientTape() as tape:
             y_pred = model(x, training=True)
             loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
-            model._loss_tracker.update_state(keras.src.losses.loss.unscale_loss_for_distribution(loss),
-                                             sample_weight=tf.shape(tf.nest.flatten(x)[0])[0])
+            model._loss_tracker.update_state(
+                keras.src.losses.loss.unscale_loss_for_distribution(loss),
+                sample_weight=tf.shape(tf.nest.flatten(x)[0])[0],
+            )
             scaled = model.optimizer.scale_loss(loss)
         named.append(("loss", loss))
         weights = model.trainable_weights
@@ -237,8 +253,7 @@ class FiniteMonitor:
 class _RunCallback(keras.callbacks.Callback):
     """Checks for divergence after every step; backs up and reports after every epoch."""
 
-    def __init__(self, monitor, history, store, state_extra, on_epoch_saved, steps_per_epoch,
-                 record_batch_losses):
+    def __init__(self, monitor, history, store, state_extra, on_epoch_saved, steps_per_epoch, record_batch_losses):
         super().__init__()
         self.monitor, self.history, self.store = monitor, history, store
         self.state_extra, self.on_epoch_saved = state_extra, on_epoch_saved
@@ -260,7 +275,8 @@ class _RunCallback(keras.callbacks.Callback):
                     f"{step % self.steps_per_epoch + 1}): {name} is not finite (NaN or Inf). Nothing after the "
                     "last completed epoch was saved (its backup and checkpoint are kept). Training is "
                     "deterministic, so the same settings diverge again at this step: lower the learning "
-                    "rate or remove the NaN/Inf from the data.")
+                    "rate or remove the NaN/Inf from the data."
+                )
         if self.record_batch_losses and logs and "loss" in logs:
             # Keras logs the running mean of the epoch; recover each step's loss from it.
             mean = float(logs["loss"])
@@ -273,9 +289,11 @@ class _RunCallback(keras.callbacks.Callback):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         bad = sorted(k for k, v in logs.items() if not math.isfinite(v))
         if bad:
-            raise DivergenceError(f"Training diverged in epoch {epoch + 1}: the metric(s) {bad} are not finite "
-                                  f"({ {k: logs[k] for k in bad} }). Nothing of this epoch was saved; check the "
-                                  "validation data for NaN/Inf or lower the learning rate.")
+            raise DivergenceError(
+                f"Training diverged in epoch {epoch + 1}: the metric(s) {bad} are not finite "
+                f"({ {k: logs[k] for k in bad} }). Nothing of this epoch was saved; check the "
+                "validation data for NaN/Inf or lower the learning rate."
+            )
         for k, v in logs.items():
             self.history.setdefault(k, []).append(v)
         if self.store is not None:
@@ -285,10 +303,25 @@ class _RunCallback(keras.callbacks.Callback):
             self.on_epoch_saved(epoch + 1, self.history, self.model)
 
 
-def fit(model, train_data, *, batch_size: int, epochs: int, seed: int, steps_per_epoch: int | None = None,
-        validation_data=None, backup_dir: str | None = None, backup_state: Mapping | None = None,
-        accept_backup: Callable | None = None, on_start: Callable | None = None, on_epoch_saved: Callable | None = None,
-        check_finite: bool = True, record_batch_losses: bool = False, verbose=0, callbacks=()) -> FitResult:
+def fit(
+    model,
+    train_data,
+    *,
+    batch_size: int,
+    epochs: int,
+    seed: int,
+    steps_per_epoch: int | None = None,
+    validation_data=None,
+    backup_dir: str | None = None,
+    backup_state: Mapping | None = None,
+    accept_backup: Callable | None = None,
+    on_start: Callable | None = None,
+    on_epoch_saved: Callable | None = None,
+    check_finite: bool = True,
+    record_batch_losses: bool = False,
+    verbose=0,
+    callbacks=(),
+) -> FitResult:
     """Trains a compiled model with ``model.fit``, resumably and with a divergence guard.
 
     Args:
@@ -348,21 +381,34 @@ def fit(model, train_data, *, batch_size: int, epochs: int, seed: int, steps_per
     monitor = None
     if check_finite:
         monitor = FiniteMonitor(model.distribute_strategy)
-    callback = _RunCallback(monitor, history, store, dict(backup_state or {}), on_epoch_saved, steps,
-                            record_batch_losses)
+    callback = _RunCallback(
+        monitor, history, store, dict(backup_state or {}), on_epoch_saved, steps, record_batch_losses
+    )
     seconds = 0.0
     if initial_epoch < epochs:
         stream = batch_stream(train_data, batch_size, seed, start_step=initial_epoch * steps)
         model.finite_monitor = monitor
         start = time.perf_counter()
         try:
-            model.fit(stream, epochs=int(epochs), initial_epoch=initial_epoch, steps_per_epoch=steps,
-                      validation_data=validation_data, callbacks=[callback, *callbacks], shuffle=False,
-                      verbose=verbose)
+            model.fit(
+                stream,
+                epochs=int(epochs),
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps,
+                validation_data=validation_data,
+                callbacks=[callback, *callbacks],
+                shuffle=False,
+                verbose=verbose,
+            )
         finally:
             model.finite_monitor = None
             # Keras caches the compiled step with the monitor's variables; drop it with the monitor.
             model.train_function = None
         seconds = time.perf_counter() - start
-    return FitResult(history=history, epochs_done=max(initial_epoch, int(epochs)), resumed_from=initial_epoch,
-                     seconds=seconds, batch_losses=callback.batch_losses)
+    return FitResult(
+        history=history,
+        epochs_done=max(initial_epoch, int(epochs)),
+        resumed_from=initial_epoch,
+        seconds=seconds,
+        batch_losses=callback.batch_losses,
+    )

@@ -46,7 +46,7 @@ def _outputs(model, arrays, batch_size):
     n = int(next(iter(arrays.values())).shape[0])
     chunks = {}
     for start in range(0, n, batch_size):
-        batch = {k: v[start:start + batch_size] for k, v in train_inputs(arrays, model.modalities).items()}
+        batch = {k: v[start : start + batch_size] for k, v in train_inputs(arrays, model.modalities).items()}
         out = model(batch, training=False)
         for k, v in out.items():
             if gate_weights_target(k) is None:
@@ -60,8 +60,8 @@ def _score_fn(model, query_names, fused_names, mask_names, target):
 
     def fn(block, candidates):
         queries = dict(zip(query_names, block[:nq]))
-        fused = dict(zip(fused_names, block[nq:nq + nf])) or None
-        masks = {m: np.asarray(v[:, 0] > 0.5) for m, v in zip(mask_names, block[nq + nf:])} or None
+        fused = dict(zip(fused_names, block[nq : nq + nf])) or None
+        masks = {m: np.asarray(v[:, 0] > 0.5) for m, v in zip(mask_names, block[nq + nf :])} or None
         return model.score_embeddings(queries, target, candidates, fused_embeddings=fused, query_masks=masks)
 
     return fn
@@ -70,11 +70,20 @@ def _score_fn(model, query_names, fused_names, mask_names, target):
 def _direction(model, outputs, arrays, query_names, target, candidates, targets, ks, batch_size):
     fused_names = [k for k in outputs if is_fused_key(k) and set(split_fused_key(k)) <= set(query_names)]
     mask_names = [m for m in query_names if mask_key(m) in arrays]
-    packed = ([outputs[q] for q in query_names] + [outputs[f] for f in fused_names]
-              + [np.asarray(arrays[mask_key(m)], np.float32)[:, None] for m in mask_names])
-    return ev.retrieve(packed, candidates, targets, score_fn=_score_fn(model, query_names, fused_names,
-                                                                      mask_names, target),
-                       ks=ks, batch_size=batch_size, return_ranks=True)
+    packed = (
+        [outputs[q] for q in query_names]
+        + [outputs[f] for f in fused_names]
+        + [np.asarray(arrays[mask_key(m)], np.float32)[:, None] for m in mask_names]
+    )
+    return ev.retrieve(
+        packed,
+        candidates,
+        targets,
+        score_fn=_score_fn(model, query_names, fused_names, mask_names, target),
+        ks=ks,
+        batch_size=batch_size,
+        return_ranks=True,
+    )
 
 
 def _name(queries, target):
@@ -113,19 +122,26 @@ def evaluate_model(model, splits, ks=(1, 5, 10), batch_size=1024, split="test") 
         values = values.astype(np.int32) if np.issubdtype(values.dtype, np.integer) else values.astype(np.float32)
         candidates = np.asarray(model.embed(target, values))
         targets = arrays[info["target_index_key"]]
-        result.update(task="zero-shot over the candidate set", target=target,
-                      chance=1.0 / candidates.shape[0], num_candidates=int(candidates.shape[0]))
+        result.update(
+            task="zero-shot over the candidate set",
+            target=target,
+            chance=1.0 / candidates.shape[0],
+            num_candidates=int(candidates.shape[0]),
+        )
     elif "label" in arrays and target in modalities:
         train = splits.as_numpy("train")
         train_emb = _outputs(model, {k: v for k, v in train.items()}, batch_size)[target]
         labels = np.asarray(train["label"])
         k = int(max(labels.max(), np.asarray(arrays["label"]).max())) + 1
-        protos = np.stack([train_emb[labels == c].mean(axis=0) if np.any(labels == c)
-                           else np.zeros(train_emb.shape[1]) for c in range(k)])
+        protos = np.stack(
+            [
+                train_emb[labels == c].mean(axis=0) if np.any(labels == c) else np.zeros(train_emb.shape[1])
+                for c in range(k)
+            ]
+        )
         candidates = (protos / np.maximum(np.linalg.norm(protos, axis=1, keepdims=True), 1e-12)).astype(np.float32)
         targets = np.asarray(arrays["label"])
-        result.update(task="class retrieval (class-mean candidates)", target=target, chance=1.0 / k,
-                      num_candidates=k)
+        result.update(task="class retrieval (class-mean candidates)", target=target, chance=1.0 / k, num_candidates=k)
     else:
         target = None
         result.update(task="retrieval of the matching test row", target=None, chance=1.0 / n, num_candidates=n)
@@ -161,14 +177,22 @@ def evaluate_model(model, splits, ks=(1, 5, 10), batch_size=1024, split="test") 
     if "corruption" in arrays and target is not None and m > 2:
         kinds = info.get("corruption_kinds")
         name = _name([q for q in modalities if q != target], target)
-        result["by_group"] = {"direction": name, "groups": {str(k): v for k, v in ev.metrics_by_group(
-            ranks_by_direction[name], arrays["corruption"], ks=ks, names=kinds).items()}}
+        result["by_group"] = {
+            "direction": name,
+            "groups": {
+                str(k): v
+                for k, v in ev.metrics_by_group(
+                    ranks_by_direction[name], arrays["corruption"], ks=ks, names=kinds
+                ).items()
+            },
+        }
     if info.get("latent_keys") and info.get("name") == "misalignment":
         from tf_mmcl.data.synthetic import latent_blocks
 
         result["identifiability"] = {
             "representation": modalities[0],
-            "r2": ev.identifiability_report(outputs[modalities[0]], latent_blocks(arrays, info), ("linear",))}
+            "r2": ev.identifiability_report(outputs[modalities[0]], latent_blocks(arrays, info), ("linear",)),
+        }
     return result
 
 
@@ -178,25 +202,41 @@ def results_markdown(result, title=None) -> str:
     lines = []
     if title:
         lines += [f"## {title}", ""]
-    lines += [f"Task: {result['task']} ({result['num_examples']} {result['split']} examples, "
-              f"{result['num_candidates']} candidates, chance top-1 = {result['chance']:.3f}).", ""]
+    lines += [
+        f"Task: {result['task']} ({result['num_examples']} {result['split']} examples, "
+        f"{result['num_candidates']} candidates, chance top-1 = {result['chance']:.3f}).",
+        "",
+    ]
     if result.get("ks_dropped"):
-        lines += [f"Recall@k for k = {result['ks_dropped']} not reported: k >= the {result['num_candidates']} "
-                  "candidates makes it 1.0 whatever the model.", ""]
+        lines += [
+            f"Recall@k for k = {result['ks_dropped']} not reported: k >= the {result['num_candidates']} "
+            "candidates makes it 1.0 whatever the model.",
+            "",
+        ]
     keys = [k for k in next(iter(result["directions"].values())) if k != "mrr"] + ["mrr"]
     lines.append("| direction | " + " | ".join(keys) + " |")
     lines.append("|---|" + "---:|" * len(keys))
     for name, metrics in result["directions"].items():
         lines.append(f"| {name} | " + " | ".join(f"{metrics[k]:.3f}" for k in keys) + " |")
     if "by_group" in result:
-        lines += ["", f"Top-1 of {result['by_group']['direction']} by corruption kind:", "",
-                  "| kind | count | top1 |", "|---|---:|---:|"]
+        lines += [
+            "",
+            f"Top-1 of {result['by_group']['direction']} by corruption kind:",
+            "",
+            "| kind | count | top1 |",
+            "|---|---:|---:|",
+        ]
         for g, v in result["by_group"]["groups"].items():
             lines.append(f"| {g} | {v['count']} | {v['top1']:.3f} |")
     if "identifiability" in result:
         ident = result["identifiability"]
-        lines += ["", f"Identifiability (linear R² from the {ident['representation']} embedding):", "",
-                  "| latent block | R² |", "|---|---:|"]
+        lines += [
+            "",
+            f"Identifiability (linear R² from the {ident['representation']} embedding):",
+            "",
+            "| latent block | R² |",
+            "|---|---:|",
+        ]
         for block, v in ident["r2"].items():
             lines.append(f"| {block} | {v['linear']:.3f} |")
     return "\n".join(lines) + "\n"
@@ -224,14 +264,17 @@ def comparison_markdown(results: dict) -> str:
     for name, r in results.items():
         cells = [f"{r['summary'][c]:.3f}" if c in r["summary"] else "-" for c in columns]
         secs = r.get("train_seconds")
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {secs:.0f} |" if secs is not None
-                     else f"| {name} | " + " | ".join(cells) + " | - |")
-    lines.append(f"| chance | " + " | ".join(f"{chance:.3f}" for _ in columns) + " | |")
+        lines.append(
+            f"| {name} | " + " | ".join(cells) + f" | {secs:.0f} |"
+            if secs is not None
+            else f"| {name} | " + " | ".join(cells) + " | - |"
+        )
+    lines.append("| chance | " + " | ".join(f"{chance:.3f}" for _ in columns) + " | |")
     return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------- plots
-PLOT_EXTRA_HINT = ('pip install "tf-mmcl[plot]" (from a clone: pip install -e ".[plot]")')
+PLOT_EXTRA_HINT = 'pip install "tf-mmcl[plot]" (from a clone: pip install -e ".[plot]")'
 
 
 def plotting_available() -> bool:
@@ -247,8 +290,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError as e:
-        raise ImportError(f"Plotting needs matplotlib, which comes from the `plot` extra: {PLOT_EXTRA_HINT}."
-                          ) from e
+        raise ImportError(f"Plotting needs matplotlib, which comes from the `plot` extra: {PLOT_EXTRA_HINT}.") from e
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

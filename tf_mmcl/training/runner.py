@@ -128,11 +128,12 @@ def _splits_from_tfds(config) -> MultimodalSplits:
 
     tfds_name = config.dataset.tfds_name or config.dataset.name
     if tfds_name.partition("/")[0] != config.dataset.name:
-        raise ValueError(f"dataset.tfds_name {tfds_name!r} is not a config of dataset.name "
-                         f"{config.dataset.name!r}.")
+        raise ValueError(f"dataset.tfds_name {tfds_name!r} is not a config of dataset.name {config.dataset.name!r}.")
     builder = prepare_tfds(tfds_name, config.dataset.data_dir or None)
-    arrays = {ours: tfds.as_numpy(builder.as_dataset(split=theirs, batch_size=-1, shuffle_files=False))
-              for theirs, ours in (("train", "train"), ("validation", "val"), ("test", "test"))}
+    arrays = {
+        ours: tfds.as_numpy(builder.as_dataset(split=theirs, batch_size=-1, shuffle_files=False))
+        for theirs, ours in (("train", "train"), ("validation", "val"), ("test", "test"))
+    }
     params = dict(builder.builder_config.params, n_train=1, n_val=1, n_test=1)
     sample = type(builder).GENERATOR(**params)
     return MultimodalSplits(arrays, sample.modalities, builder.benchmark_info())
@@ -156,11 +157,18 @@ def _splits_from_m3_digits(config) -> MultimodalSplits:
         # A missing program, not a bug: the message names the install line and the alternative.
         hint = "--config.dataset.params.clip_source=<clip library directory>"
         raise FileNotFoundError(str(e).replace("clip_source=<clip library directory>", hint)) from None
-    arrays = {ours: tfds.as_numpy(builder.as_dataset(split=theirs, batch_size=-1, shuffle_files=False))
-              for theirs, ours in (("train", "train"), ("validation", "val"), ("test", "test"))}
-    info = {"name": "m3_digits", "target": "text", "queries": ["image", "audio"], "target_index_key": "text_id",
-            "candidates": np.asarray(builder.candidate_texts(), np.int32),
-            "languages": list(builder.info.metadata["languages"])}
+    arrays = {
+        ours: tfds.as_numpy(builder.as_dataset(split=theirs, batch_size=-1, shuffle_files=False))
+        for theirs, ours in (("train", "train"), ("validation", "val"), ("test", "test"))
+    }
+    info = {
+        "name": "m3_digits",
+        "target": "text",
+        "queries": ["image", "audio"],
+        "target_index_key": "text_id",
+        "candidates": np.asarray(builder.candidate_texts(), np.int32),
+        "languages": list(builder.info.metadata["languages"]),
+    }
     return MultimodalSplits(arrays, ["image", "audio", "text"], info)
 
 
@@ -195,9 +203,11 @@ def _modalities(config, splits: MultimodalSplits):
     if not wanted:
         return list(splits.modalities)
     if sorted(wanted) != sorted(splits.modalities):
-        raise ValueError(f"Config modalities {wanted} do not match the modalities of dataset "
-                         f"{config.dataset.name!r}: {list(splits.modalities)}. Set model.modalities "
-                         f"to {tuple(splits.modalities)} (or leave it empty to use the dataset's).")
+        raise ValueError(
+            f"Config modalities {wanted} do not match the modalities of dataset "
+            f"{config.dataset.name!r}: {list(splits.modalities)}. Set model.modalities "
+            f"to {tuple(splits.modalities)} (or leave it empty to use the dataset's)."
+        )
     return [m for m in splits.modalities if m in wanted]
 
 
@@ -238,8 +248,9 @@ def build_model(config, modalities) -> MultimodalContrastiveModel:
     specs = m.encoders.to_dict()
     unknown = sorted(set(specs) - set(modalities))
     if unknown:
-        raise ValueError(f"model.encoders names {unknown}, not modalities of dataset {config.dataset.name!r} "
-                         f"({list(modalities)}).")
+        raise ValueError(
+            f"model.encoders names {unknown}, not modalities of dataset {config.dataset.name!r} ({list(modalities)})."
+        )
     encoders = {}
     for name in modalities:
         if name not in specs:
@@ -255,13 +266,19 @@ def build_model(config, modalities) -> MultimodalContrastiveModel:
     options = m.objective_options.to_dict()
     try:
         return MultimodalContrastiveModel(
-            encoders, embedding_dim=int(m.embedding_dim), objective=m.objective,
+            encoders,
+            embedding_dim=int(m.embedding_dim),
+            objective=m.objective,
             projection_hidden_units=tuple(m.projection_hidden_units),
-            logit_scale_init=float(m.logit_scale_init), learn_logit_scale=m.learn_logit_scale,
-            **options)
+            logit_scale_init=float(m.logit_scale_init),
+            learn_logit_scale=m.learn_logit_scale,
+            **options,
+        )
     except ValueError as e:
-        raise ValueError(f"Cannot build the {m.objective!r} model on dataset {config.dataset.name!r} "
-                         f"(modalities {list(modalities)}): {e}") from e
+        raise ValueError(
+            f"Cannot build the {m.objective!r} model on dataset {config.dataset.name!r} "
+            f"(modalities {list(modalities)}): {e}"
+        ) from e
 
 
 _ENCODERS = {"mlp": MLPEncoder, "image": ImageEncoder, "audio": AudioEncoder, "text": TextEncoder}
@@ -278,8 +295,9 @@ def _optimizer(config):
     if config.optimizer == "schedule_free_adamw":
         # Evaluated and saved at its average x: train() passes ScheduleFreeEvaluation to fit.
         return ScheduleFreeAdamW(lr, weight_decay=float(config.weight_decay))
-    raise ValueError(f"Unknown optimizer {config.optimizer!r}; expected 'adam', 'adamw', 'sgd' or "
-                     "'schedule_free_adamw'.")
+    raise ValueError(
+        f"Unknown optimizer {config.optimizer!r}; expected 'adam', 'adamw', 'sgd' or 'schedule_free_adamw'."
+    )
 
 
 # ---------------------------------------------------------------------------------- workdir
@@ -302,12 +320,16 @@ def check_workdir(workdir, must_exist: bool = False) -> str:
     path = os.path.abspath(os.path.expanduser(str(workdir)))
     if must_exist:
         if not os.path.isdir(path):
-            raise FileNotFoundError(f"Workdir {path} does not exist; train first: "
-                                    f"python tools/train.py --config <config file> --workdir {workdir}")
+            raise FileNotFoundError(
+                f"Workdir {path} does not exist; train first: "
+                f"python tools/train.py --config <config file> --workdir {workdir}"
+            )
         for key in ("config", "model"):
             if not os.path.isfile(os.path.join(path, RUN_FILES[key])):
-                raise FileNotFoundError(f"Workdir {path} holds no finished training run (no "
-                                        f"{RUN_FILES[key]}); train first with tools/train.py --workdir {workdir}.")
+                raise FileNotFoundError(
+                    f"Workdir {path} holds no finished training run (no "
+                    f"{RUN_FILES[key]}); train first with tools/train.py --workdir {workdir}."
+                )
         return path
     if os.path.exists(path) and not os.path.isdir(path):
         raise NotADirectoryError(f"Workdir {path} exists and is not a directory.")
@@ -330,18 +352,24 @@ def _load_model_file(path):
 
     if os.path.isfile(path) and not zipfile.is_zipfile(path):
         # Keras would say "File not found" for a file that is there but truncated.
-        raise CorruptFileError(f"The model file {path} is corrupt or incomplete ({os.path.getsize(path)} bytes, "
-                               "not a complete .keras zip archive). Train again: tools/train.py --overwrite "
-                               "with the run's config.")
+        raise CorruptFileError(
+            f"The model file {path} is corrupt or incomplete ({os.path.getsize(path)} bytes, "
+            "not a complete .keras zip archive). Train again: tools/train.py --overwrite "
+            "with the run's config."
+        )
     try:
         return keras.models.load_model(path, compile=False)
     except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise CorruptFileError(f"The model file {path} is corrupt or incomplete ({type(e).__name__}: {e}). "
-                               "Train again: tools/train.py --overwrite with the run's config.") from e
+        raise CorruptFileError(
+            f"The model file {path} is corrupt or incomplete ({type(e).__name__}: {e}). "
+            "Train again: tools/train.py --overwrite with the run's config."
+        ) from e
     except ValueError as e:
         if "File not found" in str(e) or "not a zip" in str(e).lower():
-            raise CorruptFileError(f"The model file {path} is corrupt or incomplete ({e}). Train again: "
-                                   "tools/train.py --overwrite with the run's config.") from e
+            raise CorruptFileError(
+                f"The model file {path} is corrupt or incomplete ({e}). Train again: "
+                "tools/train.py --overwrite with the run's config."
+            ) from e
         raise
 
 
@@ -410,9 +438,12 @@ def _claim_workdir(path, config, overwrite):
         _remove_run_files(path)
     if not os.path.exists(config_path):
         if os.path.isdir(os.path.join(path, RUN_FILES["backup"])) or os.path.exists(
-                os.path.join(path, RUN_FILES["model"])):
-            raise ValueError(f"Workdir {path} holds files of a run but no {RUN_FILES['config']}; it cannot be "
-                             "resumed safely. Use a new --workdir, or --overwrite to start again there.")
+            os.path.join(path, RUN_FILES["model"])
+        ):
+            raise ValueError(
+                f"Workdir {path} holds files of a run but no {RUN_FILES['config']}; it cannot be "
+                "resumed safely. Use a new --workdir, or --overwrite to start again there."
+            )
         write_text(config_path, config.to_json(indent=2, sort_keys=True))
         return None
     try:
@@ -422,11 +453,14 @@ def _claim_workdir(path, config, overwrite):
     old, new = _config_items(saved), _config_items(config)
     differ = sorted(k for k in set(old) | set(new) if old.get(k, "<absent>") != new.get(k, "<absent>"))
     if differ:
-        shown = "; ".join(f"{k}: {old.get(k, '<absent>')!r} in the workdir, {new.get(k, '<absent>')!r} now"
-                          for k in differ[:10])
+        shown = "; ".join(
+            f"{k}: {old.get(k, '<absent>')!r} in the workdir, {new.get(k, '<absent>')!r} now" for k in differ[:10]
+        )
         more = f" (and {len(differ) - 10} more)" if len(differ) > 10 else ""
-        raise ValueError(f"Workdir {path} belongs to a run with another config: {shown}{more}. Use a new "
-                         "--workdir for this config, or --overwrite to delete that run and start this one there.")
+        raise ValueError(
+            f"Workdir {path} belongs to a run with another config: {shown}{more}. Use a new "
+            "--workdir for this config, or --overwrite to delete that run and start this one there."
+        )
     metrics_path = os.path.join(path, RUN_FILES["metrics_json"])
     if os.path.exists(metrics_path):
         try:
@@ -544,8 +578,10 @@ def train(config, workdir, verbose=None, overwrite=False) -> TrainResult:
     splits = build_dataset(config)
     modalities = _modalities(config, splits)
     if splits.num_examples("train") < config.batch_size:
-        raise ValueError(f"The training split has {splits.num_examples('train')} examples, fewer than "
-                         f"batch_size={config.batch_size}: lower batch_size or raise dataset.params.n_train.")
+        raise ValueError(
+            f"The training split has {splits.num_examples('train')} examples, fewer than "
+            f"batch_size={config.batch_size}: lower batch_size or raise dataset.params.n_train."
+        )
     train_arrays = train_inputs(splits.as_numpy("train"), modalities)
     val_ds = _pipeline(splits, "val", modalities, config.batch_size, config.seed, shuffle=False)
     keras.utils.set_random_seed(int(config.seed))
@@ -560,15 +596,28 @@ def train(config, workdir, verbose=None, overwrite=False) -> TrainResult:
     if finished is not None:
         BackupStore(paths["backup"]).clear()  # in case the finished run was killed while clearing it
         model = _load_model_file(paths["model"])
-        return TrainResult(model=model, history=finished.get("history", {}), paths=paths,
-                           train_seconds=float(finished.get("train_seconds", 0.0)), status="finished")
+        return TrainResult(
+            model=model,
+            history=finished.get("history", {}),
+            paths=paths,
+            train_seconds=float(finished.get("train_seconds", 0.0)),
+            status="finished",
+        )
 
-    model.compile(optimizer=_optimizer(config), jit_compile=bool(config.jit_compile),
-                  steps_per_execution=int(config.steps_per_execution))
+    model.compile(
+        optimizer=_optimizer(config),
+        jit_compile=bool(config.jit_compile),
+        steps_per_execution=int(config.steps_per_execution),
+    )
     os.makedirs(paths["checkpoints"], exist_ok=True)
     _check_checkpoints(paths["checkpoints"])
-    payload = {"dataset": config.dataset.name, "objective": config.model.objective,
-               "modalities": modalities, "paths": paths, "config_fingerprint": fingerprint}
+    payload = {
+        "dataset": config.dataset.name,
+        "objective": config.model.objective,
+        "modalities": modalities,
+        "paths": paths,
+        "config_fingerprint": fingerprint,
+    }
     board = _TensorBoardLog(paths["tensorboard"])
 
     def save_checkpoint(epochs_done):
@@ -579,8 +628,7 @@ def train(config, workdir, verbose=None, overwrite=False) -> TrainResult:
         # The backup of this epoch is complete: every file below can be rebuilt from it.
         save_checkpoint(epochs_done)
         _write_csv(paths["metrics_csv"], history)
-        write_json(paths["metrics_json"], dict(payload, history=history, epochs_done=epochs_done,
-                                               status="running"))
+        write_json(paths["metrics_json"], dict(payload, history=history, epochs_done=epochs_done, status="running"))
         board.append(history, epochs_done - 1)
 
     def accept_backup(state):
@@ -598,35 +646,58 @@ def train(config, workdir, verbose=None, overwrite=False) -> TrainResult:
         board.rebuild(history)
 
     try:
-        result = loop.fit(model, train_arrays, batch_size=int(config.batch_size), epochs=int(config.epochs),
-                          seed=int(config.seed), steps_per_epoch=int(config.steps_per_epoch) or None,
-                          validation_data=val_ds, backup_dir=paths["backup"],
-                          backup_state={"config_fingerprint": fingerprint}, accept_backup=accept_backup,
-                          on_start=on_start, on_epoch_saved=on_epoch_saved,
-                          # Schedule-free AdamW: validate at its average x and leave x in the model
-                          # after validation, so the epoch's backup and checkpoint hold x too, and
-                          # model.keras after the last epoch (a no-op for other optimizers).
-                          callbacks=[ScheduleFreeEvaluation()],
-                          verbose=config.verbose if verbose is None else verbose)
+        result = loop.fit(
+            model,
+            train_arrays,
+            batch_size=int(config.batch_size),
+            epochs=int(config.epochs),
+            seed=int(config.seed),
+            steps_per_epoch=int(config.steps_per_epoch) or None,
+            validation_data=val_ds,
+            backup_dir=paths["backup"],
+            backup_state={"config_fingerprint": fingerprint},
+            accept_backup=accept_backup,
+            on_start=on_start,
+            on_epoch_saved=on_epoch_saved,
+            # Schedule-free AdamW: validate at its average x and leave x in the model
+            # after validation, so the epoch's backup and checkpoint hold x too, and
+            # model.keras after the last epoch (a no-op for other optimizers).
+            callbacks=[ScheduleFreeEvaluation()],
+            verbose=config.verbose if verbose is None else verbose,
+        )
     except loop.DivergenceError as e:
         # The advice in the message (another learning rate, other data) is another config: say
         # how to run it, since this workdir belongs to the diverged run's config.
         raise loop.DivergenceError(
             f"{e} The completed epochs are in {path} (checkpoints/, backup/, metrics.*); to train with other "
-            f"settings use a new --workdir, or --overwrite to start again in {path}.") from e
+            f"settings use a new --workdir, or --overwrite to start again in {path}."
+        ) from e
     finally:
         board.close()
     with atomic_path(paths["model"]) as tmp:
         model.save(tmp)
     seconds = result.seconds
     history = result.history
-    write_json(paths["metrics_json"], dict(payload, history=history, epochs_done=int(config.epochs),
-                                           train_seconds=seconds, status="finished",
-                                           resumed_from_epoch=result.resumed_from,
-                                           final={k: v[-1] for k, v in history.items() if v}))
+    write_json(
+        paths["metrics_json"],
+        dict(
+            payload,
+            history=history,
+            epochs_done=int(config.epochs),
+            train_seconds=seconds,
+            status="finished",
+            resumed_from_epoch=result.resumed_from,
+            final={k: v[-1] for k, v in history.items() if v},
+        ),
+    )
     BackupStore(paths["backup"]).clear()
-    return TrainResult(model=model, history=history, paths=paths, train_seconds=seconds,
-                       status="resumed" if result.resumed_from else "trained")
+    return TrainResult(
+        model=model,
+        history=history,
+        paths=paths,
+        train_seconds=seconds,
+        status="resumed" if result.resumed_from else "trained",
+    )
 
 
 # ---------------------------------------------------------------------------------- export
@@ -659,23 +730,38 @@ def export(workdir, export_dir=None, name=None, version=None, overwrite=False) -
     export_dir = os.path.abspath(export_dir or os.path.join(check_workdir(workdir, must_exist=True), "export"))
     os.makedirs(export_dir, exist_ok=True)
     name = name or config.export.name or f"{config.dataset.name}_{config.model.objective}"
-    saved = export_for_serving(model, export_dir, name, version=version, overwrite=overwrite,
-                               partial_queries=bool(config.export.partial_queries))
+    saved = export_for_serving(
+        model,
+        export_dir,
+        name,
+        version=version,
+        overwrite=overwrite,
+        partial_queries=bool(config.export.partial_queries),
+    )
     candidates_path = None
     splits = build_dataset(config)
     info = splits.info
     if info.get("candidates") is not None and info.get("target") in model.modalities:
         cands = _candidate_array(info["candidates"])
         candidates_path = os.path.join(export_dir, f"{name}_candidates.npz")
-        _save_npz(candidates_path, candidates=cands, target=info["target"],
-                  candidate_embeddings=model.embed(info["target"], cands).numpy())
+        _save_npz(
+            candidates_path,
+            candidates=cands,
+            target=info["target"],
+            candidate_embeddings=model.embed(info["target"], cands).numpy(),
+        )
     # A few test rows of every modality, named as the signatures' inputs: ready-made request
     # inputs (tools/serving_request.py --input b=<name>_examples.npz).
     test = splits.as_numpy("test")
     examples_path = os.path.join(export_dir, f"{name}_examples.npz")
     _save_npz(examples_path, **{m: np.asarray(test[m][:_NUM_EXAMPLES]) for m in model.modalities})
-    return {"saved_model": saved, "model_base_path": os.path.join(export_dir, name), "name": name,
-            "candidates": candidates_path, "examples": examples_path}
+    return {
+        "saved_model": saved,
+        "model_base_path": os.path.join(export_dir, name),
+        "name": name,
+        "candidates": candidates_path,
+        "examples": examples_path,
+    }
 
 
 _NUM_EXAMPLES = 8

@@ -36,8 +36,11 @@ def check_positive(name, value, allow_zero=False):
 
 
 def split_sizes(n_train, n_val, n_test):
-    sizes = {"train": check_int("n_train", n_train, 1), "val": check_int("n_val", n_val, 0),
-             "test": check_int("n_test", n_test, 0)}
+    sizes = {
+        "train": check_int("n_train", n_train, 1),
+        "val": check_int("n_val", n_val, 0),
+        "test": check_int("n_test", n_test, 0),
+    }
     return sizes
 
 
@@ -46,7 +49,7 @@ def split_rngs(seed, extra=0):
     check_int("seed", seed, 0)
     children = np.random.SeedSequence(int(seed)).spawn(len(SPLIT_NAMES) + extra)
     rngs = {name: np.random.default_rng(c) for name, c in zip(SPLIT_NAMES, children)}
-    others = [np.random.default_rng(c) for c in children[len(SPLIT_NAMES):]]
+    others = [np.random.default_rng(c) for c in children[len(SPLIT_NAMES) :]]
     return rngs, others
 
 

@@ -38,8 +38,16 @@ def _orthonormal(rng, rows, cols):
     return (q * np.sign(np.diag(r))[None, :]).astype(np.float64)
 
 
-def make_confu_xor(d: int = 5, p_hat: float = 1.0, n_train: int = 10000, n_val: int = 1000, n_test: int = 1000,
-                   embed_dim: int | None = None, noise_std: float = 0.0, seed: int = 0) -> MultimodalSplits:
+def make_confu_xor(
+    d: int = 5,
+    p_hat: float = 1.0,
+    n_train: int = 10000,
+    n_val: int = 1000,
+    n_test: int = 1000,
+    embed_dim: int | None = None,
+    noise_std: float = 0.0,
+    seed: int = 0,
+) -> MultimodalSplits:
     """Generates the ConFu XOR benchmark.
 
     Args:
@@ -94,9 +102,17 @@ def make_confu_xor(d: int = 5, p_hat: float = 1.0, n_train: int = 10000, n_val: 
         ex["switch"] = switch.astype(np.int32)
         splits[split] = ex
     info = {
-        "name": "confu_xor", "d": d, "p_hat": p_hat, "embed_dim": embed_dim, "noise_std": noise_std,
-        "seed": int(seed), "target": "z2", "queries": ["z1", "z3"], "target_index_key": "z2_index",
-        "candidates": embed("z2", binary_candidates(d)), "chance_top1": 2.0 ** -d,
+        "name": "confu_xor",
+        "d": d,
+        "p_hat": p_hat,
+        "embed_dim": embed_dim,
+        "noise_std": noise_std,
+        "seed": int(seed),
+        "target": "z2",
+        "queries": ["z1", "z3"],
+        "target_index_key": "z2_index",
+        "candidates": embed("z2", binary_candidates(d)),
+        "chance_top1": 2.0**-d,
         "projections": projections,
     }
     return MultimodalSplits(splits, list(CONFU_MODALITIES), info)

@@ -58,11 +58,24 @@ def _embed(blocks, dim, scale, std, rng):
     return x
 
 
-def make_fragility(n_bits: int = 1, dim: int = 128, p_misaligned: float = 0.1, p_weak: float = 0.1,
-                   p_missing: float = 0.1, unreliable=("b", "c"), p_flip: float = 0.1,
-                   signal_scale: float = 3.0, distractor_std: float = 1.0, weak_snr_db: float = -10.0,
-                   a_rule: str = "xor", embed_mode: str = "xor_only", n_train: int = 10000,
-                   n_val: int = 1000, n_test: int = 1000, seed: int = 0) -> MultimodalSplits:
+def make_fragility(
+    n_bits: int = 1,
+    dim: int = 128,
+    p_misaligned: float = 0.1,
+    p_weak: float = 0.1,
+    p_missing: float = 0.1,
+    unreliable=("b", "c"),
+    p_flip: float = 0.1,
+    signal_scale: float = 3.0,
+    distractor_std: float = 1.0,
+    weak_snr_db: float = -10.0,
+    a_rule: str = "xor",
+    embed_mode: str = "xor_only",
+    n_train: int = 10000,
+    n_val: int = 1000,
+    n_test: int = 1000,
+    seed: int = 0,
+) -> MultimodalSplits:
     """Generates the fragility benchmark.
 
     Args:
@@ -94,15 +107,19 @@ def make_fragility(n_bits: int = 1, dim: int = 128, p_misaligned: float = 0.1, p
     """
     n_bits = check_int("n_bits", n_bits, 1)
     dim = check_int("dim", dim, 1)
-    rates = [check_prob("p_misaligned", p_misaligned), check_prob("p_weak", p_weak),
-             check_prob("p_missing", p_missing)]
+    rates = [check_prob("p_misaligned", p_misaligned), check_prob("p_weak", p_weak), check_prob("p_missing", p_missing)]
     if sum(rates) > 1.0 + 1e-9:
-        raise ValueError(f"p_misaligned + p_weak + p_missing must be <= 1 (one corruption per sample), "
-                         f"got {sum(rates):.4g}.")
+        raise ValueError(
+            f"p_misaligned + p_weak + p_missing must be <= 1 (one corruption per sample), got {sum(rates):.4g}."
+        )
     if isinstance(unreliable, str):
         unreliable = (unreliable,)
     unreliable = tuple(unreliable)
-    if not unreliable or any(m not in FRAGILITY_MODALITIES for m in unreliable) or len(set(unreliable)) != len(unreliable):
+    if (
+        not unreliable
+        or any(m not in FRAGILITY_MODALITIES for m in unreliable)
+        or len(set(unreliable)) != len(unreliable)
+    ):
         raise ValueError(f"unreliable must be distinct names from {FRAGILITY_MODALITIES}, got {unreliable!r}.")
     p_flip = check_prob("p_flip", p_flip)
     signal_scale = check_positive("signal_scale", signal_scale)
@@ -164,10 +181,23 @@ def make_fragility(n_bits: int = 1, dim: int = 128, p_misaligned: float = 0.1, p
         ex["corrupted_modality"] = corrupted
         splits[split] = ex
     info = {
-        "name": "fragility", "n_bits": n_bits, "dim": dim, "p_misaligned": rates[0], "p_weak": rates[1],
-        "p_missing": rates[2], "unreliable": list(unreliable), "p_flip": p_flip, "signal_scale": signal_scale,
-        "distractor_std": distractor_std, "weak_snr_db": weak_snr_db, "a_rule": a_rule, "embed_mode": embed_mode,
-        "signal_dim": signal_dim, "seed": int(seed), "target": "a", "queries": ["b", "c"],
+        "name": "fragility",
+        "n_bits": n_bits,
+        "dim": dim,
+        "p_misaligned": rates[0],
+        "p_weak": rates[1],
+        "p_missing": rates[2],
+        "unreliable": list(unreliable),
+        "p_flip": p_flip,
+        "signal_scale": signal_scale,
+        "distractor_std": distractor_std,
+        "weak_snr_db": weak_snr_db,
+        "a_rule": a_rule,
+        "embed_mode": embed_mode,
+        "signal_dim": signal_dim,
+        "seed": int(seed),
+        "target": "a",
+        "queries": ["b", "c"],
         "corruption_kinds": list(CORRUPTION_KINDS),
     }
     return MultimodalSplits(splits, names, info)

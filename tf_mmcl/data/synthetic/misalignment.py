@@ -91,11 +91,23 @@ def _index_set(name, values, n):
     return values
 
 
-def make_misalignment(semantics_n: int = 10, modality_n: int = 5, selected=None, perturbed=(),
-                      change_prob: float = 0.75, cond_std: float = 1.0, margin_std: float = 1.0,
-                      causal_dependence: bool = False, mixing_layers: int = 3, cond_pool: int = 25000,
-                      cond_quantile: float = 0.001, n_train: int = 10000, n_val: int = 1000,
-                      n_test: int = 1000, seed: int = 0) -> MultimodalSplits:
+def make_misalignment(
+    semantics_n: int = 10,
+    modality_n: int = 5,
+    selected=None,
+    perturbed=(),
+    change_prob: float = 0.75,
+    cond_std: float = 1.0,
+    margin_std: float = 1.0,
+    causal_dependence: bool = False,
+    mixing_layers: int = 3,
+    cond_pool: int = 25000,
+    cond_quantile: float = 0.001,
+    n_train: int = 10000,
+    n_val: int = 1000,
+    n_test: int = 1000,
+    seed: int = 0,
+) -> MultimodalSplits:
     """Generates the misalignment benchmark (image ``x``, text ``t``, true latents).
 
     Args:
@@ -165,14 +177,28 @@ def make_misalignment(semantics_n: int = 10, modality_n: int = 5, selected=None,
         s_tilde = s_text[:, selected]
         x = apply_mlp(g_x, np.concatenate([s, m_x], axis=1))
         t = apply_mlp(g_t, np.concatenate([s_tilde, m_t], axis=1))
-        splits[split] = {"x": x.astype(np.float32), "t": t.astype(np.float32), "s": s.astype(np.float32),
-                         "s_tilde": s_tilde.astype(np.float32), "m_x": m_x.astype(np.float32),
-                         "m_t": m_t.astype(np.float32)}
+        splits[split] = {
+            "x": x.astype(np.float32),
+            "t": t.astype(np.float32),
+            "s": s.astype(np.float32),
+            "s_tilde": s_tilde.astype(np.float32),
+            "m_x": m_x.astype(np.float32),
+            "m_t": m_t.astype(np.float32),
+        }
     info = {
-        "name": "misalignment", "semantics_n": semantics_n, "modality_n": modality_n, "selected": selected,
-        "perturbed": perturbed_sel, "invariant": invariant, "change_prob": change_prob, "cond_std": cond_std,
-        "margin_std": margin_std, "causal_dependence": bool(causal_dependence), "mixing_layers": mixing_layers,
-        "seed": int(seed), "mixing": {"x": g_x, "t": g_t},
+        "name": "misalignment",
+        "semantics_n": semantics_n,
+        "modality_n": modality_n,
+        "selected": selected,
+        "perturbed": perturbed_sel,
+        "invariant": invariant,
+        "change_prob": change_prob,
+        "cond_std": cond_std,
+        "margin_std": margin_std,
+        "causal_dependence": bool(causal_dependence),
+        "mixing_layers": mixing_layers,
+        "seed": int(seed),
+        "mixing": {"x": g_x, "t": g_t},
         "latent_keys": ["s", "s_tilde", "m_x", "m_t"],
     }
     return MultimodalSplits(splits, list(MISALIGNMENT_MODALITIES), info)
@@ -191,11 +217,11 @@ def latent_blocks(arrays, info) -> dict:
         ['m_t', 'm_x', 's_0', 's_1', 's_2', 's_inv', 'tilde_s_2']
     """
     s = np.asarray(arrays["s"])
-    blocks = {f"s_{i}": s[:, i:i + 1] for i in range(s.shape[1])}
+    blocks = {f"s_{i}": s[:, i : i + 1] for i in range(s.shape[1])}
     blocks["s_inv"] = s[:, info["invariant"]]
     sel = list(info["selected"])
     for i in info["perturbed"]:
-        blocks[f"tilde_s_{i}"] = np.asarray(arrays["s_tilde"])[:, sel.index(i):sel.index(i) + 1]
+        blocks[f"tilde_s_{i}"] = np.asarray(arrays["s_tilde"])[:, sel.index(i) : sel.index(i) + 1]
     if np.asarray(arrays["m_x"]).shape[1]:
         blocks["m_x"] = np.asarray(arrays["m_x"])
         blocks["m_t"] = np.asarray(arrays["m_t"])

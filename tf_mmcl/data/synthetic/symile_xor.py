@@ -35,8 +35,15 @@ from tf_mmcl.data.synthetic._checks import (
     split_sizes,
 )
 
-__all__ = ["make_symile_xor", "binary_candidates", "xor_modality_names", "bits_to_index", "index_to_bits",
-           "bayes_top1", "per_bit_posterior_top1"]
+__all__ = [
+    "make_symile_xor",
+    "binary_candidates",
+    "xor_modality_names",
+    "bits_to_index",
+    "index_to_bits",
+    "bayes_top1",
+    "per_bit_posterior_top1",
+]
 
 _MAX_CANDIDATE_BITS = 20
 
@@ -61,8 +68,10 @@ def binary_candidates(d_v: int) -> np.ndarray:
     """
     d_v = check_int("d_v", d_v, 1)
     if d_v > _MAX_CANDIDATE_BITS:
-        raise ValueError(f"binary_candidates: d_v = {d_v} gives 2^{d_v} candidates; at most {_MAX_CANDIDATE_BITS} bits.")
-    return index_to_bits(np.arange(2 ** d_v), d_v)
+        raise ValueError(
+            f"binary_candidates: d_v = {d_v} gives 2^{d_v} candidates; at most {_MAX_CANDIDATE_BITS} bits."
+        )
+    return index_to_bits(np.arange(2**d_v), d_v)
 
 
 def xor_bits(rng, n, d_v, p_hat, num_modalities):
@@ -79,7 +88,7 @@ def bayes_top1(d_v: int, p_hat: float) -> float:
 
     The two hypotheses ``a = b XOR c`` (switch on) and ``a = c`` (off) coincide only when b = 0.
     """
-    q = 2.0 ** -d_v
+    q = 2.0**-d_v
     return q + (1.0 - q) * max(p_hat, 1.0 - p_hat)
 
 
@@ -99,12 +108,19 @@ def per_bit_posterior_top1(d_v: int, p_hat: float) -> float:
         (0.2373, 0.5156)
     """
     if p_hat == 0.5:
-        return 0.75 ** d_v
+        return 0.75**d_v
     return bayes_top1(d_v, p_hat)
 
 
-def make_symile_xor(d_v: int = 5, p_hat: float = 1.0, n_train: int = 10000, n_val: int = 1000,
-                    n_test: int = 1000, num_modalities: int = 3, seed: int = 0) -> MultimodalSplits:
+def make_symile_xor(
+    d_v: int = 5,
+    p_hat: float = 1.0,
+    n_train: int = 10000,
+    n_val: int = 1000,
+    n_test: int = 1000,
+    num_modalities: int = 3,
+    seed: int = 0,
+) -> MultimodalSplits:
     """Generates the Symile binary XOR benchmark.
 
     Args:
@@ -140,10 +156,16 @@ def make_symile_xor(d_v: int = 5, p_hat: float = 1.0, n_train: int = 10000, n_va
         ex["switch"] = switch.astype(np.int32)
         splits[split] = ex
     info = {
-        "name": "symile_xor", "d_v": d_v, "p_hat": p_hat, "num_modalities": len(names), "seed": int(seed),
-        "target": "a", "queries": names[1:], "target_index_key": "a_index",
+        "name": "symile_xor",
+        "d_v": d_v,
+        "p_hat": p_hat,
+        "num_modalities": len(names),
+        "seed": int(seed),
+        "target": "a",
+        "queries": names[1:],
+        "target_index_key": "a_index",
         "candidates": binary_candidates(d_v) if d_v <= _MAX_CANDIDATE_BITS else None,
-        "chance_top1": 2.0 ** -d_v,
+        "chance_top1": 2.0**-d_v,
     }
     if len(names) == 3:
         info["bayes_top1"] = bayes_top1(d_v, p_hat)

@@ -25,8 +25,14 @@ class Builder(SyntheticBuilder):
     CITATION = "Koutoupis et al. The More, the Merrier: Contrastive Fusion for Higher-Order Multimodal Alignment. 2025."
     BUILDER_CONFIGS = (
         SyntheticConfig(name="default", description="d=5, p_hat=1, raw bits.", params=dict(d=5, p_hat=1.0, **_SIZES)),
-        SyntheticConfig(name="geometric", description="d=5, p_hat=1, embedded in 32 dims, noise 0.1.",
-                        params=dict(d=5, p_hat=1.0, embed_dim=32, noise_std=0.1, **_SIZES)),
-        SyntheticConfig(name="tiny", description="Tiny, for tests.",
-                        params=dict(d=3, p_hat=0.5, embed_dim=6, noise_std=0.05, n_train=64, n_val=16, n_test=16)),
+        SyntheticConfig(
+            name="geometric",
+            description="d=5, p_hat=1, embedded in 32 dims, noise 0.1.",
+            params=dict(d=5, p_hat=1.0, embed_dim=32, noise_std=0.1, **_SIZES),
+        ),
+        SyntheticConfig(
+            name="tiny",
+            description="Tiny, for tests.",
+            params=dict(d=3, p_hat=0.5, embed_dim=6, noise_std=0.05, n_train=64, n_val=16, n_test=16),
+        ),
     )

@@ -22,14 +22,24 @@ class Builder(SyntheticBuilder):
     name = "fragility"
     GENERATOR = staticmethod(_generator.make_fragility)
     DESCRIPTION = _generator.__doc__
-    CITATION = ("Rheude, Hegselmann, Eils, Wild. Hidden in the Multiplicative Interaction: Uncovering Fragility "
-                "in Multimodal Contrastive Learning. 2026.")
+    CITATION = (
+        "Rheude, Hegselmann, Eils, Wild. Hidden in the Multiplicative Interaction: Uncovering Fragility "
+        "in Multimodal Contrastive Learning. 2026."
+    )
     BUILDER_CONFIGS = (
-        SyntheticConfig(name="default", description="1 bit, 128 dims, 10 % of each corruption kind.",
-                        params=dict(n_bits=1, dim=128, **_SIZES)),
-        SyntheticConfig(name="redundant", description="The redundant (u, v, u xor v) embedding.",
-                        params=dict(n_bits=1, dim=128, embed_mode="redundant", **_SIZES)),
-        SyntheticConfig(name="tiny", description="Tiny, for tests.",
-                        params=dict(n_bits=2, dim=8, p_misaligned=0.2, p_weak=0.2, p_missing=0.2,
-                                    n_train=64, n_val=16, n_test=16)),
+        SyntheticConfig(
+            name="default",
+            description="1 bit, 128 dims, 10 % of each corruption kind.",
+            params=dict(n_bits=1, dim=128, **_SIZES),
+        ),
+        SyntheticConfig(
+            name="redundant",
+            description="The redundant (u, v, u xor v) embedding.",
+            params=dict(n_bits=1, dim=128, embed_mode="redundant", **_SIZES),
+        ),
+        SyntheticConfig(
+            name="tiny",
+            description="Tiny, for tests.",
+            params=dict(n_bits=2, dim=8, p_misaligned=0.2, p_weak=0.2, p_missing=0.2, n_train=64, n_val=16, n_test=16),
+        ),
     )

@@ -8,5 +8,15 @@ from tf_mmcl.datasets.m3_digits.clips import EspeakNotFoundError
 from tf_mmcl.datasets.m3_digits.languages import DIGIT_NAMES, LANGUAGE_SETS, VOCABULARY, decode_text, encode_text
 from tf_mmcl.datasets.m3_digits.m3_digits_dataset_builder import CONFIGS, Builder, M3DigitsConfig, build
 
-__all__ = ["Builder", "CONFIGS", "DIGIT_NAMES", "EspeakNotFoundError", "LANGUAGE_SETS", "M3DigitsConfig",
-           "VOCABULARY", "build", "decode_text", "encode_text"]
+__all__ = [
+    "Builder",
+    "CONFIGS",
+    "DIGIT_NAMES",
+    "EspeakNotFoundError",
+    "LANGUAGE_SETS",
+    "M3DigitsConfig",
+    "VOCABULARY",
+    "build",
+    "decode_text",
+    "encode_text",
+]

@@ -18,13 +18,15 @@ def _main(argv=None):
 
     parser = argparse.ArgumentParser(description="Render an m3_digits clip library with espeak-ng.")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--config", default="tiny", choices=sorted(CONFIGS),
-                        help="builder config whose clip plan to render")
+    parser.add_argument(
+        "--config", default="tiny", choices=sorted(CONFIGS), help="builder config whose clip plan to render"
+    )
     parser.add_argument("--resampler", default="scipy", choices=("scipy", "tfio"))
     args = parser.parse_args(argv)
     config = CONFIGS[args.config]
-    manifest = render_clip_library(args.out, config.clip_plans(), resampler=args.resampler,
-                                   max_seconds=config.max_clip_seconds)
+    manifest = render_clip_library(
+        args.out, config.clip_plans(), resampler=args.resampler, max_seconds=config.max_clip_seconds
+    )
     total = sum(os.path.getsize(os.path.join(args.out, r["file"])) for r in manifest["clips"])
     print(f"wrote {len(manifest['clips'])} clips ({total / 1024:.0f} KiB) to {args.out}")
 

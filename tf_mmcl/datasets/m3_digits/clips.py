@@ -36,15 +36,29 @@ import numpy as np
 
 from tf_mmcl.datasets.m3_digits.languages import DIGIT_NAMES
 
-__all__ = ["ClipPlan", "EspeakNotFoundError", "SAMPLE_RATE", "ESPEAK_SAMPLE_RATE", "espeak_available",
-           "load_clip_library", "plan_clips", "read_wav_int16", "render_clip_library", "resample",
-           "synthesize", "trim_silence", "write_wav_int16"]
+__all__ = [
+    "ClipPlan",
+    "EspeakNotFoundError",
+    "SAMPLE_RATE",
+    "ESPEAK_SAMPLE_RATE",
+    "espeak_available",
+    "load_clip_library",
+    "plan_clips",
+    "read_wav_int16",
+    "render_clip_library",
+    "resample",
+    "synthesize",
+    "trim_silence",
+    "write_wav_int16",
+]
 
 SAMPLE_RATE = 16000
 ESPEAK_SAMPLE_RATE = 22050
 MANIFEST = "manifest.json"
-_APT_HINT = ("Install the Debian/Ubuntu package: `apt-get install -y espeak-ng`, or build from "
-             "pre-rendered clips with clip_source=<clip library directory> (see docs/m3_digits.md).")
+_APT_HINT = (
+    "Install the Debian/Ubuntu package: `apt-get install -y espeak-ng`, or build from "
+    "pre-rendered clips with clip_source=<clip library directory> (see docs/m3_digits.md)."
+)
 
 
 class EspeakNotFoundError(RuntimeError):
@@ -73,9 +87,16 @@ class ClipPlan:
         return f"{self.language}_{self.clip_id:04d}.wav"
 
 
-def plan_clips(languages, clips_per_language, *, spoken_numbers=tuple(range(10, 20)),
-               variants=("m1", "m3", "m5", "m7", "f1", "f2", "f3", "f4", "klatt", "croak"),
-               speed_range=(140, 220), pitch_range=(20, 80), seed=0):
+def plan_clips(
+    languages,
+    clips_per_language,
+    *,
+    spoken_numbers=tuple(range(10, 20)),
+    variants=("m1", "m3", "m5", "m7", "f1", "f2", "f3", "f4", "klatt", "croak"),
+    speed_range=(140, 220),
+    pitch_range=(20, 80),
+    seed=0,
+):
     """Deterministic plan of a clip library: ``clips_per_language`` clips per language.
 
     Clip ids run ``0 .. len(languages) * clips_per_language - 1``, language by language. Each
@@ -113,12 +134,16 @@ def plan_clips(languages, clips_per_language, *, spoken_numbers=tuple(range(10, 
         for k in range(int(clips_per_language)):
             rng = np.random.default_rng([int(seed), li, k])
             variant = str(variants[rng.integers(len(variants))])
-            plans.append(ClipPlan(
-                clip_id=li * int(clips_per_language) + k, language=lang,
-                spoken=int(spoken_numbers[rng.integers(len(spoken_numbers))]),
-                voice=f"{lang}+{variant}" if variant else lang,
-                speed=int(rng.integers(speed_range[0], speed_range[1] + 1)),
-                pitch=int(rng.integers(pitch_range[0], pitch_range[1] + 1))))
+            plans.append(
+                ClipPlan(
+                    clip_id=li * int(clips_per_language) + k,
+                    language=lang,
+                    spoken=int(spoken_numbers[rng.integers(len(spoken_numbers))]),
+                    voice=f"{lang}+{variant}" if variant else lang,
+                    speed=int(rng.integers(speed_range[0], speed_range[1] + 1)),
+                    pitch=int(rng.integers(pitch_range[0], pitch_range[1] + 1)),
+                )
+            )
     return plans
 
 
@@ -142,8 +167,9 @@ def read_wav_int16(path):
     """
     with wave.open(os.fspath(path), "rb") as f:
         if f.getnchannels() != 1 or f.getsampwidth() != 2:
-            raise ValueError(f"{path}: expected mono 16-bit PCM, got {f.getnchannels()} channel(s) "
-                             f"of {8 * f.getsampwidth()} bits.")
+            raise ValueError(
+                f"{path}: expected mono 16-bit PCM, got {f.getnchannels()} channel(s) of {8 * f.getsampwidth()} bits."
+            )
         rate = f.getframerate()
         data = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2").astype(np.int16)
     return data, rate
@@ -175,20 +201,27 @@ def resample(samples, rate_in, rate_out=SAMPLE_RATE, resampler="scipy"):
         try:
             from scipy.signal import resample_poly  # noqa: PLC0415 (only needed when rendering)
         except ImportError as e:
-            raise ImportError("Resampling espeak-ng output needs scipy: `pip install scipy` "
-                              "(or pass resampler='tfio' where tensorflow-io works).") from e
+            raise ImportError(
+                "Resampling espeak-ng output needs scipy: `pip install scipy` "
+                "(or pass resampler='tfio' where tensorflow-io works)."
+            ) from e
         g = np.gcd(int(rate_in), int(rate_out))
         y = resample_poly(x, int(rate_out) // g, int(rate_in) // g)
     elif resampler == "tfio":
         from tf_mmcl.data.audio import tfio_available  # noqa: PLC0415
+
         if not tfio_available():
-            raise RuntimeError("resampler='tfio' needs a tensorflow-io whose compiled ops load on "
-                               "this TensorFlow (tf_mmcl.data.audio.tfio_available() is False); "
-                               "use resampler='scipy'.")
+            raise RuntimeError(
+                "resampler='tfio' needs a tensorflow-io whose compiled ops load on "
+                "this TensorFlow (tf_mmcl.data.audio.tfio_available() is False); "
+                "use resampler='scipy'."
+            )
         import tensorflow as tf  # noqa: PLC0415
         import tensorflow_io as tfio  # noqa: PLC0415
-        y = tfio.audio.resample(tf.constant(x[:, None], tf.float32), rate_in=int(rate_in),
-                                rate_out=int(rate_out)).numpy()[:, 0]
+
+        y = tfio.audio.resample(
+            tf.constant(x[:, None], tf.float32), rate_in=int(rate_in), rate_out=int(rate_out)
+        ).numpy()[:, 0]
     else:
         raise ValueError(f"`resampler` must be 'scipy' or 'tfio'. Received: {resampler!r}")
     return np.clip(np.round(y * 32768.0), -32768, 32767).astype(np.int16)
@@ -214,7 +247,7 @@ def trim_silence(samples, threshold=0.02, margin=160):
     if peak == 0:
         raise ValueError("The clip is silent (all samples are zero).")
     loud = np.nonzero(mag >= threshold * peak)[0]
-    return samples[max(0, loud[0] - margin):loud[-1] + 1 + margin]
+    return samples[max(0, loud[0] - margin) : loud[-1] + 1 + margin]
 
 
 def synthesize(plan, *, binary="espeak-ng", resampler="scipy", max_seconds=None):
@@ -235,22 +268,24 @@ def synthesize(plan, *, binary="espeak-ng", resampler="scipy", max_seconds=None)
     """
     exe = shutil.which(binary)
     if exe is None:
-        raise EspeakNotFoundError(f"m3_digits needs the `{binary}` executable to synthesize speech "
-                                  f"but it is not on PATH. {_APT_HINT}")
+        raise EspeakNotFoundError(
+            f"m3_digits needs the `{binary}` executable to synthesize speech but it is not on PATH. {_APT_HINT}"
+        )
     with tempfile.TemporaryDirectory(prefix="m3_digits_") as tmp:
         path = os.path.join(tmp, "clip.wav")
-        cmd = [exe, "-v", plan.voice, "-s", str(plan.speed), "-p", str(plan.pitch), "-w", path,
-               str(plan.spoken)]
+        cmd = [exe, "-v", plan.voice, "-s", str(plan.speed), "-p", str(plan.pitch), "-w", path, str(plan.spoken)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0 or not os.path.exists(path) or os.path.getsize(path) <= 44:
-            raise RuntimeError(f"espeak-ng failed for {plan} (exit {proc.returncode}): "
-                               f"{proc.stderr.strip() or proc.stdout.strip() or 'no audio written'}")
+            raise RuntimeError(
+                f"espeak-ng failed for {plan} (exit {proc.returncode}): "
+                f"{proc.stderr.strip() or proc.stdout.strip() or 'no audio written'}"
+            )
         if "Failed to read voice" in proc.stderr or "Unknown voice" in proc.stderr:
             raise RuntimeError(f"espeak-ng does not know voice {plan.voice!r}: {proc.stderr.strip()}")
         samples, rate = read_wav_int16(path)
     samples = trim_silence(resample(samples, rate, SAMPLE_RATE, resampler=resampler))
     if max_seconds is not None:
-        samples = samples[:int(round(max_seconds * SAMPLE_RATE))]
+        samples = samples[: int(round(max_seconds * SAMPLE_RATE))]
     return samples
 
 
@@ -269,18 +304,27 @@ def render_clip_library(out_dir, plans, *, binary="espeak-ng", resampler="scipy"
         EspeakNotFoundError: when espeak-ng is not installed.
     """
     if not espeak_available(binary):
-        raise EspeakNotFoundError(f"m3_digits needs the `{binary}` executable to synthesize speech "
-                                  f"but it is not on PATH. {_APT_HINT}")
+        raise EspeakNotFoundError(
+            f"m3_digits needs the `{binary}` executable to synthesize speech but it is not on PATH. {_APT_HINT}"
+        )
     os.makedirs(out_dir, exist_ok=True)
-    version = subprocess.run([shutil.which(binary), "--version"], capture_output=True, text=True,
-                             check=False).stdout.strip()
+    version = subprocess.run(
+        [shutil.which(binary), "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     records = []
     for plan in plans:
-        write_wav_int16(os.path.join(out_dir, plan.file),
-                        synthesize(plan, binary=binary, resampler=resampler, max_seconds=max_seconds))
+        write_wav_int16(
+            os.path.join(out_dir, plan.file),
+            synthesize(plan, binary=binary, resampler=resampler, max_seconds=max_seconds),
+        )
         records.append({**dataclasses.asdict(plan), "file": plan.file})
-    manifest = {"sample_rate": SAMPLE_RATE, "espeak_ng": version, "resampler": resampler,
-                "max_seconds": max_seconds, "clips": records}
+    manifest = {
+        "sample_rate": SAMPLE_RATE,
+        "espeak_ng": version,
+        "resampler": resampler,
+        "max_seconds": max_seconds,
+        "clips": records,
+    }
     with open(os.path.join(out_dir, MANIFEST), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=1, ensure_ascii=False)
     return manifest
@@ -304,9 +348,11 @@ def load_clip_library(directory):
 
     path = os.path.join(os.fspath(directory), MANIFEST)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"No clip library at {directory!r}: {MANIFEST} is missing. Render one "
-                                "with `python -m tf_mmcl.datasets.m3_digits --out DIR` (needs "
-                                "espeak-ng) or pass clip_source='espeak'.")
+        raise FileNotFoundError(
+            f"No clip library at {directory!r}: {MANIFEST} is missing. Render one "
+            "with `python -m tf_mmcl.datasets.m3_digits --out DIR` (needs "
+            "espeak-ng) or pass clip_source='espeak'."
+        )
     with open(path, encoding="utf-8") as f:
         manifest = json.load(f)
     records = manifest.get("clips")

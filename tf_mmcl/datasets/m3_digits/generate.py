@@ -16,7 +16,15 @@ import numpy as np
 
 from tf_mmcl.datasets.m3_digits.languages import MAX_TEXT_LENGTH, digit_name, encode_text
 
-__all__ = ["SPLITS", "load_digit_scans", "make_split", "make_symile_m3_split", "split_counts", "split_indices", "text_table"]
+__all__ = [
+    "SPLITS",
+    "load_digit_scans",
+    "make_split",
+    "make_symile_m3_split",
+    "split_counts",
+    "split_indices",
+    "text_table",
+]
 
 SPLITS = ("train", "val", "test")
 
@@ -34,8 +42,10 @@ def load_digit_scans():
     try:
         from sklearn.datasets import load_digits  # noqa: PLC0415 (heavy, optional)
     except ImportError as e:
-        raise ImportError("m3_digits takes its image scans from scikit-learn's bundled digits set "
-                          "(sklearn.datasets.load_digits, offline): `pip install scikit-learn`.") from e
+        raise ImportError(
+            "m3_digits takes its image scans from scikit-learn's bundled digits set "
+            "(sklearn.datasets.load_digits, offline): `pip install scikit-learn`."
+        ) from e
     digits = load_digits()
     images = (np.asarray(digits.images, np.float32) / 16.0)[..., None]
     return images, np.asarray(digits.target, np.int32)
@@ -102,8 +112,9 @@ def text_table(languages):
     Entry ``[w, d]`` is the text of digit ``d`` in language ``languages[w]``; ``text_id`` in the
     examples is ``w * 10 + d``, the row of ``text_table(languages).reshape(-1, MAX_TEXT_LENGTH)``.
     """
-    return np.stack([np.stack([encode_text(digit_name(d, lang)) for d in range(10)])
-                     for lang in languages]).astype(np.int32)
+    return np.stack([np.stack([encode_text(digit_name(d, lang)) for d in range(10)]) for lang in languages]).astype(
+        np.int32
+    )
 
 
 def _fit(waveform, length):
@@ -113,8 +124,20 @@ def _fit(waveform, length):
     return out
 
 
-def make_split(n, *, scan_ids, scan_images, scan_labels, clip_ids, clip_waveforms, clip_languages,
-               clip_spoken, languages, audio_length, seed):
+def make_split(
+    n,
+    *,
+    scan_ids,
+    scan_images,
+    scan_labels,
+    clip_ids,
+    clip_waveforms,
+    clip_languages,
+    clip_spoken,
+    languages,
+    audio_length,
+    seed,
+):
     """``n`` examples of one split as a dict of numpy arrays.
 
     Args:
@@ -140,8 +163,9 @@ def make_split(n, *, scan_ids, scan_images, scan_labels, clip_ids, clip_waveform
     """
     rng = np.random.default_rng(seed)
     scans_by_digit = {d: scan_ids[scan_labels[scan_ids] == d] for d in range(10)}
-    clips_by_lang = {w: np.asarray([c for c in clip_ids if clip_languages[c] == w], np.int64)
-                     for w in range(len(languages))}
+    clips_by_lang = {
+        w: np.asarray([c for c in clip_ids if clip_languages[c] == w], np.int64) for w in range(len(languages))
+    }
     for d, ids in scans_by_digit.items():
         if len(ids) == 0:
             raise ValueError(f"No scan of digit {d} in this split.")
@@ -156,7 +180,8 @@ def make_split(n, *, scan_ids, scan_images, scan_labels, clip_ids, clip_waveform
     return {
         "image": scan_images[image_id].astype(np.float32).reshape(n, 8, 8, 1),
         "audio": np.stack([_fit(clip_waveforms[c], audio_length) for c in audio_id]).reshape(n, audio_length)
-        if n else np.zeros((0, audio_length), np.float32),
+        if n
+        else np.zeros((0, audio_length), np.float32),
         "text": table[language, label].reshape(n, MAX_TEXT_LENGTH),
         "label": label,
         "language": language,
@@ -167,8 +192,20 @@ def make_split(n, *, scan_ids, scan_images, scan_labels, clip_ids, clip_waveform
     }
 
 
-def make_symile_m3_split(n, *, scan_ids, scan_images, scan_labels, clip_ids, clip_waveforms, clip_languages,
-                         clip_spoken, languages, audio_length, seed):
+def make_symile_m3_split(
+    n,
+    *,
+    scan_ids,
+    scan_images,
+    scan_labels,
+    clip_ids,
+    clip_waveforms,
+    clip_languages,
+    clip_spoken,
+    languages,
+    audio_length,
+    seed,
+):
     """``n`` examples with Symile-M3's structure, as a dict of numpy arrays.
 
     With ``w = len(languages)``: the image is a scan of a digit ``d``; the audio is a clip in a
@@ -193,9 +230,19 @@ def make_symile_m3_split(n, *, scan_ids, scan_images, scan_labels, clip_ids, cli
         ValueError: when a digit has no scan or a language no clip in this split.
     """
     w = len(languages)
-    base = make_split(n, scan_ids=scan_ids, scan_images=scan_images, scan_labels=scan_labels,
-                      clip_ids=clip_ids, clip_waveforms=clip_waveforms, clip_languages=clip_languages,
-                      clip_spoken=clip_spoken, languages=languages, audio_length=audio_length, seed=seed)
+    base = make_split(
+        n,
+        scan_ids=scan_ids,
+        scan_images=scan_images,
+        scan_labels=scan_labels,
+        clip_ids=clip_ids,
+        clip_waveforms=clip_waveforms,
+        clip_languages=clip_languages,
+        clip_spoken=clip_spoken,
+        languages=languages,
+        audio_length=audio_length,
+        seed=seed,
+    )
     # A separate stream for the text, so the image / audio pairing is that of make_split.
     rng = np.random.default_rng([*np.atleast_1d(seed).tolist(), 7])
     table = text_table(languages)  # (w, 10, MAX_TEXT_LENGTH)

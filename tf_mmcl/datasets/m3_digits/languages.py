@@ -17,8 +17,16 @@ import unicodedata
 
 import numpy as np
 
-__all__ = ["DIGIT_NAMES", "LANGUAGE_SETS", "MAX_TEXT_LENGTH", "VOCABULARY", "decode_text",
-           "digit_name", "encode_text", "shared_words"]
+__all__ = [
+    "DIGIT_NAMES",
+    "LANGUAGE_SETS",
+    "MAX_TEXT_LENGTH",
+    "VOCABULARY",
+    "decode_text",
+    "digit_name",
+    "encode_text",
+    "shared_words",
+]
 
 _RAW_NAMES = {
     "en": "zero one two three four five six seven eight nine",
@@ -39,8 +47,9 @@ _RAW_NAMES = {
 }
 
 #: language code -> tuple of the ten digit names (index = digit).
-DIGIT_NAMES = {lang: tuple(unicodedata.normalize("NFC", w) for w in words.split())
-               for lang, words in _RAW_NAMES.items()}
+DIGIT_NAMES = {
+    lang: tuple(unicodedata.normalize("NFC", w) for w in words.split()) for lang, words in _RAW_NAMES.items()
+}
 
 #: Collision-free language sets, the analogues of Symile-M3-2, -5 and -10.
 LANGUAGE_SETS = {
@@ -60,8 +69,10 @@ MAX_TEXT_LENGTH = 12
 
 def _check_language(language):
     if language not in DIGIT_NAMES:
-        raise ValueError(f"Unknown language {language!r}; known: {sorted(DIGIT_NAMES)} "
-                         "(add its 0-9 names to DIGIT_NAMES in tf_mmcl/datasets/m3_digits/languages.py).")
+        raise ValueError(
+            f"Unknown language {language!r}; known: {sorted(DIGIT_NAMES)} "
+            "(add its 0-9 names to DIGIT_NAMES in tf_mmcl/datasets/m3_digits/languages.py)."
+        )
 
 
 def digit_name(digit, language):
@@ -111,7 +122,7 @@ def encode_text(word, length=MAX_TEXT_LENGTH):
     if unknown:
         raise ValueError(f"Characters {unknown} of {word!r} are not in the m3_digits vocabulary.")
     ids = np.zeros(length, np.int32)
-    ids[:len(word)] = [_CHAR_TO_ID[c] for c in word]
+    ids[: len(word)] = [_CHAR_TO_ID[c] for c in word]
     return ids
 
 

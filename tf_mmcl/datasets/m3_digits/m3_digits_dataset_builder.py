@@ -49,8 +49,7 @@ import tensorflow_datasets as tfds
 
 from tf_mmcl.datasets.m3_digits import clips as _clips
 from tf_mmcl.datasets.m3_digits import generate as _gen
-from tf_mmcl.datasets.m3_digits.languages import (DIGIT_NAMES, LANGUAGE_SETS, MAX_TEXT_LENGTH,
-                                                  VOCABULARY, shared_words)
+from tf_mmcl.datasets.m3_digits.languages import DIGIT_NAMES, LANGUAGE_SETS, MAX_TEXT_LENGTH, VOCABULARY, shared_words
 
 __all__ = ["Builder", "CONFIGS", "M3DigitsConfig", "build"]
 
@@ -116,56 +115,104 @@ class M3DigitsConfig(tfds.core.BuilderConfig):
         if len(self.languages) < 2 or len(set(self.languages)) != len(self.languages):
             raise ValueError(f"`languages` must hold at least 2 distinct codes. Received: {self.languages}")
         if self.clips_per_language < 3:
-            raise ValueError("`clips_per_language` must be >= 3 (one clip per split at least). "
-                             f"Received: {self.clips_per_language}")
+            raise ValueError(
+                f"`clips_per_language` must be >= 3 (one clip per split at least). Received: {self.clips_per_language}"
+            )
         for name in ("n_train", "n_val", "n_test", "audio_length"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "audio_length" else 0):
-                raise ValueError(f"`{name}` must be a non-negative integer (audio_length positive). "
-                                 f"Received: {value!r}")
+                raise ValueError(
+                    f"`{name}` must be a non-negative integer (audio_length positive). Received: {value!r}"
+                )
         shared = shared_words(self.languages)
         if shared and not self.allow_shared_words:
             raise ValueError(
                 f"In languages {list(self.languages)} some words name a digit in several languages: "
                 f"{shared}. The text would not tell those (digit, language) classes apart; choose "
-                "other languages (LANGUAGE_SETS are collision-free) or set allow_shared_words=True.")
+                "other languages (LANGUAGE_SETS are collision-free) or set allow_shared_words=True."
+            )
         _gen.split_counts(self.clips_per_language, self.split_fractions)
 
     def clip_plans(self):
         """The espeak-ng plan of this config's clip library (:func:`clips.plan_clips`)."""
-        return _clips.plan_clips(self.languages, self.clips_per_language,
-                                 spoken_numbers=self.spoken_numbers, variants=self.variants,
-                                 speed_range=self.speed_range, pitch_range=self.pitch_range,
-                                 seed=self.seed)
+        return _clips.plan_clips(
+            self.languages,
+            self.clips_per_language,
+            spoken_numbers=self.spoken_numbers,
+            variants=self.variants,
+            speed_range=self.speed_range,
+            pitch_range=self.pitch_range,
+            seed=self.seed,
+        )
 
 
 def _config(name, n_lang, description, **kw):
     return M3DigitsConfig(name=name, description=description, languages=LANGUAGE_SETS[n_lang], **kw)
 
 
-CONFIGS = {c.name: c for c in (
-    _config("default", 5, "5 languages (en de es fi tr), 60 clips each, 6000/1000/1000 examples, 1 s audio."),
-    _config("l2", 2, "2 languages (en de), 60 clips each, 6000/1000/1000 examples, 1 s audio."),
-    _config("l5", 5, "Same as default: 5 languages, 60 clips each, 6000/1000/1000 examples, 1 s audio."),
-    _config("l10", 10, "10 languages, 60 clips each, 10000/1000/1000 examples, 1 s audio.",
-            n_train=10000),
-    _config("tiny", 5, "Tiny, for tests: 5 languages, 3 fast clips of <= 0.5 s each, 40/20/20 examples.",
-            clips_per_language=3, n_train=40, n_val=20, n_test=20, audio_length=8000,
-            speed_range=(260, 320), max_clip_seconds=0.5),
-    _config("pairwise", 5, "Same as default (the pairwise structure, named): 5 languages, 60 clips "
-            "each, 6000/1000/1000 examples, 1 s audio."),
-    # Symile-M3's structure (Symile-M3-2/5/10): image from (text of w words, audio).
-    _config("symile_m3_2", 2, "Symile-M3-2 structure: image from (2-word text, audio); en de, 60 clips "
-            "each, 6000/1000/1000 examples, 1 s audio.", structure="symile_m3"),
-    _config("symile_m3_5", 5, "Symile-M3-5 structure: image from (5-word text, audio); en de es fi tr, "
-            "60 clips each, 6000/1000/1000 examples, 1 s audio.", structure="symile_m3"),
-    _config("symile_m3_10", 10, "Symile-M3-10 structure: image from (10-word text, audio); 10 "
-            "languages, 60 clips each, 10000/1000/1000 examples, 1 s audio.", n_train=10000,
-            structure="symile_m3"),
-    _config("symile_m3_tiny", 5, "Tiny Symile-M3-5 structure for tests: tiny's clips and sizes.",
-            clips_per_language=3, n_train=40, n_val=20, n_test=20, audio_length=8000,
-            speed_range=(260, 320), max_clip_seconds=0.5, structure="symile_m3"),
-)}
+CONFIGS = {
+    c.name: c
+    for c in (
+        _config("default", 5, "5 languages (en de es fi tr), 60 clips each, 6000/1000/1000 examples, 1 s audio."),
+        _config("l2", 2, "2 languages (en de), 60 clips each, 6000/1000/1000 examples, 1 s audio."),
+        _config("l5", 5, "Same as default: 5 languages, 60 clips each, 6000/1000/1000 examples, 1 s audio."),
+        _config("l10", 10, "10 languages, 60 clips each, 10000/1000/1000 examples, 1 s audio.", n_train=10000),
+        _config(
+            "tiny",
+            5,
+            "Tiny, for tests: 5 languages, 3 fast clips of <= 0.5 s each, 40/20/20 examples.",
+            clips_per_language=3,
+            n_train=40,
+            n_val=20,
+            n_test=20,
+            audio_length=8000,
+            speed_range=(260, 320),
+            max_clip_seconds=0.5,
+        ),
+        _config(
+            "pairwise",
+            5,
+            "Same as default (the pairwise structure, named): 5 languages, 60 clips "
+            "each, 6000/1000/1000 examples, 1 s audio.",
+        ),
+        # Symile-M3's structure (Symile-M3-2/5/10): image from (text of w words, audio).
+        _config(
+            "symile_m3_2",
+            2,
+            "Symile-M3-2 structure: image from (2-word text, audio); en de, 60 clips "
+            "each, 6000/1000/1000 examples, 1 s audio.",
+            structure="symile_m3",
+        ),
+        _config(
+            "symile_m3_5",
+            5,
+            "Symile-M3-5 structure: image from (5-word text, audio); en de es fi tr, "
+            "60 clips each, 6000/1000/1000 examples, 1 s audio.",
+            structure="symile_m3",
+        ),
+        _config(
+            "symile_m3_10",
+            10,
+            "Symile-M3-10 structure: image from (10-word text, audio); 10 "
+            "languages, 60 clips each, 10000/1000/1000 examples, 1 s audio.",
+            n_train=10000,
+            structure="symile_m3",
+        ),
+        _config(
+            "symile_m3_tiny",
+            5,
+            "Tiny Symile-M3-5 structure for tests: tiny's clips and sizes.",
+            clips_per_language=3,
+            n_train=40,
+            n_val=20,
+            n_test=20,
+            audio_length=8000,
+            speed_range=(260, 320),
+            max_clip_seconds=0.5,
+            structure="symile_m3",
+        ),
+    )
+}
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -200,27 +247,41 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         if c.structure == "symile_m3":
             w = len(c.languages)
             scalar_keys = ("label", "language", "answer_position", "image_id", "audio_id", "spoken")
-            text = {"text": tfds.features.Tensor(shape=(w * MAX_TEXT_LENGTH,), dtype=np.int32),
-                    "text_languages": tfds.features.Tensor(shape=(w,), dtype=np.int32),
-                    "text_digits": tfds.features.Tensor(shape=(w,), dtype=np.int32)}
+            text = {
+                "text": tfds.features.Tensor(shape=(w * MAX_TEXT_LENGTH,), dtype=np.int32),
+                "text_languages": tfds.features.Tensor(shape=(w,), dtype=np.int32),
+                "text_digits": tfds.features.Tensor(shape=(w,), dtype=np.int32),
+            }
         else:
             scalar_keys = ("label", "language", "text_id", "image_id", "audio_id", "spoken")
             text = {"text": tfds.features.Tensor(shape=(MAX_TEXT_LENGTH,), dtype=np.int32)}
         scalar = {k: tfds.features.Tensor(shape=(), dtype=np.int32) for k in scalar_keys}
-        features = tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.float32),
-            "audio": tfds.features.Tensor(shape=(c.audio_length,), dtype=np.float32,
-                                          encoding=tfds.features.Encoding.ZLIB),
-            **text,
-            **scalar,
-        })
-        metadata = tfds.core.MetadataDict(languages=list(c.languages), vocabulary=list(VOCABULARY),
-                                          sample_rate=_clips.SAMPLE_RATE, structure=c.structure)
-        return tfds.core.DatasetInfo(builder=self, description=__doc__, features=features,
-                                     metadata=metadata, disable_shuffling=True,
-                                     citation="Saporta, Puli, Goldstein, Ranganath. Contrastive learning "
-                                              "beyond pairs (Symile). NeurIPS 2024. Digits: Alpaydin, "
-                                              "Kaynak. Optical Recognition of Handwritten Digits. UCI, 1998.")
+        features = tfds.features.FeaturesDict(
+            {
+                "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.float32),
+                "audio": tfds.features.Tensor(
+                    shape=(c.audio_length,), dtype=np.float32, encoding=tfds.features.Encoding.ZLIB
+                ),
+                **text,
+                **scalar,
+            }
+        )
+        metadata = tfds.core.MetadataDict(
+            languages=list(c.languages),
+            vocabulary=list(VOCABULARY),
+            sample_rate=_clips.SAMPLE_RATE,
+            structure=c.structure,
+        )
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=__doc__,
+            features=features,
+            metadata=metadata,
+            disable_shuffling=True,
+            citation="Saporta, Puli, Goldstein, Ranganath. Contrastive learning "
+            "beyond pairs (Symile). NeurIPS 2024. Digits: Alpaydin, "
+            "Kaynak. Optical Recognition of Handwritten Digits. UCI, 1998.",
+        )
 
     def candidate_texts(self):
         """Token ids of all ``len(languages) * 10`` texts; row ``text_id`` is that example's text.
@@ -229,9 +290,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         set and the task retrieves images (candidates: the split's images, by scan or by digit).
         """
         if self.builder_config.structure != "pairwise":
-            raise ValueError(f"candidate_texts() is for the pairwise structure; config "
-                             f"{self.builder_config.name!r} has structure "
-                             f"{self.builder_config.structure!r}, whose task retrieves the image.")
+            raise ValueError(
+                f"candidate_texts() is for the pairwise structure; config "
+                f"{self.builder_config.name!r} has structure "
+                f"{self.builder_config.structure!r}, whose task retrieves the image."
+            )
         return _gen.text_table(self.builder_config.languages).reshape(-1, MAX_TEXT_LENGTH)
 
     def _load_clips(self):
@@ -240,19 +303,23 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         source = self._clip_source
         if source is None or source == "espeak":
             with tempfile.TemporaryDirectory(prefix="m3_digits_clips_") as tmp:
-                _clips.render_clip_library(tmp, c.clip_plans(), resampler=self._resampler,
-                                           max_seconds=c.max_clip_seconds)
+                _clips.render_clip_library(
+                    tmp, c.clip_plans(), resampler=self._resampler, max_seconds=c.max_clip_seconds
+                )
                 records, waveforms = _clips.load_clip_library(tmp)
         else:
             records, waveforms = _clips.load_clip_library(os.fspath(source))
         chosen = []
         for lang in c.languages:
-            mine = sorted((r for r in zip(records, waveforms) if r[0]["language"] == lang),
-                          key=lambda rw: int(rw[0]["clip_id"]))
+            mine = sorted(
+                (r for r in zip(records, waveforms) if r[0]["language"] == lang), key=lambda rw: int(rw[0]["clip_id"])
+            )
             if len(mine) < c.clips_per_language:
-                raise ValueError(f"The clip library {source!r} holds {len(mine)} clip(s) of language "
-                                 f"{lang!r}; config {c.name!r} needs {c.clips_per_language}.")
-            chosen.extend(mine[:c.clips_per_language])
+                raise ValueError(
+                    f"The clip library {source!r} holds {len(mine)} clip(s) of language "
+                    f"{lang!r}; config {c.name!r} needs {c.clips_per_language}."
+                )
+            chosen.extend(mine[: c.clips_per_language])
         return [r for r, _ in chosen], [w for _, w in chosen]
 
     def _split_generators(self, dl_manager):
@@ -263,20 +330,25 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         records, waveforms = self._load_clips()
         lang_index = {lang: i for i, lang in enumerate(c.languages)}
         ids = np.array([int(r["clip_id"]) for r in records], np.int64)
-        clip_split = _gen.split_indices([lang_index[r["language"]] for r in records],
-                                        c.split_fractions, seed=[c.seed, 2])
+        clip_split = _gen.split_indices(
+            [lang_index[r["language"]] for r in records], c.split_fractions, seed=[c.seed, 2]
+        )
         common = dict(
-            scan_images=images, scan_labels=labels, languages=c.languages,
+            scan_images=images,
+            scan_labels=labels,
+            languages=c.languages,
             audio_length=c.audio_length,
             clip_waveforms={int(i): w for i, w in zip(ids, waveforms)},
             clip_languages={int(r["clip_id"]): lang_index[r["language"]] for r in records},
-            clip_spoken={int(r["clip_id"]): int(r["spoken"]) for r in records})
+            clip_spoken={int(r["clip_id"]): int(r["spoken"]) for r in records},
+        )
         sizes = {"train": c.n_train, "val": c.n_val, "test": c.n_test}
         out = {}
         make = _gen.make_symile_m3_split if c.structure == "symile_m3" else _gen.make_split
         for k, (tfds_name, ours) in enumerate(_TFDS_SPLITS.items()):
-            arrays = make(sizes[ours], scan_ids=scan_split[ours], clip_ids=ids[clip_split[ours]],
-                                     seed=[c.seed, 3, k], **common)
+            arrays = make(
+                sizes[ours], scan_ids=scan_split[ours], clip_ids=ids[clip_split[ours]], seed=[c.seed, 3, k], **common
+            )
             out[tfds_name] = self._generate_examples(arrays)
         return out
 
@@ -286,8 +358,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             yield i, {k: v[i] for k, v in arrays.items()}
 
 
-def build(data_dir, config_name="default", *, config=None, clip_source=None, resampler="scipy",
-          download_config=None):
+def build(data_dir, config_name="default", *, config=None, clip_source=None, resampler="scipy", download_config=None):
     """Builds (downloads nothing; renders or reads clips) ``m3_digits`` into ``data_dir``.
 
     The entry point for ``tools/make_dataset.py m3_digits``. Preparing twice is a no-op.
@@ -314,7 +385,6 @@ def build(data_dir, config_name="default", *, config=None, clip_source=None, res
         if config_name not in CONFIGS:
             raise ValueError(f"Unknown m3_digits config {config_name!r}; known: {sorted(CONFIGS)}.")
         config = config_name
-    builder = Builder(config=config, data_dir=os.fspath(data_dir), clip_source=clip_source,
-                      resampler=resampler)
+    builder = Builder(config=config, data_dir=os.fspath(data_dir), clip_source=clip_source, resampler=resampler)
     builder.download_and_prepare(download_config=download_config)
     return builder

@@ -23,13 +23,29 @@ class Builder(SyntheticBuilder):
     name = "misalignment"
     GENERATOR = staticmethod(_generator.make_misalignment)
     DESCRIPTION = _generator.__doc__
-    CITATION = ("Cai, Liu, Gao, Jiang, Zhang, van den Hengel, Shi. Negate or Embrace: On How Misalignment Shapes "
-                "Multimodal Representation Learning. 2025.")
+    CITATION = (
+        "Cai, Liu, Gao, Jiang, Zhang, van den Hengel, Shi. Negate or Embrace: On How Misalignment Shapes "
+        "Multimodal Representation Learning. 2025."
+    )
     BUILDER_CONFIGS = (
         SyntheticConfig(name="default", description="All semantics selected, none perturbed.", params=dict(**_SIZES)),
-        SyntheticConfig(name="biased", description="Semantics 0-5 selected, 4-5 perturbed (p=0.75).",
-                        params=dict(selected=list(range(6)), perturbed=[4, 5], **_SIZES)),
-        SyntheticConfig(name="tiny", description="Tiny, for tests.",
-                        params=dict(semantics_n=4, modality_n=2, selected=[0, 1, 2], perturbed=[2],
-                                    cond_pool=500, n_train=64, n_val=16, n_test=16)),
+        SyntheticConfig(
+            name="biased",
+            description="Semantics 0-5 selected, 4-5 perturbed (p=0.75).",
+            params=dict(selected=list(range(6)), perturbed=[4, 5], **_SIZES),
+        ),
+        SyntheticConfig(
+            name="tiny",
+            description="Tiny, for tests.",
+            params=dict(
+                semantics_n=4,
+                modality_n=2,
+                selected=[0, 1, 2],
+                perturbed=[2],
+                cond_pool=500,
+                n_train=64,
+                n_val=16,
+                n_test=16,
+            ),
+        ),
     )

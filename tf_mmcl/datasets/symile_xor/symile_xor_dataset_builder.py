@@ -25,8 +25,19 @@ class Builder(SyntheticBuilder):
     CITATION = "Saporta, Puli, Goldstein, Ranganath. Contrastive learning beyond pairs (Symile). NeurIPS 2024."
     BUILDER_CONFIGS = (
         [SyntheticConfig(name="default", description="d_v=5, p_hat=1.", params=dict(d_v=5, p_hat=1.0, **_SIZES))]
-        + [SyntheticConfig(name=f"p{p / 10:.1f}", description=f"d_v=5, p_hat={p / 10:.1f}.",
-                           params=dict(d_v=5, p_hat=p / 10, **_SIZES)) for p in range(11)]
-        + [SyntheticConfig(name="tiny", description="Tiny, for tests.",
-                           params=dict(d_v=3, p_hat=1.0, n_train=64, n_val=16, n_test=16))]
+        + [
+            SyntheticConfig(
+                name=f"p{p / 10:.1f}",
+                description=f"d_v=5, p_hat={p / 10:.1f}.",
+                params=dict(d_v=5, p_hat=p / 10, **_SIZES),
+            )
+            for p in range(11)
+        ]
+        + [
+            SyntheticConfig(
+                name="tiny",
+                description="Tiny, for tests.",
+                params=dict(d_v=3, p_hat=1.0, n_train=64, n_val=16, n_test=16),
+            )
+        ]
     )
