@@ -7,7 +7,14 @@ temperature 0.07 (the authors' code). The poster's bound for GRAM and TRIANGLE h
 1024-dim embeddings": the full run adds both at 1024 dimensions (the quick run keeps 16).
 """
 
+import importlib.util
+from pathlib import Path
+
 import ml_collections
+
+_spec = importlib.util.spec_from_file_location("_reproduce_common", Path(__file__).with_name("common.py"))
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
 
 
 def _method(label, objective, embedding_dim=None, **options):
@@ -17,8 +24,8 @@ def _method(label, objective, embedding_dim=None, **options):
     return ml_collections.ConfigDict(spec)
 
 
-def get_config():
-    """The experiment's config; `quick` holds the overrides of `--quick`."""
+def get_config(arg=None):
+    """The experiment's config; ``arg="quick"``: the quick variant (fewer seeds/steps/points)."""
     c = ml_collections.ConfigDict()
     c.num_seeds = 3
     c.d = 5
@@ -38,5 +45,4 @@ def get_config():
         _method("GRAM (1024-d)", "gram", embedding_dim=1024),
         _method("TRIANGLE (1024-d)", "triangle", embedding_dim=1024),
     ]
-    c.quick = ml_collections.ConfigDict({"num_seeds": 2, "p_hats": [0.5, 1.0], "steps": 120, "methods": c.methods[:5]})
-    return c
+    return common.variant(c, arg, quick={"num_seeds": 2, "p_hats": [0.5, 1.0], "steps": 120, "methods": c.methods[:5]})

@@ -9,11 +9,18 @@ Gate: attention mode, NULL option, trainable neutral directions, key_dim 32 (256
 too slow on CPU), 31 sampled negatives per row (their "pair" path).
 """
 
+import importlib.util
+from pathlib import Path
+
 import ml_collections
 
+_spec = importlib.util.spec_from_file_location("_reproduce_common", Path(__file__).with_name("common.py"))
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
 
-def get_config():
-    """The experiment's config; `quick` holds the overrides of `--quick`."""
+
+def get_config(arg=None):
+    """The experiment's config; ``arg="quick"``: the quick variant (fewer seeds/steps/points)."""
     c = ml_collections.ConfigDict()
     c.num_seeds = 3
     c.n_bits = 8
@@ -47,14 +54,15 @@ def get_config():
         ml_collections.ConfigDict({"label": "Symile", "objective": "symile", "options": {"negative_sampling": "n"}}),
         ml_collections.ConfigDict({"label": "CLIP", "objective": "clip"}),
     ]
-    c.quick = ml_collections.ConfigDict(
-        {
+    return common.variant(
+        c,
+        arg,
+        quick={
             "num_seeds": 2,
             "rates": [0.0, 0.6],
             "steps": 400,
             "n_test": 1024,
             "jit_compile": False,
             "authors_setting": False,
-        }
+        },
     )
-    return c

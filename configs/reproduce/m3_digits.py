@@ -13,15 +13,22 @@ Full: 1200 steps (about 51 epochs), 3 seeds; quick: 400 steps of batch 128 (abou
 negatives per row (CPU).
 """
 
+import importlib.util
+from pathlib import Path
+
 import ml_collections
+
+_spec = importlib.util.spec_from_file_location("_reproduce_common", Path(__file__).with_name("common.py"))
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
 
 
 def _method(label, objective, **options):
     return ml_collections.ConfigDict({"label": label, "objective": objective, "options": options})
 
 
-def get_config():
-    """The experiment's config; `quick` holds the overrides of `--quick`."""
+def get_config(arg=None):
+    """The experiment's config; ``arg="quick"``: the quick variant (fewer seeds/steps/points)."""
     c = ml_collections.ConfigDict()
     c.num_seeds = 3
     c.data_dir = "~/tensorflow_datasets"
@@ -47,5 +54,4 @@ def get_config():
         _method("CLIP", "clip"),
         _method("GRAM", "gram"),
     ]
-    c.quick = ml_collections.ConfigDict({"num_seeds": 2, "steps": 400, "batch_size": 128})
-    return c
+    return common.variant(c, arg, quick={"num_seeds": 2, "steps": 400, "batch_size": 128})

@@ -6,11 +6,18 @@ Adam 1e-4, 100k steps): batch 512, AdamW 1e-3, 15k steps (about 8 min for 3 seed
 MLP encoders.
 """
 
+import importlib.util
+from pathlib import Path
+
 import ml_collections
 
+_spec = importlib.util.spec_from_file_location("_reproduce_common", Path(__file__).with_name("common.py"))
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
 
-def get_config():
-    """The experiment's config; `quick` holds the overrides of `--quick`."""
+
+def get_config(arg=None):
+    """The experiment's config; ``arg="quick"``: the quick variant (fewer seeds/steps/points)."""
     c = ml_collections.ConfigDict()
     c.num_seeds = 3
     c.semantics_n = 10
@@ -28,5 +35,4 @@ def get_config():
     c.steps = 15000
     c.learning_rate = 1e-3
     c.weight_decay = 0.0
-    c.quick = ml_collections.ConfigDict({"num_seeds": 2, "steps": 500, "n_test": 2000, "cond_pool": 5000})
-    return c
+    return common.variant(c, arg, quick={"num_seeds": 2, "steps": 500, "n_test": 2000, "cond_pool": 5000})

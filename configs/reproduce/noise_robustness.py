@@ -16,16 +16,16 @@ def _method(label, objective, **options):
     return ml_collections.ConfigDict({"label": label, "objective": objective, "options": options})
 
 
-def _m3_digits_config():
+def _m3_digits_config(arg):
     spec = importlib.util.spec_from_file_location("_m3_digits_config", Path(__file__).with_name("m3_digits.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module.get_config(arg)
 
 
-def get_config():
-    """The experiment's config; `quick` holds the overrides of `--quick`."""
-    c = _m3_digits_config()  # data, encoders, budget and quick overrides of experiment 6
+def get_config(arg=None):
+    """The experiment's config; ``arg="quick"``: the quick variant (experiment 6's quick settings)."""
+    c = _m3_digits_config(arg)  # data, encoders, budget and variants (quick) of experiment 6
     c.snr_dbs = [10, 15, 20]
     c.degraded = ["audio", "image"]
     c.methods = [

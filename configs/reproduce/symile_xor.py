@@ -6,13 +6,19 @@ sampling, p_hat in {0.0, 0.1, ..., 1.0}, 3 seeds (the paper bootstraps one run 1
 Protocol "paper" (default): b from (a, c), best-validation checkpoint, 10 bootstrap test sets.
 """
 
+import importlib.util
 import math
+from pathlib import Path
 
 import ml_collections
 
+_spec = importlib.util.spec_from_file_location("_reproduce_common", Path(__file__).with_name("common.py"))
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
 
-def get_config():
-    """The experiment's config; `quick` holds the overrides of `--quick`."""
+
+def get_config(arg=None):
+    """The experiment's config; ``arg="quick"``: the quick variant (fewer seeds/steps/points)."""
     c = ml_collections.ConfigDict()
     c.num_seeds = 3
     c.d_v = 5
@@ -34,5 +40,4 @@ def get_config():
     c.protocol = "paper"
     c.val_every = 10  # steps between validations: one epoch of 10000 / 1000
     c.bootstrap = 10  # bootstrap test sets
-    c.quick = ml_collections.ConfigDict({"num_seeds": 2, "p_hats": [0.0, 0.5, 1.0], "steps": 120, "n_test": 2000})
-    return c
+    return common.variant(c, arg, quick={"num_seeds": 2, "p_hats": [0.0, 0.5, 1.0], "steps": 120, "n_test": 2000})

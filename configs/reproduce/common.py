@@ -1,0 +1,43 @@
+"""Named variants of the experiment configs: ``configs/reproduce/<experiment>.py:<variant>``.
+
+Each experiment's ``get_config(arg=None)`` returns its full config for ``arg=None`` and a named
+variant for ``arg="<variant>"`` (``quick``: fewer seeds, steps and points, for a check in
+minutes), as ``--config=configs/reproduce/symile_xor.py:quick`` on the command line.
+"""
+
+from __future__ import annotations
+
+
+def variant(config, arg: str | None, **variants):
+    """``config`` with the settings of the variant named ``arg`` (``None`` or ``""``: unchanged).
+
+    Args:
+        config: the full config (a ``ConfigDict``), edited in place.
+        arg: the variant's name, the text after the colon of ``<file>.py:<variant>``.
+        **variants: per variant name, its settings ``{key: value}`` (keys of ``config``).
+
+    Returns:
+        ``config``.
+
+    Raises:
+        ValueError: for an unknown variant (naming the valid ones) or a setting of a key that
+            ``config`` does not have.
+
+    Example:
+        >>> import ml_collections
+        >>> c = variant(ml_collections.ConfigDict({"steps": 100}), "quick", quick={"steps": 10})
+        >>> c.steps
+        10
+    """
+    if arg in (None, ""):
+        return config
+    if arg not in variants:
+        raise ValueError(
+            f"Unknown config variant {arg!r}; expected one of {sorted(variants)} after the colon "
+            f"(e.g. configs/reproduce/symile_xor.py:quick), or no colon for the full config."
+        )
+    for key, value in variants[arg].items():
+        if key not in config:
+            raise ValueError(f"Variant {arg!r} sets {key!r}, which is not a key of the config {sorted(config)}.")
+        config[key] = value
+    return config
