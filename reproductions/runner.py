@@ -7,81 +7,97 @@ one experiment (quick or full) replaces only its own section.
 
 from __future__ import annotations
 
-import ast
+import copy
 import datetime
 import importlib.util
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import ml_collections
 
 from reproductions import common
 from reproductions.base import EXPERIMENTS, get_experiment
 
-__all__ = ["load_config", "run_experiment", "assemble_markdown", "resummarize", "DEFAULT_CONFIG_DIR"]
+__all__ = ["load_config", "apply_overrides", "run_experiment", "assemble_markdown", "resummarize"]
 
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "reproduce"
 RESULTS_SUBDIR = "results"
 PLOTS_SUBDIR = "plots"
 
 
-def _parse_value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+def _split(config_file: str | os.PathLike) -> tuple[str, str | None]:
+    path, colon, arg = os.fspath(config_file).partition(":")
+    return path, (arg if colon else None)
+
+
+def experiment_name(config_file: str | os.PathLike) -> str:
+    """The experiment a config file is for: its file name without ``.py`` (``symile_xor``)."""
+    return Path(_split(config_file)[0]).stem
 
 
 def load_config(
-    name: str, quick: bool = False, overrides: Sequence[str] = (), config_dir: str | os.PathLike = DEFAULT_CONFIG_DIR
+    config_file: str | os.PathLike, overrides: Mapping[str, Any] | None = None
 ) -> ml_collections.ConfigDict:
-    """Loads ``<config_dir>/<name>.py``'s ``get_config()``, applies quick and explicit overrides.
+    """``get_config(<variant>)`` of an experiment's config file, with ``overrides`` set.
 
-    The config's ``quick`` field (a ConfigDict of overrides) is merged in when ``quick`` and then
-    removed. ``overrides`` are ``"key=value"`` strings (dotted keys allowed; values parsed as
-    Python literals), applied last.
+    The same file and variant syntax as ``tools/reproduce.py --config``, from Python.
+
+    Args:
+        config_file: ``<path>.py`` for the full config or ``<path>.py:<variant>`` for a named
+            variant, e.g. ``configs/reproduce/symile_xor.py:quick``.
+        overrides: ``{dotted key: value}`` set on the loaded config (Python values, as
+            ``--config.<key>=<value>`` on the command line), e.g. ``{"steps": 50}``.
+
+    Returns:
+        The config (unlocked).
 
     Raises:
-        ValueError: missing config file, no ``get_config``, or an override of an unknown key.
+        ValueError: a missing file, no ``get_config``, an unknown variant or an unknown key.
     """
-    path = Path(config_dir) / f"{name}.py"
-    if not path.is_file():
-        raise ValueError(f"No config for experiment {name!r}: {path} does not exist.")
-    spec = importlib.util.spec_from_file_location(f"reproduce_config_{name}", path)
+    path, arg = _split(config_file)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"Config file {path!r} does not exist; the experiments' configs are configs/reproduce/<experiment>.py "
+            "in the repository (e.g. configs/reproduce/symile_xor.py:quick)."
+        )
+    spec = importlib.util.spec_from_file_location(f"reproduce_config_{Path(path).stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ValueError(f"{path} must define get_config().")
-    config = module.get_config()
-    quick_overrides = config.get("quick", ml_collections.ConfigDict())
-    with config.unlocked():
-        if "quick" in config:
-            del config["quick"]
-    if quick:
-        for key, value in quick_overrides.items():
-            if key not in config:
-                raise ValueError(f"{path}: quick override of unknown key {key!r}.")
-            with config.unlocked():
-                config[key] = value
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"Override {item!r} must look like key=value.")
-        key, value = item.split("=", 1)
-        key = key.strip()
-        node, parts = config, key.split(".")
-        for part in parts[:-1]:
-            if part not in node:
-                raise ValueError(f"Override {item!r}: unknown key {key!r} in config {name!r}.")
-            node = node[part]
-        if parts[-1] not in node:
-            raise ValueError(
-                f"Override {item!r}: unknown key {key!r} in config {name!r}; keys are {sorted(config.keys())}."
-            )
-        with node.unlocked():
-            node[parts[-1]] = _parse_value(value.strip())
+    if not callable(getattr(module, "get_config", None)):
+        raise ValueError(f"{path} must define get_config(arg=None).")
+    config = module.get_config(arg) if arg is not None else module.get_config()
+    return apply_overrides(config, overrides)
+
+
+def apply_overrides(
+    config: ml_collections.ConfigDict, overrides: Mapping[str, Any] | None
+) -> ml_collections.ConfigDict:
+    """An unlocked copy of ``config`` with ``{dotted key: value}`` set; an unknown key is an error.
+
+    Raises:
+        ValueError: for a key the config does not have (naming its keys) or a value of the wrong type.
+    """
+    config = copy.deepcopy(config)
+    config.unlock()
+    for key, value in dict(overrides or {}).items():
+        node, parts = config, str(key).split(".")
+        for depth, part in enumerate(parts):
+            if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+                known = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+                where = ".".join(parts[:depth]) or "the config"
+                raise ValueError(
+                    f"Override of unknown key {key!r}: {where} has no key {part!r}"
+                    + (f" (its keys: {known})." if known else ".")
+                )
+            if depth < len(parts) - 1:
+                node = node[part]
+        try:
+            node[parts[-1]] = value
+        except TypeError as e:
+            raise ValueError(f"Override {key}={value!r}: {e}") from None
     return config
 
 
@@ -131,36 +147,41 @@ def _run_seeds(experiment, config, num_seeds: int, jobs: int, log) -> list:
 
 
 def run_experiment(
-    name: str,
-    quick: bool = False,
+    config_file: str | os.PathLike,
+    overrides: Mapping[str, Any] | None = None,
     seeds: int | None = None,
     output_dir: str = "docs",
     command: str = "",
-    overrides: Sequence[str] = (),
-    config_dir=DEFAULT_CONFIG_DIR,
     log: Callable[[str], None] = print,
     jobs: int = 1,
+    config: ml_collections.ConfigDict | None = None,
 ) -> dict:
     """Runs one experiment over its seeds and writes its JSON record and plot.
 
     Args:
-        name: registered experiment name.
-        quick: apply the config's quick overrides (fewer seeds/steps/points).
+        config_file: the experiment's config file, ``<dir>/<experiment>.py`` (full run) or
+            ``<dir>/<experiment>.py:quick`` (its quick variant: fewer seeds/steps/points), e.g.
+            ``configs/reproduce/symile_xor.py:quick``; the file name is the experiment's name.
+        overrides: ``{dotted key: value}`` set on the config (recorded too), e.g. ``{"steps": 50}``.
         seeds: number of seeds (0..seeds-1); default the config's ``num_seeds``.
         output_dir: where ``results/<name>.json`` and ``plots/results_<name>.png`` go.
         command: the command line, recorded in the section header.
-        overrides: ``key=value`` config overrides (recorded too).
-        config_dir: directory of the per-experiment configs.
         log: progress logger.
         jobs: seeds run in this many worker processes at once (each seed's result is the same
             as in a sequential run up to floating-point summation order; the record's
             ``wall_time_s`` is the parallel wall time).
+        config: the config of ``config_file`` already loaded (as ``tools/reproduce.py``'s
+            ``--config`` flag does); default: loaded from ``config_file``.
 
     Returns:
         The JSON record.
     """
+    name = experiment_name(config_file)
     experiment = get_experiment(name)
-    config = load_config(name, quick, overrides, config_dir)
+    variant = _split(config_file)[1] or None
+    overrides = dict(overrides or {})
+    config = apply_overrides(config, overrides) if config is not None else load_config(config_file, overrides)
+    quick = variant == "quick"
     num_seeds = int(seeds if seeds is not None else config.num_seeds)
     if num_seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {num_seeds}.")
@@ -168,7 +189,7 @@ def run_experiment(
     (out / RESULTS_SUBDIR).mkdir(parents=True, exist_ok=True)
     (out / PLOTS_SUBDIR).mkdir(parents=True, exist_ok=True)
     machine = common.machine_description()
-    log(f"[{name}] {'quick' if quick else 'full'} run, {num_seeds} seed(s)")
+    log(f"[{name}] {variant or 'full'} run, {num_seeds} seed(s)")
     with common.Timer() as timer:
         per_seed = _run_seeds(experiment, config, num_seeds, jobs, log)
     summary = experiment.summarize(per_seed, config)
@@ -179,11 +200,11 @@ def run_experiment(
         "title": experiment.title,
         "source": experiment.source,
         "claim": experiment.claim,
-        "quick": bool(quick),
+        "quick": quick,
         "num_seeds": num_seeds,
         "jobs": max(1, min(int(jobs), num_seeds)),
         "command": command,
-        "overrides": list(overrides),
+        "overrides": overrides,
         "machine": machine,
         "wall_time_s": round(timer.seconds, 1),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

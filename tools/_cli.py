@@ -135,6 +135,7 @@ def flags_parser(
     config_flag: str | None = None,
     parse=None,
     config_example: str = "configs/benchmark.py:symile_xor,symile",
+    removed=None,
 ):
     """An absl ``flags_parser`` for ``app.run`` that answers mistakes before heavy imports.
 
@@ -146,6 +147,8 @@ def flags_parser(
         parse: the parser to run after the checks (default: ``absl.flags.FLAGS``), e.g. one
             that turns config-override errors into one line.
         config_example: a config file named in the error for a missing one.
+        removed: ``{flag name: what to use instead}`` for flags a tool no longer has: giving
+            one is an error naming the replacement (not "unknown flag").
 
     Returns:
         ``parse(argv) -> remaining argv``.
@@ -163,6 +166,11 @@ def flags_parser(
                 return _absl(prog, [argv[0], *_strip_config(args, config_flag)], None)
             app.usage(shorthelp=not asked[0].startswith("--helpfull"), writeto_stdout=True)
             sys.exit(0)
+        for arg in args:
+            if arg == "--":
+                break
+            if arg.startswith("-") and _flag_name(arg) in (removed or {}):
+                fail(prog, f"--{_flag_name(arg)} was removed: {removed[_flag_name(arg)]}")
         if any(_flag_name(a) in ("flagfile", "undefok") for a in args if a.startswith("-")):
             return _absl(prog, argv, parse)  # flags come from elsewhere: let absl check them
         given = {}
@@ -195,3 +203,46 @@ def _absl(prog, argv, parse):
         return (parse or flags.FLAGS)(argv)
     except flags.Error as e:
         fail(prog, f"{e}. Pass --help to see the flags.")
+
+
+class _ListParser(flags.ArgumentParser):
+    """``--config.<key>=[1.0, 0.5]`` for a list-valued config key (a Python literal list)."""
+
+    def parse(self, argument):
+        if isinstance(argument, (list, tuple)):  # the config's own value, as the flag's default
+            return list(argument)
+        import ast
+
+        try:
+            value = ast.literal_eval(argument)
+        except (ValueError, SyntaxError):
+            value = None
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected a Python list such as [0.5, 1.0], got {argument!r}")
+        return list(value)
+
+    def flag_type(self):
+        return "list"
+
+
+def parse_config_flags(prog: str, argv):
+    """absl's parser with ml_collections ``--config.<key>`` overrides; their errors as one line.
+
+    A list-valued config key takes a Python list (``--config.p_hats=[0.5,1.0]``); an unknown
+    key or a value of the wrong type exits with ``<prog>: error: ...``.
+    """
+    from ml_collections import config_flags
+
+    config_flags.register_flag_parser_for_type(list, _ListParser())
+    sys.argv[:] = argv  # ml_collections finds a config's override flags by reading sys.argv
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        text = str(e)
+        if "Traceback (most recent call last)" in text:  # get_config raised: its own message, not the trace
+            head = text.split("Error whilst parsing config file", 1)[0].rstrip(": ")
+            fail(prog, f"{head}: {[line for line in text.splitlines() if line.strip()][-1].strip()}")
+        fail(prog, f"{text}. Pass --helpfull to see the flags.")
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        text = str(e).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
+        fail(prog, f"bad --config or --config.<key> override ({type(e).__name__}): {text}")

@@ -2,17 +2,29 @@ r"""Reproduces the papers' results and regenerates docs/results.md.
 
 Usage:
   python tools/reproduce.py                        # every experiment, full settings
-  python tools/reproduce.py --quick                # every experiment, reduced seeds/steps
+  python tools/reproduce.py --quick                # every experiment's quick variant (fewer seeds/steps)
   python tools/reproduce.py --experiments=symile_xor,confu_xor --seeds=5
-  python tools/reproduce.py --experiments=symile_xor --quick --set=steps=50 --set=p_hats=[1.0]
+  python tools/reproduce.py --config=configs/reproduce/symile_xor.py:quick --config.steps=50 \
+      --config.p_hats=[1.0]                        # one experiment, with settings changed
   python tools/reproduce.py --assemble_only        # rebuild the Markdown from docs/results/*.json
   python tools/reproduce.py --resummarize          # re-derive tables/plots from the stored measurements
 
+Each experiment's settings are its config file ``configs/reproduce/<name>.py``: ``get_config()`` is
+the full run, ``get_config("quick")`` (``<name>.py:quick``) the quick variant. ``--experiments``
+(default: all) with ``--quick`` runs those files as they are. To change a setting, name one
+experiment's config with ``--config=configs/reproduce/<name>.py[:quick]`` and override any of its
+keys with ``--config.<key>=<value>`` (nested keys too: ``--config.encoder.output_dim=16``; a list
+takes a Python list: ``--config.p_hats=[0.5,1.0]``; an unknown key is an error), the syntax of
+``tools/train.py``. ``--config`` runs that one experiment (the file name is the experiment's), so
+it does not go with ``--experiments`` or ``--quick``.
+
 Each experiment writes <output_dir>/results/<name>.json and <output_dir>/plots/results_<name>.png;
 the Markdown is then assembled from every JSON present, so running some experiments keeps the
-others' sections. <output_dir> defaults to docs (the committed results) for full runs and to
-workdir/reproduce_quick (git-ignored) for --quick runs, so a quick check never overwrites the
-committed results; pass --output_dir=docs to regenerate them on purpose.
+others' sections. Each record holds the command that reproduces it alone
+(``python tools/reproduce.py --config=configs/reproduce/<name>.py[:quick] ...``). <output_dir>
+defaults to docs (the committed results) for full runs and to workdir/reproduce_quick
+(git-ignored) for quick runs, so a quick check never overwrites the committed results; pass
+--output_dir=docs to regenerate them on purpose.
 The experiment logic lives in the top-level reproductions/ package; configs in configs/reproduce/.
 """
 
@@ -22,27 +34,39 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _ROOT)
 
 from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _cli  # noqa: E402
 
+_PROG = "reproduce.py"
 FLAGS = flags.FLAGS
+_CONFIG_DIR = "configs/reproduce"  # relative to the repository root, as recorded in the commands
 _FULL_OUTPUT_DIR = "docs"  # the committed results
 _QUICK_OUTPUT_DIR = os.path.join("workdir", "reproduce_quick")  # git-ignored: quick runs are scratch
-flags.DEFINE_list("experiments", None, "Comma-separated experiment names (default: all registered).")
-flags.DEFINE_bool("quick", False, "Use each config's quick overrides (fewer seeds/steps/points).")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "One experiment's config file, configs/reproduce/<name>.py (full) or <name>.py:quick, whose keys "
+    "--config.<key>=<value> overrides, e.g. --config=configs/reproduce/symile_xor.py:quick --config.steps=50.",
+    lock_config=True,
+)
+flags.DEFINE_list(
+    "experiments", None, "Comma-separated experiment names (default: all registered), run with their configs as is."
+)
+flags.DEFINE_bool("quick", False, "Run each of --experiments' quick variant (configs/reproduce/<name>.py:quick).")
 flags.DEFINE_integer("seeds", None, "Number of seeds (default: the config's num_seeds).")
 flags.DEFINE_string(
     "output_dir",
     None,
     "Where results/<name>.json, plots/ and results.md are written "
-    f"(default: {_FULL_OUTPUT_DIR} for full runs, {_QUICK_OUTPUT_DIR} for --quick runs).",
+    f"(default: {_FULL_OUTPUT_DIR} for full runs, {_QUICK_OUTPUT_DIR} for quick runs).",
 )
 flags.DEFINE_string("results_md", None, "Markdown path (default: <output_dir>/results.md).")
-flags.DEFINE_multi_string("set", [], "Config override key=value (Python literal), repeatable.")
 flags.DEFINE_bool("assemble_only", False, "Only rebuild the Markdown from existing JSON records.")
 flags.DEFINE_bool(
     "resummarize",
@@ -55,18 +79,74 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_bool("list", False, "List the registered experiments and exit.")
 
+_OVERRIDE_HELP = (
+    "override a config key with --config.<key>=<value> after naming one experiment's config, e.g. "
+    "--config=configs/reproduce/symile_xor.py:quick --config.steps=50 --config.p_hats=[1.0]"
+)
+_REMOVED = {"set": _OVERRIDE_HELP + "."}
+
+
+def _config_given(args):
+    return any(a in ("--config", "-config") or a.startswith(("--config=", "-config=")) for a in args)
+
+
+def _parse_flags(argv):
+    args = argv[1:]
+    args = args[: args.index("--")] if "--" in args else args
+    overrides = [a for a in args if a.startswith(("--config.", "-config.", "--noconfig.", "-noconfig."))]
+    if overrides and not _config_given(args):
+        _cli.fail(
+            _PROG,
+            f"{overrides[0].split('=', 1)[0]} overrides a key of the config named by --config; "
+            "pass --config=configs/reproduce/<experiment>.py (or <experiment>.py:quick) before it.",
+        )
+    return _cli.parse_config_flags(_PROG, argv)
+
 
 def main(argv):
     if len(argv) > 1:
-        _cli.fail("reproduce.py", f"unexpected arguments {argv[1:]}; every setting is a flag (--help lists them).")
+        _cli.fail(_PROG, f"unexpected arguments {argv[1:]}; every setting is a flag (--help lists them).")
     try:
         return _run()
     except (ValueError, FileNotFoundError, PermissionError) as e:
-        _cli.fail("reproduce.py", e)
+        _cli.fail(_PROG, e)
+
+
+def _relative(config_file):
+    """``config_file`` relative to the repository root (the recorded commands run from there)."""
+    path, colon, arg = config_file.partition(":")
+    full = os.path.abspath(path)
+    if os.path.commonpath([full, _ROOT]) == _ROOT:
+        path = os.path.relpath(full, _ROOT).replace(os.sep, "/")
+    return path + colon + arg
+
+
+def _command(config_file):
+    """The command line that reproduces one experiment's record: its config file and the other flags."""
+    kept, args, i = [], sys.argv[1:], 0
+    while i < len(args):
+        arg = args[i]
+        name = arg.lstrip("-").split("=", 1)[0] if arg.startswith("-") else None
+        if name in ("experiments", "config", "quick", "noquick"):
+            if name in ("experiments", "config") and "=" not in arg:
+                i += 1  # its value is the next argument
+        else:
+            kept.append(arg)
+        i += 1
+    return " ".join(["python", "tools/reproduce.py", *(shlex.quote(a) for a in [f"--config={config_file}", *kept])])
 
 
 def _run():
-    output_dir = FLAGS.output_dir or (_QUICK_OUTPUT_DIR if FLAGS.quick else _FULL_OUTPUT_DIR)
+    config_file = FLAGS["config"].config_filename if FLAGS["config"].present else None
+    if config_file is not None:
+        clash = [f"--{n}" for n in ("experiments", "quick", "assemble_only", "resummarize", "list") if FLAGS[n].value]
+        if clash:
+            raise ValueError(
+                f"--config runs the one experiment of its config file, so it does not go with {', '.join(clash)}; "
+                "its variant follows the colon (--config=configs/reproduce/symile_xor.py:quick)."
+            )
+    quick = FLAGS.quick or (config_file is not None and config_file.partition(":")[2] == "quick")
+    output_dir = FLAGS.output_dir or (_QUICK_OUTPUT_DIR if quick else _FULL_OUTPUT_DIR)
     import reproductions as experiments
 
     if FLAGS.list:
@@ -78,19 +158,27 @@ def _run():
 
         runner.resummarize(output_dir, FLAGS.experiments)
     elif not FLAGS.assemble_only:
-        names = FLAGS.experiments or list(experiments.EXPERIMENTS)
-        for name in names:  # fail fast on a typo, before hours of training
-            experiments.get_experiment(name)
-        command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+        if config_file is not None:
+            runs = [(_relative(config_file), config_file, _CONFIG.value)]
+        else:
+            names = FLAGS.experiments or list(experiments.EXPERIMENTS)
+            for name in names:  # fail fast on a typo, before hours of training
+                experiments.get_experiment(name)
+            variant = ":quick" if FLAGS.quick else ""
+            runs = [
+                (f"{_CONFIG_DIR}/{n}.py{variant}", os.path.join(_ROOT, _CONFIG_DIR, f"{n}.py{variant}"), None)
+                for n in names
+            ]
+        overrides = config_flags.get_override_values(FLAGS["config"]) if config_file is not None else {}
         start = time.time()
-        for name in names:
+        for recorded, path, config in runs:
             experiments.run_experiment(
-                name,
-                quick=FLAGS.quick,
+                path,
+                config=config,
+                overrides=overrides,
                 seeds=FLAGS.seeds,
                 output_dir=output_dir,
-                command=command,
-                overrides=FLAGS.set,
+                command=_command(recorded),
                 jobs=FLAGS.jobs,
             )
             experiments.assemble_markdown(output_dir, FLAGS.results_md)
@@ -103,4 +191,13 @@ def _run():
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_cli.flags_parser("reproduce.py"))
+    app.run(
+        main,
+        flags_parser=_cli.flags_parser(
+            _PROG,
+            config_flag="config",
+            parse=_parse_flags,
+            config_example="configs/reproduce/symile_xor.py:quick",
+            removed=_REMOVED,
+        ),
+    )

@@ -103,15 +103,7 @@ def _split_objective_overrides(argv):
 
 def _parse_flags(argv):
     """absl's parser, with config-override errors (unknown key, bad value) as one clear line."""
-    argv = _split_objective_overrides(argv)
-    sys.argv[:] = argv  # ml_collections finds a config's override flags by reading sys.argv
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        _cli.fail(_PROG, f"{e}. Pass --helpfull to see the flags.")
-    except (AttributeError, KeyError, TypeError, ValueError) as e:
-        text = str(e).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
-        _cli.fail(_PROG, f"bad --config or --config.<key> override ({type(e).__name__}): {text}")
+    return _cli.parse_config_flags(_PROG, _split_objective_overrides(argv))
 
 
 if __name__ == "__main__":
