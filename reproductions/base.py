@@ -36,7 +36,7 @@ class Experiment:
         """Runs the experiment for one seed.
 
         Args:
-            config: the experiment's ``ml_collections.ConfigDict`` (quick overrides applied).
+            config: the experiment's ``ml_collections.ConfigDict`` (its variant, e.g. quick, and overrides applied).
             seed: the seed (data, initialisation and shuffling).
             log: progress logger.
 
