@@ -1,6 +1,8 @@
 """Reproductions of the papers' experiments, run by ``tools/reproduce.py``.
 
-Registered experiments (each with a config in ``configs/reproduce/<name>.py``):
+Registered experiments (each with a config in ``configs/reproduce/<name>.py``: ``get_config()`` the
+full run, ``get_config("quick")`` its quick variant; ``run_experiment`` and ``load_config`` take the
+file, e.g. ``run_experiment("configs/reproduce/symile_xor.py:quick", {"steps": 50})``):
 
 * ``symile_xor``: Symile vs CLIP on Symile's binary XOR over p_hat.
 * ``confu_xor``: ConFu, Symile, GRAM, TRIANGLE and CLIP on ConFu's XOR.

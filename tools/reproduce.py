@@ -112,9 +112,12 @@ def main(argv):
         _cli.fail(_PROG, e)
 
 
-def _relative(config_file):
-    """``config_file`` relative to the repository root (the recorded commands run from there)."""
-    path, colon, arg = config_file.partition(":")
+def _relative(path):
+    """``path`` (a file, or ``<file>:<variant>``) relative to the repository root when it lies inside.
+
+    The recorded commands run from the root and hold no machine-local directories.
+    """
+    path, colon, arg = path.partition(":")
     full = os.path.abspath(path)
     if os.path.commonpath([full, _ROOT]) == _ROOT:
         path = os.path.relpath(full, _ROOT).replace(os.sep, "/")
@@ -127,12 +130,13 @@ def _command(config_file):
     while i < len(args):
         arg = args[i]
         name = arg.lstrip("-").split("=", 1)[0] if arg.startswith("-") else None
-        if name in ("experiments", "config", "quick", "noquick"):
-            if name in ("experiments", "config") and "=" not in arg:
-                i += 1  # its value is the next argument
-        else:
+        separate = name in ("experiments", "config", "output_dir", "results_md") and "=" not in arg
+        value = args[i + 1] if separate and i + 1 < len(args) else arg.partition("=")[2]
+        if name in ("output_dir", "results_md"):
+            kept.append(f"--{name}={_relative(value)}")
+        elif name not in ("experiments", "config", "quick", "noquick"):
             kept.append(arg)
-        i += 1
+        i += 2 if separate else 1
     return " ".join(["python", "tools/reproduce.py", *(shlex.quote(a) for a in [f"--config={config_file}", *kept])])
 
 

@@ -143,10 +143,10 @@ def test_demo_smoke(tmp_path):
         "clip,symile",
         "--verbose",
         "0",
-        "--override=epochs=1",
-        "--override=dataset.params.n_train=256",
-        "--override=dataset.params.n_val=64",
-        "--override=dataset.params.n_test=64",
+        "--config.epochs=1",
+        "--config.dataset.params.n_train=256",
+        "--config.dataset.params.n_val=64",
+        "--config.dataset.params.n_test=64",
     )
     assert proc.returncode == 0, proc.stderr
     assert "| method | top-1 1->1 | top-1 2->1 | train s |" in proc.stdout
@@ -160,6 +160,16 @@ def test_demo_smoke(tmp_path):
     ):
         assert os.path.isfile(tmp_path / name), name
         assert str(tmp_path / name.split("/")[0]) in proc.stdout
+    assert "=== clip: 1 epochs" in proc.stdout and "=== symile: 1 epochs" in proc.stdout  # every config
+
+
+def test_demo_overrides_use_the_config_syntax(tmp_path):
+    proc = run_tool("demo.py", "--workdir", str(tmp_path), "--override=epochs=1")
+    assert_clean_error(proc, "--override was removed", "--config.<key>=<value>", "--config.epochs=1")
+    proc = run_tool("demo.py", "--workdir", str(tmp_path), "--config", "configs/benchmark.py:symile_xor,clip")
+    assert_clean_error(proc, "--config is set by demo.py", "--config.<key>=<value>")
+    proc = run_tool("demo.py", "--workdir", str(tmp_path), "--config.epochz=1")
+    assert_clean_error(proc, "epochz", 'Did you mean "epochs"')
 
 
 def test_train_a_finished_run_again_says_so_and_a_bad_value_leaves_no_workdir(trained, tmp_path):

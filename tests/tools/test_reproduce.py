@@ -1,4 +1,4 @@
-"""tools/reproduce.py: a reduced --quick run end to end, and the piece-wise Markdown assembly."""
+"""tools/reproduce.py: a reduced quick run end to end, the config syntax, and the piece-wise Markdown assembly."""
 
 import json
 import os
@@ -14,34 +14,46 @@ from reproductions import runner
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "reproduce.py"
+CONFIGS = ROOT / "configs" / "reproduce"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-# One experiment, --quick, with reduced sizes: 2 seeds x 2 methods x one p_hat.
+# One experiment's quick variant with reduced sizes: 2 seeds x 2 methods x one p_hat.
 QUICK_ARGS = [
-    "--experiments=symile_xor",
-    "--quick",
+    "--config=configs/reproduce/symile_xor.py:quick",
     "--seeds=2",
-    "--set=p_hats=[1.0]",
-    "--set=steps=60",
-    "--set=n_train=2000",
-    "--set=n_test=500",
-    "--set=batch_size=500",
-    "--set=protocol='section1'",
+    "--config.p_hats=[1.0]",
+    "--config.steps=60",
+    "--config.n_train=2000",
+    "--config.n_test=500",
+    "--config.batch_size=500",
+    "--config.protocol=section1",
 ]
+
+
+def config_file(name, variant=None):
+    return str(CONFIGS / f"{name}.py") + (f":{variant}" if variant else "")
+
+
+def run_tool(*args, cwd=ROOT, timeout=60):
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        [sys.executable, str(TOOL), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if ": error:" in line]
+    assert len(errors) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("docs")
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run(
-        [sys.executable, str(TOOL), *QUICK_ARGS, f"--output_dir={out}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    proc = run_tool(*QUICK_ARGS, f"--output_dir={out}", timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc
 
@@ -52,13 +64,18 @@ def test_quick_run_writes_record_with_the_measured_claim(quick_run):
     record = json.loads((out / "results" / "symile_xor.json").read_text())
     assert record["quick"] is True and record["num_seeds"] == 2
     assert record["config"]["steps"] == 60 and record["config"]["p_hats"] == [1.0]
+    assert record["config"]["protocol"] == "section1" and record["overrides"]["n_train"] == 2000
     acc = {lab: [s["methods"][lab]["accuracy"][0] for s in record["per_seed"]] for lab in ("Symile", "CLIP")}
     assert all(0.0 <= a <= 1.0 for v in acc.values() for a in v)
     # The claim itself, at p_hat = 1 with 2^5 candidates: Symile solves XOR, CLIP is at chance.
     assert min(acc["Symile"]) > 0.8, acc
     assert max(acc["CLIP"]) < 2.0**-5 + 0.06, acc
     assert record["verdict"].startswith("**reproduced**")
-    assert record["wall_time_s"] > 0 and "--quick" in record["command"]
+    assert record["wall_time_s"] > 0
+    # The command that reproduces the record, in the config syntax, with repository-relative paths.
+    assert record["command"].startswith(
+        "python tools/reproduce.py --config=configs/reproduce/symile_xor.py:quick --seeds=2 '--config.p_hats=[1.0]'"
+    )
 
 
 @pytest.mark.slow
@@ -69,7 +86,7 @@ def test_quick_run_writes_markdown_section(quick_run):
     assert "## 1. Symile XOR" in md
     assert "QUICK run" in md
     assert "- **Machine**:" in md and "- **Wall time**:" in md
-    assert "--experiments=symile_xor" in md  # the exact command
+    assert "--config=configs/reproduce/symile_xor.py:quick --seeds=2" in md  # the exact command
     header = next(line for line in md.splitlines() if line.startswith("| p̂ |"))
     assert "Symile (ours)" in header and "CLIP (ours)" in header and "Bayes-optimal" in header
     assert "per-bit posterior" in header
@@ -123,15 +140,29 @@ def test_assembly_keeps_other_sections_and_replaces_own(quick_run, tmp_path):
 def test_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="Unknown experiment 'nope'"):
         experiments.get_experiment("nope")
-    with pytest.raises(ValueError, match="unknown key 'no_such_key'"):
-        runner.load_config("symile_xor", quick=True, overrides=["no_such_key=1"])
-    with pytest.raises(ValueError, match="key=value"):
-        runner.load_config("symile_xor", overrides=["steps"])
+    with pytest.raises(ValueError, match="unknown key 'no_such_key'.*'steps'"):
+        runner.load_config(config_file("symile_xor", "quick"), {"no_such_key": 1})
+    with pytest.raises(ValueError, match="encoder has no key 'output_dimz'"):
+        runner.load_config(config_file("gated_fragility"), {"encoder.output_dimz": 1})
+    with pytest.raises(ValueError, match=r"Unknown config variant 'fast'; expected one of \['quick'\]"):
+        runner.load_config(config_file("symile_xor", "fast"))
+    with pytest.raises(ValueError, match="does not exist"):
+        runner.load_config(config_file("nope"))
     with pytest.raises(ValueError, match="No experiment records"):
         runner.assemble_markdown(str(tmp_path))
 
 
-def test_every_registered_experiment_has_a_config_with_quick_overrides():
+def test_overrides_set_top_level_and_nested_keys():
+    config = runner.load_config(
+        config_file("gated_fragility", "quick"), {"steps": 7, "encoder.output_dim": 16, "rates": [0.5]}
+    )
+    assert config.steps == 7 and config.encoder.output_dim == 16 and config.rates == [0.5]
+    assert config.encoder.hidden_units == (64,) and config.num_seeds == 2  # the rest: the quick variant
+    with pytest.raises(ValueError, match="steps=.*'many'"):
+        runner.load_config(config_file("symile_xor"), {"steps": "many"})
+
+
+def test_every_registered_experiment_has_a_full_config_and_a_quick_variant():
     assert list(experiments.EXPERIMENTS) == [
         "symile_xor",
         "confu_xor",
@@ -140,21 +171,47 @@ def test_every_registered_experiment_has_a_config_with_quick_overrides():
         "noise_robustness",
         "m3_digits",
     ]
+    assert sorted(p.stem for p in CONFIGS.glob("*.py") if p.stem != "common") == sorted(experiments.EXPERIMENTS)
     for name in experiments.EXPERIMENTS:
-        full = runner.load_config(name)
-        quick = runner.load_config(name, quick=True)
+        full = runner.load_config(config_file(name))
+        quick = runner.load_config(config_file(name, "quick"))
         assert full.num_seeds >= 3, name  # results report mean ± std over >= 3 seeds
         assert "quick" not in full and quick.to_dict() != full.to_dict(), name
-        assert quick.steps <= full.steps, name
+        assert quick.steps <= full.steps and quick.num_seeds < full.num_seeds, name
+        with pytest.raises(ValueError, match="Unknown config variant 'fast'"):
+            runner.load_config(config_file(name, "fast"))
+
+
+@pytest.mark.slow
+def test_command_line_errors_name_the_fix():
+    proc = run_tool("--experiments=symile_xor", "--quick", "--set=steps=50")
+    assert_one_line_error(proc, "--set was removed", "--config.<key>=<value>", "configs/reproduce/symile_xor.py:quick")
+    proc = run_tool("--experiments=symile_xor", "--config.steps=50")
+    assert_one_line_error(proc, "--config.steps overrides a key of the config named by --config")
+    proc = run_tool("--config=configs/reproduce/symile_xor.py:quick", "--config.stepz=50")
+    assert_one_line_error(proc, "stepz", 'Did you mean "steps"')
+    proc = run_tool("--config=configs/reproduce/gated_fragility.py:quick", "--config.encoder.output_dimz=8")
+    assert_one_line_error(proc, "output_dimz")
+    proc = run_tool("--config=configs/reproduce/gated_fragility.py:quick", "--config.encoder.output_dim=wide")
+    assert_one_line_error(proc, "--config.encoder.output_dim=wide", "invalid literal for int")
+    proc = run_tool("--config=configs/reproduce/symile_xor.py:fast")
+    assert_one_line_error(proc, "Unknown config variant 'fast'", "['quick']")
+    proc = run_tool("--config=configs/reproduce/symile_xor.py:quick", "--config.p_hats=1.0")
+    assert_one_line_error(proc, "--config.p_hats", "expected a Python list")
+    proc = run_tool("--config=configs/reproduce/symile_xor.py", "--quick")
+    assert_one_line_error(proc, "does not go with --quick", "symile_xor.py:quick")
+    proc = run_tool("--config=configs/reproduce/symile_xor.py", "--experiments=confu_xor")
+    assert_one_line_error(proc, "does not go with --experiments")
 
 
 @pytest.mark.slow
 def test_parallel_seeds_match_sequential_seeds(tmp_path):
     # --jobs runs seeds in spawned worker processes: same per-seed measurements, seed order kept.
-    overrides = ["p_hats=[1.0]", "steps=15", "n_train=1000", "n_test=300", "batch_size=250"]
-    kwargs = dict(quick=True, seeds=2, overrides=overrides, log=lambda msg: None)
-    sequential = runner.run_experiment("symile_xor", output_dir=str(tmp_path / "seq"), jobs=1, **kwargs)
-    parallel = runner.run_experiment("symile_xor", output_dir=str(tmp_path / "par"), jobs=2, **kwargs)
+    overrides = {"p_hats": [1.0], "steps": 15, "n_train": 1000, "n_test": 300, "batch_size": 250}
+    kwargs = dict(seeds=2, overrides=overrides, log=lambda msg: None)
+    path = config_file("symile_xor", "quick")
+    sequential = runner.run_experiment(path, output_dir=str(tmp_path / "seq"), jobs=1, **kwargs)
+    parallel = runner.run_experiment(path, output_dir=str(tmp_path / "par"), jobs=2, **kwargs)
     assert sequential["jobs"] == 1 and parallel["jobs"] == 2
     for seq, par in zip(sequential["per_seed"], parallel["per_seed"]):
         for lab in ("Symile", "CLIP"):
@@ -169,9 +226,9 @@ def test_parallel_seeds_match_sequential_seeds(tmp_path):
 
 
 def test_gated_fragility_runs_the_authors_setting(tmp_path):
-    overrides = ["rates=[0.0]", "authors_setting=True", "steps=5", "n_train=600", "n_test=256", "n_val=128"]
+    overrides = {"rates": [0.0], "authors_setting": True, "steps": 5, "n_train": 600, "n_test": 256, "n_val": 128}
     record = runner.run_experiment(
-        "gated_fragility", quick=True, seeds=1, overrides=overrides, output_dir=str(tmp_path), log=lambda msg: None
+        config_file("gated_fragility", "quick"), overrides, seeds=1, output_dir=str(tmp_path), log=lambda msg: None
     )
     seed = record["per_seed"][0]
     assert seed["rate"] == [0.0]

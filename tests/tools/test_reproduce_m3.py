@@ -1,4 +1,4 @@
-"""tools/reproduce.py on m3_digits: a reduced --quick run on `tiny` built from the cached clips.
+"""tools/reproduce.py on m3_digits: a reduced quick run on `tiny` built from the cached clips.
 
 CI has no espeak-ng: the dataset is built from ``tests/datasets/data/m3_digits_clips`` into a
 temporary data dir. The scoring decomposition and the verdict are checked on constructed inputs.
@@ -30,14 +30,13 @@ def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("docs")
     data_dir = tmp_path_factory.mktemp("tfds")
     args = [
-        "--experiments=m3_digits",
-        "--quick",
+        "--config=configs/reproduce/m3_digits.py:quick",
         "--seeds=2",
-        "--set=dataset_config='tiny'",
-        f"--set=data_dir='{data_dir}'",
-        f"--set=clip_source='{CLIPS}'",
-        "--set=batch_size=20",
-        "--set=steps=25",
+        "--config.dataset_config=tiny",
+        f"--config.data_dir={data_dir}",
+        f"--config.clip_source={CLIPS}",
+        "--config.batch_size=20",
+        "--config.steps=25",
         f"--output_dir={out}",
     ]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
@@ -55,7 +54,8 @@ def test_quick_run_record(quick_run):
     record = json.loads((out / "results" / "m3_digits.json").read_text())
     assert record["experiment"] == "m3_digits" and record["quick"] is True and record["num_seeds"] == 2
     assert record["config"]["dataset_config"] == "tiny" and record["config"]["steps"] == 25
-    assert record["config"]["batch_size"] == 20 and "--quick" in record["command"]
+    assert record["config"]["batch_size"] == 20
+    assert record["command"].startswith("python tools/reproduce.py --config=configs/reproduce/m3_digits.py:quick ")
     assert len(record["per_seed"]) == 2
     for seed in record["per_seed"]:
         # tiny: 5 languages x 10 digits = 50 candidate texts, 40 / 20 train / test examples.
@@ -162,8 +162,8 @@ def test_verdict_follows_the_measured_ratio():
 
 
 def test_config_full_and_quick():
-    full = runner.load_config("m3_digits")
-    quick = runner.load_config("m3_digits", quick=True)
+    full = runner.load_config(ROOT / "configs" / "reproduce" / "m3_digits.py")
+    quick = runner.load_config(f"{ROOT / 'configs' / 'reproduce' / 'm3_digits.py'}:quick")
     assert full.num_seeds >= 3 and quick.num_seeds == 2 and quick.steps < full.steps
     assert full.dataset_config == "default"
     assert [m["label"] for m in full.methods] == LABELS

@@ -10,24 +10,27 @@ from tf_mmcl.data.corruptions import snr_db
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIPS = ROOT / "tests" / "datasets" / "data" / "m3_digits_clips"
+QUICK = f"{ROOT / 'configs' / 'reproduce' / 'noise_robustness.py'}:quick"
 
 
 @pytest.fixture(scope="module")
 def tiny_overrides(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("tfds")
-    return [
-        f"data_dir='{data_dir}'",
-        "dataset_config='tiny'",
-        f"clip_source='{CLIPS}'",
-        "batch_size=20",
-        "steps=8",
-        "methods=[{'label': 'ConFu', 'objective': 'confu', 'options': {'lam': 0.5}}, "
-        "{'label': 'CLIP', 'objective': 'clip', 'options': {}}]",
-    ]
+    return {
+        "data_dir": str(data_dir),
+        "dataset_config": "tiny",
+        "clip_source": str(CLIPS),
+        "batch_size": 20,
+        "steps": 8,
+        "methods": [
+            {"label": "ConFu", "objective": "confu", "options": {"lam": 0.5}},
+            {"label": "CLIP", "objective": "clip", "options": {}},
+        ],
+    }
 
 
 def test_noisy_inputs_hit_the_snr_and_leave_the_other_modality_clean(tiny_overrides):
-    config = runner.load_config("noise_robustness", quick=True, overrides=tiny_overrides)
+    config = runner.load_config(QUICK, tiny_overrides)
     data, _, test = noise_robustness.prepare_splits(config, seed=0)
     inputs = noise_robustness.noisy_test_inputs(data, test, config, seed=0)
     assert list(inputs) == [
@@ -60,8 +63,7 @@ def test_noisy_inputs_hit_the_snr_and_leave_the_other_modality_clean(tiny_overri
 
 def test_reduced_run_records_every_condition(tiny_overrides, tmp_path):
     record = runner.run_experiment(
-        "noise_robustness",
-        quick=True,
+        QUICK,
         seeds=2,
         overrides=tiny_overrides,
         output_dir=str(tmp_path),

@@ -1,25 +1,33 @@
 """Experiment 1 on the paper's protocol: b from (a, c), best-validation checkpoint, bootstrap test sets."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from reproductions import runner, selection
 from reproductions.symile_xor import bayes_top1_b
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def test_paper_protocol_tables_and_claim(tmp_path):
-    overrides = [
-        "p_hats=[1.0]",
-        "steps=60",
-        "n_train=2000",
-        "n_val=500",
-        "n_test=500",
-        "batch_size=500",
-        "val_every=20",
-        "bootstrap=4",
-    ]
+    overrides = {
+        "p_hats": [1.0],
+        "steps": 60,
+        "n_train": 2000,
+        "n_val": 500,
+        "n_test": 500,
+        "batch_size": 500,
+        "val_every": 20,
+        "bootstrap": 4,
+    }
     record = runner.run_experiment(
-        "symile_xor", output_dir=str(tmp_path), quick=True, seeds=1, overrides=overrides, log=lambda msg: None
+        f"{ROOT / 'configs' / 'reproduce' / 'symile_xor.py'}:quick",
+        overrides,
+        output_dir=str(tmp_path),
+        seeds=1,
+        log=lambda msg: None,
     )
     assert record["config"]["protocol"] == "paper"
     methods = record["per_seed"][0]["methods"]
