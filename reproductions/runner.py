@@ -22,7 +22,7 @@ import ml_collections
 from reproductions import common
 from reproductions.base import EXPERIMENTS, get_experiment
 
-__all__ = ["load_config", "apply_overrides", "run_experiment", "assemble_markdown", "resummarize"]
+__all__ = ["load_config", "experiment_name", "run_experiment", "assemble_markdown", "resummarize"]
 
 RESULTS_SUBDIR = "results"
 PLOTS_SUBDIR = "plots"
@@ -69,10 +69,10 @@ def load_config(
     if not callable(getattr(module, "get_config", None)):
         raise ValueError(f"{path} must define get_config(arg=None).")
     config = module.get_config(arg) if arg is not None else module.get_config()
-    return apply_overrides(config, overrides)
+    return _with_overrides(config, overrides)
 
 
-def apply_overrides(
+def _with_overrides(
     config: ml_collections.ConfigDict, overrides: Mapping[str, Any] | None
 ) -> ml_collections.ConfigDict:
     """An unlocked copy of ``config`` with ``{dotted key: value}`` set; an unknown key is an error.
@@ -180,7 +180,7 @@ def run_experiment(
     experiment = get_experiment(name)
     variant = _split(config_file)[1] or None
     overrides = dict(overrides or {})
-    config = apply_overrides(config, overrides) if config is not None else load_config(config_file, overrides)
+    config = _with_overrides(config, overrides) if config is not None else load_config(config_file, overrides)
     quick = variant == "quick"
     num_seeds = int(seeds if seeds is not None else config.num_seeds)
     if num_seeds < 1:

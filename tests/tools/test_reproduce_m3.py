@@ -83,7 +83,7 @@ def test_quick_run_markdown_and_plot(quick_run):
     out, _ = quick_run
     md = (out / "results.md").read_text()
     assert "## 6. m3_digits" in md and "QUICK run" in md
-    assert "--experiments=m3_digits" in md
+    assert "--config=configs/reproduce/m3_digits.py:quick" in md
     assert any(line.startswith("| method | 2→1 accuracy |") for line in md.splitlines())
     assert "![m3_digits](plots/results_m3_digits.png)" in md
     data = (out / "plots" / "results_m3_digits.png").read_bytes()
