@@ -5,7 +5,7 @@ An experiment is a :class:`Experiment` subclass registered under a name. The run
 :meth:`Experiment.run` once per seed, then :meth:`Experiment.summarize` and
 :meth:`Experiment.plot`, and stores everything as ``<output_dir>/results/<name>.json``; the
 Markdown is assembled from those JSON files. Adding an experiment = a module with a subclass
-decorated by :func:`register`, imported in ``tf_mmcl/experiments/__init__.py``, plus a config.
+decorated by :func:`register`, imported in ``reproductions/__init__.py``, plus a config.
 """
 
 from __future__ import annotations
