@@ -204,7 +204,7 @@ class Misalignment(Experiment):
         main = labels[0]
         batch, steps = int(config.batch_size), int(config.steps)
         budget = batch * steps
-        tables, findings, passed, ordered = [], [], {}, {}
+        tables, findings, stats = [], [], {}
         for k, setting in enumerate(config.settings):
             runs = [s["settings"][k] for s in per_seed]
             inv = runs[0]["invariant"]
@@ -233,15 +233,23 @@ class Misalignment(Experiment):
                     float(np.mean([c[i]["per_block"]["s_inv"]["nonlinear"] for c in curves])) for i in range(len(pairs))
                 ]
                 first = first_passing(pairs, inv_curve, config.pass_threshold)
-                passed[(k, lab)] = first
                 final = inv_curve[-1]
-                others = [
-                    float(np.mean([x["methods"][lab]["groups"][g]["nonlinear"] for x in runs]))
+                others = {
+                    g: float(np.mean([x["methods"][lab]["groups"][g]["nonlinear"] for x in runs]))
                     for g in groups
                     if not g.startswith("invariant")
-                ]
-                worst = max(others) if others else 0.0
-                ordered[(k, lab)] = final > worst
+                }
+                worst_name = max(others, key=others.get) if others else "none"
+                worst = others.get(worst_name, 0.0)
+                stats[(k, lab)] = {
+                    "curve": inv_curve,
+                    "pairs": pairs,
+                    "first": first,
+                    "final": final,
+                    "worst": worst,
+                    "worst_name": worst_name,
+                    "rising": len(inv_curve) > 1 and inv_curve[-1] > inv_curve[-2],
+                }
                 where = (
                     f"passes {config.pass_threshold} at {_fmt_pairs(first)} pairs"
                     if first is not None
@@ -251,7 +259,7 @@ class Misalignment(Experiment):
                     f"'{setting['name']}', {lab}: nonlinear R² of the invariant block "
                     + " → ".join(f"{v:.2f}" for v in inv_curve)
                     + f" over {_fmt_pairs(pairs[0])}…{_fmt_pairs(pairs[-1])} pairs; it {where}; highest other "
-                    f"block {worst:.2f}."
+                    f"block: {worst_name} {worst:.2f}."
                 )
             curve_rows = []
             pairs = [c["pairs"] for c in runs[0]["methods"][main]["curve"]]
@@ -273,31 +281,78 @@ class Misalignment(Experiment):
                 }
             )
         scaled = batch * steps < 6144 * 100000
-        reached = all(passed[(k, main)] is not None for k in range(len(config.settings)))
-        in_order = all(ordered[(k, main)] for k in range(len(config.settings)))
+        settings = range(len(config.settings))
+        main_stats = [stats[(k, main)] for k in settings]
+        reached = all(st["first"] is not None for st in main_stats)
+        in_order = all(st["final"] > st["worst"] for st in main_stats)
+        names = [setting["name"] for setting in config.settings]
         if reached and in_order:
-            verdict = "**reproduced**: with the paper's objective the invariant block passes R² " + (
-                f"{config.pass_threshold} and stays above every other block"
-            )
-        elif in_order:
             verdict = (
-                f"**not reproduced at this budget**: with the paper's objective the invariant block has the highest "
-                f"R² but stays below {config.pass_threshold} after {_fmt_pairs(budget)} pairs"
+                f"**reproduced**: with the paper's objective the invariant block passes R² {config.pass_threshold} "
+                "in every setting and stays above every other block"
             )
         else:
-            verdict = "**not reproduced**: another block reaches the invariant block's R²"
+            verdict = (
+                "**not reproduced at this budget**: with the paper's objective the invariant block reaches "
+                "nonlinear R² "
+                + " / ".join(f"{st['final']:.2f}" for st in main_stats)
+                + f" ({' / '.join(names)}; the paper ≈ 1)"
+            )
+            behind = [(n, st) for n, st in zip(names, main_stats) if st["final"] <= st["worst"]]
+            if behind:
+                verdict += ", and " + "; ".join(
+                    f"in '{n}' {st['worst_name']} still holds as much ({st['worst']:.2f})" for n, st in behind
+                )
+            if all(st["rising"] for st in main_stats):
+                verdict += ", still rising at the last budget"
         verdict += (
             f" ({_fmt_pairs(budget)} pairs per run"
-            + (", scaled down from the paper's 614 M for the CPU" if scaled else "")
-            + "); see the findings for both objectives"
+            + (f", {100 * budget / 614.4e6:.3f} % of the paper's 614 M, scaled down for the CPU" if scaled else "")
+            + "); the cosine objective reaches "
+            + " / ".join(f"{stats[(k, lab)]['final']:.2f}" for k in settings for lab in labels[1:2])
+            + " at the same budget"
         )
+        if len(labels) > 1:
+            parts = []
+            for k in settings:
+                lp, cos = stats[(k, main)], stats[(k, labels[1])]
+                ahead = [p for p, a, b in zip(lp["pairs"], lp["curve"], cos["curve"]) if a >= b]
+                parts.append(
+                    f"'{names[k]}': {main} {lp['final']:.2f} vs {labels[1]} {cos['final']:.2f} at the last budget"
+                    + (
+                        f", the paper's objective at or ahead from {_fmt_pairs(ahead[0])} pairs"
+                        if ahead
+                        else ", the paper's objective behind at every budget"
+                    )
+                )
+            findings.append(
+                "The two objectives along the budget (invariant block, nonlinear R²): "
+                + "; ".join(parts)
+                + ". They differ in the similarity (squared distance vs cosine), the geometry (free vs unit-sphere "
+                "embeddings), the temperature (fixed 1 vs learned from 1/0.07) and the negatives (same-modality "
+                "independent samples vs the other modality's batch rows); the theorem concerns the optimum of the "
+                "population loss, which neither run reaches here."
+            )
+        for k in settings:
+            runs = [x["settings"][k] for x in per_seed]
+            if "perturbed s_i" not in runs[0]["methods"][main]["groups"]:
+                continue
+            pert = float(np.mean([x["methods"][main]["groups"]["perturbed s_i"]["nonlinear"] for x in runs]))
+            if pert > 0.3:
+                findings.append(
+                    f"'{names[k]}': the perturbed semantics keep R² {pert:.2f} with the paper's objective: with "
+                    f"change_prob = {config.change_prob} a perturbed index is unchanged in "
+                    f"{100 * (1 - config.change_prob):.0f} % of the pairs and only displaced by N(0, 1) otherwise, so "
+                    "it is still largely shared; the theorem's 'discarded' holds at the optimum of the population "
+                    "loss, which a short training need not reach."
+                )
         findings.append(
             "What was compared: the paper's objective (InfoNCE on −‖a − b‖² between unnormalised embeddings of width "
             "|s_inv|, temperature 1, the negatives of a query being its own modality's embeddings of an independent "
             "sample, log-mean-exp as the authors' `LpSimCLRLoss`) against the library's cosine InfoNCE (unit-sphere "
             "embeddings of width |s_inv| + 1, learned scale, the other modality's rows as negatives), both with the "
             f"authors' encoders (hidden widths (10, 50, 50, 50, 50, 10) × input width, leaky-ReLU 0.01), Adam "
-            f"{config.learning_rate:g} with the global gradient norm clipped at {config.global_clipnorm:g}, "
+            f"{config.learning_rate:.0e} with the global gradient norm clipped at {config.global_clipnorm:g}, "
             f"batch {batch} pairs, {steps} steps. Each step of the paper's objective also encodes {batch} "
             "independent samples (the same cost as the authors' code); 'pairs seen' counts the positive pairs."
         )
@@ -305,8 +360,13 @@ class Misalignment(Experiment):
             findings.append(
                 f"Why it differs from the paper (R² ≈ 1 for the invariant block, ≈ 0 for the rest): the budget. The "
                 f"paper trains 100k steps of batch 6144 (614 M pairs) on a GPU; this run has {_fmt_pairs(budget)} "
-                f"pairs ({100 * budget / 614.4e6:.3f} % of it) on a shared 2-core CPU. The curves above show the "
-                "invariant block still rising at the last budget. The full budget is "
+                f"pairs ({100 * budget / 614.4e6:.3f} % of it) on a shared 2-core CPU"
+                + (
+                    "; the invariant block's R² is still rising at the last budget for both objectives. "
+                    if all(stats[(k, lab)]["rising"] for k in settings for lab in labels)
+                    else ". "
+                )
+                + "The full budget is "
                 "`python tools/reproduce.py --experiments=misalignment --set=batch_size=6144 --set=steps=100000 "
                 "--set=n_train=20000000` (on a GPU). Other differences: Keras' initialisers instead of torch's, and "
                 "random-feature kernel ridge (256 features, the authors' grid) on "
