@@ -317,12 +317,18 @@ class Misalignment(Experiment):
             for k in settings:
                 lp, cos = stats[(k, main)], stats[(k, labels[1])]
                 ahead = [p for p, a, b in zip(lp["pairs"], lp["curve"], cos["curve"]) if a >= b]
+                gaps = [b - a for a, b in zip(lp["curve"], cos["curve"])]  # cosine minus the paper's
                 parts.append(
                     f"'{names[k]}': {main} {lp['final']:.2f} vs {labels[1]} {cos['final']:.2f} at the last budget"
                     + (
                         f", the paper's objective at or ahead from {_fmt_pairs(ahead[0])} pairs"
                         if ahead
                         else ", the paper's objective behind at every budget"
+                    )
+                    + (
+                        f" (the gap {max(gaps):.2f} at most, {gaps[-1]:.2f} at the last budget)"
+                        if max(gaps) > 0
+                        else ""
                     )
                 )
             findings.append(
