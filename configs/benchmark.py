@@ -118,7 +118,7 @@ BENCHMARKS = {
 # other option keeps the objective's default). Listed keys can be overridden on the command line,
 # e.g. --config.model.objective_options.similarity=lp.
 OBJECTIVE_OPTIONS = {
-    "clip": {"similarity": "cosine", "p": 2.0, "lp_power": True, "normalize": True},
+    "clip": {"similarity": "cosine", "p": 2.0, "lp_power": True, "normalize": True, "lp_negatives": "cross_modal"},
     "symile": {"negative_sampling": "n"},
     "confu": {"lam": 0.5, "fusion_dropout": 0.0},
     "gram": {},

@@ -103,6 +103,8 @@ def train_model(
     seed: int = 0,
     jit_compile: bool = False,
     keys: Sequence[str] | None = None,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict:
     """Trains ``model`` with AdamW for ``steps`` steps through :func:`tf_mmcl.training.fit`.
 
@@ -122,6 +124,8 @@ def train_model(
         seed: seed of the shuffling.
         jit_compile: XLA-compile the step (faster for the gated objective on CPU).
         keys: which keys of ``arrays`` to feed (default: the model's modalities and masks present).
+        optimizer: another optimizer (``learning_rate`` and ``weight_decay`` are then unused).
+        callbacks: Keras callbacks of the fit (e.g. evaluations at given steps).
 
     Returns:
         ``{"first_loss", "final_loss" (mean of the last 10 % of steps), "steps", "seconds"}``.
@@ -141,10 +145,9 @@ def train_model(
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}.")
     model.in_batch_metrics = False  # the loss only: these runs are scored on held-out data afterwards
-    model.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay),
-        jit_compile=bool(jit_compile),
-    )
+    if optimizer is None:
+        optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
+    model.compile(optimizer=optimizer, jit_compile=bool(jit_compile))
     start = time.time()
     result = fit(
         model,
@@ -154,6 +157,7 @@ def train_model(
         steps_per_epoch=int(steps),
         seed=int(seed),
         record_batch_losses=True,
+        callbacks=list(callbacks),
     )
     losses = np.asarray(result.batch_losses, np.float64)
     tail = max(1, steps // 10)

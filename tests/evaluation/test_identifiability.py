@@ -87,3 +87,17 @@ def test_deterministic_and_r2_score():
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_report_fits_all_blocks_at_once_with_the_numbers_of_one_block_at_a_time():
+    # The report runs one fit per regressor for every block; each block still gets its own grid
+    # choice, so the numbers equal those of identifiability_r2 on each block alone.
+    rng = np.random.default_rng(7)
+    z = rng.normal(size=(600, 9))
+    h = np.tanh(z[:, :4] @ rng.normal(size=(4, 5))) + 0.3 * rng.normal(size=(600, 5))
+    blocks = {"a": z[:, 0], "b": z[:, 1:4], "c": z[:, 4:6], "d": z[:, 6:9]}
+    report = identifiability_report(h, blocks, ("linear", "nonlinear"), seed=2, num_features=64)
+    for name, block in blocks.items():
+        for r in ("linear", "nonlinear"):
+            alone = float(np.mean(identifiability_r2(h, block, regressor=r, seed=2, num_features=64)))
+            np.testing.assert_allclose(report[name][r], alone, rtol=0, atol=1e-12)

@@ -9,7 +9,7 @@ from tf_mmcl import keys, objectives
 
 # The options each objective accepted (with defaults) when the model dispatched on strings.
 LEGACY_OPTIONS = {
-    "clip": {"similarity": "cosine", "p": 2.0, "lp_power": True, "normalize": True},
+    "clip": {"similarity": "cosine", "p": 2.0, "lp_power": True, "normalize": True, "lp_negatives": "cross_modal"},
     "symile": {"negative_sampling": "n", "seed": None, "block_size": None},
     "confu": {"lam": 0.5, "fusion_hidden_dim": None, "fusion_layers": 2, "fusion_dropout": 0.1, "mask_ratio": 0.0},
     "gram": {"eps": 1e-8},

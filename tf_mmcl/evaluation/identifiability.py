@@ -10,6 +10,9 @@ one). R² ≈ 1: the latent is (block-)identified; ≈ 0: the representation hol
   Fourier features; the kernel width and ridge strength are chosen by K-fold cross-validation on
   the training split over the authors' grid (alpha in {1, 0.1, 0.01, 0.001}, gamma in
   logspace(-2, 2, 4) divided by D).
+
+:func:`identifiability_report` fits all blocks at once (one regression per regressor; each block
+keeps its own grid choice), with the numbers of fitting each block alone.
 """
 
 from __future__ import annotations
@@ -64,7 +67,14 @@ def _rff(x, gamma, omega, phase):
     return np.sqrt(2.0 / omega.shape[1]) * np.cos(np.sqrt(2.0 * gamma) * (x @ omega) + phase)
 
 
-def _nonlinear_fit_predict(x_tr, y_tr, x_te, rng, num_features, folds):
+def _nonlinear_fit_predict(x_tr, y_tr, x_te, rng, num_features, folds, groups):
+    """Kernel ridge predictions of every column of ``y_tr``, with (gamma, alpha) chosen per group.
+
+    ``groups`` lists the column indices of each block; each block gets the grid point with the
+    lowest cross-validated mean squared error over its own columns, exactly as if it were fitted
+    alone (the features, folds and ridge solutions do not depend on the targets, so they are
+    shared by all blocks).
+    """
     d = x_tr.shape[1]
     omega = rng.normal(size=(d, num_features))
     phase = rng.uniform(0, 2 * np.pi, size=num_features)
@@ -72,19 +82,40 @@ def _nonlinear_fit_predict(x_tr, y_tr, x_te, rng, num_features, folds):
     n = x_tr.shape[0]
     fold_of = rng.permutation(n) % folds
     # Ridge on the features = kernel ridge: sum (y - f)^2 + alpha ||f||_H^2 (sklearn's KernelRidge).
-    best, best_err = None, np.inf
-    for gamma in gammas:
+    # err[g, a, c]: summed over folds, the validation MSE of column c.
+    err = np.zeros((len(gammas), len(_ALPHAS), y_tr.shape[1]))
+    for g, gamma in enumerate(gammas):
         feats = _rff(x_tr, gamma, omega, phase)
-        err = np.zeros(len(_ALPHAS))
         for f in range(folds):
             tr, va = fold_of != f, fold_of == f
             preds = _ridge_fit_predict(feats[tr], y_tr[tr], feats[va], _ALPHAS)
-            err += [np.mean((p - y_tr[va]) ** 2) for p in preds]
-        j = int(np.argmin(err))
-        if err[j] < best_err:
-            best, best_err = (gamma, _ALPHAS[j]), err[j]
-    gamma, alpha = best
-    return _ridge_fit_predict(_rff(x_tr, gamma, omega, phase), y_tr, _rff(x_te, gamma, omega, phase), [alpha])[0]
+            err[g] += [np.mean((p - y_tr[va]) ** 2, axis=0) for p in preds]
+    choice = {}
+    for cols in groups:
+        block_err = err[:, :, cols].mean(axis=-1)
+        # The first minimum in (gamma, alpha) order, as a loop keeping only strict improvements.
+        g, a = np.unravel_index(int(np.argmin(block_err)), block_err.shape)
+        choice.setdefault(g, {}).setdefault(a, []).extend(cols)
+    out = np.zeros((x_te.shape[0], y_tr.shape[1]))
+    for g, by_alpha in choice.items():
+        alphas = sorted(by_alpha)
+        preds = _ridge_fit_predict(
+            _rff(x_tr, gammas[g], omega, phase), y_tr, _rff(x_te, gammas[g], omega, phase), [_ALPHAS[a] for a in alphas]
+        )
+        for a, pred in zip(alphas, preds):
+            out[:, by_alpha[a]] = pred[:, by_alpha[a]]
+    return out
+
+
+def _check_latents(latents, n):
+    z = np.asarray(latents, np.float64)
+    if z.ndim == 1:
+        z = z[:, None]
+    if z.ndim != 2:
+        raise ValueError(f"latents must be (N,) or (N, k), got shape {z.shape}.")
+    if z.shape[0] != n:
+        raise ValueError(f"representation has {n} rows but latents have {z.shape[0]}.")
+    return z
 
 
 def identifiability_r2(
@@ -116,18 +147,22 @@ def identifiability_r2(
         >>> np.round(identifiability_r2(z @ np.array([[1., 2.], [0., 1.]]), z), 3).tolist()
         [1.0, 1.0]
     """
+    return _r2_blocks(representation, [latents], regressor, test_fraction, seed, num_features, folds)[0]
+
+
+def _r2_blocks(representation, blocks, regressor, test_fraction=0.5, seed=0, num_features=256, folds=3):
+    """R² per column of every block (a list of (N,) or (N, k)), one regressor fit for all of them.
+
+    The same as :func:`identifiability_r2` on each block in turn (same split, features, folds
+    and per-block grid choice), at the cost of one fit.
+    """
     if regressor not in ("linear", "nonlinear"):
         raise ValueError(f"regressor must be 'linear' or 'nonlinear', got {regressor!r}.")
     h = np.asarray(representation, np.float64)
-    z = np.asarray(latents, np.float64)
     if h.ndim != 2:
         raise ValueError(f"representation must be (N, D), got shape {h.shape}.")
-    if z.ndim == 1:
-        z = z[:, None]
-    if z.ndim != 2:
-        raise ValueError(f"latents must be (N,) or (N, k), got shape {z.shape}.")
-    if z.shape[0] != h.shape[0]:
-        raise ValueError(f"representation has {h.shape[0]} rows but latents have {z.shape[0]}.")
+    zs = [_check_latents(z, h.shape[0]) for z in blocks]
+    z = np.concatenate(zs, axis=1)
     if not (np.all(np.isfinite(h)) and np.all(np.isfinite(z))):
         raise ValueError("representation or latents contain NaN or Inf.")
     if not 0.0 < float(test_fraction) < 1.0:
@@ -140,6 +175,8 @@ def identifiability_r2(
     n_test = int(round(n * float(test_fraction)))
     if n_test < 2 or n - n_test < max(4, folds * 2):
         raise ValueError(f"too few rows ({n}) for a train/test split with test_fraction={test_fraction}.")
+    bounds = np.cumsum([0] + [b.shape[1] for b in zs])
+    groups = [list(range(bounds[k], bounds[k + 1])) for k in range(len(zs))]
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
     te, tr = order[:n_test], order[n_test:]
@@ -149,8 +186,9 @@ def identifiability_r2(
     if regressor == "linear":
         pred = _ridge_fit_predict(hs[tr], z[tr], hs[te], [1e-8 * len(tr)])[0]
     else:
-        pred = _nonlinear_fit_predict(hs[tr], z[tr], hs[te], rng, int(num_features), int(folds))
-    return r2_score(z[te], pred)
+        pred = _nonlinear_fit_predict(hs[tr], z[tr], hs[te], rng, int(num_features), int(folds), groups)
+    r2 = r2_score(z[te], pred)
+    return [r2[cols] for cols in groups]
 
 
 def identifiability_report(
@@ -179,7 +217,8 @@ def identifiability_report(
         raise ValueError("latent_blocks must name at least one block.")
     if isinstance(regressors, str):
         regressors = (regressors,)
-    return {
-        name: {r: float(np.mean(identifiability_r2(representation, block, regressor=r, **kwargs))) for r in regressors}
-        for name, block in latent_blocks.items()
-    }
+    names = list(latent_blocks)
+    # One fit per regressor for all blocks (each block keeps its own grid choice): the same
+    # numbers as fitting each block alone, about as many times faster as there are blocks.
+    r2 = {r: _r2_blocks(representation, [latent_blocks[k] for k in names], r, **kwargs) for r in regressors}
+    return {name: {r: float(np.mean(r2[r][k])) for r in regressors} for k, name in enumerate(names)}

@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras import ops
 
 from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, checked_inputs, combine_masks
-from tf_mmcl.losses.lp_clip import check_similarity, lp_clip_loss
+from tf_mmcl.losses.lp_clip import check_lp_negatives, check_similarity, lp_clip_loss
 from tf_mmcl.ops.infonce import infonce_unchecked, pairs_unchecked
 
 __all__ = ["clip_loss", "CLIPLoss"]
@@ -24,6 +24,7 @@ def clip_loss(
     similarity="cosine",
     p=2.0,
     lp_power=True,
+    lp_negatives="cross_modal",
 ):
     """Mean over the M(M-1)/2 unordered pairs of ``0.5 * (CE(S) + CE(S^T))``.
 
@@ -47,6 +48,10 @@ def clip_loss(
             :func:`tf_mmcl.losses.lp_clip.lp_clip_loss`).
         p: order of the Lp distance (``similarity="lp"`` only).
         lp_power: use the p-th power of the Lp norm (the paper) rather than the norm.
+        lp_negatives: ``"cross_modal"`` (default: the other modality's rows of the batch) or
+            ``"independent"`` (``similarity="lp"`` only: the authors' ``LpSimCLRLoss``, whose
+            negatives are the query modality's embeddings of an independent sample, the second
+            half of the batch; see :mod:`tf_mmcl.losses.lp_clip`).
 
     Returns:
         Scalar float32 loss.
@@ -60,8 +65,17 @@ def clip_loss(
         0.0
     """
     p = check_similarity(similarity, p)
+    check_lp_negatives(lp_negatives, similarity)
     if similarity == "lp":
-        return lp_clip_loss(representations, logit_scale, p=p, power=lp_power, masks=masks, check_finite=check_finite)
+        return lp_clip_loss(
+            representations,
+            logit_scale,
+            p=p,
+            power=lp_power,
+            masks=masks,
+            check_finite=check_finite,
+            negatives=lp_negatives,
+        )
     reps, masks = checked_inputs(representations, masks, unit_norm=check_unit_norm, check_finite_values=check_finite)
     scale = as_logit_scale(logit_scale)
     pairs = list(itertools.combinations(range(len(reps)), 2))
@@ -99,12 +113,14 @@ class CLIPLoss(ContrastiveLoss):
         similarity="cosine",
         p=2.0,
         lp_power=True,
+        lp_negatives="cross_modal",
         **kwargs,
     ):
         super().__init__(modalities=modalities, logit_scale=logit_scale, check_finite=check_finite, name=name, **kwargs)
         self.p = check_similarity(similarity, p)
         self.similarity = similarity
         self.lp_power = bool(lp_power)
+        self.lp_negatives = check_lp_negatives(lp_negatives, similarity)
 
     def call(self, y_true, y_pred):
         _, reps, scale, masks = self.split(y_pred)
@@ -116,9 +132,12 @@ class CLIPLoss(ContrastiveLoss):
             similarity=self.similarity,
             p=self.p,
             lp_power=self.lp_power,
+            lp_negatives=self.lp_negatives,
         )
 
     def get_config(self):
         config = super().get_config()
-        config.update({"similarity": self.similarity, "p": self.p, "lp_power": self.lp_power})
+        config.update(
+            {"similarity": self.similarity, "p": self.p, "lp_power": self.lp_power, "lp_negatives": self.lp_negatives}
+        )
         return config

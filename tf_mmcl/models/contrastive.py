@@ -60,7 +60,8 @@ class MultimodalContrastiveModel(keras.Model):
     ``tf_mmcl.objectives``):
 
     * ``"clip"``: pairwise symmetric InfoNCE; ``similarity="cosine"`` (default) or ``"lp"``
-      (options ``p``, ``lp_power``), and ``normalize`` (False needs ``similarity="lp"``).
+      (options ``p``, ``lp_power``, ``lp_negatives``), and ``normalize`` (False needs
+      ``similarity="lp"``).
     * ``"symile"``: ``negative_sampling="n" | "n_squared"``, ``seed``, ``block_size``.
     * ``"confu"``: ``lam`` (0.5), ``fusion_hidden_dim``, ``fusion_layers`` (2),
       ``fusion_dropout`` (0.1), ``mask_ratio`` (0); the logit scale is fixed at 1/0.07 unless

@@ -1,9 +1,12 @@
 """CLIP: pairwise symmetric InfoNCE over every pair of modalities.
 
 Options: ``similarity="cosine"`` (default) or ``"lp"`` (``-||a - b||_p ** p``, with ``p`` (2)
-and ``lp_power`` (True; False: the norm itself)), and ``normalize`` (True; False skips the L2
+and ``lp_power`` (True; False: the norm itself)), ``normalize`` (True; False skips the L2
 normalisation of the embeddings, as the Lp objective of "Negate or Embrace", and needs
-``similarity="lp"``).
+``similarity="lp"``), and ``lp_negatives`` (``"cross_modal"``, CLIP's; ``"independent"``, with
+``similarity="lp"``: the loss of the "Negate or Embrace" simulation, whose negatives are the
+query modality's own embeddings of an independent sample -- the second half of each batch, so
+a batch of 2B rows trains on B pairs; see :mod:`tf_mmcl.losses.lp_clip`).
 
 Scores: the sum over query modalities of the pairwise similarity with the candidate (1->1:
 the cosine). An absent query row adds 0. Retrieval: with the cosine the sum of the queries is
@@ -19,7 +22,7 @@ from keras import ops
 from tf_mmcl import losses as losses_lib
 from tf_mmcl import ops as sim
 from tf_mmcl.losses.base import require_bool
-from tf_mmcl.losses.lp_clip import check_similarity
+from tf_mmcl.losses.lp_clip import check_lp_negatives, check_similarity
 from tf_mmcl.objectives.base import Objective
 from tf_mmcl.objectives.registry import register
 
@@ -38,7 +41,7 @@ class CLIP(Objective):
 
     # similarity "lp": "Negate or Embrace"'s -||a - b||_p ** p (lp_power); normalize=False keeps
     # the embeddings unnormalised, as that paper's simulation.
-    defaults = {"similarity": "cosine", "p": 2.0, "lp_power": True, "normalize": True}
+    defaults = {"similarity": "cosine", "p": 2.0, "lp_power": True, "normalize": True, "lp_negatives": "cross_modal"}
     absent_query_value = 0.0
 
     def validate(self, options):
@@ -51,6 +54,7 @@ class CLIP(Objective):
                 'L2-normalised embeddings (set similarity="lp" or keep normalize=True).'
             )
         require_bool(options["lp_power"], "lp_power")
+        check_lp_negatives(options["lp_negatives"], options["similarity"])
         return options
 
     @property
@@ -59,7 +63,13 @@ class CLIP(Objective):
 
     def make_loss(self, modalities):
         o = self.options
-        return losses_lib.CLIPLoss(similarity=o["similarity"], p=o["p"], lp_power=o["lp_power"], modalities=modalities)
+        return losses_lib.CLIPLoss(
+            similarity=o["similarity"],
+            p=o["p"],
+            lp_power=o["lp_power"],
+            lp_negatives=o["lp_negatives"],
+            modalities=modalities,
+        )
 
     def similarity(self, model, queries, target, candidates, fused=None, query_masks=None):
         if self.options["similarity"] != "lp":
