@@ -39,7 +39,7 @@ def two_to_one_correct(model, arrays, candidates, target="a", queries=("b", "c")
     return scores.argmax(axis=1) == right
 
 
-# The authors' code on the paper's protocol, run side by side on this machine (issue 22): mean
+# The authors' code on the paper's protocol, run side by side on this machine: mean
 # over 3 seeds of the mean over 10 bootstrap test sets, in %.
 _AUTHORS_PAPER_PROTOCOL = {0.3: (28.6, 3.1), 0.5: (51.5, 3.4), 0.7: (71.0, 2.8), 1.0: (100.0, 3.6)}
 
@@ -181,7 +181,7 @@ class SymileXOR(Experiment):
                     f"loss (validated every {config.val_every} steps), mean over "
                     f"{config.bootstrap} bootstrap test sets, then mean ± std over "
                     f"{len(per_seed)} seeds. Authors' code: their implementation run the same "
-                    "way on this machine (issue 22), where measured. ² When c ≠ a the switch "
+                    "way on this machine, where measured. ² When c ≠ a the switch "
                     "was on and b = a XOR c; when c = a the best guess is b = 0: "
                     "p̂ (1 - 2^-d_v) + 2^-d_v.",
                     "header": header_p,

@@ -10,21 +10,6 @@ import tf_mmcl
 
 PACKAGE_DIR = pathlib.Path(tf_mmcl.__file__).parent
 
-# Imports of private names that remain, each owned by a rewrite of the module that defines or
-# uses them (the objective classes, the Gated Symile ops). Delete an entry once its import is
-# gone; add none.
-PENDING = {
-    ("layers/gate.py", "tf_mmcl.ops.checks", "_Pending"),
-    ("layers/gate.py", "tf_mmcl.ops.checks", "_check_one_mask"),
-    ("losses/gated.py", "tf_mmcl.losses.symile", "_draw_permutations"),
-    ("losses/symile.py", "tf_mmcl.ops.checks", "_Pending"),
-    ("models/contrastive.py", "tf_mmcl.ops.checks", "_Pending"),
-    ("models/contrastive.py", "tf_mmcl.ops.checks", "_check_one_mask"),
-    ("ops/similarity.py", "tf_mmcl.ops.checks", "_Pending"),
-    ("retrieval/evaluation.py", "tf_mmcl.retrieval.index", "_MASK_SUFFIX"),
-    ("training/config.py", "tf_mmcl.models.contrastive", "_OBJECTIVE_OPTIONS"),
-}
-
 
 def _imports(path):
     """(module, name) for every ``from module import name`` in ``path`` (relative ones resolved)."""
@@ -46,4 +31,4 @@ def test_no_module_imports_private_names_of_another():
         for module, name in _imports(path):
             if module.startswith("tf_mmcl") and name.startswith("_") and not name.startswith("__"):
                 found.add((path.relative_to(PACKAGE_DIR).as_posix(), module, name))
-    assert found - PENDING == set(), "import the public name instead (or make the name public)"
+    assert found == set(), "import the public name instead (or make the name public)"

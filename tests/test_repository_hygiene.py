@@ -18,8 +18,6 @@ PATTERNS = {
     "cites the tracker instead of the requirement": re.compile(r"\bthe issue\b|\bissue #?\d+", re.IGNORECASE),
     "machine-local path": re.compile(r"(?<![\w.~-])/(?:work|root|home|tmp)/"),
 }
-# Files moved or rewritten on other branches; delete an entry once its findings are gone.
-PENDING = {"tools/benchmark.py", "reproductions/symile_xor.py"}
 
 
 def _files():
@@ -60,8 +58,6 @@ def test_patterns_leave_other_text_alone(line):
 def test_no_tracker_citations_or_machine_local_paths():
     found = {}
     for rel, path in _files():
-        if rel in PENDING:
-            continue
         lines = list(_findings(path.read_text(encoding="utf-8", errors="replace")))
         if lines:
             found[rel] = lines

@@ -8,7 +8,7 @@ gradients w.r.t. every embedding and the logit scale, M = 3, L2-normalised Gauss
 embeddings, logit scale 1/0.07) twice: as the library runs it ("checked": unit-norm and
 finiteness of every row, logit scale > 0, run-time batch sizes; one ``tf.debugging.Assert`` per
 checked tensor, or the NaN poison under XLA) and with every run-time check removed at trace
-time ("unchecked": ``tf_mmcl.ops.checks._Pending.require`` made a no-op; the trace-time checks
+time ("unchecked": ``tf_mmcl.ops.checks.PendingChecks.require`` made a no-op; the trace-time checks
 cost nothing at run time). The two are timed interleaved (a sample of one, then of the other,
 the first alternating between rounds); each sample is the median per-call time of a few calls.
 Prints the median times and the ratio checked / unchecked (1.00 = free).
@@ -57,7 +57,7 @@ def _step(tf, name, mode, checked):
         return value, tape.gradient(value, [scale, *reps])
 
     fn = tf.function(step, jit_compile=(mode == "xla"))
-    original = checks._Pending.require
+    original = checks.PendingChecks.require
 
     @tf.autograph.experimental.do_not_convert
     def skip(self, *unused_args, **unused_kwargs):
@@ -65,11 +65,11 @@ def _step(tf, name, mode, checked):
 
     def trace(*args):
         if not checked:
-            checks._Pending.require = skip
+            checks.PendingChecks.require = skip
         try:
             return fn.get_concrete_function(*args)
         finally:
-            checks._Pending.require = original
+            checks.PendingChecks.require = original
 
     return trace
 

@@ -18,7 +18,7 @@ from tests.layers.test_gate import (
 )
 from tf_mmcl.layers.gate import ContrastiveGate
 from tf_mmcl.losses.gated import gated_symile_loss, sample_candidate_indices, variance_scale
-from tf_mmcl.losses.symile import _draw_permutations, symile_loss
+from tf_mmcl.losses.symile import draw_permutations, symile_loss
 
 NAMES = ["a", "b", "c"]
 N, D = 6, 8
@@ -176,7 +176,7 @@ def test_candidate_independent_paths_equal_symile_terms_on_gated_embeddings(samp
     p = np_params(gate)
     scale = 0.8 * D
     got = float(gated_symile_loss(reps, gate, 0.8, negative_sampling=sampling, distill_weight=0.0, seed=5))
-    perms = _draw_permutations(3, N, 5).numpy()
+    perms = draw_permutations(3, N, 5).numpy()
     losses = []
     for t, target in enumerate(NAMES):
         g = _np_gated_tuple(gate, p, t, reps)

@@ -96,7 +96,8 @@ def _model(objective, **options):
 def test_the_new_objective_is_registered_by_name():
     assert "weighted_pairwise" in tf_mmcl.objectives.names()
     assert tf_mmcl.objectives.defaults("weighted_pairwise") == {"first_weight": 2.0}
-    assert tf_mmcl.training.objective_defaults("weighted_pairwise") == {}
+    # A config switched to it starts from its own defaults (configs/ hold tuned settings).
+    assert tf_mmcl.training.objective_defaults("weighted_pairwise") == {"first_weight": 2.0}
     with pytest.raises(ValueError, match="first_weight must be a finite number > 0"):
         _model("weighted_pairwise", first_weight=-1.0)
 

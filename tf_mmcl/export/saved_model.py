@@ -238,13 +238,20 @@ def _build_archive(model, specs, partial_queries, indexes=None, retrieve_k=10):
             archive.add_endpoint(_score_name(model, c, queries), score, input_signature=[signature])
 
     # The objective's own endpoints (Gated Symile: "gate_weights"), over every modality's embedding.
-    for endpoint, outputs_of in model.objective.export_endpoints(model).items():
-
-        def objective_endpoint(inputs, outputs_of=outputs_of):
+    # The endpoint function closes over `outputs_of` instead of taking it as a default argument:
+    # a default argument that is a Python function becomes part of the traced signature, which
+    # SavedModel cannot encode.
+    def objective_endpoint_for(outputs_of):
+        def objective_endpoint(inputs):
             embeddings = {m: model.embed(m, inputs[m]) for m in modalities}
             return {k: _float32(v) for k, v in outputs_of(embeddings).items()}
 
-        archive.add_endpoint(endpoint, objective_endpoint, input_signature=[{m: specs[m] for m in modalities}])
+        return objective_endpoint
+
+    for endpoint, outputs_of in model.objective.export_endpoints(model).items():
+        archive.add_endpoint(
+            endpoint, objective_endpoint_for(outputs_of), input_signature=[{m: specs[m] for m in modalities}]
+        )
     if indexes:
         from tf_mmcl.export import retrieval_signatures
 

@@ -442,12 +442,12 @@ class ContrastiveGate(keras.layers.Layer):
             for name, mask in masks.items():
                 if mask is None or name not in required:  # e.g. the target's mask in gated_scores
                     continue
-                from tf_mmcl.ops.checks import _check_one_mask, _Pending
+                from tf_mmcl.ops.checks import PendingChecks, check_mask
 
-                pending = _Pending()
+                pending = PendingChecks()
                 n = tensors[name].shape[0]
                 n = int(n) if n is not None else ops.shape(tensors[name])[0]
-                mask = _check_one_mask(mask, f"masks[{name!r}]", n, pending)  # bool or int 0/1, one per row
+                mask = check_mask(mask, f"masks[{name!r}]", n, pending)  # bool or int 0/1, one per row
                 tensors[name] = pending.attach([tensors[name]])[0]
                 present = ops.cast(mask, "float32")
                 fill = self._fill_vector(self.modalities.index(name), neutral)

@@ -14,7 +14,7 @@ import keras
 from keras import ops
 
 from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, require_bool
-from tf_mmcl.losses.symile import _draw_permutations
+from tf_mmcl.losses.symile import draw_permutations
 from tf_mmcl.ops import check_representations, mip, shuffled_negative_logits, streamed_logsumexp
 
 __all__ = [
@@ -216,7 +216,7 @@ def gated_symile_loss(
 
     perms = None
     if negative_sampling == "n":
-        perms = _draw_permutations(m_count, n, seed)
+        perms = draw_permutations(m_count, n, seed)
 
     total = 0.0
     for target in targets:

@@ -9,7 +9,7 @@ from keras import ops
 
 from tf_mmcl.losses.base import ContrastiveLoss, as_logit_scale, checked_inputs, masked_mean, positive_int_or_none
 from tf_mmcl.ops import mip
-from tf_mmcl.ops.checks import _Pending
+from tf_mmcl.ops.checks import PendingChecks
 from tf_mmcl.ops.symile_logits import joint_streamed_logsumexps, shuffled_lse_unchecked
 
 __all__ = ["symile_loss", "SymileLoss", "NEGATIVE_SAMPLING"]
@@ -36,8 +36,13 @@ def _check_permutations(permutations, m, n):
     return ops.cast(perms, "int32")
 
 
-def _draw_permutations(m, n, seed):
-    """(M, M-1, N) random permutations from a Keras RNG (int seed or ``SeedGenerator``)."""
+def draw_permutations(m, n, seed):
+    """(M, M-1, N) random permutations from a Keras RNG (int seed or ``SeedGenerator``).
+
+    The negatives of ``negative_sampling="n"``: for anchor modality m, its M-1 other modalities
+    are each shuffled by its own permutation of the N rows. Shared with the Gated Symile loss so
+    both draw the same negatives from the same seed.
+    """
     rows = []
     for _ in range(m * (m - 1)):
         rows.append(keras.random.shuffle(ops.arange(n, dtype="int32"), seed=seed))
@@ -124,7 +129,7 @@ def symile_loss(
         if permutations is not None:
             perms = _check_permutations(permutations, m, n_static)
             if not tf.executing_eagerly():  # values unknown at trace time: check them at run time
-                pending = _Pending()
+                pending = PendingChecks()
                 n = ops.shape(reps[0])[0]
                 pending.require(
                     tf.reduce_all(tf.equal(tf.sort(perms, axis=-1), tf.range(n, dtype=perms.dtype))),
@@ -137,7 +142,7 @@ def symile_loss(
                 checked = pending.attach(list(reps) + [perms])  # XLA: a failed check makes the loss NaN
                 reps, perms = checked[:m], checked[m]
         else:
-            perms = _draw_permutations(m, ops.shape(reps[0])[0], seed)
+            perms = draw_permutations(m, ops.shape(reps[0])[0], seed)
     elif permutations is not None:
         raise ValueError('permutations only apply to negative_sampling="n".')
     if negative_sampling == "n_squared":  # one shared streamed pass for every anchor

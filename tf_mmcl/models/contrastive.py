@@ -14,7 +14,7 @@ from tf_mmcl import objectives as objectives_lib
 from tf_mmcl.keys import MASK_SUFFIX, check_modality_name, mask_key
 from tf_mmcl.layers.heads import L2Normalize, LogitScale, ProjectionHead
 from tf_mmcl.losses.base import positive_number, require_bool
-from tf_mmcl.ops.checks import _check_one_mask, _Pending, check_unit_norm, require_float, suspend_value_checks
+from tf_mmcl.ops.checks import PendingChecks, check_mask, check_unit_norm, require_float, suspend_value_checks
 
 __all__ = ["MultimodalContrastiveModel", "OBJECTIVES"]
 
@@ -254,7 +254,7 @@ class MultimodalContrastiveModel(keras.Model):
         for n in required:
             mask = inputs.get(mask_key(n))
             if mask is not None:
-                masks[n] = _check_one_mask(mask, mask_key(n), None, self._input_checks)
+                masks[n] = check_mask(mask, mask_key(n), None, self._input_checks)
             if n in inputs:
                 values[n] = inputs[n]
                 self._check_input_shape(n, values[n])
@@ -288,7 +288,7 @@ class MultimodalContrastiveModel(keras.Model):
         rows = _rows(values[present[0]]) if present else None
         if rows is not None:
             for n, mk in masks.items():
-                _check_one_mask(mk, mask_key(n), rows, self._input_checks)
+                check_mask(mk, mask_key(n), rows, self._input_checks)
             self._check_same_rows({n: values[n] for n in present}, "inputs")
         return values, masks
 
@@ -373,10 +373,10 @@ class MultimodalContrastiveModel(keras.Model):
 
     @property
     def _input_checks(self):
-        """Run-time input checks of the current trace (``_Pending``), attached to its outputs."""
+        """Run-time input checks of the current trace (``PendingChecks``), attached to its outputs."""
         pending = getattr(self, "_pending_input_checks", None)
         if pending is None:
-            pending = _Pending()
+            pending = PendingChecks()
             object.__setattr__(self, "_pending_input_checks", pending)
         return pending
 
@@ -646,7 +646,7 @@ class MultimodalContrastiveModel(keras.Model):
         )
 
     def _similarity(self, queries, target, candidates, fused=None, query_masks=None):
-        pending = _Pending()
+        pending = PendingChecks()
         query_masks = self._checked_query_masks(queries, target, query_masks, pending)
         scores = self._raw_similarity(queries, target, candidates, fused, query_masks)
         return pending.attach([scores])[0]
@@ -669,7 +669,7 @@ class MultimodalContrastiveModel(keras.Model):
             )
         rows = next((_rows(v) for n, v in queries.items() if n != target), None)
         return {
-            n: None if m is None else _check_one_mask(m, f"query_masks[{n!r}]", rows, pending)
+            n: None if m is None else check_mask(m, f"query_masks[{n!r}]", rows, pending)
             for n, m in query_masks.items()
         }
 

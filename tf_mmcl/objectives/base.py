@@ -56,7 +56,8 @@ def check_fraction(value, name):
     return value
 
 
-def _masked(q, mask, fill):
+def fill_absent(q, mask, fill):
+    """Rows of ``q`` (N, d) whose ``mask`` is False replaced by ``fill`` (d,); ``mask=None``: ``q``."""
     if mask is None:
         return q
     return tf.where(tf.cast(mask, tf.bool)[:, None], q, tf.cast(fill, q.dtype))
@@ -281,14 +282,14 @@ class Objective:
     def _sum(self, model, embeddings, masks, fill=0.0):
         total = None
         for n in self._ordered(model, embeddings):
-            q = _masked(tf.cast(embeddings[n], tf.float32), masks.get(n), fill)
+            q = fill_absent(tf.cast(embeddings[n], tf.float32), masks.get(n), fill)
             total = q if total is None else total + q
         return total
 
     def _product(self, model, embeddings, masks):
         prod = None
         for n in self._ordered(model, embeddings):
-            q = _masked(tf.cast(embeddings[n], tf.float32), masks.get(n), 1.0)
+            q = fill_absent(tf.cast(embeddings[n], tf.float32), masks.get(n), 1.0)
             prod = q if prod is None else prod * q
         return prod
 

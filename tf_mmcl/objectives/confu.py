@@ -26,7 +26,7 @@ from tf_mmcl import ops as sim
 from tf_mmcl.keys import fused_key, split_fused_key
 from tf_mmcl.layers import FusionHead
 from tf_mmcl.losses.base import positive_number
-from tf_mmcl.objectives.base import Objective, _masked, check_options
+from tf_mmcl.objectives.base import Objective, check_options, fill_absent
 from tf_mmcl.objectives.registry import register
 
 __all__ = ["ConFu"]
@@ -111,7 +111,7 @@ class ConFu(Objective):
     def reduce_queries(self, model, target, embeddings, fused, masks):
         names = self._ordered(model, embeddings)
         if len(names) == 1:
-            return _masked(tf.cast(embeddings[names[0]], tf.float32), masks.get(names[0]), 0.0)
+            return fill_absent(tf.cast(embeddings[names[0]], tf.float32), masks.get(names[0]), 0.0)
         if not model.fusion_heads:  # lam = 0: follow the model's own score by probing it
             return _identity_probe(model, target, embeddings, fused, masks)
         keys = [fused_key(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
@@ -122,7 +122,7 @@ class ConFu(Objective):
         for key in keys:
             v = tf.cast(fused[key], tf.float32)
             for member in split_fused_key(key):
-                v = _masked(v, masks.get(member), 0.0)
+                v = fill_absent(v, masks.get(member), 0.0)
             total = v if total is None else total + v
         return total / float(len(keys))
 

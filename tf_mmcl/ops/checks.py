@@ -133,7 +133,7 @@ def as_float32_list(representations, name="representations"):
     return [require_float(r, f"{name}[{i}]") for i, r in enumerate(representations)]
 
 
-class _Pending:
+class PendingChecks:
     """Run-time checks collected while tracing, attached to tensors in one place.
 
     Inside a graph each failed check becomes a NaN scalar that is added to the checked float
@@ -190,7 +190,7 @@ def check_finite(tensors: Sequence, names: Sequence[str], force: bool = False):
         return list(tensors)
     if not force:
         return list(tensors)
-    pending = _Pending()
+    pending = PendingChecks()
     for t, n in zip(tensors, names):
         pending.require(tf.reduce_all(tf.math.is_finite(t)), f"{n} contains NaN or Inf.")
     return pending.attach(tensors)
@@ -219,7 +219,7 @@ def check_logit_scale(logit_scale, name="logit_scale"):
     s = ops.reshape(s, ())
     if _value_checks_suspended and not tf.executing_eagerly():
         return s
-    pending = _Pending()
+    pending = PendingChecks()
     pending.require(
         tf.logical_and(s > 0.0, tf.math.is_finite(s)),
         f"{name} must be a positive finite number (a scale <= 0 or NaN inverts or voids "
@@ -244,13 +244,13 @@ def check_presence_masks(masks, num_modalities, batch_sizes=None, name="masks", 
             f"{name} must be a list of {num_modalities} (N,) bool tensors or None entries "
             f"(one per modality), got {got}."
         )
-    pending = _Pending() if _pending is None else _pending
+    pending = PendingChecks() if _pending is None else _pending
     out = []
     for i, m in enumerate(masks):
         if m is None:
             out.append(None)
             continue
-        out.append(_check_one_mask(m, f"{name}[{i}]", None if batch_sizes is None else batch_sizes[i], pending))
+        out.append(check_mask(m, f"{name}[{i}]", None if batch_sizes is None else batch_sizes[i], pending))
     return out if _pending is not None else _attach_optional(pending, out)
 
 
@@ -260,7 +260,19 @@ def _attach_optional(pending, tensors):
     return [None if t is None else next(attached) for t in tensors]
 
 
-def _check_one_mask(m, name, n, pending):
+def check_mask(m, name, n, pending):
+    """A presence mask checked as a (N,) bool vector: ``m`` as bool, or a clear error.
+
+    Args:
+        m: the mask (bool, or int 0/1: cast to bool; never a string or a float).
+        name: how errors name the argument, e.g. ``"masks['audio']"``.
+        n: the expected number of rows, or ``None`` to skip that check.
+        pending: the trace's :class:`PendingChecks`; value checks that need the tensor's data
+            (int values other than 0/1, a row count known only at run time) are added to it.
+
+    Returns:
+        ``m`` as a bool tensor of shape (N,).
+    """
     if isinstance(m, (str, bytes)):
         raise TypeError(f"{name} must be a (N,) bool presence mask, got a string.")
     m = ops.convert_to_tensor(m)
@@ -300,7 +312,7 @@ def check_unit_norm(reps, names, masks=None, tolerance=UNIT_NORM_TOLERANCE):
     """
     if _value_checks_suspended and not tf.executing_eagerly():
         return list(reps)
-    pending = _Pending()
+    pending = PendingChecks()
     masks = masks or [None] * len(reps)
     for r, n, mk in zip(reps, names, masks):
         sq = tf.reduce_sum(tf.square(r), axis=-1)
@@ -387,7 +399,7 @@ def check_representations(
         )
     if known_n and min(known_n) < 2:
         raise ValueError(f"{name}: a contrastive loss needs a batch of at least 2 rows, got {min(known_n)}.")
-    pending = _Pending()
+    pending = PendingChecks()
     if None in sizes and not tf.executing_eagerly():
         # Run-time batch sizes (e.g. a partial last batch): assert inside the graph.
         n0 = tf.shape(reps[0])[0]

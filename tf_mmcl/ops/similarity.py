@@ -16,7 +16,7 @@ import itertools
 import tensorflow as tf
 from keras import ops
 
-from tf_mmcl.ops.checks import _Pending, require_float
+from tf_mmcl.ops.checks import PendingChecks, require_float
 
 __all__ = [
     "dot_scores",
@@ -68,7 +68,7 @@ def _same_rows(tensors, names, fn):
             + "; rows are aligned tuples, so pass the same number of rows for each."
         )
     if None in rows and len(tensors) > 1 and not tf.executing_eagerly():
-        pending = _Pending()
+        pending = PendingChecks()
         n0 = tf.shape(tensors[0])[0]
         for t, n in zip(tensors[1:], names[1:]):
             pending.require(
