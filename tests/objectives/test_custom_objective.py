@@ -174,3 +174,30 @@ def test_registry_errors_name_what_is_known():
         tf_mmcl.objectives.get(tf_mmcl.objectives.Symile(), seed=1)
     with pytest.raises(ValueError, match=r"Unknown option\(s\) \['lam'\] for objective 'clip'"):
         tf_mmcl.objectives.CLIP(lam=0.5)
+
+
+def test_the_new_objective_exports_for_serving_and_trains_from_a_config(tmp_path):
+    import tensorflow as tf
+
+    from tf_mmcl.export import export_for_serving
+
+    x = _data(16)
+    model = _model("weighted_pairwise", first_weight=3.0)
+    model(x)
+    # The SavedModel's signatures are graphs: loading needs neither the objective's module nor Keras.
+    path = export_for_serving(model, str(tmp_path), "custom", partial_queries=True)
+    served = tf.saved_model.load(path)
+    cands = served.signatures["embed_c"](c=x["c"])["embedding"]
+    for queries in ({"a": x["a"]}, {"a": x["a"], "b": x["b"]}):
+        name = "score_c" if len(queries) == 2 else "score_c_from_a"
+        logits = served.signatures[name](**queries, candidate_embeddings=cands)["logits"]
+        np.testing.assert_allclose(logits, model.score(queries, "c", x["c"]), rtol=1e-5, atol=1e-5)
+
+    # A training config switched to it starts from its defaults and validates its options.
+    config = tf_mmcl.training.default_config()
+    tf_mmcl.training.apply_overrides(config, ["model.objective=weighted_pairwise"])
+    assert config.model.objective_options.to_dict() == {"first_weight": 2.0}
+    tf_mmcl.training.validate_config(config)
+    config.model.objective_options.first_weight = -1.0
+    with pytest.raises(ValueError, match="first_weight"):
+        tf_mmcl.training.validate_config(config)

@@ -211,6 +211,10 @@ def validate_config(config) -> ml_collections.ConfigDict:
             "objective with --config.model.objective=<name> / apply_overrides(config, ['model.objective=<name>']), "
             "which resets the options to that objective's defaults."
         )
+    try:  # the values, by the objective's own validation (before any data is read)
+        objectives_lib.get(config.model.objective, **options)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"model.objective_options of {config.model.objective!r}: {e}") from e
     params = (
         config.dataset.params.to_dict()
         if isinstance(config.dataset.params, ml_collections.ConfigDict)
