@@ -17,7 +17,8 @@ from tests.layers.test_gate import (
     np_weights,
 )
 from tf_mmcl.layers.gate import ContrastiveGate
-from tf_mmcl.losses.gated import gated_symile_loss, sample_candidate_indices, variance_scale
+from tf_mmcl.losses import gated as gated_loss_module
+from tf_mmcl.losses.gated import candidate_counts, gated_symile_loss, sample_candidate_indices, variance_scale
 from tf_mmcl.losses.symile import draw_permutations, symile_loss
 
 NAMES = ["a", "b", "c"]
@@ -156,6 +157,43 @@ def test_pair_with_sampled_negatives_matches_numpy():
     assert sample_candidate_indices(8, 50, seed=1).shape == (8, 8)
     other = float(gated_symile_loss(reps, gate, 0.9, num_negatives=3, distill_weight=0.0, seed=12))
     assert abs(other - got) > 1e-4
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_sampled_negatives_dense_and_gathered_paths_agree_in_values_and_gradients(monkeypatch, masked):
+    # Many negatives per row: every batch row is scored once and the sampled columns are weighted
+    # by their counts; the gathered path scores only the (N, K+1) sampled entries. Same draws.
+    n = 8
+    assert gated_loss_module._dense_sampling(n, 5) and not gated_loss_module._dense_sampling(n, 2)
+    assert not gated_loss_module._dense_sampling(None, 5)
+    gate = build_gate()
+    reps = {m: tf.Variable(v) for m, v in _reps(seed=8, n=n).items()}
+    masks = {"b": np.array([1, 1, 0, 1, 1, 1, 1, 0], bool), "a": np.array([1, 0, 1, 1, 1, 1, 1, 1], bool)}
+
+    def run():
+        with tf.GradientTape() as tape:
+            loss = gated_symile_loss(reps, gate, 0.9, num_negatives=5, seed=3, masks=masks if masked else None)
+        variables = list(reps.values()) + gate.trainable_variables
+        return float(loss), [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, variables)]
+
+    dense, dense_grads = run()
+    monkeypatch.setattr(gated_loss_module, "_dense_sampling", lambda n, k: False)
+    gathered, gathered_grads = run()
+    assert math.isclose(dense, gathered, rel_tol=1e-6)
+    for a, b in zip(dense_grads, gathered_grads):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    if not masked:  # and both equal the explicit per-candidate computation
+        idx = sample_candidate_indices(n, 5, seed=3).numpy()
+        ref = _np_pair_loss(gate, np_params(gate), {m: v.numpy() for m, v in reps.items()}, 0.9 * D, idx=idx)
+        assert math.isclose(dense, float(ref.mean()), rel_tol=2e-5)
+
+
+def test_candidate_counts_are_the_multiplicities_of_the_sampled_columns():
+    idx = sample_candidate_indices(6, 9, seed=2)  # clamped to 5 negatives, drawn with replacement
+    counts = np.asarray(candidate_counts(idx, 6))
+    ref = np.stack([np.bincount(row, minlength=6) for row in idx.numpy()])
+    np.testing.assert_array_equal(counts, ref)
+    assert np.all(np.diag(counts) == 1.0) and np.all(counts.sum(axis=1) == 6)
 
 
 def test_sampled_negatives_cover_all_other_rows_uniformly():

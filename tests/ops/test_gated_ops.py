@@ -45,9 +45,10 @@ def _inputs(seed=0, per_row=False):
     return rows, weights, cands, alpha, neutral
 
 
+@pytest.mark.parametrize("modality_axis", [-1, 1])
 @pytest.mark.parametrize("per_row", [False, True])
 @pytest.mark.parametrize("neutral_kind,renormalize", [("random", True), ("random", False), (None, False)])
-def test_scores_and_gradients_match_the_naive_reference(per_row, neutral_kind, renormalize):
+def test_scores_and_gradients_match_the_naive_reference(per_row, neutral_kind, renormalize, modality_axis):
     rows, weights, cands, alpha, neutral = _inputs(seed=1, per_row=per_row)
     neutral = neutral if neutral_kind else None
     variables = [tf.Variable(x) for x in (rows, weights, cands, alpha)] + (
@@ -63,7 +64,13 @@ def test_scores_and_gradients_match_the_naive_reference(per_row, neutral_kind, r
             total = tf.reduce_sum(out * probe)
         return out, tape.gradient(total, variables)
 
-    got, got_grads = run(lambda r, w, c, a, n: gated_ops.gated_candidate_scores(r, w, c, a, n, renormalize))
+    def fast(r, w, c, a, n):
+        if modality_axis == 1:  # weights laid out (B, K, C)
+            w = tf.transpose(w, (0, 2, 1))
+            return gated_ops.gated_candidate_scores(r, w, c, a, n, renormalize, modality_axis=1)
+        return gated_ops.gated_candidate_scores(r, w, c, a, n, renormalize)
+
+    got, got_grads = run(fast)
     ref, ref_grads = run(lambda r, w, c, a, n: naive_scores(r, w, c, a, n, renormalize, per_row=per_row))
     assert got.shape == (B, C)
     np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
@@ -124,6 +131,49 @@ def test_gate_weights_against_numpy(gate_type, use_null):
     assert np.all(np.asarray(w)[1, :, 1] == 0.0)  # a missing modality gets exactly 0
 
 
+@pytest.mark.parametrize("gate_type", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("use_null", [True, False])
+def test_gate_weights_modality_axis_and_gradients_match_the_concatenated_softmax(gate_type, use_null):
+    # The softmax with NULL is formed without concatenating the NULL logit (its shift carries no
+    # gradient); values and gradients equal the textbook softmax over [logits, null], in both layouts.
+    rng = np.random.default_rng(8)
+    logits = tf.Variable(rng.normal(size=(4, 3, K)).astype("float32") * 3.0)
+    null = tf.Variable(rng.normal(size=(4, 3)).astype("float32")) if use_null else None
+    presence = np.ones((4, 1, K), "float32")
+    presence[2, 0, 1] = 0.0
+    probe = tf.constant(rng.normal(size=(4, 3, K)), tf.float32)
+    variables = [logits] + ([null] if use_null else [])
+
+    def grads(fn):
+        with tf.GradientTape() as tape:
+            w, p = fn()
+            total = tf.reduce_sum(w * probe) + (tf.reduce_sum(p * probe[..., 0]) if use_null else 0.0)
+        return w, p, tape.gradient(total, variables)
+
+    def textbook():
+        if gate_type == "sigmoid":
+            p = tf.sigmoid(null) if use_null else tf.zeros((4, 3))
+            return tf.sigmoid(logits) * (1.0 - p)[..., None] * presence, p
+        z = tf.where(presence > 0.5, logits, gated_ops.MASKED_LOGIT)
+        z = tf.concat([z, null[..., None]], -1) if use_null else z
+        prob = tf.nn.softmax(z, axis=-1)
+        return prob[..., :K] * presence, (prob[..., K] if use_null else tf.zeros((4, 3)))
+
+    def transposed():
+        w, p = gated_ops.gate_weights(
+            tf.transpose(logits, (0, 2, 1)), null, np.transpose(presence, (0, 2, 1)), gate_type, axis=1
+        )
+        return tf.transpose(w, (0, 2, 1)), p
+
+    ref = grads(textbook)
+    for fn in (lambda: gated_ops.gate_weights(logits, null, presence, gate_type), transposed):
+        got = grads(fn)
+        for a, b in zip(got[:2], ref[:2]):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+        for a, b in zip(got[2], ref[2]):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
 def test_interpolate_matches_formula():
     rng = np.random.default_rng(6)
     e = rng.normal(size=(3, D)).astype("float32")
@@ -144,6 +194,14 @@ def test_bad_arguments_are_named():
         gated_ops.gated_candidate_scores(rows[0], weights, cands, alpha, neutral)
     with pytest.raises(ValueError, match="weights"):
         gated_ops.gated_candidate_scores(rows, weights[0], cands, alpha, neutral)
+    with pytest.raises(ValueError, match="modality_axis"):
+        gated_ops.gated_candidate_scores(rows, weights, cands, alpha, neutral, modality_axis=0)
+    with pytest.raises(ValueError, match="weights have 7 modalities"):
+        gated_ops.gated_candidate_scores(rows, weights, cands, alpha, neutral, modality_axis=1)
+    with pytest.raises(ValueError, match="axis"):
+        gated_ops.gate_weights(np.zeros((2, 2), "float32"), axis=2)
+    with pytest.raises(ValueError, match="null_logits"):
+        gated_ops.gate_weights(np.zeros((2, 2), "float32"), null_logits=np.zeros((2, 2), "float32"))
     with pytest.raises(ValueError, match="row_keys"):
         gated_ops.candidate_attention_logits(rows[0], cands, 1.0)
 

@@ -602,6 +602,8 @@ class ContrastiveGate(keras.layers.Layer):
         return self._candidate_scores(t, tensors, presence, cands, return_weights, candidate_indices)
 
     def _candidate_scores(self, t, tensors, presence, cands, return_weights=False, candidate_indices=None):
+        # Everything per (row, candidate) is laid out (B, K, C): modalities before candidates, the
+        # layout of the keys-queries matrix product, so no transpose is needed.
         names = self.modalities
         others = [i for i in range(len(names)) if i != t]
         per_row = len(cands.shape) == 3
@@ -610,13 +612,12 @@ class ContrastiveGate(keras.layers.Layer):
         if self.mode == "attention":
             temp = self.temperature()
             keys = ops.stack([self._key(m, tensors[names[m]]) for m in others], axis=1)  # (B, K, d_k)
-            logits = gated_ops.candidate_attention_logits(keys, self._query(t, cands), temp, candidate_indices)
+            logits = gated_ops.candidate_attention_logits(
+                keys, self._query(t, cands), temp, candidate_indices, modality_axis=1
+            )
             if self.use_null:
                 null_c = (self._null_head(cands) + _f32(self.null_logit)[t]) / temp  # (C,) or (B, K)
-                if candidate_indices is not None:
-                    null_raw = ops.take(null_c, candidate_indices, axis=0)
-                else:
-                    null_raw = null_c if per_row else null_c[None, :]
+                null_raw = null_c if candidate_indices is None else ops.take(null_c, candidate_indices, axis=0)
         else:
             if candidate_indices is not None:
                 base = ops.zeros_like(ops.cast(candidate_indices, "float32"))
@@ -624,21 +625,30 @@ class ContrastiveGate(keras.layers.Layer):
                 base = ops.zeros_like(cands[..., 0])
             else:
                 base = ops.zeros_like(rows[:, 0, :1]) + ops.zeros_like(cands[:, 0])[None, :]
-            logits = base[..., None] + ops.take(_f32(self.gate_logits)[t], others)
+            logits = base[:, None, :] + ops.take(_f32(self.gate_logits)[t], others)[None, :, None]
             if self.use_null:
                 null_raw = base + _f32(self.null_logit)[t] / self.temperature()
         present = self._presence_matrix([presence[names[m]] for m in others])
         weights, _ = gated_ops.gate_weights(
-            logits, null_raw, None if present is None else present[:, None, :], self.gate_type
-        )
+            logits, null_raw, None if present is None else present[:, :, None], self.gate_type, axis=1
+        )  # (B, K, C)
         neutral = self._neutral_vectors()
         if neutral is not None:
             neutral = ops.take(neutral, others, axis=0)
         scores = gated_ops.gated_candidate_scores(
-            rows, weights, cands, self.strength(), neutral, self.renormalize, self.epsilon, candidate_indices
+            rows,
+            weights,
+            cands,
+            self.strength(),
+            neutral,
+            self.renormalize,
+            self.epsilon,
+            candidate_indices,
+            modality_axis=1,
         )
         if not return_weights:
             return scores
+        per_modality = ops.unstack(weights, num=len(others), axis=1)
         ones = ops.ones_like(scores)
-        cols = [ones if i == t else weights[..., others.index(i)] for i in range(len(names))]
+        cols = [ones if i == t else per_modality[others.index(i)] for i in range(len(names))]
         return scores, ops.stack(cols, axis=-1)

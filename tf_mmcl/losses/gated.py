@@ -67,6 +67,38 @@ def sample_candidate_indices(n, num_negatives, seed=None):
     return ops.concatenate([pos, neg], axis=1)
 
 
+def candidate_counts(candidate_indices, num_candidates):
+    """How often each candidate occurs in each row's sampled set: (N, C) float32 counts.
+
+    Args:
+        candidate_indices: (N, K+1) int indices into C candidates (e.g. from
+            :func:`sample_candidate_indices`).
+        num_candidates: C.
+
+    Example:
+        >>> import numpy as np
+        >>> np.asarray(candidate_counts(np.array([[0, 2, 2], [1, 0, 2]]), 3)).tolist()
+        [[1.0, 0.0, 2.0], [1.0, 1.0, 1.0]]
+    """
+    idx = ops.cast(ops.convert_to_tensor(candidate_indices), "int32")
+    rows = ops.broadcast_to(ops.arange(ops.shape(idx)[0], dtype="int32")[:, None], ops.shape(idx))
+    pairs = ops.reshape(ops.stack([rows, idx], axis=-1), (-1, 2))
+    ones = ops.ones((ops.shape(pairs)[0],), "float32")
+    return ops.scatter(pairs, ones, (ops.shape(idx)[0], num_candidates))  # duplicates are summed
+
+
+def _dense_sampling(n, num_negatives):
+    """Whether the sampled "pair" loss scores every batch row and weighs columns by their counts.
+
+    ``logsumexp`` over a row's K+1 sampled candidates (with repeats) equals
+    ``logsumexp_c(logit[c] + log count[c])`` over all C batch rows, so when K+1 is a sizeable
+    fraction of the batch, scoring all N x N pairs once is cheaper than gathering the sampled
+    (N, K+1) entries of every per-candidate tensor (and their scatter-add gradients); with few
+    negatives per row gathering is cheaper. Needs a static batch size.
+    """
+    return isinstance(n, int) and 2 * (min(int(num_negatives), n - 1) + 1) >= n
+
+
 def check_gate(gate):
     """Raises ValueError unless ``gate`` has the public interface of a ContrastiveGate."""
     missing = [a for a in GATE_INTERFACE if not hasattr(gate, a)]
@@ -213,6 +245,7 @@ def gated_symile_loss(
         d = reps[0].shape[1]
         scale = scale * variance_scale(int(d), m_count)
     n = ops.shape(reps[0])[0]
+    n_static = None if reps[0].shape[0] is None else int(reps[0].shape[0])
 
     perms = None
     if negative_sampling == "n":
@@ -230,14 +263,19 @@ def gated_symile_loss(
             if num_negatives is None:
                 # (N, N): every target row of the batch is a candidate; the positive of row i is i.
                 logits = scale * gate.gated_scores(target, queries, tensors[target], query_masks=query_masks)
-                positive = ops.take_along_axis(logits, ops.expand_dims(ops.arange(n), 1), axis=1)[:, 0]
+                row_loss = ops.logsumexp(logits, axis=1) - ops.diagonal(logits)
+            elif _dense_sampling(n_static, num_negatives):
+                idx = sample_candidate_indices(n_static, num_negatives, seed)  # (N, K+1), positive in column 0
+                logits = scale * gate.gated_scores(target, queries, tensors[target], query_masks=query_masks)
+                # Counts are 0 (log = -inf: left out) or the column's multiplicity in the row's sample.
+                weighted = logits + ops.log(candidate_counts(idx, n_static))
+                row_loss = ops.logsumexp(weighted, axis=1) - ops.diagonal(logits)
             else:
                 idx = sample_candidate_indices(n, num_negatives, seed)  # (N, K+1), positive in column 0
                 logits = scale * gate.gated_scores(
                     target, queries, tensors[target], query_masks=query_masks, candidate_indices=idx
                 )
-                positive = logits[:, 0]
-            row_loss = ops.logsumexp(logits, axis=1) - positive
+                row_loss = ops.logsumexp(logits, axis=1) - logits[:, 0]
         else:
             gated = gate.gate_tuple(target, tensors, masks)
             anchor = tensors[target]

@@ -8,9 +8,14 @@ share the optimiser's step ``k``:
   ``c = w_k / sum_{i<=k} w_i`` and ``w_k = (k + 1) ** r * max_{i<=k}(lr_i) ** weight_lr_power``;
 * ``y = (1 - beta_1) z + beta_1 x``: the point where the gradient ``g`` is taken.
 
-``lr_k = learning_rate * min(1, (k + 1) / warmup_steps)`` (linear warmup, no other schedule),
-``v`` is Adam's second moment with bias correction ``1 - beta_2 ** (k + 1)``, and weight decay is
-taken at ``y`` inside the step (not Keras' decoupled ``variable -= lr * wd * variable``).
+``lr_k = learning_rate * min(1, (k + 1) / warmup_steps) * sqrt(1 - beta_2 ** (k + 1))`` (linear
+warmup, no other schedule; Adam's bias correction applied to the step size, as in the paper's
+Algorithm 1 and the authors' ``schedulefree.AdamWScheduleFree``, so it also enters the averaging
+weights through ``max(lr_i)``), ``v`` is Adam's second moment and ``v_hat = v`` in the
+denominator. ``bias_correction="second_moment"`` instead divides ``v`` by ``1 - beta_2 ** (k + 1)``
+(``v_hat``, as plain Adam) and leaves ``lr_k`` without the factor; the two differ in where
+``eps`` sits and, early in training, in the averaging weights. Weight decay is taken at ``y``
+inside the step (not Keras' decoupled ``variable -= lr * wd * variable``).
 
 The model's variables hold ``y`` during training (gradients are taken there); ``z`` and ``v``
 are optimiser slots and ``x`` is not stored: it is recovered from ``y`` and ``z`` as
@@ -36,6 +41,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+#: Where Adam's bias correction goes: the step size (the paper's Algorithm 1) or the second moment.
+BIAS_CORRECTIONS = ("step_size", "second_moment")
+
 
 @keras.saving.register_keras_serializable(package="tf_mmcl")
 class ScheduleFreeAdamW(keras.optimizers.Optimizer):
@@ -52,6 +60,9 @@ class ScheduleFreeAdamW(keras.optimizers.Optimizer):
         warmup_steps: Linear warmup of the step size over this many steps (``0``: none).
         r: Polynomial weighting ``(k + 1) ** r`` of the average.
         weight_lr_power: Power of the running max learning rate in the average's weights.
+        bias_correction: ``"step_size"`` (default; the published algorithm: ``lr_k`` times
+            ``sqrt(1 - beta_2 ** (k + 1))``, ``sqrt(v) + eps`` in the denominator) or
+            ``"second_moment"`` (``sqrt(v / (1 - beta_2 ** (k + 1))) + eps``, ``lr_k`` uncorrected).
         **kwargs: ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``name``, ... as in
             ``keras.optimizers.Optimizer``.
 
@@ -76,6 +87,7 @@ class ScheduleFreeAdamW(keras.optimizers.Optimizer):
         warmup_steps=0,
         r=0.0,
         weight_lr_power=2.0,
+        bias_correction="step_size",
         name="schedule_free_adamw",
         **kwargs,
     ):
@@ -98,6 +110,10 @@ class ScheduleFreeAdamW(keras.optimizers.Optimizer):
             raise ValueError(f"ScheduleFreeAdamW: `beta_1` must be in (0, 1], got {beta_1}.")
         if not 0.0 <= float(beta_2) < 1.0:
             raise ValueError(f"ScheduleFreeAdamW: `beta_2` must be in [0, 1), got {beta_2}.")
+        if bias_correction not in BIAS_CORRECTIONS:
+            raise ValueError(
+                f"ScheduleFreeAdamW: `bias_correction` must be one of {BIAS_CORRECTIONS}, got {bias_correction!r}."
+            )
         if int(warmup_steps) < 0:
             raise ValueError(f"ScheduleFreeAdamW: `warmup_steps` must be >= 0, got {warmup_steps}.")
         super().__init__(learning_rate=learning_rate, weight_decay=weight_decay, name=name, **kwargs)
@@ -107,6 +123,7 @@ class ScheduleFreeAdamW(keras.optimizers.Optimizer):
         self.warmup_steps = int(warmup_steps)
         self.r = float(r)
         self.weight_lr_power = float(weight_lr_power)
+        self.bias_correction = bias_correction
 
     # ----------------------------------------------------------------------------- state
     def build(self, var_list):
@@ -138,11 +155,13 @@ class ScheduleFreeAdamW(keras.optimizers.Optimizer):
         return self.built and bool(ops.convert_to_tensor(self._at_average) > 0.5)
 
     def _step_lr(self, learning_rate):
-        """``lr_k``: the learning rate with linear warmup at the current step ``k``."""
+        """``lr_k``: the learning rate with linear warmup (and the step-size bias correction)."""
         k = ops.cast(self.iterations, "float32")
         lr = ops.cast(learning_rate, "float32")
         if self.warmup_steps > 0:
             lr = lr * ops.minimum(1.0, (k + 1.0) / float(self.warmup_steps))
+        if self.bias_correction == "step_size":
+            lr = lr * ops.sqrt(1.0 - ops.power(self.beta_2, k + 1.0))
         return lr
 
     def _next_averaging(self, learning_rate):
@@ -186,8 +205,11 @@ class ScheduleFreeAdamW(keras.optimizers.Optimizer):
         gradient = ops.cast(gradient, dtype)
 
         self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * ops.square(gradient))
-        bias_correction2 = 1.0 - ops.power(ops.cast(self.beta_2, dtype), k + 1.0)
-        direction = gradient / (ops.sqrt(v / bias_correction2) + self.epsilon)
+        if self.bias_correction == "step_size":  # the correction is in lr_k
+            direction = gradient / (ops.sqrt(v) + self.epsilon)
+        else:
+            bias_correction2 = 1.0 - ops.power(ops.cast(self.beta_2, dtype), k + 1.0)
+            direction = gradient / (ops.sqrt(v / bias_correction2) + self.epsilon)
         if self.weight_decay and self._use_weight_decay(variable):
             direction = direction + ops.cast(self.weight_decay, dtype) * variable
         y_new = variable + ckp1 * (z - variable) + lr * (self.beta_1 * (1.0 - ckp1) - 1.0) * direction
@@ -228,6 +250,7 @@ class ScheduleFreeAdamW(keras.optimizers.Optimizer):
                 "warmup_steps": self.warmup_steps,
                 "r": self.r,
                 "weight_lr_power": self.weight_lr_power,
+                "bias_correction": self.bias_correction,
             }
         )
         return config
