@@ -139,6 +139,7 @@ def test_every_registered_experiment_has_a_config_with_quick_overrides():
         "misalignment",
         "noise_robustness",
         "m3_digits",
+        "m3_digits_pairwise",
     ]
     for name in experiments.EXPERIMENTS:
         full = runner.load_config(name)
