@@ -36,7 +36,7 @@ def get_config():
     c.text_encoder = {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "ff_dim": 64}
     c.embedding_dim = 32
     c.batch_size = 128
-    c.steps = 500
+    c.steps = 3000
     c.learning_rate = 2e-3
     c.weight_decay = 0.01
     c.jit_compile = False  # XLA-compile the training step
