@@ -591,21 +591,49 @@ class M3Digits(Experiment):
                     else "it exceeds what the text alone allows."
                 )
             )
-        for lab, what in (
-            ("ConFu", "ConFu scores the image against the fused (text, audio) pair embedding"),
-            ("Gated Symile", "Gated Symile's gate reweights the coordinates of the Symile product per candidate"),
-            ("GRAM", "GRAM scores the volume spanned by the three embeddings"),
-        ):
+        how = {
+            "ConFu": (
+                "ConFu scores the image against a fused (text, audio) embedding, a learned function of the pair "
+                "that can carry the text × audio interaction an additive score lacks",
+                "its fused pair carries the interaction: it uses the audio to pick the word",
+                "its fused pair has not learned the interaction at this budget: it stays at the text-only level",
+            ),
+            "Gated Symile": (
+                "Gated Symile multiplies the same three embeddings as Symile, with a learned per-candidate gate "
+                "over the coordinates (and sampled negatives)",
+                "the product survives the gate: with no unreliable modality here there is little for it to switch off",
+                "the gate does not help here (no modality is unreliable) and its sampled negatives and extra "
+                "parameters slow learning at the same budget",
+            ),
+            "GRAM": (
+                "GRAM scores the volume spanned by the three embeddings, which depends on all three pairwise "
+                "cosines jointly (not their sum)",
+                "the volume does capture the triple here",
+                "the volume does not capture the triple at this budget",
+            ),
+        }
+        for lab, (what, uses, stays) in how.items():
             if lab not in labels:
                 continue
-            cells = []
+            cells, used = [], []
             for w in widths:
                 v, sym, lim = mean(w, lab, "class_2to1"), mean(w, "Symile", "class_2to1"), limit(w)
+                used.append(v > lim + 0.05)
                 cells.append(
                     f"w={w}: {100 * v:.1f} % ({v / max(sym, 1e-9):.2f} × Symile, "
                     f"{100 * (v - lim):+.1f} points vs text-only)"
                 )
-            findings.append(f"{lab}: {'; '.join(cells)}. {what}.")
+            verdict_lab = uses if all(used) else stays if not any(used) else "it depends on w"
+            findings.append(f"{lab}: {'; '.join(cells)}. {what}; {verdict_lab}.")
+        for w in widths:
+            cells = ", ".join(f"{lab} {100 * mean(w, lab, 'class_text_image'):.1f}" for lab in labels)
+            findings.append(
+                f"w={w}: 1→1 text→image by class (%): {cells}; text-only limit {100 * limit(w):.1f} %. A 1→1 "
+                "score leaves the audio out: CLIP and ConFu then score the text–image cosine (the term CLIP "
+                "trains), while Symile and Gated Symile score the product of the present embeddings only, a "
+                "query they never saw in training, so their 1→1 numbers say little about what the text "
+                "embedding holds."
+            )
         if learned_ws:
             audio = ", ".join(f"w={w}: {100 * mean(w, 'Symile', 'class_audio_image'):.1f} %" for w in widths)
             findings.append(
