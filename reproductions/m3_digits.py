@@ -630,9 +630,9 @@ class M3Digits(Experiment):
             findings.append(
                 f"w={w}: 1→1 text→image by class (%): {cells}; text-only limit {100 * limit(w):.1f} %. A 1→1 "
                 "score leaves the audio out: CLIP and ConFu then score the text–image cosine (the term CLIP "
-                "trains), while Symile and Gated Symile score the product of the present embeddings only, a "
-                "query they never saw in training, so their 1→1 numbers say little about what the text "
-                "embedding holds."
+                "trains), while Symile and Gated Symile score the product of the present embeddings only and "
+                "GRAM the area they span, queries these objectives never saw in training, so their 1→1 numbers "
+                "say little about what the text embedding holds."
             )
         if learned_ws:
             audio = ", ".join(f"w={w}: {100 * mean(w, 'Symile', 'class_audio_image'):.1f} %" for w in widths)
