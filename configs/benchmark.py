@@ -12,8 +12,10 @@ settings (sized for a CPU in minutes) and each objective's options for these sma
 the library holds only the schema (``tf_mmcl.training.default_config``) and its validation.
 
 ``m3_digits`` (image, audio, text; docs/m3_digits.md) is read from its tfds build
-(``dataset.source = "tfds"``), built on first use or by ``python tools/make_dataset.py m3_digits``
-(needs espeak-ng, or ``--config.dataset.params.clip_source=<clip library directory>``).
+(``dataset.source = "tfds"``, Symile-M3's structure ``m3_digits/symile_m3_5``: the image is
+retrieved from text + audio), built on first use or by ``python tools/make_dataset.py
+m3_digits/symile_m3_5`` (needs espeak-ng, or ``--config.dataset.params.clip_source=<clip library
+directory>``); ``--config.dataset.tfds_name=m3_digits/default`` trains the pairwise task instead.
 
 From Python (tests, notebooks)::
 
@@ -93,13 +95,14 @@ BENCHMARKS = {
         "learning_rate": 0.005,
         "epochs": 5,
     },
-    # Image scan x spoken language -> written digit name, read from its tfds build. The encoders
-    # of the reproduction (configs/reproduce/m3_digits.py), with the audio's log-mel front end in
-    # the graph (so the exported model takes waveforms); text: vocab_size / max_length from the
-    # dataset's character vocabulary (added by benchmark_config).
+    # Symile-M3's structure (w = 5 languages): the image is the retrieval target, from the text
+    # (5 digit names, one per language) and the audio (speech in one of the languages). The
+    # encoders of the reproduction (configs/reproduce/m3_digits.py), with the audio's log-mel front
+    # end in the graph (so the exported model takes waveforms); text: vocab_size / max_length from
+    # the dataset's character vocabulary (added by benchmark_config; max_length fits every config).
     "m3_digits": {
         "source": "tfds",
-        "tfds_name": "m3_digits/default",
+        "tfds_name": "m3_digits/symile_m3_5",
         "params": dict(clip_source=""),
         "encoder": dict(hidden_units=(64,), output_dim=64),
         "encoders": {
@@ -169,7 +172,8 @@ def benchmark_config(benchmark: str, objective: str, **objective_options) -> ml_
         from tf_mmcl.datasets.m3_digits import VOCABULARY
         from tf_mmcl.datasets.m3_digits.languages import MAX_TEXT_LENGTH
 
-        encoders["text"].update(vocab_size=len(VOCABULARY), max_length=MAX_TEXT_LENGTH)
+        # 12 character slots per word, up to 10 words (symile_m3_10); shorter texts are accepted.
+        encoders["text"].update(vocab_size=len(VOCABULARY), max_length=10 * MAX_TEXT_LENGTH)
     c.model.encoders = ml_collections.ConfigDict(encoders)
     c.model.objective_options = ml_collections.ConfigDict(
         dict(OBJECTIVE_OPTIONS.get(objective, {}), **objective_options)

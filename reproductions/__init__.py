@@ -9,7 +9,8 @@ file, e.g. ``run_experiment("configs/reproduce/symile_xor.py:quick", {"steps": 5
 * ``gated_fragility``: Gated Symile vs Symile vs CLIP as unreliable modalities grow.
 * ``misalignment``: Negate-or-Embrace identifiability R² per latent block.
 * ``noise_robustness``: accuracy with one modality degraded at 10/15/20 dB SNR.
-* ``m3_digits``: Symile-M3's text from image + audio on the offline ``m3_digits`` benchmark.
+* ``m3_digits``: Symile-M3's image from text + audio (w = 2, 5, 10) on the offline ``m3_digits``.
+* ``m3_digits_pairwise``: the pairwise contrast, text from image + audio on ``m3_digits/default``.
 
 Add one by subclassing :class:`~reproductions.base.Experiment`, decorating it with
 :func:`~reproductions.base.register`, importing its module here and writing its config.
@@ -19,6 +20,7 @@ from reproductions import (  # noqa: F401  (importing registers them)
     confu_xor,
     gated_fragility,
     m3_digits,
+    m3_digits_pairwise,
     misalignment,
     noise_robustness,
     symile_xor,
@@ -26,9 +28,17 @@ from reproductions import (  # noqa: F401  (importing registers them)
 from reproductions.base import EXPERIMENTS, Experiment, get_experiment, register
 from reproductions.runner import assemble_markdown, load_config, run_experiment
 
-# Report order: the four synthetic studies, then noise robustness and m3_digits (noise_robustness
-# imports m3_digits, which therefore registers first).
-for _name in ("symile_xor", "confu_xor", "gated_fragility", "misalignment", "noise_robustness", "m3_digits"):
+# Report order: the four synthetic studies, then noise robustness and the two m3_digits
+# experiments (noise_robustness imports them, so they register first).
+for _name in (
+    "symile_xor",
+    "confu_xor",
+    "gated_fragility",
+    "misalignment",
+    "noise_robustness",
+    "m3_digits",
+    "m3_digits_pairwise",
+):
     EXPERIMENTS[_name] = EXPERIMENTS.pop(_name)
 del _name
 

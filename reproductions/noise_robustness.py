@@ -2,7 +2,7 @@
 noise at 10, 15 and 20 dB SNR (the ConFu poster's table 'Accuracy under Gaussian Noise').
 
 The poster's table is on AV-MNIST (audio + image -> digit class), which we cannot obtain here.
-We run its protocol on our offline audio-visual benchmark ``m3_digits`` (experiment 6, with its
+We run its protocol on our offline audio-visual benchmark ``m3_digits`` (its pairwise configs, experiment 6b, with its
 encoders and budget): V = the digit scan, A = the spoken-number waveform, target = the text.
 Models are trained on clean data; at test time :class:`~tf_mmcl.data.GaussianNoise` degrades the
 image pixels or the audio *waveform* (before the log-mel features, as noise on the recording)
@@ -26,7 +26,8 @@ import numpy as np
 
 from reproductions import common
 from reproductions.base import Experiment, register
-from reproductions.m3_digits import audio_inputs, evaluate, prepare_splits, train_m3_model, waveform_log_mels
+from reproductions.m3_digits import audio_inputs, prepare_splits, train_m3_model, waveform_log_mels
+from reproductions.m3_digits_pairwise import evaluate
 from tf_mmcl.data import GaussianNoise
 
 # The poster's AV-MNIST table (accuracy %, degraded modality A or V at each SNR).

@@ -1,6 +1,6 @@
 """Experiment 5, noise robustness (ConFu poster's SNR table) on the audio-visual `m3_digits`.
 
-The data, encoders and training budget are experiment 6's (configs/reproduce/m3_digits.py, read
+The data, encoders and training budget are experiment 6b's (configs/reproduce/m3_digits_pairwise.py, read
 from there so the two cannot drift apart); the methods are the poster's (ConFu, Symile, GRAM,
 TRIANGLE, CLIP; CLIP also scored from one modality, its Tri-CLIP (V) / (A) rows). Trained on clean
 data; at test time the image pixels or the audio waveform get Gaussian noise at 10 / 15 / 20 dB SNR.
@@ -17,15 +17,17 @@ def _method(label, objective, **options):
 
 
 def _m3_digits_config(arg):
-    spec = importlib.util.spec_from_file_location("_m3_digits_config", Path(__file__).with_name("m3_digits.py"))
+    spec = importlib.util.spec_from_file_location(
+        "_m3_digits_config", Path(__file__).with_name("m3_digits_pairwise.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg)
 
 
 def get_config(arg=None):
-    """The experiment's config; ``arg="quick"``: the quick variant (experiment 6's quick settings)."""
-    c = _m3_digits_config(arg)  # data, encoders, budget and variants (quick) of experiment 6
+    """The experiment's config; ``arg="quick"``: the quick variant (experiment 6b's quick settings)."""
+    c = _m3_digits_config(arg)  # data, encoders, budget and variants (quick) of experiment 6b
     c.snr_dbs = [10, 15, 20]
     c.degraded = ["audio", "image"]
     c.methods = [

@@ -140,7 +140,11 @@ def _splits_from_tfds(config) -> MultimodalSplits:
 
 
 def _splits_from_m3_digits(config) -> MultimodalSplits:
-    """m3_digits read from its tfds build (built here first if needed; docs/m3_digits.md)."""
+    """m3_digits read from its tfds build (built here first if needed; docs/m3_digits.md).
+
+    The target follows the config's structure: the image from (text, audio) for Symile-M3's
+    (``symile_m3_*``), the text among the candidate texts from (image, audio) for the pairwise one.
+    """
     import tensorflow_datasets as tfds
 
     from tf_mmcl.datasets import m3_digits
@@ -161,14 +165,20 @@ def _splits_from_m3_digits(config) -> MultimodalSplits:
         ours: tfds.as_numpy(builder.as_dataset(split=theirs, batch_size=-1, shuffle_files=False))
         for theirs, ours in (("train", "train"), ("validation", "val"), ("test", "test"))
     }
-    info = {
-        "name": "m3_digits",
-        "target": "text",
-        "queries": ["image", "audio"],
-        "target_index_key": "text_id",
-        "candidates": np.asarray(builder.candidate_texts(), np.int32),
-        "languages": list(builder.info.metadata["languages"]),
-    }
+    languages = list(builder.info.metadata["languages"])
+    if builder.builder_config.structure == "symile_m3":
+        # Symile-M3's task: the image from (text, audio); the texts are no closed set, so the
+        # report scores the image by digit class (class-mean candidates of the "label" key).
+        info = {"name": "m3_digits", "target": "image", "queries": ["text", "audio"], "languages": languages}
+    else:
+        info = {
+            "name": "m3_digits",
+            "target": "text",
+            "queries": ["image", "audio"],
+            "target_index_key": "text_id",
+            "candidates": np.asarray(builder.candidate_texts(), np.int32),
+            "languages": languages,
+        }
     return MultimodalSplits(arrays, ["image", "audio", "text"], info)
 
 
