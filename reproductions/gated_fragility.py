@@ -113,7 +113,7 @@ def run_faithful(config, seed, log):
         model = common.build_model(dict(spec), data.modalities, dict(fc.encoder), fc.embedding_dim)
         model.in_batch_metrics = False
         model.compile(optimizer=ScheduleFreeAdamW(**dict(fc.optimizer)), jit_compile=False)
-        best = _BestValidation(val, config.eval_block, fc.patience, fc.get("max_seconds_per_method"))
+        best = _BestValidation(val, config.eval_block, fc.patience, fc.get("max_seconds_per_method") or None)
         result = fit(
             model,
             {k: train[k] for k in keys},

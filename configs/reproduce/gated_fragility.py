@@ -74,8 +74,8 @@ def get_config(arg=None):
             "batch_size": 128,
             "max_epochs": 25,
             "patience": 5,
-            # Wall-clock cap per method and seed (None: none); a capped run reports its epochs.
-            "max_seconds_per_method": None,
+            # Wall-clock cap per method and seed in seconds (0: none); a capped run reports its epochs.
+            "max_seconds_per_method": 0,
             "optimizer": {
                 "learning_rate": 1e-3,
                 "beta_1": 0.9,
