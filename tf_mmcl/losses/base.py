@@ -82,11 +82,6 @@ def checked_inputs(representations, masks=None, **kwargs):
     return reps, masks
 
 
-# Logit given to candidates that are absent (missing modality): finite, so that a row with no
-# valid candidate still has a finite log-sum-exp and finite (zero) gradients.
-_ABSENT_LOGIT = ABSENT_LOGIT
-
-
 def masked_mean(values, valid=None):
     """Mean of ``values`` over rows where ``valid`` (all rows when ``None``); 0 if none valid."""
     if valid is None:
@@ -109,7 +104,7 @@ def diagonal_cross_entropy(logits, valid=None):
     logits = ops.cast(logits, "float32")
     if valid is not None:
         valid = ops.cast(valid, "bool")
-        logits = ops.where(valid[None, :], logits, _ABSENT_LOGIT)
+        logits = ops.where(valid[None, :], logits, ABSENT_LOGIT)
     # ops.diagonal rather than a gather: its gradient is a cheap diagonal scatter.
     return masked_mean(ops.logsumexp(logits, axis=1) - ops.diagonal(logits), valid)
 
@@ -125,7 +120,7 @@ def symmetric_infonce(logits, valid=None):
     if valid is not None:
         valid = ops.cast(valid, "bool")
         pair = ops.logical_and(valid[:, None], valid[None, :])
-        logits = ops.where(pair, logits, _ABSENT_LOGIT)
+        logits = ops.where(pair, logits, ABSENT_LOGIT)
     positive = ops.diagonal(logits)
     rows = ops.logsumexp(logits, axis=1) - positive
     cols = ops.logsumexp(logits, axis=0) - positive

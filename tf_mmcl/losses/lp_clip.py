@@ -28,13 +28,13 @@ import itertools
 from keras import ops
 
 from tf_mmcl.losses.base import (
-    _ABSENT_LOGIT,
     as_logit_scale,
     checked_inputs,
     combine_masks,
     masked_mean,
     symmetric_infonce,
 )
+from tf_mmcl.ops.infonce import ABSENT_LOGIT
 from tf_mmcl.ops.lp_distance import check_lp_order, lp_distance_matrix
 
 __all__ = ["lp_clip_loss", "SIMILARITIES", "LP_NEGATIVES"]
@@ -81,7 +81,7 @@ def _independent_term(query, partner, others, scale, p, power, valid=None, valid
     neg = -scale * lp_distance_matrix(query, others, p=p, power=power)
     count = ops.cast(ops.shape(others)[0], "float32")
     if valid_others is not None:
-        neg = ops.where(ops.cast(valid_others, "bool")[None, :], neg, _ABSENT_LOGIT)
+        neg = ops.where(ops.cast(valid_others, "bool")[None, :], neg, ABSENT_LOGIT)
         count = ops.sum(ops.cast(valid_others, "float32"))
     logits = ops.concatenate([neg, -pos[:, None]], axis=1)
     rows = pos + ops.logsumexp(logits, axis=1) - ops.log(count + 1.0)
