@@ -1,0 +1,72 @@
+"""The gated fragility experiment: the authors' corruption at our scale and their protocol.
+
+In their own file so that the test runner's workers share the slow reproduction tests.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from reproductions import runner
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "reproduce"
+
+
+def config_file(name, variant=None):
+    return str(CONFIGS / f"{name}.py") + (f":{variant}" if variant else "")
+
+
+def test_gated_fragility_runs_the_authors_setting(tmp_path):
+    overrides = {"rates": [0.0], "authors_setting": True, "steps": 5, "n_train": 600, "n_test": 256, "n_val": 128}
+    record = runner.run_experiment(
+        config_file("gated_fragility", "quick"), overrides, seeds=1, output_dir=str(tmp_path), log=lambda msg: None
+    )
+    seed = record["per_seed"][0]
+    assert seed["rate"] == [0.0]
+    for lab in ("Gated Symile", "Symile", "CLIP"):
+        authors = seed["authors"][lab]
+        assert 0.0 <= authors["top1"] <= 1.0
+        # Every test row of the authors' setting has one misaligned modality, none clean.
+        assert set(authors["by_kind"]) == {"misaligned"} and authors["by_kind"]["misaligned"]["count"] == 256
+        assert set(seed["methods"][lab]["by_kind"][0]) == {"clean"}
+    captions = [t.get("caption", "") for t in record["tables"]]
+    assert any(c.startswith("The authors' setting") for c in captions)
+    assert "authors' setting: gated" in record["verdict"]
+
+
+@pytest.mark.slow  # three small trainings of up to 3 epochs each: about 2 minutes on 2 cores
+def test_gated_fragility_runs_the_faithful_protocol(tmp_path):
+    # The authors' protocol at a tiny size: schedule-free AdamW, validation each epoch, early
+    # stopping, the best-validation checkpoint scored on the test split; every row labelled.
+    overrides = {
+        "rates": [0.0],
+        "authors_setting": True,
+        "steps": 5,
+        "n_train": 600,
+        "n_test": 256,
+        "n_val": 128,
+        "faithful.n_train": 512,
+        "faithful.n_val": 256,
+        "faithful.n_test": 256,
+        "faithful.n_bits": 4,
+        "faithful.dim": 16,
+        "faithful.encoder.hidden_units": [16],
+        "faithful.encoder.output_dim": 16,
+        "faithful.embedding_dim": 16,
+        "faithful.max_epochs": 3,
+        "faithful.patience": 1,
+    }
+    record = runner.run_experiment(
+        config_file("gated_fragility"), overrides, seeds=1, output_dir=str(tmp_path), log=lambda msg: None
+    )
+    faithful = record["per_seed"][0]["faithful"]
+    for lab in ("Gated Symile", "Symile", "CLIP"):
+        entry = faithful[lab]
+        assert 1 <= entry["epochs"] <= 3 and len(entry["val_curve"]) == entry["epochs"]
+        assert entry["val_top1"] == max(entry["val_curve"]) and entry["best_epoch"] >= 1
+        assert 0.0 <= entry["test_top1"] <= 1.0
+    table = next(t for t in record["tables"] if t["caption"].startswith("The authors' setting"))
+    settings = [row[1] for row in table["rows"]]
+    assert sum(s.startswith("faithful:") for s in settings) == 3
+    assert sum(s.startswith("our scale:") for s in settings) == 3
+    assert "at the authors' protocol" in record["verdict"]
