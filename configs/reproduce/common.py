@@ -14,20 +14,24 @@ def variant(config, arg: str | None, **variants):
     Args:
         config: the full config (a ``ConfigDict``), edited in place.
         arg: the variant's name, the text after the colon of ``<file>.py:<variant>``.
-        **variants: per variant name, its settings ``{key: value}`` (keys of ``config``).
+        **variants: per variant name, its settings ``{key: value}``: keys of ``config``, or dotted
+            paths into its nested dicts (``"faithful.enabled"``), as on the command line.
 
     Returns:
         ``config``.
 
     Raises:
-        ValueError: for an unknown variant (naming the valid ones) or a setting of a key that
-            ``config`` does not have.
+        ValueError: for an unknown variant (naming the valid ones) or a setting of a key (or a
+            dotted path) that ``config`` does not have.
 
     Example:
         >>> import ml_collections
         >>> c = variant(ml_collections.ConfigDict({"steps": 100}), "quick", quick={"steps": 10})
         >>> c.steps
         10
+        >>> c = ml_collections.ConfigDict({"faithful": {"enabled": True}})
+        >>> variant(c, "quick", quick={"faithful.enabled": False}).faithful.enabled
+        False
     """
     if arg in (None, ""):
         return config
@@ -37,7 +41,17 @@ def variant(config, arg: str | None, **variants):
             f"(e.g. configs/reproduce/symile_xor.py:quick), or no colon for the full config."
         )
     for key, value in variants[arg].items():
-        if key not in config:
-            raise ValueError(f"Variant {arg!r} sets {key!r}, which is not a key of the config {sorted(config)}.")
-        config[key] = value
+        *parents, leaf = key.split(".")
+        node = config
+        for depth, name in enumerate(parents):
+            child = node.get(name) if hasattr(node, "get") else None
+            if not hasattr(child, "keys"):
+                raise ValueError(
+                    f"Variant {arg!r} sets {key!r}, but {'.'.join(parents[: depth + 1])!r} is not a nested "
+                    f"dict of the config."
+                )
+            node = child
+        if leaf not in node:
+            raise ValueError(f"Variant {arg!r} sets {key!r}, which is not a key of the config {sorted(node)}.")
+        node[leaf] = value
     return config

@@ -108,8 +108,6 @@ def get_config(arg=None):
             ],
         }
     )
-    if arg == "quick":
-        c.faithful.enabled = False
     return common.variant(
         c,
         arg,
@@ -120,5 +118,6 @@ def get_config(arg=None):
             "n_test": 1024,
             "jit_compile": False,
             "authors_setting": False,
+            "faithful.enabled": False,
         },
     )

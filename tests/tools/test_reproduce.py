@@ -1,11 +1,13 @@
 """tools/reproduce.py: a reduced quick run end to end, the config syntax, and the piece-wise Markdown assembly."""
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -181,6 +183,24 @@ def test_every_registered_experiment_has_a_full_config_and_a_quick_variant():
         assert quick.steps <= full.steps and quick.num_seeds < full.num_seeds, name
         with pytest.raises(ValueError, match="Unknown config variant 'fast'"):
             runner.load_config(config_file(name, "fast"))
+
+
+def test_variants_set_nested_keys_by_dotted_path():
+    spec = importlib.util.spec_from_file_location("reproduce_common", CONFIGS / "common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    base = {"steps": 100, "faithful": {"enabled": True, "encoder": {"width": 8}}}
+    config = common.variant(ml_collections.ConfigDict(base), "quick", quick={"steps": 10, "faithful.encoder.width": 2})
+    assert config.steps == 10 and config.faithful.encoder.width == 2 and config.faithful.enabled is True
+    with pytest.raises(
+        ValueError, match=r"'faithful.widht', which is not a key of the config \['enabled', 'encoder'\]"
+    ):
+        common.variant(ml_collections.ConfigDict(base), "quick", quick={"faithful.widht": 2})
+    with pytest.raises(ValueError, match="'steps' is not a nested dict"):
+        common.variant(ml_collections.ConfigDict(base), "quick", quick={"steps.inner": 2})
+    # The gated experiment's quick variant turns the faithful run off this way.
+    assert runner.load_config(config_file("gated_fragility", "quick")).faithful.enabled is False
+    assert runner.load_config(config_file("gated_fragility")).faithful.enabled is True
 
 
 @pytest.mark.slow
