@@ -169,6 +169,18 @@ def train_model(
     }
 
 
+class EvaluateAt(keras.callbacks.Callback):
+    """Calls ``fn(step, model)`` after each optimizer step listed in ``steps`` (1-based): a learning curve."""
+
+    def __init__(self, steps: Sequence[int], fn):
+        super().__init__()
+        self.steps, self.fn = {int(s) for s in steps}, fn
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch + 1 in self.steps:
+            self.fn(batch + 1, self.model)
+
+
 def mean_std(values) -> tuple[float, float]:
     """Mean and sample std (ddof=1; 0 for a single value) of a list of numbers."""
     v = np.asarray(values, np.float64)

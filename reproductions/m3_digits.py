@@ -292,8 +292,11 @@ def prepare_splits(config, seed: int, dataset_config: str | None = None):
     return data, train, test
 
 
-def train_m3_model(spec: Mapping, config, data: Mapping, train: Mapping, seed: int):
-    """Builds and trains one method's model with the experiment's budget; returns ``(model, fit)``."""
+def train_m3_model(spec: Mapping, config, data: Mapping, train: Mapping, seed: int, callbacks=()):
+    """Builds and trains one method's model with the experiment's budget; returns ``(model, fit)``.
+
+    ``callbacks``: Keras callbacks of the fit (e.g. :class:`reproductions.common.EvaluateAt`).
+    """
     from tf_mmcl.datasets.m3_digits import VOCABULARY
 
     keras.utils.set_random_seed(seed)
@@ -309,6 +312,7 @@ def train_m3_model(spec: Mapping, config, data: Mapping, train: Mapping, seed: i
         seed=seed,
         jit_compile=bool(config.get("jit_compile", False)),
         keys=list(MODALITIES),
+        callbacks=callbacks,
     )
     return model, fit
 
@@ -425,9 +429,19 @@ class M3Digits(Experiment):
                 "text_only_limit": text_only_limit(test["text_digits"]),
                 "methods": {},
             }
+            every = int(config.get("eval_every", 0))
             for spec in config.methods:
-                model, fit = train_m3_model(spec, config, data, train, seed)
+                curve, callbacks = [], []
+                if every > 0:
+                    # The learning curve: 2->1 by class on the test split every `eval_every` steps.
+                    def evaluate(step, model, curve=curve):
+                        curve.append([int(step), evaluate_symile_m3(model, test)["class_2to1"]])
+
+                    callbacks = [common.EvaluateAt(range(every, int(config.steps) + 1, every), evaluate)]
+                model, fit = train_m3_model(spec, config, data, train, seed, callbacks)
                 metrics = evaluate_symile_m3(model, test)
+                if curve:
+                    metrics["curve"] = curve
                 metrics.update(final_loss=fit["final_loss"], first_loss=fit["first_loss"], train_seconds=fit["seconds"])
                 entry["methods"][spec["label"]] = metrics
                 log(
@@ -528,6 +542,24 @@ class M3Digits(Experiment):
                     "construction.",
                     "header": ["method"] + [name for _, name in one],
                     "rows": [[lab] + [common.fmt_pct(mean(w, lab, k)) for k, _ in one] for lab in labels],
+                }
+            )
+        curve_rows, curve_steps = [], []
+        for w in widths:
+            for lab in labels:
+                curves = [s["widths"][w]["methods"][lab].get("curve") for s in per_seed]
+                if all(curves):
+                    # Every run of a record has the same steps and eval_every, so the same checkpoints.
+                    curve_steps = [step for step, _ in curves[0]]
+                    acc = np.mean([[v for _, v in c] for c in curves], axis=0)
+                    curve_rows.append([f"w = {w}", lab] + [common.fmt_pct(a) for a in acc])
+        if curve_rows:
+            tables.append(
+                {
+                    "caption": f"Learning curves (config `eval_every`): 2→1 test top-1 by class (%) after the given "
+                    f"training steps, mean over {n_seeds} seeds; compare with the text-only limit above.",
+                    "header": ["width", "method"] + [f"step {step}" for step in curve_steps],
+                    "rows": curve_rows,
                 }
             )
         tables.append(

@@ -91,18 +91,6 @@ def _build(method, data, config):
     return MultimodalContrastiveModel(encoders, embedding_dim=dim, objective=method["objective"], **kwargs)
 
 
-class _EvaluateAt(keras.callbacks.Callback):
-    """Calls ``fn(step)`` after the optimizer steps listed in ``steps`` (1-based)."""
-
-    def __init__(self, steps, fn):
-        super().__init__()
-        self.steps, self.fn = set(steps), fn
-
-    def on_train_batch_end(self, batch, logs=None):
-        if batch + 1 in self.steps:
-            self.fn(batch + 1)
-
-
 def first_passing(pairs, values, threshold):
     """The first budget whose value reaches ``threshold``, or None."""
     for p, v in zip(pairs, values):
@@ -156,7 +144,7 @@ class Misalignment(Experiment):
                 model = _build(method, data, config)
                 curve, eval_time = [], [0.0]
 
-                def evaluate(step, model=model, curve=curve, eval_time=eval_time):
+                def evaluate(step, model, curve=curve, eval_time=eval_time):
                     start = time.time()
                     rep = np.asarray(model.embed("x", test["x"]))
                     report = identifiability_report(rep, blocks, REGRESSORS, seed=seed)
@@ -175,7 +163,7 @@ class Misalignment(Experiment):
                     config.learning_rate,
                     seed=seed,
                     optimizer=optimizer,
-                    callbacks=[_EvaluateAt(checkpoints, evaluate)],
+                    callbacks=[common.EvaluateAt(checkpoints, evaluate)],
                 )
                 final = curve[-1]["per_block"]
                 groups = _groups(data.info, final)

@@ -55,6 +55,7 @@ def get_config(arg=None):
     c.learning_rate = 2e-3
     c.weight_decay = 0.01
     c.jit_compile = False  # XLA-compile the training step
+    c.eval_every = 0  # > 0: also score 2->1 on the test split every this many steps (a learning curve)
     c.methods = [
         _method("Symile", "symile", negative_sampling="n"),
         _method("ConFu", "confu", lam=0.5),

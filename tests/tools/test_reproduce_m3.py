@@ -35,9 +35,10 @@ def quick_run(tmp_path_factory):
         "clip_source": str(CLIPS),
         "batch_size": 20,
         "steps": 25,
+        "eval_every": 10,
     }
     record = runner.run_experiment(
-        f"{CONFIGS / 'm3_digits.py'}:quick", overrides, seeds=2, output_dir=str(out), log=lambda msg: None
+        f"{CONFIGS / 'm3_digits.py'}:quick", overrides, seeds=1, output_dir=str(out), log=lambda msg: None
     )
     return out, record
 
@@ -47,7 +48,7 @@ def test_quick_run_record_and_plot(quick_run):
     out, returned = quick_run
     record = json.loads((out / "results" / "m3_digits.json").read_text())
     assert record["per_seed"] == json.loads(json.dumps(returned["per_seed"]))
-    assert record["experiment"] == "m3_digits" and record["quick"] is True and record["num_seeds"] == 2
+    assert record["experiment"] == "m3_digits" and record["quick"] is True and record["num_seeds"] == 1
     assert record["config"]["dataset_configs"] == ["symile_m3_tiny"] and record["config"]["steps"] == 25
     for seed in record["per_seed"]:
         entry = seed["widths"]["5"]  # symile_m3_tiny: 5 languages, 40 / 20 train / test examples
@@ -61,6 +62,11 @@ def test_quick_run_record_and_plot(quick_run):
             assert m["scan_2to1"] <= m["class_2to1"] + 1e-9 and m["scan_text_image"] <= m["class_text_image"] + 1e-9
             assert m["num_scans"] <= 20 and np.isfinite(m["first_loss"]) and np.isfinite(m["final_loss"])
             assert m["final_loss"] < m["first_loss"], (lab, m)  # the 40 training examples are being fitted
+            # The learning curve: 2->1 by class after steps 10 and 20 (eval_every = 10 of 25 steps).
+            assert [step for step, _ in m["curve"]] == [10, 20] and all(0.0 <= v <= 1.0 for _, v in m["curve"])
+    curves = next(t for t in record["tables"] if t["caption"].startswith("Learning curves"))
+    assert curves["header"] == ["width", "method", "step 10", "step 20"]
+    assert [row[1] for row in curves["rows"]] == LABELS and all(row[0] == "w = 5" for row in curves["rows"])
     main = record["tables"][0]
     assert main["header"] == ["method", "w = 5"]
     assert [row[0] for row in main["rows"]][: len(LABELS)] == LABELS
