@@ -272,6 +272,54 @@ def build_m3_model(
     )
 
 
+def recompose_train(train: Mapping[str, np.ndarray], languages, n: int, seed: int) -> dict:
+    """``n`` fresh Symile-M3 training rows composed from the scans and clips of ``train``.
+
+    The dataset's train split pairs its scans, clips and texts once; a small split is then
+    memorised long before the text x audio rule is learned. This draws new rows by the same
+    generative rule (:func:`tf_mmcl.datasets.m3_digits.generate.make_symile_m3_split`) from the
+    same train scans and clips only, so the test split stays disjoint in scans and clips.
+
+    Args:
+        train: the train split of :func:`load_m3_digits` (Symile-M3 structure), its ``audio``
+            already the model's input features (any shape ``(N, ...)``).
+        languages: the dataset's language codes, in the order of its ``language`` ids.
+        n: rows to compose.
+        seed: seeds the composition.
+
+    Returns:
+        ``{"image", "audio", "text"}`` with ``n`` rows each, and their ``label``, ``language``,
+        ``text_digits``, ``image_id`` and ``audio_id``.
+    """
+    from tf_mmcl.datasets.m3_digits.generate import make_symile_m3_split
+
+    scan_ids, first_scan = np.unique(train["image_id"], return_index=True)
+    clip_ids, first_clip = np.unique(train["audio_id"], return_index=True)
+    scan_images = np.zeros((int(scan_ids.max()) + 1, 8, 8, 1), np.float32)
+    scan_images[scan_ids] = np.asarray(train["image"])[first_scan].reshape(-1, 8, 8, 1)
+    scan_labels = np.full(len(scan_images), -1, np.int64)
+    scan_labels[scan_ids] = np.asarray(train["label"])[first_scan]
+    clip_row = dict(zip(clip_ids.tolist(), first_clip.tolist()))
+    clip_languages = {c: int(train["language"][r]) for c, r in clip_row.items()}
+    # The generator fits waveforms to a length; the features are looked up by audio_id instead.
+    rows = make_symile_m3_split(
+        int(n),
+        scan_ids=scan_ids,
+        scan_images=scan_images,
+        scan_labels=scan_labels,
+        clip_ids=clip_ids,
+        clip_waveforms={c: np.zeros(1, np.float32) for c in clip_row},
+        clip_languages=clip_languages,
+        clip_spoken={c: 0 for c in clip_row},
+        languages=list(languages),
+        audio_length=1,
+        seed=[int(seed), 11],
+    )
+    audio = np.asarray(train["audio"])[[clip_row[int(c)] for c in rows["audio_id"]]]
+    keep = ("label", "language", "text_digits", "image_id", "audio_id")
+    return dict({k: rows[k] for k in keep}, image=rows["image"], audio=audio, text=rows["text"].astype(np.int32))
+
+
 def prepare_splits(config, seed: int, dataset_config: str | None = None):
     """The data of one seed: ``(data, train, test)`` with the audio as the model's input features.
 
@@ -285,10 +333,19 @@ def prepare_splits(config, seed: int, dataset_config: str | None = None):
     train["audio"] = audio_inputs(train["audio"], config.audio_features)
     test = dict(data["test"], audio=audio_inputs(data["test"]["audio"], config.audio_features))
     n_train = len(train["text"])
+    idx = np.arange(n_train)
     if config.n_train and int(config.n_train) < n_train:
         rng = np.random.default_rng(seed)
         idx = np.sort(rng.choice(n_train, int(config.n_train), replace=False))
         train = {k: v[idx] for k, v in train.items()}
+    factor = int(config.get("train_pairings", 1))
+    if factor < 1:
+        raise ValueError(f"train_pairings must be >= 1 (1: the dataset's own train rows), got {factor}.")
+    if factor > 1:
+        if data["structure"] != "symile_m3":
+            raise ValueError("train_pairings > 1 composes Symile-M3 rows; the pairwise task takes 1.")
+        pools = {k: data["train"][k][idx] for k in ("image_id", "audio_id", "label", "language", "image")}
+        train = recompose_train(dict(pools, audio=train["audio"]), data["languages"], factor * len(idx), seed)
     return data, train, test
 
 

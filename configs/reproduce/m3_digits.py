@@ -43,6 +43,9 @@ def get_config(arg=None):
     c.clip_source = ""  # "" = render with espeak-ng when building; or a clip library directory
     c.num_mel_bins = 32
     c.n_train = 0  # 0 = the whole train split; otherwise a seed-dependent subset of that size
+    # 1: train on the split's own rows; k > 1: on k x as many rows composed afresh (same rule) from the
+    # train split's scans and clips (more pairings, no new scan or clip; the test split stays disjoint).
+    c.train_pairings = 1
     c.image_encoder = {"filters": (16, 32), "output_dim": 64}
     # "log_mel_stats": per-band mean/std over time -> MLP (audio_encoder = MLPEncoder args);
     # "log_mel": the spectrogram -> AudioEncoder CNN (audio_encoder = e.g. {"filters": (8, 16), "output_dim": 64}).

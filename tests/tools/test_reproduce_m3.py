@@ -17,6 +17,7 @@ import pytest
 
 import reproductions as experiments
 from reproductions import m3_digits, runner
+from tf_mmcl.datasets.m3_digits.generate import text_table
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIPS = ROOT / "tests" / "datasets" / "data" / "m3_digits_clips"
@@ -190,6 +191,41 @@ def test_config_full_and_quick():
     assert [m["label"] for m in full.methods] == LABELS
     assert {"m3_digits", "m3_digits_pairwise"} <= set(experiments.EXPERIMENTS)
     assert runner.load_config(CONFIGS / "m3_digits_pairwise.py").dataset_config == "default"
+
+
+def test_train_pairings_compose_fresh_rows_by_the_same_rule_from_train_scans_and_clips(tmp_path):
+    overrides = {"dataset_configs": ["symile_m3_tiny"], "data_dir": str(tmp_path), "clip_source": str(CLIPS)}
+    config = runner.load_config(CONFIGS / "m3_digits.py", dict(overrides, train_pairings=3))
+    data, train, test = m3_digits.prepare_splits(config, 0, "symile_m3_tiny")
+    own = data["train"]
+    assert len(train["text"]) == 3 * len(own["text"]) == 120
+    assert train["audio"].shape == (120, 2 * config.num_mel_bins) and train["image"].shape == (120, 8, 8, 1)
+    # Only the train split's scans and clips, each with its own image / features.
+    assert set(train["image_id"]) <= set(own["image_id"]) and set(train["audio_id"]) <= set(own["audio_id"])
+    assert not set(train["image_id"]) & set(test["image_id"]) and not set(train["audio_id"]) & set(test["audio_id"])
+    own_audio = m3_digits.audio_inputs(own["audio"], config.audio_features)
+    for i in range(0, 120, 7):
+        j = int(np.flatnonzero(own["image_id"] == train["image_id"][i])[0])
+        k = int(np.flatnonzero(own["audio_id"] == train["audio_id"][i])[0])
+        np.testing.assert_array_equal(train["image"][i], own["image"][j])
+        np.testing.assert_array_equal(train["audio"][i], own_audio[k])
+        assert train["language"][i] == own["language"][k]
+    # Symile-M3's rule: the word in the audio's language names the image's digit; w = 5 words.
+    table = text_table(data["languages"])
+    words = train["text"].reshape(120, 5, -1)
+    for i in range(120):
+        lang, digit = int(train["language"][i]), int(train["label"][i])
+        assert any(np.array_equal(words[i, p], table[lang, digit]) for p in range(5))
+    assert train["label"].tolist() != own["label"].tolist()[:120]  # new pairings, not copies
+    # Deterministic per seed; another seed composes other rows.
+    again = m3_digits.prepare_splits(config, 0, "symile_m3_tiny")[1]
+    other = m3_digits.prepare_splits(config, 1, "symile_m3_tiny")[1]
+    np.testing.assert_array_equal(again["text"], train["text"])
+    assert not np.array_equal(other["text"], train["text"])
+    with pytest.raises(ValueError, match="train_pairings must be >= 1"):
+        m3_digits.prepare_splits(
+            runner.load_config(CONFIGS / "m3_digits.py", dict(overrides, train_pairings=0)), 0, "symile_m3_tiny"
+        )
 
 
 def test_pairwise_data_is_refused_with_the_variant_named(tmp_path):
