@@ -46,6 +46,11 @@ def get_config(arg=None):
     # 1: train on the split's own rows; k > 1: on k x as many rows composed afresh (same rule) from the
     # train split's scans and clips (more pairings, no new scan or clip; the test split stays disjoint).
     c.train_pairings = 1
+    # Symile-M3's missing-modality runs: > 0 also trains every method with each modality of each
+    # training row missing with this probability (the test stays complete), once per convention:
+    # "mask" (the objective leaves it out) and "fill" (train mean / a MISSING text token, no mask).
+    c.missing_rate = 0.0
+    c.missing_conventions = ["mask", "fill"]
     c.image_encoder = {"filters": (16, 32), "output_dim": 64}
     # "log_mel_stats": per-band mean/std over time -> MLP (audio_encoder = MLPEncoder args);
     # "log_mel": the spectrogram -> AudioEncoder CNN (audio_encoder = e.g. {"filters": (8, 16), "output_dim": 64}).

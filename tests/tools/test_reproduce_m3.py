@@ -228,6 +228,68 @@ def test_train_pairings_compose_fresh_rows_by_the_same_rule_from_train_scans_and
         )
 
 
+def test_missing_modalities_follow_each_convention():
+    rng = np.random.default_rng(0)
+    n = 4000
+    train = {
+        "image": rng.random((n, 8, 8, 1)).astype(np.float32) + 1.0,
+        "audio": rng.random((n, 6)).astype(np.float32) + 1.0,
+        "text": rng.integers(1, 10, (n, 24)).astype(np.int32),
+        "label": np.arange(n),
+    }
+    masked = m3_digits.with_missing_modalities(train, 0.3, "mask", seed=0)
+    for m in ("image", "audio", "text"):
+        present = masked[f"{m}_mask"]
+        assert present.dtype == bool and abs(1 - present.mean() - 0.3) < 0.03, m  # Bernoulli(0.3) per row
+        assert not masked[m][~present].any() and np.array_equal(masked[m][present], train[m][present]), m
+    assert not np.array_equal(masked["image_mask"], masked["audio_mask"])  # independent per modality
+    assert np.array_equal(masked["label"], train["label"]) and "image_mask" not in train  # inputs untouched
+    filled = m3_digits.with_missing_modalities(train, 0.3, "fill", seed=0)
+    assert not any(k.endswith("_mask") for k in filled)
+    for m in ("image", "audio"):
+        gone = ~masked[f"{m}_mask"]  # the same draw for the same seed
+        mean = train[m][~gone].mean(axis=0)
+        np.testing.assert_allclose(filled[m][gone], np.broadcast_to(mean, filled[m][gone].shape), rtol=1e-6)
+        assert np.array_equal(filled[m][~gone], train[m][~gone])
+    gone = ~masked["text_mask"]
+    token = m3_digits.missing_token()
+    assert (filled["text"][gone][:, 0] == token).all() and not filled["text"][gone][:, 1:].any()
+    assert not (filled["text"][~gone] == token).any()
+    with pytest.raises(ValueError, match="missing convention must be one of"):
+        m3_digits.with_missing_modalities(train, 0.3, "drop", seed=0)
+    with pytest.raises(ValueError, match=r"missing_rate must be in \[0, 1\)"):
+        m3_digits.with_missing_modalities(train, 1.0, "mask", seed=0)
+
+
+@pytest.mark.slow
+def test_missing_modality_runs_train_every_method_both_ways(tmp_path):
+    overrides = {
+        "dataset_configs": ["symile_m3_tiny"],
+        "data_dir": str(tmp_path / "tfds"),
+        "clip_source": str(CLIPS),
+        "batch_size": 20,
+        "steps": 5,
+        "missing_rate": 0.5,
+        "methods": [
+            {"label": "Symile", "objective": "symile", "options": {"negative_sampling": "n"}},
+            {"label": "CLIP", "objective": "clip", "options": {}},
+        ],
+    }
+    record = runner.run_experiment(
+        f"{CONFIGS / 'm3_digits.py'}:quick", overrides, seeds=1, output_dir=str(tmp_path), log=lambda msg: None
+    )
+    missing = record["per_seed"][0]["widths"]["5"]["missing"]
+    assert missing["rate"] == 0.5 and list(missing["conventions"]) == ["mask", "fill"]
+    for results in missing["conventions"].values():
+        assert list(results) == ["Symile", "CLIP"]
+        for m in results.values():
+            assert 0.0 <= m["class_2to1"] <= 1.0 and np.isfinite(m["final_loss"])
+    table = next(t for t in record["tables"] if t["caption"].startswith("Symile-M3's missing-modality runs"))
+    assert table["header"] == ["method", "complete, w = 5", "mask, w = 5", "fill, w = 5"]
+    assert [row[0] for row in table["rows"]] == ["Symile", "CLIP"]
+    assert any("missing in training" in f for f in record["findings"])
+
+
 def test_pairwise_data_is_refused_with_the_variant_named(tmp_path):
     config = runner.load_config(
         CONFIGS / "m3_digits.py", {"dataset_configs": ["tiny"], "data_dir": str(tmp_path), "clip_source": str(CLIPS)}
