@@ -536,6 +536,13 @@ class M3Digits(Experiment):
     )
 
     def run_seed(self, config, seed, log):
+        only = list(config.get("missing_methods", []))
+        unknown = sorted(set(only) - {spec["label"] for spec in config.methods})
+        if unknown:
+            raise ValueError(
+                f"missing_methods names {unknown}, which are not labels of config.methods "
+                f"{[spec['label'] for spec in config.methods]}."
+            )
         out = {"widths": {}}
         for dataset_config in config.dataset_configs:
             data, train, test = prepare_splits(config, seed, dataset_config)
@@ -584,6 +591,8 @@ class M3Digits(Experiment):
                     partial = with_missing_modalities(train, rate, convention, seed)
                     results = entry["missing"]["conventions"].setdefault(convention, {})
                     for spec in config.methods:
+                        if only and spec["label"] not in only:
+                            continue
                         model, fit = train_m3_model(spec, config, data, partial, seed)
                         metrics = evaluate_symile_m3(model, test)
                         metrics.update(
@@ -695,6 +704,8 @@ class M3Digits(Experiment):
             def missing_values(w, convention, lab):
                 return [s["widths"][w]["missing"]["conventions"][convention][lab]["class_2to1"] for s in per_seed]
 
+            missing_labels = list(first[missing_widths[0]]["missing"]["conventions"][conventions[0]])
+
             tables.append(
                 {
                     "caption": f"Symile-M3's missing-modality runs: 2→1 test top-1 by class (%) when each modality of "
@@ -712,7 +723,7 @@ class M3Digits(Experiment):
                             for cell in [common.fmt_mean_std(values(w, lab, "class_2to1"))]
                             + [common.fmt_mean_std(missing_values(w, c, lab)) for c in conventions]
                         ]
-                        for lab in labels
+                        for lab in missing_labels
                     ],
                 }
             )
@@ -743,7 +754,7 @@ class M3Digits(Experiment):
         )
         findings, verdict = self._findings(per_seed, config, widths, labels, mean, limit)
         for w in missing_widths:
-            if not {"Symile", "CLIP"} <= set(labels):
+            if not {"Symile", "CLIP"} <= set(missing_labels):
                 break
             lim = limit(w)
             cells = []

@@ -51,6 +51,7 @@ def get_config(arg=None):
     # "mask" (the objective leaves it out) and "fill" (train mean / a MISSING text token, no mask).
     c.missing_rate = 0.0
     c.missing_conventions = ["mask", "fill"]
+    c.missing_methods = []  # labels of the methods trained with missing modalities ([]: all of them)
     c.image_encoder = {"filters": (16, 32), "output_dim": 64}
     # "log_mel_stats": per-band mean/std over time -> MLP (audio_encoder = MLPEncoder args);
     # "log_mel": the spectrogram -> AudioEncoder CNN (audio_encoder = e.g. {"filters": (8, 16), "output_dim": 64}).

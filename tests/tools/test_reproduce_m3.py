@@ -270,9 +270,11 @@ def test_missing_modality_runs_train_every_method_both_ways(tmp_path):
         "batch_size": 20,
         "steps": 5,
         "missing_rate": 0.5,
+        "missing_methods": ["CLIP", "Symile"],  # GRAM trains on the complete data only
         "methods": [
             {"label": "Symile", "objective": "symile", "options": {"negative_sampling": "n"}},
             {"label": "CLIP", "objective": "clip", "options": {}},
+            {"label": "GRAM", "objective": "gram", "options": {}},
         ],
     }
     record = runner.run_experiment(
@@ -288,6 +290,10 @@ def test_missing_modality_runs_train_every_method_both_ways(tmp_path):
     assert table["header"] == ["method", "complete, w = 5", "mask, w = 5", "fill, w = 5"]
     assert [row[0] for row in table["rows"]] == ["Symile", "CLIP"]
     assert any("missing in training" in f for f in record["findings"])
+    assert list(record["per_seed"][0]["widths"]["5"]["methods"]) == ["Symile", "CLIP", "GRAM"]
+    config = runner.load_config(f"{CONFIGS / 'm3_digits.py'}:quick", dict(overrides, missing_methods=["SYMILE"]))
+    with pytest.raises(ValueError, match=r"missing_methods names \['SYMILE'\], which are not labels"):
+        experiments.get_experiment("m3_digits").run_seed(config, 0, lambda msg: None)
 
 
 def test_pairwise_data_is_refused_with_the_variant_named(tmp_path):
