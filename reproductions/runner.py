@@ -21,6 +21,7 @@ import ml_collections
 
 from reproductions import common
 from reproductions.base import EXPERIMENTS, get_experiment
+from tf_mmcl.training.files import atomic_path, write_text
 
 __all__ = ["load_config", "experiment_name", "run_experiment", "assemble_markdown", "resummarize"]
 
@@ -194,7 +195,8 @@ def run_experiment(
         per_seed = _run_seeds(experiment, config, num_seeds, jobs, log)
     summary = experiment.summarize(per_seed, config)
     plot_rel = f"{PLOTS_SUBDIR}/results_{name}.png"
-    experiment.plot(per_seed, config, str(out / plot_rel))
+    with atomic_path(out / plot_rel) as tmp:  # a killed run leaves the previous plot, not half of one
+        experiment.plot(per_seed, config, tmp)
     record = {
         "experiment": name,
         "title": experiment.title,
@@ -214,7 +216,7 @@ def run_experiment(
         **summary,
     }
     path = out / RESULTS_SUBDIR / f"{name}.json"
-    path.write_text(json.dumps(record, indent=1, default=_json_default) + "\n")
+    write_text(path, json.dumps(record, indent=1, default=_json_default) + "\n")
     log(f"[{name}] done in {timer.seconds:.0f}s -> {path}")
     return record
 
@@ -238,8 +240,9 @@ def resummarize(output_dir: str = "docs", names: Sequence[str] | None = None, lo
         experiment = get_experiment(name)
         config = _to_config(record["config"])
         record.update(experiment.summarize(record["per_seed"], config))
-        experiment.plot(record["per_seed"], config, str(out / record["plot"]))
-        path.write_text(json.dumps(record, indent=1, default=_json_default) + "\n")
+        with atomic_path(out / record["plot"]) as tmp:
+            experiment.plot(record["per_seed"], config, tmp)
+        write_text(path, json.dumps(record, indent=1, default=_json_default) + "\n")
         log(f"[{name}] re-summarised from {path}")
         done.append(name)
     return done
@@ -356,5 +359,5 @@ def assemble_markdown(output_dir: str = "docs", results_md: str | None = None) -
     md_path.parent.mkdir(parents=True, exist_ok=True)
     for name in order:
         lines += _section_md(records[name], md_path.parent.resolve(), out.resolve())
-    md_path.write_text("\n".join(lines))
+    write_text(md_path, "\n".join(lines))
     return str(md_path)

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -137,6 +138,33 @@ def test_assembly_keeps_other_sections_and_replaces_own(quick_run, tmp_path):
     (tmp_path / "results" / "symile_xor.json").write_text(json.dumps(dict(record, verdict="new-verdict")))
     md = Path(runner.assemble_markdown(str(tmp_path), str(tmp_path / "custom.md"))).read_text()
     assert "new-verdict" in md and "other-verdict" in md
+
+
+@pytest.mark.slow
+def test_resummarize_rebuilds_from_measurements_and_never_leaves_half_a_file(quick_run, tmp_path, monkeypatch):
+    out, _ = quick_run
+    docs = tmp_path / "docs"
+    shutil.copytree(out, docs)
+    record_path, plot_path = docs / "results" / "symile_xor.json", docs / "plots" / "results_symile_xor.png"
+    before = json.loads(record_path.read_text())
+    stale = dict(before, tables=[], findings=[], verdict="stale")
+    record_path.write_text(json.dumps(stale))
+    assert runner.resummarize(str(docs), log=lambda msg: None) == ["symile_xor"]
+    again = json.loads(record_path.read_text())
+    assert again["tables"] == before["tables"] and again["verdict"] == before["verdict"]
+    assert again["per_seed"] == before["per_seed"]  # the measurements themselves are not rerun
+    # A plot that fails half way: the record and the plot stay as they were, no temporary file is left.
+    record_text, plot_bytes = record_path.read_text(), plot_path.read_bytes()
+
+    def broken_plot(self, per_seed, config, path):
+        Path(path).write_bytes(b"half a png")
+        raise RuntimeError("plot failed")
+
+    monkeypatch.setattr(type(experiments.get_experiment("symile_xor")), "plot", broken_plot)
+    with pytest.raises(RuntimeError, match="plot failed"):
+        runner.resummarize(str(docs), log=lambda msg: None)
+    assert record_path.read_text() == record_text and plot_path.read_bytes() == plot_bytes
+    assert sorted(p.name for p in (docs / "plots").iterdir()) == ["results_symile_xor.png"]
 
 
 def test_errors_are_clear(tmp_path):
