@@ -407,8 +407,8 @@ def with_missing_modalities(train: Mapping[str, np.ndarray], rate: float, conven
             * ``"mask"``: the library's convention: ``"<m>_mask"`` is False and the objective
               leaves the modality out of that row's score (the product's or sum's neutral
               element); the values are zeroed so nothing leaks.
-            * ``"fill"``: Symile-M3's: a missing image or audio becomes the training mean of the
-              present rows and a missing text the single token :func:`missing_token`; no mask,
+            * ``"fill"``: Symile-M3's: a missing image or audio becomes the mean of all training
+              rows and a missing text the single token :func:`missing_token`; no mask,
               so the encoders see the stand-in and every row is scored in full.
         seed: seeds the draw.
 
@@ -437,7 +437,8 @@ def with_missing_modalities(train: Mapping[str, np.ndarray], rate: float, conven
             stand_in[0, 0] = missing_token()
             out[m] = np.where(missing.reshape(shape), stand_in, values)
         else:
-            stand_in = values[~missing].mean(axis=0, keepdims=True).astype(values.dtype)
+            # The mean of every training row, as the authors' SymileM3Dataset computes it.
+            stand_in = values.mean(axis=0, keepdims=True).astype(values.dtype)
             out[m] = np.where(missing.reshape(shape), stand_in, values)
     return out
 
