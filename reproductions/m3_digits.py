@@ -712,7 +712,8 @@ class M3Digits(Experiment):
                     "caption": f"Symile-M3's missing-modality runs: 2→1 test top-1 by class (%) when each modality of "
                     f"each training row is missing with probability {rate:g} (the test is complete), mean ± std over "
                     f"{n_seeds} seeds. *mask*: the objective leaves a missing modality out of the row's score; "
-                    "*fill*: a missing image / audio is the training mean and a missing text a MISSING token, "
+                    "*fill*: a missing image / audio is the mean of all training rows and a missing text a MISSING "
+                    "token, "
                     "unmasked (Symile-M3's convention). *complete*: the main table.",
                     "header": ["method"]
                     + [f"{name}, w = {w}" for w in missing_widths for name in ["complete"] + conventions],
@@ -762,7 +763,7 @@ class M3Digits(Experiment):
             for convention in conventions:
                 sym = float(np.mean(missing_values(w, convention, "Symile")))
                 clip = float(np.mean(missing_values(w, convention, "CLIP")))
-                state = "uses the audio" if sym > lim + 0.05 else "stays at the text-only level"
+                state = "uses the audio" if sym > lim + 0.05 else "does not use the audio"
                 cells.append(f"{convention}: Symile {100 * sym:.1f} % ({state}), CLIP {100 * clip:.1f} %")
             complete = f"{100 * mean(w, 'Symile', 'class_2to1'):.1f} / {100 * mean(w, 'CLIP', 'class_2to1'):.1f} %"
             findings.append(
