@@ -32,7 +32,16 @@ __all__ = [
 ]
 
 # Keys of a method spec (a config entry) that are not objective options.
-_SPEC_KEYS = ("label", "objective", "embedding_dim", "learn_logit_scale", "logit_scale_init", "jit_compile", "options")
+_SPEC_KEYS = (
+    "label",
+    "objective",
+    "embedding_dim",
+    "learn_logit_scale",
+    "logit_scale_init",
+    "max_logit_scale",
+    "jit_compile",
+    "options",
+)
 
 
 def build_model(
@@ -47,8 +56,8 @@ def build_model(
 
     Args:
         spec: the method spec, a mapping with ``objective`` and optional ``options`` (objective
-            options), ``embedding_dim``, ``logit_scale_init`` and ``learn_logit_scale``
-            overriding the experiment-wide defaults.
+            options), ``embedding_dim``, ``logit_scale_init``, ``max_logit_scale`` (the clamp of
+            the learned scale) and ``learn_logit_scale`` overriding the experiment-wide defaults.
         modalities: the modality names.
         encoder: ``"identity"`` (the projection head is then the only, linear, encoder: the
             reference XOR model ``Linear(d_v -> d) + L2``) or a mapping of
@@ -85,6 +94,8 @@ def build_model(
     scale = spec.get("logit_scale_init", logit_scale_init)
     if scale is not None:
         kwargs["logit_scale_init"] = float(scale)
+    if spec.get("max_logit_scale") is not None:
+        kwargs["max_logit_scale"] = float(spec["max_logit_scale"])
     learn = spec.get("learn_logit_scale", learn_logit_scale)
     if learn is not None:
         kwargs["learn_logit_scale"] = bool(learn)

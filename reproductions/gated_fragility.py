@@ -14,9 +14,11 @@ modalities are the objective's neutral element: the all-ones vector for Symile (
 zero for CLIP's sum of cosines, the gate's neutral direction for Gated Symile.
 
 The faithful variant (``config.faithful``) is the authors' own protocol on their setting: their
-scale (16 bits, 128 dims, 256-d embeddings from 128 -> 256 -> 256 -> 256 MLPs, 30k samples split
-24k / 3k / 3k), their optimiser (schedule-free AdamW, lr 1e-3, betas 0.9 / 0.95, eps 1e-7, weight
-decay 0.01, 100 warmup steps), their gate and logit scales (``config/modelname/symile.yaml``),
+scale (16 bits, 128 dims, 256-d embeddings from their 128 -> 256 -> 256 -> 256 MLP of three
+linear layers, the model's projection head being the third; 30k samples split 24k / 3k / 3k), their
+optimiser (schedule-free AdamW, lr 1e-3, betas 0.9 / 0.95, eps 1e-7, weight decay 0.01, 100 warmup
+steps, the gradient's global norm clipped at 1.0), their gate and logit scales
+(``config/modelname/symile.yaml``; Symile's effective scale 256, not clamped at the library's 100),
 top-1 on the validation split after every epoch at the schedule-free average, early stopping
 (patience 5, up to 25 epochs) and the best-validation checkpoint scored on the test split.
 """
@@ -276,7 +278,9 @@ class GatedFragility(Experiment):
                 opt = dict(fc.optimizer)
                 faithful_setting = (
                     f"faithful: {fc.n_bits} bits / {fc.dim} dims / {fc.embedding_dim}-d, schedule-free AdamW "
-                    f"{opt['learning_rate']:g}, batch {fc.batch_size}, validation each epoch, early stopping "
+                    f"{opt['learning_rate']:g}"
+                    + (f" (gradient norm clipped at {opt['global_clipnorm']:g})" if opt.get("global_clipnorm") else "")
+                    + f", batch {fc.batch_size}, validation each epoch, early stopping "
                     f"(patience {fc.patience}, <= {fc.max_epochs} epochs), best-validation checkpoint"
                 )
                 for lab, v in faithful.items():
