@@ -11,9 +11,9 @@ every epoch and writes the curve as JSON.
 It needs a checkout of their repository and a Python with torch, pytorch_lightning, hydra-core
 and schedulefree (not tf_mmcl's environment)::
 
-    git clone https://github.com/TillmannRheude/gated_symile /tmp/gated_symile
-    python -m venv /tmp/ref && /tmp/ref/bin/pip install torch pytorch_lightning hydra-core schedulefree
-    /tmp/ref/bin/python tools/reference_gated_xnor.py --repo=/tmp/gated_symile --method=clip --seed=0
+    git clone https://github.com/TillmannRheude/gated_symile ../gated_symile
+    python -m venv ../ref && ../ref/bin/pip install torch pytorch_lightning hydra-core schedulefree
+    ../ref/bin/python tools/reference_gated_xnor.py --repo=../gated_symile --method=clip --seed=0
 
 ``--method``: ``clip``, ``symile`` (their ``modelname`` configs) or ``gated`` (``symile`` with
 ``use_gate=true`` and ``negative_sampling=pair``, the paper's Gated Symile).
