@@ -3,7 +3,8 @@
 Defaults are the Gated Symile authors' synthetic setting (TillmannRheude/gated_symile,
 ``config/config_synthetic.yaml`` + ``config/encoders/synthetic_xnor.yaml`` +
 ``config/modelname/symile.yaml``): three modalities of 128 input dims, MLP encoders
-128 -> 256 -> 256 -> 256, 256-d embeddings, batch 128, the gate's key width 256 and
+128 -> 256 -> 256 -> 256 and a 256-d projection head (one linear layer more than
+theirs, in both objectives' models alike), 256-d embeddings, batch 128, the gate's key width 256 and
 ``pair_num_negatives`` 512 (clamped to batch - 1 = 127 sampled negatives per row, as their loss
 does), Symile with ``"n"`` negatives. Both objectives are trained with the same optimizer
 (AdamW) through ``model.train_step`` inside one ``tf.function``; each objective's step is timed
