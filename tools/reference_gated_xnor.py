@@ -45,6 +45,12 @@ def parse_args(argv=None):
     parser.add_argument("--max_epochs", type=int, default=None, help="Default: their config's (25).")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's).")
     parser.add_argument("--output", default=None, help="JSON file for the curve (written atomically).")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="An extra Hydra override of their config, e.g. --set=encoders.n_samples=3000 (repeatable).",
+    )
     return parser.parse_args(argv)
 
 
@@ -104,6 +110,7 @@ def run(args):
     overrides = [f"seed={args.seed}"] + METHODS[args.method]
     if args.max_epochs:
         overrides.append(f"max_epochs={args.max_epochs}")
+    overrides += list(args.set)
     with initialize_config_dir(config_dir=os.path.join(repo, "config"), version_base=None):
         cfg = compose(config_name="config_synthetic", overrides=overrides)
     set_all_seeds(seed=cfg.seed)

@@ -32,6 +32,8 @@ def test_methods_are_the_authors_configs():
     assert tool.METHODS["gated"] == ["modelname=symile", "modelname.use_gate=true", "modelname.negative_sampling=pair"]
     args = tool.parse_args(["--repo=r", "--method=gated", "--seed=2", "--max_epochs=3"])
     assert (args.repo, args.method, args.seed, args.max_epochs, args.output) == ("r", "gated", 2, 3, None)
+    args = tool.parse_args(["--repo=r", "--method=clip", "--set=encoders.n_samples=3000", "--set=patience=2"])
+    assert args.set == ["encoders.n_samples=3000", "patience=2"]
     with pytest.raises(SystemExit):
         tool.parse_args(["--repo=r", "--method=gram"])
 
