@@ -53,6 +53,7 @@ from reproductions import common
 from reproductions.base import Experiment, register
 from tf_mmcl.data.audio import log_mel_spectrogram
 from tf_mmcl.evaluation import distinct_candidates, instance_and_class_metrics
+from tf_mmcl.keys import mask_key
 from tf_mmcl.layers import AudioEncoder, ImageEncoder, MLPEncoder, TextEncoder
 from tf_mmcl.models import MultimodalContrastiveModel
 
@@ -380,10 +381,23 @@ def train_m3_model(spec: Mapping, config, data: Mapping, train: Mapping, seed: i
         float(config.weight_decay),
         seed=seed,
         jit_compile=bool(config.get("jit_compile", False)),
-        keys=[k for k in train if k in MODALITIES or k in {f"{m}_mask" for m in MODALITIES}],
+        keys=[k for k in train if k in MODALITIES or k in {mask_key(m) for m in MODALITIES}],
         callbacks=callbacks,
     )
     return model, fit
+
+
+def train_and_score(spec: Mapping, config, data: Mapping, train: Mapping, test: Mapping, seed: int, callbacks=()):
+    """:func:`train_m3_model`, then :func:`evaluate_symile_m3` on ``test`` with the fit's losses and time.
+
+    Returns:
+        ``(metrics, fit)``: the metrics dict (with ``first_loss``, ``final_loss``,
+        ``train_seconds``) and :func:`train_m3_model`'s fit summary.
+    """
+    model, fit = train_m3_model(spec, config, data, train, seed, callbacks)
+    metrics = evaluate_symile_m3(model, test)
+    metrics.update(final_loss=fit["final_loss"], first_loss=fit["first_loss"], train_seconds=fit["seconds"])
+    return metrics, fit
 
 
 def missing_token() -> int:
@@ -431,7 +445,7 @@ def with_missing_modalities(train: Mapping[str, np.ndarray], rate: float, conven
         shape = (n,) + (1,) * (values.ndim - 1)
         if convention == "mask":
             out[m] = np.where(missing.reshape(shape), np.zeros_like(values), values)
-            out[f"{m}_mask"] = ~missing
+            out[mask_key(m)] = ~missing
         elif m == "text":
             stand_in = np.zeros_like(values[:1])
             stand_in[0, 0] = missing_token()
@@ -571,11 +585,9 @@ class M3Digits(Experiment):
                         curve.append([int(step), evaluate_symile_m3(model, test)["class_2to1"]])
 
                     callbacks = [common.EvaluateAt(range(every, int(config.steps) + 1, every), evaluate)]
-                model, fit = train_m3_model(spec, config, data, train, seed, callbacks)
-                metrics = evaluate_symile_m3(model, test)
+                metrics, fit = train_and_score(spec, config, data, train, test, seed, callbacks)
                 if curve:
                     metrics["curve"] = curve
-                metrics.update(final_loss=fit["final_loss"], first_loss=fit["first_loss"], train_seconds=fit["seconds"])
                 entry["methods"][spec["label"]] = metrics
                 log(
                     f"  seed {seed} w={w} {spec['label']}: 2→1 by class {metrics['class_2to1']:.3f} "
@@ -594,11 +606,7 @@ class M3Digits(Experiment):
                     for spec in config.methods:
                         if only and spec["label"] not in only:
                             continue
-                        model, fit = train_m3_model(spec, config, data, partial, seed)
-                        metrics = evaluate_symile_m3(model, test)
-                        metrics.update(
-                            final_loss=fit["final_loss"], first_loss=fit["first_loss"], train_seconds=fit["seconds"]
-                        )
+                        metrics, fit = train_and_score(spec, config, data, partial, test, seed)
                         results[spec["label"]] = metrics
                         log(
                             f"  seed {seed} w={w} {spec['label']}, {100 * rate:.0f} % missing ({convention}): 2→1 "

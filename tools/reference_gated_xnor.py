@@ -76,6 +76,8 @@ def _check(args):
 
 
 def _write_json(path, data):
+    # tf_mmcl.training.files.write_json does this too, but importing tf_mmcl loads TensorFlow, which
+    # the reference environment (torch) does not have.
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
     with os.fdopen(fd, "w") as f:
