@@ -407,6 +407,15 @@ def missing_token() -> int:
     return len(VOCABULARY)
 
 
+def check_missing(rate: float, conventions) -> None:
+    """Raises ValueError unless ``rate`` is in [0, 1) and every convention is one of :data:`MISSING_CONVENTIONS`."""
+    if not 0.0 <= float(rate) < 1.0:
+        raise ValueError(f"missing_rate must be in [0, 1), got {rate}.")
+    for convention in conventions:
+        if convention not in MISSING_CONVENTIONS:
+            raise ValueError(f"missing convention must be one of {MISSING_CONVENTIONS}, got {convention!r}.")
+
+
 def with_missing_modalities(train: Mapping[str, np.ndarray], rate: float, convention: str, seed: int) -> dict:
     """The training arrays with each modality of each row missing with probability ``rate``.
 
@@ -432,10 +441,7 @@ def with_missing_modalities(train: Mapping[str, np.ndarray], rate: float, conven
     Raises:
         ValueError: for a rate outside [0, 1) or an unknown convention.
     """
-    if not 0.0 <= float(rate) < 1.0:
-        raise ValueError(f"missing_rate must be in [0, 1), got {rate}.")
-    if convention not in MISSING_CONVENTIONS:
-        raise ValueError(f"missing convention must be one of {MISSING_CONVENTIONS}, got {convention!r}.")
+    check_missing(rate, [convention])
     rng = np.random.default_rng([int(seed), 13])
     out = dict(train)
     n = len(train["text"])
@@ -551,6 +557,8 @@ class M3Digits(Experiment):
     )
 
     def run_seed(self, config, seed, log):
+        # The missing-modality settings are checked before any training, not after the complete runs.
+        check_missing(float(config.get("missing_rate", 0.0)), list(config.get("missing_conventions", [])))
         only = list(config.get("missing_methods", []))
         unknown = sorted(set(only) - {spec["label"] for spec in config.methods})
         if unknown:

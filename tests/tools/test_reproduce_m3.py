@@ -283,6 +283,14 @@ def test_missing_methods_must_name_methods(tmp_path):
     config = runner.load_config(f"{CONFIGS / 'm3_digits.py'}:quick", dict(overrides, missing_methods=["SYMILE"]))
     with pytest.raises(ValueError, match=r"missing_methods names \['SYMILE'\], which are not labels"):
         experiments.get_experiment("m3_digits").run_seed(config, 0, lambda msg: None)
+    # A bad rate or convention stops the run before any training too (no data are read).
+    for bad, message in (
+        (dict(missing_rate=1.0), r"missing_rate must be in \[0, 1\)"),
+        (dict(missing_conventions=["drop"]), "missing convention must be one of"),
+    ):
+        config = runner.load_config(f"{CONFIGS / 'm3_digits.py'}:quick", dict(overrides, **bad))
+        with pytest.raises(ValueError, match=message):
+            experiments.get_experiment("m3_digits").run_seed(config, 0, lambda msg: None)
 
 
 def test_pairwise_data_is_refused_with_the_variant_named(tmp_path):
