@@ -105,19 +105,6 @@ def test_fit_checks_values_in_graph_mode(inputs, match):
         m.fit(inputs, epochs=1, batch_size=8, verbose=0)
 
 
-def test_a_second_fit_with_another_width_is_refused_before_the_encoder():
-    # fit reuses its step traced with relaxed shapes, so the width is unknown when traced: the
-    # run-time check on the input names the modality instead of a matmul size error deep inside.
-    m = make("clip")
-    m.compile(optimizer="adam")
-    m.fit(X, epochs=1, batch_size=8, verbose=0)
-    wider = dict(X, b=np.concatenate([X["b"], X["b"][:, :1]], axis=1))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="input_b_must_have_the_built_shape"):
-        m.fit(wider, epochs=1, batch_size=8, verbose=0)
-    with pytest.raises(ValueError, match="the model was built for"):
-        m.embed("b", wider["b"])
-
-
 @pytest.mark.parametrize(
     "inputs,error,match",
     [

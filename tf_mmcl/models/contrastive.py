@@ -256,7 +256,8 @@ class MultimodalContrastiveModel(keras.Model):
             if mask is not None:
                 masks[n] = check_mask(mask, mask_key(n), None, self._input_checks)
             if n in inputs:
-                values[n] = self._check_input_shape(n, inputs[n])
+                values[n] = inputs[n]
+                self._check_input_shape(n, values[n])
             elif mask is not None:
                 if self._modality_shapes is None:
                     raise ValueError(
@@ -292,21 +293,18 @@ class MultimodalContrastiveModel(keras.Model):
         return values, masks
 
     def _check_input_shape(self, name, value, what=None):
-        """Once built, each modality's input must keep its rank and trailing sizes; returns the input.
-
-        Sizes unknown when a graph is traced are checked at run time (the returned tensor).
+        """Once built, each modality's input must keep its rank and known trailing sizes.
 
         Strings and bools are refused (no encoder takes them); float inputs must be finite
         (checked on the host in eager mode, by run-time assertions collected in
         ``self._input_checks`` inside a graph).
         """
         what = what or f"Input {name!r}"
-        original = value
         if isinstance(value, (str, bytes)):
             raise TypeError(f"{what} must be an array of the modality's raw values, got a string.")
         if not hasattr(value, "shape") or not hasattr(value, "dtype"):
             if isinstance(value, dict):
-                return original  # structured inputs (e.g. a backbone's dict of arrays): the encoder checks them
+                return  # structured inputs (e.g. a backbone's dict of arrays): the encoder checks them
             value = ops.convert_to_tensor(value)
         dtype = str(getattr(value.dtype, "name", value.dtype))
         if dtype in ("string", "object", "bool") or dtype.startswith(("<U", "|S", "str", "bytes")):
@@ -322,7 +320,7 @@ class MultimodalContrastiveModel(keras.Model):
                 details=lambda: f"{int(np.size(value) - np.count_nonzero(np.isfinite(np.asarray(value))))} value(s)",
             )
         if self._modality_shapes is None:
-            return original
+            return
         expected = self._modality_shapes[name]
         shape = tuple(value.shape)
         if len(shape) != len(expected):
@@ -330,16 +328,9 @@ class MultimodalContrastiveModel(keras.Model):
                 f"{what} has rank {len(shape)} (shape {shape}); the model was built "
                 f"for rank {len(expected)} (shape {expected})."
             )
-        unknown = False
         for got, want in zip(shape[1:], expected[1:]):
             if got is not None and want is not None and int(got) != int(want):
                 raise ValueError(f"{what} has shape {shape}; the model was built for {expected}.")
-            unknown = unknown or (got is None and want is not None)
-        if unknown and not tf.executing_eagerly():
-            # A step traced with relaxed shapes (fit reuses one) cannot see the size: check it at run
-            # time on the input itself, before any encoder uses it; the op's name says what failed.
-            return tf.ensure_shape(value, (None,) + tuple(expected[1:]), name=f"input_{name}_must_have_the_built_shape")
-        return original
 
     def _features(self, values, training=None):
         features = {n: self.encoders[n](x, training=training) for n, x in values.items()}
