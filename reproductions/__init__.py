@@ -28,7 +28,7 @@ from reproductions import (  # noqa: F401  (importing registers them)
 from reproductions.base import EXPERIMENTS, Experiment, get_experiment, register
 from reproductions.runner import assemble_markdown, load_config, run_experiment
 
-# Report order: the four synthetic studies, then noise robustness and the two m3_digits
+# Report order: the four synthetic studies, then noise robustness and the three m3_digits
 # experiments (noise_robustness imports them, so they register first).
 for _name in (
     "symile_xor",
@@ -38,6 +38,7 @@ for _name in (
     "noise_robustness",
     "m3_digits",
     "m3_digits_pairwise",
+    "m3_digits_wide",
 ):
     EXPERIMENTS[_name] = EXPERIMENTS.pop(_name)
 del _name

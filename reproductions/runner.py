@@ -21,6 +21,7 @@ import ml_collections
 
 from reproductions import common
 from reproductions.base import EXPERIMENTS, get_experiment
+from reproductions.seed_store import SeedStore, to_json_value
 from tf_mmcl.training.files import atomic_path, write_text
 
 __all__ = ["load_config", "experiment_name", "run_experiment", "assemble_markdown", "resummarize"]
@@ -126,25 +127,46 @@ def _run_seed_in_worker(name: str, config, seed: int) -> dict:
     return get_experiment(name).run_seed(config, seed, lambda msg: print(msg, flush=True))
 
 
-def _run_seeds(experiment, config, num_seeds: int, jobs: int, log) -> list:
-    """Per-seed results in seed order, run in ``jobs`` processes when ``jobs > 1``."""
-    jobs = max(1, min(int(jobs), num_seeds))
-    if jobs == 1:
-        return [experiment.run_seed(config, seed, log) for seed in range(num_seeds)]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+def _run_seeds(experiment, config, num_seeds: int, jobs: int, log, store: SeedStore | None = None) -> tuple:
+    """``(per-seed results in seed order, the seeds taken from store)``.
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    log(f"[{experiment.name}] {num_seeds} seeds in {jobs} processes, {threads} thread(s) each")
-    # "spawn": a forked TensorFlow runtime (thread pools, locks) is not safe to reuse.
-    with ProcessPoolExecutor(
-        max_workers=jobs,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_seed_worker,
-        initargs=(threads,),
-    ) as pool:
-        futures = [pool.submit(_run_seed_in_worker, experiment.name, config, seed) for seed in range(num_seeds)]
-        return [f.result() for f in futures]
+    Seeds ``store`` already holds (a killed run of the same command) are not run again; each
+    seed run now is saved to ``store`` as soon as it finishes. The others run in ``jobs``
+    processes when ``jobs > 1``. Every result is returned as it reads back from JSON.
+    """
+    done = store.load(num_seeds) if store is not None else {}
+    resumed = sorted(done)
+    if resumed:
+        log(f"[{experiment.name}] resuming: seed(s) {resumed} finished earlier by this command ({store.directory})")
+    todo = [seed for seed in range(num_seeds) if seed not in done]
+
+    def finished(seed, result):
+        result = to_json_value(result, _json_default)
+        if store is not None:
+            store.save(seed, result)
+        done[seed] = result
+
+    jobs = max(1, min(int(jobs), len(todo)))
+    if jobs <= 1:
+        for seed in todo:
+            finished(seed, experiment.run_seed(config, seed, log))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        log(f"[{experiment.name}] {len(todo)} seeds in {jobs} processes, {threads} thread(s) each")
+        # "spawn": a forked TensorFlow runtime (thread pools, locks) is not safe to reuse.
+        with ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_seed_worker,
+            initargs=(threads,),
+        ) as pool:
+            futures = {pool.submit(_run_seed_in_worker, experiment.name, config, seed): seed for seed in todo}
+            for future in as_completed(futures):  # saved as each finishes, not when the last does
+                finished(futures[future], future.result())
+    return [done[seed] for seed in range(num_seeds)], resumed
 
 
 def run_experiment(
@@ -156,6 +178,7 @@ def run_experiment(
     log: Callable[[str], None] = print,
     jobs: int = 1,
     config: ml_collections.ConfigDict | None = None,
+    resume: bool = True,
 ) -> dict:
     """Runs one experiment over its seeds and writes its JSON record and plot.
 
@@ -173,6 +196,9 @@ def run_experiment(
             ``wall_time_s`` is the parallel wall time).
         config: the config of ``config_file`` already loaded (as ``tools/reproduce.py``'s
             ``--config`` flag does); default: loaded from ``config_file``.
+        resume: reuse the seeds a killed run of the same experiment, config and code finished
+            (kept in ``<output_dir>/results/.seeds/`` until the record is written); False runs
+            every seed afresh and discards them.
 
     Returns:
         The JSON record.
@@ -191,8 +217,11 @@ def run_experiment(
     (out / PLOTS_SUBDIR).mkdir(parents=True, exist_ok=True)
     machine = common.machine_description()
     log(f"[{name}] {variant or 'full'} run, {num_seeds} seed(s)")
+    store = SeedStore(out / RESULTS_SUBDIR, name, config.to_dict(), _json_default, log)
+    if not resume:
+        store.clear()
     with common.Timer() as timer:
-        per_seed = _run_seeds(experiment, config, num_seeds, jobs, log)
+        per_seed, resumed = _run_seeds(experiment, config, num_seeds, jobs, log, store)
     summary = experiment.summarize(per_seed, config)
     plot_rel = f"{PLOTS_SUBDIR}/results_{name}.png"
     with atomic_path(out / plot_rel) as tmp:  # a killed run leaves the previous plot, not half of one
@@ -209,6 +238,7 @@ def run_experiment(
         "overrides": overrides,
         "machine": machine,
         "wall_time_s": round(timer.seconds, 1),
+        "resumed_seeds": resumed,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "config": config.to_dict(),
         "per_seed": per_seed,
@@ -217,6 +247,7 @@ def run_experiment(
     }
     path = out / RESULTS_SUBDIR / f"{name}.json"
     write_text(path, json.dumps(record, indent=1, default=_json_default) + "\n")
+    store.clear()  # the record holds every seed now
     log(f"[{name}] done in {timer.seconds:.0f}s -> {path}")
     return record
 

@@ -25,6 +25,9 @@ others' sections. Each record holds the command that reproduces it alone
 defaults to docs (the committed results) for full runs and to workdir/reproduce_quick
 (git-ignored) for quick runs, so a quick check never overwrites the committed results; pass
 --output_dir=docs to regenerate them on purpose.
+A killed run resumes: each finished seed is kept in <output_dir>/results/.seeds/ until the record
+is written, and the same command trains only the seeds still missing (never seeds of another
+config or of other code); --noresume starts afresh.
 The experiment logic lives in the top-level reproductions/ package; configs in configs/reproduce/.
 """
 
@@ -76,6 +79,12 @@ flags.DEFINE_bool(
 )
 flags.DEFINE_integer(
     "jobs", 1, "Seeds run in parallel worker processes (each gets cores // jobs threads).", lower_bound=1
+)
+flags.DEFINE_bool(
+    "resume",
+    True,
+    "Reuse the seeds that a killed run of the same experiment, config and code finished (kept in "
+    "<output_dir>/results/.seeds/ until the record is written); --noresume runs every seed afresh.",
 )
 flags.DEFINE_bool("list", False, "List the registered experiments and exit.")
 
@@ -134,7 +143,7 @@ def _command(config_file):
         value = args[i + 1] if separate and i + 1 < len(args) else arg.partition("=")[2]
         if name in ("output_dir", "results_md"):
             kept.append(f"--{name}={_relative(value)}")
-        elif name not in ("experiments", "config", "quick", "noquick"):
+        elif name not in ("experiments", "config", "quick", "noquick", "resume", "noresume"):
             kept.append(arg)
         i += 2 if separate else 1
     return " ".join(["python", "tools/reproduce.py", *(shlex.quote(a) for a in [f"--config={config_file}", *kept])])
@@ -184,6 +193,7 @@ def _run():
                 output_dir=output_dir,
                 command=_command(recorded),
                 jobs=FLAGS.jobs,
+                resume=FLAGS.resume,
             )
             experiments.assemble_markdown(output_dir, FLAGS.results_md)
         print(f"All done in {time.time() - start:.0f}s.")

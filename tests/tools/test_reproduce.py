@@ -201,6 +201,7 @@ def test_every_registered_experiment_has_a_full_config_and_a_quick_variant():
         "noise_robustness",
         "m3_digits",
         "m3_digits_pairwise",
+        "m3_digits_wide",
     ]
     assert sorted(p.stem for p in CONFIGS.glob("*.py") if p.stem != "common") == sorted(experiments.EXPERIMENTS)
     for name in experiments.EXPERIMENTS:

@@ -189,7 +189,10 @@ def test_config_full_and_quick():
     full = runner.load_config(CONFIGS / "m3_digits.py")
     quick = runner.load_config(f"{CONFIGS / 'm3_digits.py'}:quick")
     assert full.num_seeds >= 3 and quick.num_seeds == 2 and quick.steps < full.steps
-    assert list(full.dataset_configs) == ["symile_m3_2", "symile_m3_5", "symile_m3_10"]
+    assert list(full.dataset_configs) == ["symile_m3_2"]
+    wide = runner.load_config(CONFIGS / "m3_digits_wide.py")
+    assert list(wide.dataset_configs) == ["symile_m3_5", "symile_m3_10"] and wide.train_pairings > 1
+    assert wide.steps > full.steps and wide.methods == full.methods
     assert [m["label"] for m in full.methods] == LABELS
     assert {"m3_digits", "m3_digits_pairwise"} <= set(experiments.EXPERIMENTS)
     assert runner.load_config(CONFIGS / "m3_digits_pairwise.py").dataset_config == "default"
