@@ -162,8 +162,16 @@ def test_verdict_follows_symile_clip_and_the_text_only_limit():
     held = exp.summarize(
         _per_seed({"2": {"Symile": 0.9, "CLIP": 0.55}, "5": {"Symile": 0.5, "CLIP": 0.3}}, limit), config
     )
-    # Holding at every width run, but not every width of the paper was run: said in the verdict.
-    assert held["verdict"].startswith("**partly reproduced** (holds at w = 2, 5; w = 10 not run)"), held["verdict"]
+    # Holding at every width run, but not every width of the paper was run: the verdict names where it is.
+    assert held["verdict"].startswith(
+        "**partly reproduced** (holds at w = 2, 5; w = 10 in the record m3_digits_wide)"
+    ), held["verdict"]
+    wide = experiments.get_experiment("m3_digits_wide").summarize(
+        _per_seed({"5": {"Symile": 0.5, "CLIP": 0.3}}, limit), config
+    )
+    assert wide["verdict"].startswith(
+        "**partly reproduced** (holds at w = 5; w = 2 in the record m3_digits; w = 10 not run)"
+    ), wide["verdict"]
     assert "w=2: Symile 90.0 %, CLIP 55.0 %" in held["verdict"]
     every_width = exp.summarize(
         _per_seed(

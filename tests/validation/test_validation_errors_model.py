@@ -105,6 +105,36 @@ def test_fit_checks_values_in_graph_mode(inputs, match):
         m.fit(inputs, epochs=1, batch_size=8, verbose=0)
 
 
+def test_a_second_fit_with_another_width_is_refused_before_any_step():
+    # Keras reuses a step traced with relaxed shapes, where the width is unknown: without the host
+    # check the mistake surfaced as "Matrix size-incompatible" inside an encoder.
+    m = make("clip")
+    m.compile(optimizer="adam")
+    m.fit(X, epochs=1, batch_size=8, verbose=0)
+    m.fit(dict(X), epochs=1, batch_size=4, verbose=0)  # the same widths: fine
+    wider = dict(X, b=np.concatenate([X["b"], X["b"][:, :1]], axis=1))
+    message = r"modality 'b' has rows of shape \(4\); the model was built for rows of shape \(3\)"
+    with pytest.raises(ValueError, match="fit: x: " + message):
+        m.fit(wider, epochs=1, batch_size=8, verbose=0)
+    with pytest.raises(ValueError, match=r"fit: x \(a tf.data.Dataset\): " + message):
+        m.fit(tf.data.Dataset.from_tensor_slices(wider).batch(8), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="fit: validation_data: " + message):
+        m.fit(X, epochs=1, batch_size=8, verbose=0, validation_data=(wider,))
+    with pytest.raises(ValueError, match="evaluate: x: " + message):
+        m.evaluate(wider, batch_size=8, verbose=0)
+    with pytest.raises(
+        ValueError, match=r"predict: x: modality 'b' has rows of shape \(1, 3\); .* built for rows of shape \(3\)"
+    ):
+        m.predict(dict(X, b=X["b"][:, None, :]), batch_size=8, verbose=0)
+    with pytest.raises(ValueError, match="the model was built for"):
+        m.embed("b", wider["b"])
+    # The weights were not touched by the refused calls.
+    before = [w.numpy().copy() for w in m.weights]
+    with pytest.raises(ValueError):
+        m.fit(wider, epochs=1, batch_size=8, verbose=0)
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, m.weights))
+
+
 @pytest.mark.parametrize(
     "inputs,error,match",
     [

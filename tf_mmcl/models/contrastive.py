@@ -491,7 +491,61 @@ class MultimodalContrastiveModel(keras.Model):
                     f"fit: the arrays of x have different numbers of rows {rows}; row i of every "
                     "modality is one example, so pass aligned arrays."
                 )
+        self._check_data_shapes(x, "fit: x")
+        validation = kwargs.get("validation_data", given.get("validation_data"))
+        self._check_data_shapes(validation, "fit: validation_data")
         return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        """``keras.Model.evaluate``, with the inputs' widths checked against the built model first."""
+        self._check_data_shapes(x, "evaluate: x")
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """``keras.Model.predict``, with the inputs' widths checked against the built model first."""
+        self._check_data_shapes(x, "predict: x")
+        return super().predict(x, *args, **kwargs)
+
+    def _check_data_shapes(self, data, where):
+        """Once built, the data's modalities must have the built trailing sizes; checked on the host.
+
+        Keras reuses a train/test/predict step traced with relaxed shapes (a second ``fit`` with
+        other data), so inside the step a wrong width is unknown at trace time and would surface
+        as a matrix-size error deep inside an encoder. A dict of arrays and a ``tf.data.Dataset``
+        (its ``element_spec``) are checked here, before any step runs; other sources (generators,
+        ``PyDataset``) keep the checks inside the step.
+        """
+        if self._modality_shapes is None or data is None:
+            return
+        if isinstance(data, tf.data.Dataset):
+            spec = data.element_spec
+            features = spec[0] if isinstance(spec, tuple) and spec else spec
+            if isinstance(features, dict):
+                for n in self.modalities:
+                    if n in features and isinstance(features[n], tf.TensorSpec):
+                        self._check_built_width(n, tuple(features[n].shape)[1:], f"{where} (a tf.data.Dataset)")
+            return
+        if isinstance(data, tuple) and data and isinstance(data[0], dict):  # validation_data=(x,) or (x, y)
+            data = data[0]
+        if isinstance(data, dict):
+            for n in self.modalities:
+                shape = getattr(data.get(n), "shape", None)
+                if shape is not None and len(shape):
+                    self._check_built_width(n, tuple(shape)[1:], where)
+
+    def _check_built_width(self, name, trailing, where):
+        expected = self._modality_shapes[name]
+        want = tuple(expected[1:])
+        same_rank = len(trailing) == len(want)
+        if same_rank and all(g is None or w is None or int(g) == int(w) for g, w in zip(trailing, want)):
+            return
+        got = ", ".join("?" if d is None else str(int(d)) for d in trailing)
+        built = ", ".join("?" if d is None else str(int(d)) for d in want)
+        raise ValueError(
+            f"{where}: modality {name!r} has rows of shape ({got}); the model was built for rows of shape "
+            f"({built}). Pass {name!r} with the width the model was built with, or build a new model for "
+            "the new inputs."
+        )
 
     def train_step(self, data):
         # tf_mmcl.training.fit's divergence guard: Keras' step plus finite checks of the inputs,
