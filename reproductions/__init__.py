@@ -9,8 +9,11 @@ file, e.g. ``run_experiment("configs/reproduce/symile_xor.py:quick", {"steps": 5
 * ``gated_fragility``: Gated Symile vs Symile vs CLIP as unreliable modalities grow.
 * ``misalignment``: Negate-or-Embrace identifiability R² per latent block.
 * ``noise_robustness``: accuracy with one modality degraded at 10/15/20 dB SNR.
-* ``m3_digits``: Symile-M3's image from text + audio (w = 2, 5, 10) on the offline ``m3_digits``.
+* ``m3_digits``: Symile-M3's image from text + audio (w = 2) on the offline ``m3_digits``.
 * ``m3_digits_pairwise``: the pairwise contrast, text from image + audio on ``m3_digits/default``.
+* ``m3_digits_wide``: ``m3_digits`` at w = 5 and 10, on recomposed training rows, with their budget.
+
+A run killed part-way resumes from its finished seeds (:mod:`reproductions.seed_store`).
 
 Add one by subclassing :class:`~reproductions.base.Experiment`, decorating it with
 :func:`~reproductions.base.register`, importing its module here and writing its config.
