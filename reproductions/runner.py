@@ -324,7 +324,13 @@ def _section_md(record, md_dir: Path, output_dir: Path) -> list:
         f"- **Run**: {kind}, {record['num_seeds']} seed(s), {record['date']}",
         f"- **Machine**: {record['machine']}",
         f"- **Wall time**: {record['wall_time_s']:.0f} s"
-        + (f" ({record['jobs']} seeds at a time, in parallel processes)" if record.get("jobs", 1) > 1 else ""),
+        + (f" ({record['jobs']} seeds at a time, in parallel processes)" if record.get("jobs", 1) > 1 else "")
+        + (
+            f"; seed(s) {record['resumed_seeds']} were finished by an earlier, interrupted run of the same command "
+            "(same config and code) and are not in this time"
+            if record.get("resumed_seeds")
+            else ""
+        ),
         f"- **Command**: `{record['command']}`" if record["command"] else "- **Command**: (API call)",
         f"- **Source**: {record['source']}",
         f"- **Claim**: {record['claim']}",

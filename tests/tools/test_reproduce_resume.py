@@ -62,6 +62,8 @@ def test_a_run_that_dies_resumes_with_the_missing_seeds_only(tmp_path, monkeypat
     assert calls == [0, 1, 2] and uninterrupted["resumed_seeds"] == []
     assert _measurements(resumed) == _measurements(uninterrupted)
     assert resumed["tables"] == uninterrupted["tables"] and resumed["verdict"] == uninterrupted["verdict"]
+    markdown = Path(runner.assemble_markdown(str(out))).read_text()
+    assert "seed(s) [0, 1] were finished by an earlier, interrupted run of the same command" in markdown
 
 
 def test_other_config_other_code_and_noresume_run_every_seed(tmp_path, monkeypatch):
