@@ -880,15 +880,28 @@ class M3Digits(Experiment):
         for lab, (what, uses, stays) in how.items():
             if lab not in labels:
                 continue
-            cells, used = [], []
+            cells, used, split = [], [], False
             for w in widths:
                 v, sym, lim = mean(w, lab, "class_2to1"), mean(w, "Symile", "class_2to1"), limit(w)
                 used.append(v > lim + 0.05)
+                # The mean can hide seeds that disagree (one learns the interaction, the others do not).
+                seeds = [float(s["widths"][w]["methods"][lab]["class_2to1"]) for s in per_seed]
+                above = sum(x > lim + 0.05 for x in seeds)
+                spread = ""
+                if 0 < above < len(seeds):
+                    split = True
+                    spread = (
+                        f"; above the text-only limit on {above} of {len(seeds)} seeds: "
+                        + " / ".join(f"{100 * x:.1f}" for x in seeds)
+                        + " %"
+                    )
                 cells.append(
                     f"w={w}: {100 * v:.1f} % ({v / max(sym, 1e-9):.2f} × Symile, "
-                    f"{100 * (v - lim):+.1f} points vs text-only)"
+                    f"{100 * (v - lim):+.1f} points vs text-only{spread})"
                 )
             verdict_lab = uses if all(used) else stays if not any(used) else "it depends on w"
+            if split:
+                verdict_lab += " (on the mean over seeds; the seeds disagree, as given)"
             findings.append(f"{lab}: {'; '.join(cells)}. {what}; {verdict_lab}.")
         for w in widths:
             cells = ", ".join(f"{lab} {100 * mean(w, lab, 'class_text_image'):.1f}" for lab in labels)

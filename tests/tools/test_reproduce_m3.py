@@ -369,3 +369,18 @@ def test_train_tool_on_symile_m3_tiny(tmp_path):
     # The image is the target, scored by digit class (10 class-mean candidates), from both and each.
     for direction in ("| audio,text->image |", "| audio->image |", "| text->image |"):
         assert direction in proc.stdout, proc.stdout[-3000:]
+
+
+def test_findings_name_seeds_that_disagree_with_the_mean():
+    config = ml_collections.ConfigDict(
+        {"methods": [{"label": "Symile"}, {"label": "CLIP"}, {"label": "ConFu"}], "steps": 1, "batch_size": 1}
+    )
+    limit = {"2": 0.55}
+    learned = _per_seed({"2": {"Symile": 0.9, "CLIP": 0.55, "ConFu": 0.9}}, limit)[0]
+    stuck = _per_seed({"2": {"Symile": 0.9, "CLIP": 0.55, "ConFu": 0.5}}, limit)[0]
+    summary = experiments.get_experiment("m3_digits").summarize([stuck, stuck, learned], config)
+    confu = next(f for f in summary["findings"] if f.startswith("ConFu"))
+    assert "above the text-only limit on 1 of 3 seeds: 50.0 / 50.0 / 90.0 %" in confu, confu
+    assert "the seeds disagree" in confu
+    agree = experiments.get_experiment("m3_digits").summarize([learned, learned], config)
+    assert "seeds disagree" not in next(f for f in agree["findings"] if f.startswith("ConFu"))
