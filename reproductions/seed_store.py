@@ -5,7 +5,7 @@ killed run used to lose every finished seed. :class:`SeedStore` writes each seed
 soon as it is finished, atomically, to
 ``<output_dir>/results/.seeds/<experiment>-<config digest>/seed_<s>.json``; the same command
 (same experiment, same config after overrides) then trains only the seeds that are missing, and
-the record is removed once the experiment's record is written.
+the folder is removed once the experiment's record is written.
 
 A stored seed is reused only when it was produced by the same config *and* the same code: the
 file holds a digest of the library's and the experiments' Python sources, and a seed from other
