@@ -13,7 +13,8 @@ file, e.g. ``run_experiment("configs/reproduce/symile_xor.py:quick", {"steps": 5
 * ``m3_digits_pairwise``: the pairwise contrast, text from image + audio on ``m3_digits/default``.
 * ``m3_digits_wide``: ``m3_digits`` at w = 5 and 10, on recomposed training rows, with their budget.
 
-A run killed part-way resumes from its finished seeds (:mod:`reproductions.seed_store`).
+A run killed part-way resumes from its finished seeds (:mod:`reproductions.seed_store`); a run of
+some parts of an experiment (m3's widths) is joined into its record (:mod:`reproductions.record_parts`).
 
 Add one by subclassing :class:`~reproductions.base.Experiment`, decorating it with
 :func:`~reproductions.base.register`, importing its module here and writing its config.

@@ -25,12 +25,17 @@ class Experiment:
         title: section title in docs/results.md.
         source: the paper (and table/figure) the experiment reproduces.
         claim: the paper's claim being checked, in one sentence.
+        parts_key: a config key listing independent parts of the experiment (m3_digits_wide's
+            ``dataset_configs``, one width each), or None. A run of some parts is joined into the
+            record holding the others (:mod:`reproductions.record_parts`); such an experiment
+            implements :meth:`merge_parts`.
     """
 
     name: str = ""
     title: str = ""
     source: str = ""
     claim: str = ""
+    parts_key: str | None = None
 
     def run_seed(self, config, seed: int, log: Callable[[str], None]) -> dict:
         """Runs the experiment for one seed.
@@ -53,6 +58,10 @@ class Experiment:
             "verdict": one line saying whether the claim held}``.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement summarize.")
+
+    def merge_parts(self, kept: dict, new: dict, parts: list) -> dict:
+        """One seed's results with the parts of ``kept`` and ``new`` (``new``'s win), ordered as ``parts``."""
+        raise NotImplementedError(f"{type(self).__name__} has no parts to merge (parts_key is {self.parts_key!r}).")
 
     def plot(self, per_seed: list, config, path: str) -> None:
         """Writes the experiment's figure (PNG) to ``path``."""

@@ -544,6 +544,7 @@ def evaluate_symile_m3(model: MultimodalContrastiveModel, test: Mapping[str, np.
 @register
 class M3Digits(Experiment):
     name = "m3_digits"
+    parts_key = "dataset_configs"  # the widths can be run (and rerun) one at a time, into one record
     # The paper's widths another experiment's record holds (its verdict names them, not "not run").
     other_records = {"5": "m3_digits_wide", "10": "m3_digits_wide"}
     title = "6. m3_digits (Symile-M3's structure at toy scale): image from text + audio"
@@ -624,6 +625,12 @@ class M3Digits(Experiment):
                         )
             out["widths"][str(w)] = entry
         return out
+
+    def merge_parts(self, kept, new, parts):
+        # A part is one dataset config, stored under its width; a width run again is replaced.
+        widths = {**kept["widths"], **new["widths"]}
+        order = sorted(widths, key=lambda w: parts.index(widths[w]["dataset_config"]))
+        return {**kept, **new, "widths": {w: widths[w] for w in order}}
 
     def summarize(self, per_seed, config):
         labels = [m["label"] for m in config.methods]

@@ -21,10 +21,11 @@ import ml_collections
 
 from reproductions import common
 from reproductions.base import EXPERIMENTS, get_experiment
+from reproductions.record_parts import merge_records, strip_output_flags
 from reproductions.seed_store import SeedStore, to_json_value
-from tf_mmcl.training.files import atomic_path, write_text
+from tf_mmcl.training.files import CorruptFileError, atomic_path, read_json, write_text
 
-__all__ = ["load_config", "experiment_name", "run_experiment", "assemble_markdown", "resummarize"]
+__all__ = ["load_config", "experiment_name", "run_experiment", "assemble_markdown", "resummarize", "merge_from"]
 
 RESULTS_SUBDIR = "results"
 PLOTS_SUBDIR = "plots"
@@ -179,6 +180,7 @@ def run_experiment(
     jobs: int = 1,
     config: ml_collections.ConfigDict | None = None,
     resume: bool = True,
+    merge: bool = True,
 ) -> dict:
     """Runs one experiment over its seeds and writes its JSON record and plot.
 
@@ -199,6 +201,10 @@ def run_experiment(
         resume: reuse the seeds a killed run of the same experiment, config and code finished
             (kept in ``<output_dir>/results/.seeds/`` until the record is written); False runs
             every seed afresh and discards them.
+        merge: for an experiment with parts (``parts_key``, e.g. m3_digits_wide's
+            ``dataset_configs``), a run of some parts is joined into the record at
+            ``<output_dir>/results/<name>.json`` that holds the others when both measure the same
+            thing (:mod:`reproductions.record_parts`); False replaces that record.
 
     Returns:
         The JSON record.
@@ -222,10 +228,6 @@ def run_experiment(
         store.clear()
     with common.Timer() as timer:
         per_seed, resumed = _run_seeds(experiment, config, num_seeds, jobs, log, store)
-    summary = experiment.summarize(per_seed, config)
-    plot_rel = f"{PLOTS_SUBDIR}/results_{name}.png"
-    with atomic_path(out / plot_rel) as tmp:  # a killed run leaves the previous plot, not half of one
-        experiment.plot(per_seed, config, tmp)
     record = {
         "experiment": name,
         "title": experiment.title,
@@ -240,16 +242,89 @@ def run_experiment(
         "wall_time_s": round(timer.seconds, 1),
         "resumed_seeds": resumed,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "config": config.to_dict(),
+        "code_digest": store.code_digest,
+        "config": to_json_value(config.to_dict(), _json_default),
         "per_seed": per_seed,
-        "plot": plot_rel,
-        **summary,
+        "plot": f"{PLOTS_SUBDIR}/results_{name}.png",
     }
     path = out / RESULTS_SUBDIR / f"{name}.json"
-    write_text(path, json.dumps(record, indent=1, default=_json_default) + "\n")
+    if merge and experiment.parts_key:
+        record = _joined_with_record_at(path, record, experiment, config_file, log)
+    _write_record(out, path, record, experiment)
     store.clear()  # the record holds every seed now
     log(f"[{name}] done in {timer.seconds:.0f}s -> {path}")
     return record
+
+
+def _write_record(out: Path, path: Path, record: dict, experiment) -> None:
+    """Summarises ``record``, draws its plot and writes both (each atomically)."""
+    config = _to_config(record["config"])
+    record.update(experiment.summarize(record["per_seed"], config))
+    with atomic_path(out / record["plot"]) as tmp:  # a killed run leaves the previous plot, not half of one
+        experiment.plot(record["per_seed"], config, tmp)
+    write_text(path, json.dumps(record, indent=1, default=_json_default) + "\n")
+
+
+def _joined_with_record_at(path: Path, record: dict, experiment, config_file, log) -> dict:
+    """``record`` joined with the record already at ``path`` (its other parts), or ``record`` itself."""
+    if not path.exists():
+        return record
+    try:
+        kept = read_json(path, f"the record of {record['experiment']}")
+    except CorruptFileError as e:
+        log(f"[{record['experiment']}] {e}; it is replaced.")
+        return record
+    default_parts = list(load_config(_split(config_file)[0])[experiment.parts_key])
+    joined, why = merge_records(kept, record, experiment, default_parts)
+    key = experiment.parts_key
+    if joined is None:
+        log(f"[{record['experiment']}] the record at {path} is replaced, not joined: {why}.")
+        return record
+    log(
+        f"[{record['experiment']}] {key} {record['config'][key]} joined with {path}, which holds "
+        f"{[p for p in kept['config'][key] if p not in record['config'][key]]}: the record has {joined['config'][key]}."
+    )
+    return joined
+
+
+def merge_from(source_dir: str, output_dir: str = "docs", names: Sequence[str] | None = None, log=print) -> list:
+    """Joins the records under ``<source_dir>/results`` into those under ``<output_dir>/results``.
+
+    For parts run elsewhere (another machine, another checkout, ``--output_dir``): a record of an
+    experiment with parts is joined with the record of its other parts as :func:`run_experiment`
+    does; any other record, or one that measures something else, replaces the record there. The
+    joined runs' commands lose their ``--output_dir``/``--results_md``. Plots are redrawn.
+
+    Returns:
+        The names of the records written.
+
+    Raises:
+        ValueError: when ``source_dir`` holds no record (of ``names``).
+    """
+    src, out = Path(source_dir), Path(output_dir)
+    (out / RESULTS_SUBDIR).mkdir(parents=True, exist_ok=True)
+    (out / PLOTS_SUBDIR).mkdir(parents=True, exist_ok=True)
+    done = []
+    for source in sorted((src / RESULTS_SUBDIR).glob("*.json")):
+        record = read_json(source, "a record to merge")
+        name = record.get("experiment")
+        if (names and name not in names) or name not in EXPERIMENTS:
+            continue
+        experiment = get_experiment(name)
+        record["command"] = strip_output_flags(record.get("command", ""))
+        for run in record.get("runs", []):
+            run["command"] = strip_output_flags(run.get("command", ""))
+        path = out / RESULTS_SUBDIR / f"{name}.json"
+        if experiment.parts_key:
+            config_file = Path(__file__).resolve().parent.parent / "configs" / "reproduce" / f"{name}.py"
+            record = _joined_with_record_at(path, record, experiment, config_file, log)
+        _write_record(out, path, record, experiment)
+        log(f"[{name}] {source} -> {path}")
+        done.append(name)
+    if not done:
+        which = f" of {list(names)}" if names else ""
+        raise ValueError(f"No experiment record{which} under {src / RESULTS_SUBDIR}.")
+    return done
 
 
 def resummarize(output_dir: str = "docs", names: Sequence[str] | None = None, log=print) -> list:
@@ -268,12 +343,7 @@ def resummarize(output_dir: str = "docs", names: Sequence[str] | None = None, lo
         name = record["experiment"]
         if (names and name not in names) or name not in EXPERIMENTS:
             continue
-        experiment = get_experiment(name)
-        config = _to_config(record["config"])
-        record.update(experiment.summarize(record["per_seed"], config))
-        with atomic_path(out / record["plot"]) as tmp:
-            experiment.plot(record["per_seed"], config, tmp)
-        write_text(path, json.dumps(record, indent=1, default=_json_default) + "\n")
+        _write_record(out, path, record, get_experiment(name))
         log(f"[{name}] re-summarised from {path}")
         done.append(name)
     return done
@@ -317,6 +387,24 @@ def _table_md(table) -> list:
     return lines + [""]
 
 
+def _runs_md(record) -> list:
+    """The runs a joined record's parts come from (none for a record measured by one run)."""
+    runs = record.get("runs") or []
+    if len(runs) < 2:
+        return []
+    key = get_experiment(record["experiment"]).parts_key if record["experiment"] in EXPERIMENTS else "parts"
+    lines = ["- **Runs**: the command above runs every part at once; the parts were measured by separate runs of it:"]
+    for run in runs:
+        lines.append(
+            f"  - `{key}` = {', '.join(run['parts'])}: `{run['command'] or '(API call)'}`, {run['date']}, "
+            f"{float(run['wall_time_s']):.0f} s"
+            + (f" ({run['jobs']} seeds at a time)" if run.get("jobs", 1) > 1 else "")
+            + (f", seed(s) {run['resumed_seeds']} resumed from an interrupted run" if run.get("resumed_seeds") else "")
+            + f"; {run['machine']}"
+        )
+    return lines
+
+
 def _section_md(record, md_dir: Path, output_dir: Path) -> list:
     kind = "QUICK run (reduced seeds/steps: indicative only)" if record["quick"] else "full run"
     lines = [f"## {record['title']}", ""]
@@ -332,6 +420,7 @@ def _section_md(record, md_dir: Path, output_dir: Path) -> list:
             else ""
         ),
         f"- **Command**: `{record['command']}`" if record["command"] else "- **Command**: (API call)",
+        *_runs_md(record),
         f"- **Source**: {record['source']}",
         f"- **Claim**: {record['claim']}",
         f"- **Verdict**: {record['verdict']}",

@@ -8,6 +8,7 @@ Usage:
       --config.p_hats=[1.0]                        # one experiment, with settings changed
   python tools/reproduce.py --assemble_only        # rebuild the Markdown from docs/results/*.json
   python tools/reproduce.py --resummarize          # re-derive tables/plots from the stored measurements
+  python tools/reproduce.py --merge_from=/tmp/w10  # join records run elsewhere into docs/results
 
 Each experiment's settings are its config file ``configs/reproduce/<name>.py``: ``get_config()`` is
 the full run, ``get_config("quick")`` (``<name>.py:quick``) the quick variant. ``--experiments``
@@ -28,6 +29,10 @@ defaults to docs (the committed results) for full runs and to workdir/reproduce_
 A killed run resumes: each finished seed is kept in <output_dir>/results/.seeds/ until the record
 is written, and the same command trains only the seeds still missing (never seeds of another
 config or of other code); --noresume starts afresh.
+An experiment with parts (m3_digits, m3_digits_wide: one width per entry of dataset_configs) can
+be run one part at a time: ``--config.dataset_configs="['symile_m3_10']"`` joins w = 10 into the
+record that holds w = 5 (same variant, seeds and config otherwise; --nomerge replaces it), and
+``--merge_from=<dir>`` joins records of parts run elsewhere with ``--output_dir=<dir>``.
 The experiment logic lives in the top-level reproductions/ package; configs in configs/reproduce/.
 """
 
@@ -86,6 +91,19 @@ flags.DEFINE_bool(
     "Reuse the seeds that a killed run of the same experiment, config and code finished (kept in "
     "<output_dir>/results/.seeds/ until the record is written); --noresume runs every seed afresh.",
 )
+flags.DEFINE_bool(
+    "merge",
+    True,
+    "A run of some parts of an experiment with parts (m3_digits, m3_digits_wide: --config.dataset_configs, one "
+    "width each) is joined into the record that holds its other parts when both measure the same thing (same "
+    "variant, seeds and config otherwise); --nomerge replaces that record.",
+)
+flags.DEFINE_string(
+    "merge_from",
+    None,
+    "Join the records under <merge_from>/results (parts run elsewhere, e.g. with --output_dir on another "
+    "machine) into --output_dir's, as --merge does, then rebuild the Markdown; trains nothing.",
+)
 flags.DEFINE_bool("list", False, "List the registered experiments and exit.")
 
 _OVERRIDE_HELP = (
@@ -143,7 +161,7 @@ def _command(config_file):
         value = args[i + 1] if separate and i + 1 < len(args) else arg.partition("=")[2]
         if name in ("output_dir", "results_md"):
             kept.append(f"--{name}={_relative(value)}")
-        elif name not in ("experiments", "config", "quick", "noquick", "resume", "noresume"):
+        elif name not in ("experiments", "config", "quick", "noquick", "resume", "noresume", "merge", "nomerge"):
             kept.append(arg)
         i += 2 if separate else 1
     return " ".join(["python", "tools/reproduce.py", *(shlex.quote(a) for a in [f"--config={config_file}", *kept])])
@@ -152,7 +170,11 @@ def _command(config_file):
 def _run():
     config_file = FLAGS["config"].config_filename if FLAGS["config"].present else None
     if config_file is not None:
-        clash = [f"--{n}" for n in ("experiments", "quick", "assemble_only", "resummarize", "list") if FLAGS[n].value]
+        clash = [
+            f"--{n}"
+            for n in ("experiments", "quick", "assemble_only", "resummarize", "merge_from", "list")
+            if FLAGS[n].value
+        ]
         if clash:
             raise ValueError(
                 f"--config runs the one experiment of its config file, so it does not go with {', '.join(clash)}; "
@@ -166,10 +188,13 @@ def _run():
         for name, cls in experiments.EXPERIMENTS.items():
             print(f"{name}: {cls.title}")
         return 0
-    if FLAGS.resummarize:
+    if FLAGS.resummarize or FLAGS.merge_from:
         from reproductions import runner
 
-        runner.resummarize(output_dir, FLAGS.experiments)
+        if FLAGS.merge_from:
+            runner.merge_from(FLAGS.merge_from, output_dir, FLAGS.experiments)
+        if FLAGS.resummarize:
+            runner.resummarize(output_dir, FLAGS.experiments)
     elif not FLAGS.assemble_only:
         if config_file is not None:
             runs = [(_relative(config_file), config_file, _CONFIG.value)]
@@ -194,6 +219,7 @@ def _run():
                 command=_command(recorded),
                 jobs=FLAGS.jobs,
                 resume=FLAGS.resume,
+                merge=FLAGS.merge,
             )
             experiments.assemble_markdown(output_dir, FLAGS.results_md)
         print(f"All done in {time.time() - start:.0f}s.")
