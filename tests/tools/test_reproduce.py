@@ -202,6 +202,7 @@ def test_every_registered_experiment_has_a_full_config_and_a_quick_variant():
         "m3_digits",
         "m3_digits_pairwise",
         "m3_digits_wide",
+        "m3_digits_missing",
     ]
     assert sorted(p.stem for p in CONFIGS.glob("*.py") if p.stem != "common") == sorted(experiments.EXPERIMENTS)
     for name in experiments.EXPERIMENTS:

@@ -69,7 +69,10 @@ def test_quick_run_record_and_plot(quick_run):
             assert [step for step, _ in m["curve"]] == [10, 20] and all(0.0 <= v <= 1.0 for _, v in m["curve"])
     curves = next(t for t in record["tables"] if t["caption"].startswith("Learning curves"))
     assert curves["header"] == ["width", "method", "step 10", "step 20"]
-    assert [row[1] for row in curves["rows"]] == LABELS and all(row[0] == "w = 5" for row in curves["rows"])
+    # The complete runs, then the missing-modality runs (CLIP and Symile, each convention).
+    missing_rows = [f"{lab}, 50 % missing ({c})" for c in ("mask", "fill") for lab in ("Symile", "CLIP")]
+    assert [row[1] for row in curves["rows"]] == LABELS + missing_rows, curves["rows"]
+    assert all(row[0] == "w = 5" for row in curves["rows"])
     main = record["tables"][0]
     assert main["header"] == ["method", "w = 5"]
     assert [row[0] for row in main["rows"]][: len(LABELS)] == LABELS
