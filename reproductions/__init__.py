@@ -12,7 +12,7 @@ file, e.g. ``run_experiment("configs/reproduce/symile_xor.py:quick", {"steps": 5
 * ``m3_digits``: Symile-M3's image from text + audio (w = 2) on the offline ``m3_digits``.
 * ``m3_digits_pairwise``: the pairwise contrast, text from image + audio on ``m3_digits/default``.
 * ``m3_digits_wide``: ``m3_digits`` at w = 5 and 10, on recomposed training rows, with their budget.
-* ``m3_digits_missing``: Symile-M3's missing-modality runs (w = 2) at a budget where Symile learns.
+* ``m3_digits_missing``: Symile-M3's missing-modality runs (w = 2) with a larger budget.
 
 A run killed part-way resumes from its finished seeds (:mod:`reproductions.seed_store`); a run of
 some parts of an experiment (m3's widths) is joined into its record (:mod:`reproductions.record_parts`).

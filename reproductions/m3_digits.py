@@ -996,13 +996,14 @@ class M3DigitsWide(M3Digits):
 
 @register
 class M3DigitsMissing(M3Digits):
-    """Symile-M3's missing-modality runs, at a budget where Symile learns the task at w = 2.
+    """Symile-M3's missing-modality runs at w = 2, with the rows and steps the complete rows need.
 
     :class:`M3Digits` with ``missing_rate`` > 0 on m3_digits_wide's recomposed rows and budget.
     m3_digits' own missing runs (3000 steps) stay on the text-only plateau under 50 % missingness
     (Symile 48-51 %, limit 54.5 %): with each modality missing in half the rows only 1 row in 8 is
     complete, and the text-audio-image interaction is learned from complete rows only, so this
-    experiment gives the interaction the rows and steps it needs. Its verdict is the paper's
+    experiment trains on 10x recomposed rows for 16x the steps (the config's docstring has the
+    measurement that set the budget). Its verdict is the paper's
     missing-data claim: Symile keeps its lead over CLIP (and uses the audio) under each convention.
     """
 
