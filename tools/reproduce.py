@@ -8,7 +8,7 @@ Usage:
       --config.p_hats=[1.0]                        # one experiment, with settings changed
   python tools/reproduce.py --assemble_only        # rebuild the Markdown from docs/results/*.json
   python tools/reproduce.py --resummarize          # re-derive tables/plots from the stored measurements
-  python tools/reproduce.py --merge_from=/tmp/w10  # join records run elsewhere into docs/results
+  python tools/reproduce.py --merge_from=workdir/w10  # join records run elsewhere into docs/results
 
 Each experiment's settings are its config file ``configs/reproduce/<name>.py``: ``get_config()`` is
 the full run, ``get_config("quick")`` (``<name>.py:quick``) the quick variant. ``--experiments``
