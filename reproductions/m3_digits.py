@@ -541,6 +541,11 @@ def evaluate_symile_m3(model: MultimodalContrastiveModel, test: Mapping[str, np.
     return out
 
 
+def _missing_class_2to1(per_seed, width: str, convention: str, label: str) -> list:
+    """Each seed's 2→1 by-class top-1 of ``label`` trained with modalities missing (``convention``)."""
+    return [s["widths"][width]["missing"]["conventions"][convention][label]["class_2to1"] for s in per_seed]
+
+
 def _learning_curve(config, test) -> tuple[list, list]:
     """``(curve, callbacks)``: 2->1 by class on the test split every ``eval_every`` steps, appended to ``curve``."""
     every = int(config.get("eval_every", 0))
@@ -737,7 +742,7 @@ class M3Digits(Experiment):
             rate = first[missing_widths[0]]["missing"]["rate"]
 
             def missing_values(w, convention, lab):
-                return [s["widths"][w]["missing"]["conventions"][convention][lab]["class_2to1"] for s in per_seed]
+                return _missing_class_2to1(per_seed, w, convention, lab)
 
             missing_labels = list(first[missing_widths[0]]["missing"]["conventions"][conventions[0]])
 
@@ -1038,12 +1043,8 @@ class M3DigitsMissing(M3Digits):
                 return "not evaluated (needs Symile and CLIP in missing_methods)"
             lim = float(np.mean([s["widths"][w]["text_only_limit"] for s in per_seed]))
             for convention in conventions:
-
-                def acc(lab, w=w, convention=convention):
-                    runs = [s["widths"][w]["missing"]["conventions"][convention][lab] for s in per_seed]
-                    return float(np.mean([run["class_2to1"] for run in runs]))
-
-                sym, clip = acc("Symile"), acc("CLIP")
+                sym = float(np.mean(_missing_class_2to1(per_seed, w, convention, "Symile")))
+                clip = float(np.mean(_missing_class_2to1(per_seed, w, convention, "CLIP")))
                 held.append(sym > lim + 0.05 and sym > clip + 0.05)
                 cells.append(
                     f"w={w}, {convention}: Symile {100 * sym:.1f} %, CLIP {100 * clip:.1f} % "

@@ -29,6 +29,13 @@ __all__ = ["load_config", "experiment_name", "run_experiment", "assemble_markdow
 
 RESULTS_SUBDIR = "results"
 PLOTS_SUBDIR = "plots"
+CONFIG_DIR = "configs/reproduce"  # relative to the repository root, as the records' commands write it
+_REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+
+
+def config_file_of(name: str) -> Path:
+    """The absolute path of experiment ``name``'s config file (``configs/reproduce/<name>.py``)."""
+    return _REPOSITORY_ROOT / CONFIG_DIR / f"{name}.py"
 
 
 def _split(config_file: str | os.PathLike) -> tuple[str, str | None]:
@@ -316,8 +323,7 @@ def merge_from(source_dir: str, output_dir: str = "docs", names: Sequence[str] |
             run["command"] = strip_output_flags(run.get("command", ""))
         path = out / RESULTS_SUBDIR / f"{name}.json"
         if experiment.parts_key:
-            config_file = Path(__file__).resolve().parent.parent / "configs" / "reproduce" / f"{name}.py"
-            record = _joined_with_record_at(path, record, experiment, config_file, log)
+            record = _joined_with_record_at(path, record, experiment, config_file_of(name), log)
         _write_record(out, path, record, experiment)
         log(f"[{name}] {source} -> {path}")
         done.append(name)

@@ -53,7 +53,6 @@ import _cli  # noqa: E402
 
 _PROG = "reproduce.py"
 FLAGS = flags.FLAGS
-_CONFIG_DIR = "configs/reproduce"  # relative to the repository root, as recorded in the commands
 _FULL_OUTPUT_DIR = "docs"  # the committed results
 _QUICK_OUTPUT_DIR = os.path.join("workdir", "reproduce_quick")  # git-ignored: quick runs are scratch
 _CONFIG = config_flags.DEFINE_config_file(
@@ -183,14 +182,13 @@ def _run():
     quick = FLAGS.quick or (config_file is not None and config_file.partition(":")[2] == "quick")
     output_dir = FLAGS.output_dir or (_QUICK_OUTPUT_DIR if quick else _FULL_OUTPUT_DIR)
     import reproductions as experiments
+    from reproductions import runner
 
     if FLAGS.list:
         for name, cls in experiments.EXPERIMENTS.items():
             print(f"{name}: {cls.title}")
         return 0
     if FLAGS.resummarize or FLAGS.merge_from:
-        from reproductions import runner
-
         if FLAGS.merge_from:
             runner.merge_from(FLAGS.merge_from, output_dir, FLAGS.experiments)
         if FLAGS.resummarize:
@@ -204,8 +202,7 @@ def _run():
                 experiments.get_experiment(name)
             variant = ":quick" if FLAGS.quick else ""
             runs = [
-                (f"{_CONFIG_DIR}/{n}.py{variant}", os.path.join(_ROOT, _CONFIG_DIR, f"{n}.py{variant}"), None)
-                for n in names
+                (f"{runner.CONFIG_DIR}/{n}.py{variant}", f"{runner.config_file_of(n)}{variant}", None) for n in names
             ]
         overrides = config_flags.get_override_values(FLAGS["config"]) if config_file is not None else {}
         start = time.time()
