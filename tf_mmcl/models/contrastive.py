@@ -328,9 +328,8 @@ class MultimodalContrastiveModel(keras.Model):
                 f"{what} has rank {len(shape)} (shape {shape}); the model was built "
                 f"for rank {len(expected)} (shape {expected})."
             )
-        for got, want in zip(shape[1:], expected[1:]):
-            if got is not None and want is not None and int(got) != int(want):
-                raise ValueError(f"{what} has shape {shape}; the model was built for {expected}.")
+        if not _same_known_sizes(shape[1:], expected[1:]):
+            raise ValueError(f"{what} has shape {shape}; the model was built for {expected}.")
 
     def _features(self, values, training=None):
         features = {n: self.encoders[n](x, training=training) for n, x in values.items()}
@@ -536,8 +535,7 @@ class MultimodalContrastiveModel(keras.Model):
     def _check_built_width(self, name, trailing, where):
         expected = self._modality_shapes[name]
         want = tuple(expected[1:])
-        same_rank = len(trailing) == len(want)
-        if same_rank and all(g is None or w is None or int(g) == int(w) for g, w in zip(trailing, want)):
+        if _same_known_sizes(trailing, want):
             return
         got = ", ".join("?" if d is None else str(int(d)) for d in trailing)
         built = ", ".join("?" if d is None else str(int(d)) for d in want)
@@ -784,6 +782,11 @@ def _rows(value):
     if shape[0] is not None:
         return int(shape[0])
     return tf.shape(value)[0]
+
+
+def _same_known_sizes(got, want) -> bool:
+    """Same rank, and every size known on both sides equal (an unknown size matches any)."""
+    return len(got) == len(want) and all(g is None or w is None or int(g) == int(w) for g, w in zip(got, want))
 
 
 def _check_passthrough_keys(keys):
