@@ -6,8 +6,10 @@ with what the wider texts need. On the fixed 6000-row split of `symile_m3_5` Sym
 36 %); with `train_pairings=10` (60000 rows composed afresh by the same rule from the train
 split's own scans and clips; the test split stays disjoint) it leaves the plateau: 43 / 54 / 60 /
 63 % after 2000 / 6000 / 9000 / 12000 steps (seed 0). Full: both widths, 12000 steps, learning
-curve every 2000 steps, 3 seeds: about 40 min per seed and width on 2 shared CPU cores, so
-`--config.dataset_configs="['symile_m3_5']"` runs w = 5 alone. Quick: 2 seeds, 300 steps.
+curve every 2000 steps, 3 seeds: about 40 min per seed at w = 5 and 85 min at w = 10 (its
+100000 rows and 10-word texts; 14-19 min per method) on 2 shared CPU cores, so
+`--config.dataset_configs="['symile_m3_10']"` runs one width alone and joins it into the record
+of the other (docs/cli.md, "One part at a time"). Quick: 2 seeds, 300 steps.
 """
 
 import importlib.util
