@@ -70,3 +70,38 @@ def test_gated_fragility_runs_the_faithful_protocol(tmp_path):
     assert sum(s.startswith("faithful:") for s in settings) == 3
     assert sum(s.startswith("our scale:") for s in settings) == 3
     assert "at the authors' protocol" in record["verdict"]
+
+
+def test_authors_gated_first_epochs_beside_ours():
+    # The authors' Gated Symile was run for its first epochs only; the finding sets its curve beside
+    # ours epoch by epoch, from the committed record's per-seed curves, and says which is ahead.
+    import copy
+    import json
+
+    from reproductions import gated_fragility as gf
+
+    record = json.loads((CONFIGS.parents[1] / "docs" / "results" / "gated_fragility.json").read_text())
+    per_seed = record["per_seed"]
+    labels = ["Gated Symile", "Symile", "CLIP"]
+    text = gf._gated_first_epochs_finding(per_seed, labels, 1 / 128)
+    theirs = " / ".join(f"{100 * v:.1f}" for v in gf.AUTHORS_CODE_GATED_FIRST_EPOCHS["val_curve"])
+    assert f"validation top-1 {theirs} % after each epoch (chance 0.8 %)" in text
+    ours = [sum(s["faithful"]["Gated Symile"]["val_curve"][e] for s in per_seed) / 3 for e in range(3)]
+    assert "tf_mmcl's over the same epochs " + " / ".join(f"{100 * v:.1f}" for v in ours) in text
+    assert "their gate does not learn faster than ours" in text and "below our Symile's" in text
+
+    # Our gate made to lag theirs by 2 points: the finding says theirs is ahead, by how much.
+    slow = copy.deepcopy(per_seed)
+    for s in slow:
+        s["faithful"]["Gated Symile"]["val_curve"] = [0.001] * len(s["faithful"]["Gated Symile"]["val_curve"])
+    best = max(gf.AUTHORS_CODE_GATED_FIRST_EPOCHS["val_curve"])
+    assert f"their gate is ahead of ours by {100 * (best - 0.001):.1f} points" in gf._gated_first_epochs_finding(
+        slow, labels, 1 / 128
+    )
+    # Runs shorter than their curve: no epoch-by-epoch comparison, no error.
+    short = copy.deepcopy(per_seed)
+    for s in short:
+        s["faithful"]["Gated Symile"]["val_curve"] = s["faithful"]["Gated Symile"]["val_curve"][:2]
+    assert "tf_mmcl's" not in gf._gated_first_epochs_finding(short, labels, 1 / 128)
+    # The comparison table's cell for their gate says what was run.
+    assert gf._authors_code_cell("Gated Symile") == f"{100 * best:.1f} (first 3 epochs, seed 0)"
