@@ -740,10 +740,6 @@ class M3Digits(Experiment):
         if missing_widths:
             conventions = list(first[missing_widths[0]]["missing"]["conventions"])
             rate = first[missing_widths[0]]["missing"]["rate"]
-
-            def missing_values(w, convention, lab):
-                return _missing_class_2to1(per_seed, w, convention, lab)
-
             missing_labels = list(first[missing_widths[0]]["missing"]["conventions"][conventions[0]])
 
             tables.append(
@@ -762,7 +758,7 @@ class M3Digits(Experiment):
                             cell
                             for w in missing_widths
                             for cell in [common.fmt_mean_std(values(w, lab, "class_2to1"))]
-                            + [common.fmt_mean_std(missing_values(w, c, lab)) for c in conventions]
+                            + [common.fmt_mean_std(_missing_class_2to1(per_seed, w, c, lab)) for c in conventions]
                         ]
                         for lab in missing_labels
                     ],
@@ -809,8 +805,8 @@ class M3Digits(Experiment):
             lim = limit(w)
             cells = []
             for convention in conventions:
-                sym = float(np.mean(missing_values(w, convention, "Symile")))
-                clip = float(np.mean(missing_values(w, convention, "CLIP")))
+                sym = float(np.mean(_missing_class_2to1(per_seed, w, convention, "Symile")))
+                clip = float(np.mean(_missing_class_2to1(per_seed, w, convention, "CLIP")))
                 state = "uses the audio" if sym > lim + 0.05 else "does not use the audio"
                 cells.append(f"{convention}: Symile {100 * sym:.1f} % ({state}), CLIP {100 * clip:.1f} %")
             complete = f"{100 * mean(w, 'Symile', 'class_2to1'):.1f} / {100 * mean(w, 'CLIP', 'class_2to1'):.1f} %"
