@@ -36,6 +36,25 @@ class Experiment:
     source: str = ""
     claim: str = ""
     parts_key: str | None = None
+    # The seed's UnitStore while the runner runs a seed (reproductions.seed_store), else None.
+    units = None
+
+    def resumable(self, key: str, compute: Callable[[], dict]):
+        """``compute()``, one independent unit of a seed (a training), kept once it is finished.
+
+        Within a run of :func:`reproductions.runner.run_experiment`, the result is stored as soon
+        as ``compute`` returns, and the same command after a kill returns it without computing it
+        again, so a seed that takes hours restarts at its first unfinished training. ``compute``
+        must not depend on units computed before it (a training sets its own random seed). The
+        result reads back as JSON (numpy values become floats and lists) whether stored or not.
+
+        Args:
+            key: the unit's name, unique within the seed (e.g. ``"w=2/Symile/mask"``).
+            compute: computes the unit's JSON-serialisable result.
+        """
+        if self.units is None:
+            return compute()
+        return self.units.run(key, compute)
 
     def run_seed(self, config, seed: int, log: Callable[[str], None]) -> dict:
         """Runs the experiment for one seed.

@@ -546,17 +546,20 @@ def _missing_class_2to1(per_seed, width: str, convention: str, label: str) -> li
     return [s["widths"][width]["missing"]["conventions"][convention][label]["class_2to1"] for s in per_seed]
 
 
-def _learning_curve(config, test) -> tuple[list, list]:
-    """``(curve, callbacks)``: 2->1 by class on the test split every ``eval_every`` steps, appended to ``curve``."""
+def _train_with_curve(spec, config, data, train, test, seed) -> tuple[dict, dict]:
+    """:func:`train_and_score`, with the learning curve as ``metrics["curve"]`` when ``eval_every`` > 0:
+    ``[step, 2->1 by class on the test split]`` every ``eval_every`` steps."""
     every = int(config.get("eval_every", 0))
-    if every <= 0:
-        return [], []
     curve = []
 
     def evaluate(step, model):
         curve.append([int(step), evaluate_symile_m3(model, test)["class_2to1"]])
 
-    return curve, [common.EvaluateAt(range(every, int(config.steps) + 1, every), evaluate)]
+    callbacks = [common.EvaluateAt(range(every, int(config.steps) + 1, every), evaluate)] if every > 0 else []
+    metrics, fit = train_and_score(spec, config, data, train, test, seed, callbacks)
+    if curve:
+        metrics["curve"] = curve
+    return metrics, fit
 
 
 @register
@@ -605,12 +608,9 @@ class M3Digits(Experiment):
                 "text_only_limit": text_only_limit(test["text_digits"]),
                 "methods": {},
             }
-            for spec in config.methods:
-                curve, callbacks = _learning_curve(config, test)
-                metrics, fit = train_and_score(spec, config, data, train, test, seed, callbacks)
-                if curve:
-                    metrics["curve"] = curve
-                entry["methods"][spec["label"]] = metrics
+
+            def train_complete(spec):
+                metrics, fit = _train_with_curve(spec, config, data, train, test, seed)
                 log(
                     f"  seed {seed} w={w} {spec['label']}: 2→1 by class {metrics['class_2to1']:.3f} "
                     f"(by scan {metrics['scan_2to1']:.3f}, named {metrics['named_2to1']:.2f}); text→image "
@@ -618,24 +618,35 @@ class M3Digits(Experiment):
                     f"[text-only limit {entry['text_only_limit']:.3f}] (loss {fit['first_loss']:.3f} -> "
                     f"{fit['final_loss']:.3f}, {fit['seconds']:.0f}s)"
                 )
+                return metrics
+
+            for spec in config.methods:
+                # One unit per training: a killed seed restarts at its first unfinished training.
+                entry["methods"][spec["label"]] = self.resumable(
+                    f"w={w}/{spec['label']}", functools.partial(train_complete, spec)
+                )
             rate = float(config.get("missing_rate", 0.0))
             if rate > 0:
                 # Symile-M3's missing-modality runs: training rows miss modalities, the test is complete.
                 entry["missing"] = {"rate": rate, "conventions": {}}
+
+                def train_missing(spec, convention, partial):
+                    metrics, fit = _train_with_curve(spec, config, data, partial, test, seed)
+                    log(
+                        f"  seed {seed} w={w} {spec['label']}, {100 * rate:.0f} % missing ({convention}): 2→1 "
+                        f"by class {metrics['class_2to1']:.3f} ({fit['seconds']:.0f}s)"
+                    )
+                    return metrics
+
                 for convention in config.missing_conventions:
                     partial = with_missing_modalities(train, rate, convention, seed)
                     results = entry["missing"]["conventions"].setdefault(convention, {})
                     for spec in config.methods:
                         if only and spec["label"] not in only:
                             continue
-                        curve, callbacks = _learning_curve(config, test)
-                        metrics, fit = train_and_score(spec, config, data, partial, test, seed, callbacks)
-                        if curve:
-                            metrics["curve"] = curve
-                        results[spec["label"]] = metrics
-                        log(
-                            f"  seed {seed} w={w} {spec['label']}, {100 * rate:.0f} % missing ({convention}): 2→1 "
-                            f"by class {metrics['class_2to1']:.3f} ({fit['seconds']:.0f}s)"
+                        results[spec["label"]] = self.resumable(
+                            f"w={w}/{spec['label']}/missing {convention}",
+                            functools.partial(train_missing, spec, convention, partial),
                         )
             out["widths"][str(w)] = entry
         return out

@@ -26,6 +26,7 @@ evaluation; the curves are plotted against the number of pairs seen.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import keras
@@ -139,7 +140,8 @@ class Misalignment(Experiment):
             train, test = data.as_numpy("train"), data.as_numpy("test")
             blocks = latent_blocks(test, data.info)
             entry = {"name": setting["name"], "invariant": data.info["invariant"], "n_train": n_train, "methods": {}}
-            for method in config.methods:
+
+            def train_one(method):
                 keras.utils.set_random_seed(seed)
                 model = _build(method, data, config)
                 curve, eval_time = [], [0.0]
@@ -167,7 +169,7 @@ class Misalignment(Experiment):
                 )
                 final = curve[-1]["per_block"]
                 groups = _groups(data.info, final)
-                entry["methods"][method["label"]] = {
+                result = {
                     "curve": curve,
                     "per_block": final,
                     "groups": groups,
@@ -183,6 +185,14 @@ class Misalignment(Experiment):
                     + ", ".join(f"{g} {v['linear']:.2f}/{v['nonlinear']:.2f}" for g, v in groups.items())
                     + f" (loss {fit['first_loss']:.3f} -> {fit['final_loss']:.3f}, {fit['seconds']:.0f}s "
                     f"incl. {eval_time[0]:.0f}s evaluation)"
+                )
+                return result
+
+            for method in config.methods:
+                # One unit per training (hours each at the paper's budget): a killed seed restarts at
+                # its first unfinished training.
+                entry["methods"][method["label"]] = self.resumable(
+                    f"{setting['name']}/{method['label']}", functools.partial(train_one, method)
                 )
             out["settings"].append(entry)
         return out

@@ -129,24 +129,37 @@ def _init_seed_worker(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def _run_seed_in_worker(name: str, config, seed: int) -> dict:
+def _run_seed(experiment, config, seed: int, log, units) -> dict:
+    """``experiment.run_seed`` with the seed's unit store (None: no resume) bound while it runs."""
+    experiment.units = units
+    try:
+        return experiment.run_seed(config, seed, log)
+    finally:
+        experiment.units = None
+
+
+def _run_seed_in_worker(name: str, config, seed: int, units) -> dict:
     import reproductions as experiments  # noqa: F401  (registers the experiments in a fresh process)
 
-    return get_experiment(name).run_seed(config, seed, lambda msg: print(msg, flush=True))
+    return _run_seed(get_experiment(name), config, seed, lambda msg: print(msg, flush=True), units)
 
 
 def _run_seeds(experiment, config, num_seeds: int, jobs: int, log, store: SeedStore | None = None) -> tuple:
     """``(per-seed results in seed order, the seeds taken from store)``.
 
     Seeds ``store`` already holds (a killed run of the same command) are not run again; each
-    seed run now is saved to ``store`` as soon as it finishes. The others run in ``jobs``
-    processes when ``jobs > 1``. Every result is returned as it reads back from JSON.
+    seed run now is saved to ``store`` as soon as it finishes, and within a seed each unit the
+    experiment names (:meth:`Experiment.resumable`) as soon as it finishes. The others run in
+    ``jobs`` processes when ``jobs > 1``. Every result is returned as it reads back from JSON.
     """
     done = store.load(num_seeds) if store is not None else {}
     resumed = sorted(done)
     if resumed:
         log(f"[{experiment.name}] resuming: seed(s) {resumed} finished earlier by this command ({store.directory})")
     todo = [seed for seed in range(num_seeds) if seed not in done]
+
+    def units(seed):
+        return store.units(seed) if store is not None else None
 
     def finished(seed, result):
         result = to_json_value(result, _json_default)
@@ -157,7 +170,7 @@ def _run_seeds(experiment, config, num_seeds: int, jobs: int, log, store: SeedSt
     jobs = max(1, min(int(jobs), len(todo)))
     if jobs <= 1:
         for seed in todo:
-            finished(seed, experiment.run_seed(config, seed, log))
+            finished(seed, _run_seed(experiment, config, seed, log, units(seed)))
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -171,7 +184,9 @@ def _run_seeds(experiment, config, num_seeds: int, jobs: int, log, store: SeedSt
             initializer=_init_seed_worker,
             initargs=(threads,),
         ) as pool:
-            futures = {pool.submit(_run_seed_in_worker, experiment.name, config, seed): seed for seed in todo}
+            futures = {
+                pool.submit(_run_seed_in_worker, experiment.name, config, seed, units(seed)): seed for seed in todo
+            }
             for future in as_completed(futures):  # saved as each finishes, not when the last does
                 finished(futures[future], future.result())
     return [done[seed] for seed in range(num_seeds)], resumed

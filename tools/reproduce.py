@@ -28,7 +28,9 @@ defaults to docs (the committed results) for full runs and to workdir/reproduce_
 --output_dir=docs to regenerate them on purpose.
 A killed run resumes: each finished seed is kept in <output_dir>/results/.seeds/ until the record
 is written, and the same command trains only the seeds still missing (never seeds of another
-config or of other code); --noresume starts afresh.
+config or of other code); within an unfinished seed of m3_digits* and misalignment each finished
+training is kept too, so the seed restarts at its first unfinished training; --noresume starts
+afresh.
 An experiment with parts (m3_digits, m3_digits_wide: one width per entry of dataset_configs) can
 be run one part at a time: ``--config.dataset_configs="['symile_m3_10']"`` joins w = 10 into the
 record that holds w = 5 (same variant, seeds and config otherwise; --nomerge replaces it), and
@@ -87,8 +89,9 @@ flags.DEFINE_integer(
 flags.DEFINE_bool(
     "resume",
     True,
-    "Reuse the seeds that a killed run of the same experiment, config and code finished (kept in "
-    "<output_dir>/results/.seeds/ until the record is written); --noresume runs every seed afresh.",
+    "Reuse the seeds (and the trainings of an unfinished seed) that a killed run of the same experiment, "
+    "config and code finished (kept in <output_dir>/results/.seeds/ until the record is written); "
+    "--noresume runs every seed afresh.",
 )
 flags.DEFINE_bool(
     "merge",

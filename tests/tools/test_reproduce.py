@@ -276,18 +276,9 @@ def test_parallel_seeds_match_sequential_seeds(tmp_path):
     assert "in parallel processes" in Path(runner.assemble_markdown(str(tmp_path / "par"))).read_text()
 
 
-def test_misalignment_compares_both_objectives_along_the_budget(tmp_path):
-    overrides = {
-        "steps": 4,
-        "batch_size": 32,
-        "n_test": 300,
-        "cond_pool": 500,
-        "eval_points": 2,
-        "encoder": {"width_multipliers": (2, 2)},
-        "settings": [{"name": "both biases", "selected": [0, 1, 2, 3], "perturbed": [3]}],
-    }
+def test_misalignment_compares_both_objectives_along_the_budget(tmp_path, tiny_misalignment):
     record = runner.run_experiment(
-        config_file("misalignment", "quick"), overrides, seeds=1, output_dir=str(tmp_path), log=lambda msg: None
+        config_file("misalignment", "quick"), tiny_misalignment, seeds=1, output_dir=str(tmp_path), log=lambda msg: None
     )
     setting = record["per_seed"][0]["settings"][0]
     assert setting["invariant"] == [0, 1, 2] and setting["n_train"] == 2 * 32 * 4  # one fresh row per row trained

@@ -1,13 +1,16 @@
-"""A killed reproduction resumes: finished seeds are kept until the record is written, never mixed across runs."""
+"""A killed reproduction resumes: finished seeds, and the finished trainings of an unfinished seed, are kept
+until the record is written, never mixed across runs."""
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from reproductions import runner, seed_store
@@ -150,3 +153,131 @@ def test_sigkill_then_the_same_command_finishes_the_run(tmp_path):
     assert record["resumed_seeds"][0] == 0 and len(record["per_seed"]) == 3
     assert not (out / "results" / SEEDS_SUBDIR).exists()
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+
+
+# --- Units: the trainings inside one seed -------------------------------------------------------
+
+MISALIGNMENT = str(ROOT / "configs" / "reproduce" / "misalignment.py") + ":quick"
+
+
+def test_unit_store_keeps_each_finished_unit_of_this_config_and_code(tmp_path):
+    messages = []
+    store = SeedStore(tmp_path, "demo", {"steps": 10}, log=messages.append)
+    units = store.units(0)
+    computed = []
+
+    def compute(value):
+        def run():
+            computed.append(value)
+            return {"top1": value, "curve": [(1, value)]}
+
+        return run
+
+    # Stored as it reads back from JSON (the tuple becomes a list), then returned without computing.
+    assert units.run("w=2/Symile", compute(0.5)) == {"top1": 0.5, "curve": [[1, 0.5]]}
+    assert units.run("w=2/Symile", compute(0.9)) == {"top1": 0.5, "curve": [[1, 0.5]]}
+    assert computed == [0.5] and any("w=2/Symile finished earlier" in m for m in messages)
+    # Keys that differ only in characters a file name cannot hold still get their own files.
+    assert units.run("w=2/Symile/missing mask", compute(0.3))["top1"] == 0.3
+    assert units.run("w=2/Symile/missing:mask", compute(0.4))["top1"] == 0.4
+    assert len(list(units.directory.glob("*.json"))) == 3
+    # Another seed of the same run does not see seed 0's units.
+    assert store.units(1).run("w=2/Symile", compute(0.7))["top1"] == 0.7
+
+    # A unit cut short, a unit computed by other code, a temporary file of a killed write: run again.
+    path = units._path("w=2/Symile")
+    path.write_text('{"key": "w=2/Sym')
+    (units.directory / ".tmp-99-unit.json").write_text("half")
+    assert units.run("w=2/Symile", compute(0.6))["top1"] == 0.6
+    assert any("corrupt" in m and "it is run again" in m for m in messages), messages
+    assert not list(units.directory.glob(".tmp-*"))
+    entry = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(entry, code_digest="another-version")))
+    assert units.run("w=2/Symile", compute(0.8))["top1"] == 0.8
+    assert any("computed by other code" in m for m in messages), messages
+    # A unit file of another key copied over this one is recognised.
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), key="w=5/Symile")))
+    assert units.run("w=2/Symile", compute(0.2))["top1"] == 0.2
+    assert any("belongs to another run" in m for m in messages), messages
+
+    with pytest.raises(ValueError, match="non-empty string"):
+        units.run("", compute(0.1))
+    # Sent to a worker process: the same directory and digests, printing instead of the closure.
+    sent = pickle.loads(pickle.dumps(units))
+    assert (sent.directory, sent.code_digest, sent.config_digest) == (
+        units.directory,
+        units.code_digest,
+        units.config_digest,
+    )
+    assert sent.run("w=2/Symile", compute(1.0))["top1"] == 0.2
+
+    # The seed's file holds its units: they go when it is written.
+    store.save(0, {"done": True})
+    assert not units.directory.exists() and store.units(1).directory.exists()
+    store.clear()
+    assert not store.directory.exists()
+
+
+def test_without_a_runner_a_unit_is_just_computed():
+    from reproductions.misalignment import Misalignment
+
+    assert Misalignment().resumable("x", lambda: {"value": (1, 2)}) == {"value": (1, 2)}
+
+
+def test_a_seed_killed_between_trainings_restarts_at_its_first_unfinished_training(
+    tmp_path, monkeypatch, tiny_misalignment
+):
+    from reproductions import common
+
+    original = common.train_model
+    trained, killed = [], []
+
+    def train_model(model, *args, **kwargs):
+        trained.append(model.name)
+        if len(trained) == 2 and not killed:  # the second training of the seed is killed
+            killed.append(True)
+            raise RuntimeError("killed while training the second method")
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(common, "train_model", train_model)
+    out = tmp_path / "docs"
+    messages = []
+    kwargs = dict(overrides=tiny_misalignment, seeds=1, output_dir=str(out), log=messages.append)
+    with pytest.raises(RuntimeError, match="killed"):
+        runner.run_experiment(MISALIGNMENT, **kwargs)
+    units = list((out / "results" / SEEDS_SUBDIR).glob("*/seed_0.units/*.json"))
+    assert len(units) == 1 and json.loads(units[0].read_text())["key"] == "both biases/Lp InfoNCE (paper)"
+
+    trained.clear()
+    resumed = runner.run_experiment(MISALIGNMENT, **kwargs)
+    assert len(trained) == 1  # only the unfinished training ran
+    assert any("both biases/Lp InfoNCE (paper) finished earlier by this command" in m for m in messages)
+    assert not (out / "results" / SEEDS_SUBDIR).exists()
+
+    trained.clear()
+    uninterrupted = runner.run_experiment(MISALIGNMENT, **dict(kwargs, output_dir=str(tmp_path / "fresh")))
+    assert len(trained) == 2
+    assert _measurements(resumed) == _measurements(uninterrupted)
+    assert resumed["tables"] == uninterrupted["tables"] and resumed["findings"] == uninterrupted["findings"]
+
+
+@pytest.mark.slow
+def test_a_seed_in_a_worker_process_resumes_its_finished_trainings(tmp_path, tiny_misalignment):
+    # --jobs=2: each seed runs in its own process, which gets the seed's units through pickling.
+    out = tmp_path / "docs"
+    config = runner.load_config(MISALIGNMENT, tiny_misalignment)
+    store = SeedStore(out / "results", "misalignment", config.to_dict(), runner._json_default)
+    plain = runner.run_experiment(
+        MISALIGNMENT, tiny_misalignment, seeds=1, output_dir=str(tmp_path / "plain"), log=lambda m: None
+    )
+    stored = plain["per_seed"][0]["settings"][0]["methods"]["Lp InfoNCE (paper)"]
+    marked = dict(stored, first_loss=123.0)  # tells the stored unit from a retrained one
+    store.units(1).run("both biases/Lp InfoNCE (paper)", lambda: marked)
+    record = runner.run_experiment(
+        MISALIGNMENT, tiny_misalignment, seeds=2, output_dir=str(out), jobs=2, log=lambda m: None
+    )
+    methods = [s["settings"][0]["methods"] for s in record["per_seed"]]
+    assert methods[1]["Lp InfoNCE (paper)"]["first_loss"] == 123.0
+    assert methods[0]["Lp InfoNCE (paper)"]["first_loss"] != 123.0
+    assert np.isfinite(methods[1]["cosine InfoNCE (tf_mmcl)"]["final_loss"])
+    assert not (out / "results" / SEEDS_SUBDIR).exists()
