@@ -49,6 +49,26 @@ def test_dropout_sets_mask_at_rate():
     assert tok.dtype == np.int32 and np.all(tok == 7)
 
 
+def test_dropout_fill_without_mask_is_symile_m3s_fill_convention():
+    x = _x(2000, 2)
+    mean = x.mean(axis=0)
+    masked = ModalityDropout("a", 0.4, fill_value=mean, seed=5)({"a": x})
+    filled = ModalityDropout("a", 0.4, fill_value=mean, seed=5, mask=False)({"a": x})
+    assert "a_mask" not in filled  # scored like any other row
+    np.testing.assert_array_equal(filled["a"].numpy(), masked["a"].numpy())  # same rows, same values
+    missing = ~masked["a_mask"].numpy()
+    assert 0.35 < missing.mean() < 0.45
+    np.testing.assert_allclose(filled["a"].numpy()[missing], np.broadcast_to(mean, (missing.sum(), 2)))
+    # An existing mask is left as it was.
+    prior = np.arange(2000) % 2 == 0
+    kept = ModalityDropout("a", 0.4, fill_value=mean, mask=False)({"a": x, "a_mask": prior})
+    np.testing.assert_array_equal(kept["a_mask"], prior)
+    with pytest.raises(ValueError, match="mask=False with fill_value=None would change nothing"):
+        ModalityDropout("a", 0.4, fill_value=None, mask=False)
+    with pytest.raises(ValueError, match="mask must be True or False, got 'no'"):
+        ModalityDropout("a", 0.4, mask="no")
+
+
 @pytest.mark.parametrize("fraction,n", [(0.0, 50), (0.1, 50), (0.37, 100), (1.0, 30)])
 def test_misalign_moves_stated_fraction(fraction, n):
     ids = np.arange(n, dtype="float32")[:, None] * np.ones((1, 3), "float32")

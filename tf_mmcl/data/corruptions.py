@@ -130,7 +130,11 @@ class ModalityDropout(_Transform):
     False (an existing mask is AND-ed, so missing rows stay missing) and, unless
     ``fill_value=None``, its values are replaced by ``fill_value`` (default 0, the neutral input;
     the Symile-M3 convention of a training-set mean or a MISSING token is ``fill_value=<mean>`` /
-    ``fill_value=<token id>``).
+    ``fill_value=<token id>``). ``mask=False`` fills the values without marking the rows missing:
+    the objective then scores the filled input like any other (Symile-M3's "fill" convention).
+    For Symile this matters: a masked row's absent factor is the fixed all-ones vector, which on
+    m3_digits_missing kept the model on the pairwise (text-only) plateau where filling without a
+    mask did not (docs/m3_digits.md).
 
     Args:
         modality: the modality to drop.
@@ -138,6 +142,8 @@ class ModalityDropout(_Transform):
         fill_value: the value written into dropped rows (scalar or an array broadcastable to one
             row), or None to keep the values and only set the mask.
         seed: default seed of the draw.
+        mask: write ``"<modality>_mask"`` (True, default) or only fill the values (False; needs a
+            ``fill_value``).
 
     Example:
         >>> import numpy as np
@@ -146,12 +152,20 @@ class ModalityDropout(_Transform):
         ([False, False, False], 0.0)
     """
 
-    def __init__(self, modality: str, rate: float, fill_value=0.0, seed: int = 0):
+    def __init__(self, modality: str, rate: float, fill_value=0.0, seed: int = 0, mask: bool = True):
         rate = float(rate)
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"ModalityDropout: rate must be in [0, 1], got {rate}.")
         _check_seed_arg(seed, "ModalityDropout")
+        if not isinstance(mask, (bool, np.bool_)):
+            raise ValueError(f"ModalityDropout: mask must be True or False, got {mask!r}.")
+        if not mask and fill_value is None:
+            raise ValueError(
+                "ModalityDropout: mask=False with fill_value=None would change nothing; pass the value that "
+                "replaces a missing row (e.g. the training mean) or keep mask=True."
+            )
         self.modality, self.rate, self.fill_value, self.seed = modality, rate, fill_value, int(seed)
+        self.mask = bool(mask)
 
     def __call__(self, batch, seed=None):
         x = _check_modality(batch, self.modality, "ModalityDropout")
@@ -163,7 +177,8 @@ class ModalityDropout(_Transform):
         present = tf.logical_not(drop)
         if key in batch:
             present = tf.logical_and(tf.cast(tf.convert_to_tensor(batch[key]), tf.bool), present)
-        out[key] = present
+        if self.mask:
+            out[key] = present
         if self.fill_value is not None:
             fill = tf.cast(tf.convert_to_tensor(self.fill_value), x.dtype)
             fill = tf.broadcast_to(fill, tf.shape(x))
