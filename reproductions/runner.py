@@ -22,7 +22,7 @@ import ml_collections
 from reproductions import common
 from reproductions.base import EXPERIMENTS, get_experiment
 from reproductions.record_parts import merge_records, strip_output_flags
-from reproductions.seed_store import SeedStore, to_json_value
+from reproductions.seed_store import SeedStore, print_flushed, to_json_value
 from tf_mmcl.training.files import CorruptFileError, atomic_path, read_json, write_text
 
 __all__ = ["load_config", "experiment_name", "run_experiment", "assemble_markdown", "resummarize", "merge_from"]
@@ -141,7 +141,7 @@ def _run_seed(experiment, config, seed: int, log, units) -> dict:
 def _run_seed_in_worker(name: str, config, seed: int, units) -> dict:
     import reproductions as experiments  # noqa: F401  (registers the experiments in a fresh process)
 
-    return _run_seed(get_experiment(name), config, seed, lambda msg: print(msg, flush=True), units)
+    return _run_seed(get_experiment(name), config, seed, print_flushed, units)
 
 
 def _run_seeds(experiment, config, num_seeds: int, jobs: int, log, store: SeedStore | None = None) -> tuple:

@@ -106,16 +106,7 @@ class SeedStore:
 
     def save(self, seed: int, result) -> None:
         """Writes one finished seed's result (atomically: a kill leaves the seed or nothing)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        entry = {
-            "experiment": self.experiment,
-            "seed": int(seed),
-            "config_digest": self.config_digest,
-            "code_digest": self.code_digest,
-            "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-            "result": result,
-        }
-        write_text(self._path(seed), json.dumps(entry, indent=1, default=self.default) + "\n")
+        _write_entry(self._path(seed), self, {"seed": int(seed)}, result)
         # The seed's file holds every unit now (a kill before this line leaves both: the seed file wins).
         shutil.rmtree(self.units(seed).directory, ignore_errors=True)
 
@@ -196,7 +187,7 @@ class UnitStore:
     def __setstate__(self, state):
         self.__dict__.update(state)
         if self.log is None:
-            self.log = _print_flushed
+            self.log = print_flushed
 
     def _path(self, key: str) -> Path:
         # A readable name plus a digest of the key: two keys never share a file.
@@ -234,19 +225,25 @@ class UnitStore:
             self.log(f"[{self.experiment}] seed {self.seed}: {key} finished earlier by this command (resumed)")
             return result
         result = to_json_value(compute(), self.default)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        entry = {
-            "experiment": self.experiment,
-            "seed": self.seed,
-            "key": key,
-            "config_digest": self.config_digest,
-            "code_digest": self.code_digest,
-            "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-            "result": result,
-        }
-        write_text(self._path(key), json.dumps(entry, indent=1, default=self.default) + "\n")
+        _write_entry(self._path(key), self, {"seed": self.seed, "key": key}, result)
         return result
 
 
-def _print_flushed(message: str) -> None:
+def _write_entry(path: Path, store, fields: dict, result) -> None:
+    """Writes a finished seed's or unit's ``result`` atomically, with the ``store``'s experiment
+    and digests (what a later run checks before taking it back) and ``fields`` naming it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = {
+        "experiment": store.experiment,
+        **fields,
+        "config_digest": store.config_digest,
+        "code_digest": store.code_digest,
+        "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "result": result,
+    }
+    write_text(path, json.dumps(entry, indent=1, default=store.default) + "\n")
+
+
+def print_flushed(message: str) -> None:
+    """The logger of a worker process: ``print``, flushed so the parent's log shows it at once."""
     print(message, flush=True)
