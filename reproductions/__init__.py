@@ -8,6 +8,7 @@ file, e.g. ``run_experiment("configs/reproduce/symile_xor.py:quick", {"steps": 5
 * ``confu_xor``: ConFu, Symile, GRAM, TRIANGLE and CLIP on ConFu's XOR.
 * ``gated_fragility``: Gated Symile vs Symile vs CLIP as unreliable modalities grow.
 * ``misalignment``: Negate-or-Embrace identifiability R² per latent block.
+* ``misalignment_long``: ``misalignment`` at 32x the pairs (one seed), as far as a CPU run goes.
 * ``noise_robustness``: accuracy with one modality degraded at 10/15/20 dB SNR.
 * ``m3_digits``: Symile-M3's image from text + audio (w = 2) on the offline ``m3_digits``.
 * ``m3_digits_pairwise``: the pairwise contrast, text from image + audio on ``m3_digits/default``.
@@ -40,6 +41,7 @@ for _name in (
     "confu_xor",
     "gated_fragility",
     "misalignment",
+    "misalignment_long",
     "noise_robustness",
     "m3_digits",
     "m3_digits_pairwise",
