@@ -100,8 +100,39 @@ def first_passing(pairs, values, threshold):
     return None
 
 
+def extrapolated_passing(pairs, values, threshold, last=3):
+    """Where ``values`` would reach ``threshold`` if their gain per doubling of ``pairs`` held.
+
+    The gain is measured over the ``last`` budgets (the curves rise about linearly in log pairs
+    there). An extrapolation, not a measurement: a curve that keeps bending down gets there later.
+
+    Returns:
+        ``(pairs at the threshold, gain per doubling)``; ``(None, gain)`` when the curve already
+        reaches the threshold, has fewer than ``last`` points or does not rise over them.
+
+    Example:
+        >>> extrapolated_passing([1000, 2000, 4000], [0.5, 0.6, 0.7], 0.9)
+        (16000, 0.1)
+    """
+    if len(pairs) < max(2, last) or values[-1] >= threshold:
+        return None, None
+    doublings = float(np.log2(pairs[-1] / pairs[-last]))
+    gain = (values[-1] - values[-last]) / doublings if doublings > 0 else 0.0
+    if gain <= 0:
+        return None, round(gain, 6)
+    return int(round(pairs[-1] * 2.0 ** ((threshold - values[-1]) / gain))), round(gain, 6)
+
+
 def _fmt_pairs(n):
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} billion"
     return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
+
+
+def _of_paper_budget(n):
+    """``n`` pairs beside the paper's 614 M (100k steps of batch 6144)."""
+    share = n / 614.4e6
+    return f"{share:.1f}x the paper's 614 M" if share >= 1 else f"{100 * share:.1f} % of the paper's 614 M"
 
 
 @register
@@ -253,6 +284,13 @@ class Misalignment(Experiment):
                     if first is not None
                     else f"does not reach {config.pass_threshold} at this budget ({_fmt_pairs(budget)} pairs)"
                 )
+                ahead, gain = extrapolated_passing(pairs, inv_curve, config.pass_threshold)
+                if ahead is not None:
+                    where += (
+                        f"; at its gain over the last three budgets (+{gain:.3f} per doubling of the pairs) it "
+                        f"would pass {config.pass_threshold} near {_fmt_pairs(ahead)} pairs (an extrapolation, "
+                        f"{_of_paper_budget(ahead)})"
+                    )
                 findings.append(
                     f"'{setting['name']}', {lab}: nonlinear R² of the invariant block "
                     + " → ".join(f"{v:.2f}" for v in inv_curve)

@@ -302,12 +302,19 @@ def test_misalignment_compares_both_objectives_along_the_budget(tmp_path, tiny_m
 
 
 def test_misalignment_helpers():
-    from reproductions.misalignment import eval_steps, first_passing
+    from reproductions.misalignment import eval_steps, extrapolated_passing, first_passing
 
     assert eval_steps(100000, 8) == [781, 1562, 3125, 6250, 12500, 25000, 50000, 100000]
     assert eval_steps(3, 4) == [1, 2, 3]
     assert first_passing([10, 20, 40], [0.5, 0.91, 0.95], 0.9) == 20
     assert first_passing([10, 20], [0.5, 0.6], 0.9) is None
+    # +0.1 per doubling over the last three budgets: 0.7 -> 0.9 takes two more doublings.
+    assert extrapolated_passing([1000, 2000, 4000], [0.5, 0.6, 0.7], 0.9) == (16000, 0.1)
+    # Only the last three budgets count (the early, steeper part does not).
+    assert extrapolated_passing([500, 1000, 2000, 4000], [0.1, 0.5, 0.6, 0.7], 0.9) == (16000, 0.1)
+    assert extrapolated_passing([1000, 2000, 4000], [0.6, 0.6, 0.6], 0.9) == (None, 0.0)  # flat: never
+    assert extrapolated_passing([1000, 2000, 4000], [0.7, 0.8, 0.95], 0.9) == (None, None)  # already there
+    assert extrapolated_passing([1000, 2000], [0.5, 0.6], 0.9) == (None, None)  # too few budgets
 
 
 def test_keras_global_clipnorm_is_torch_clip_grad_norm_over_all_weights():
