@@ -201,8 +201,10 @@ def mean_std(values) -> tuple[float, float]:
 
 
 def fmt_mean_std(values, scale: float = 100.0, digits: int = 1) -> str:
-    """``"mean ± std"`` of ``values * scale`` (percent by default)."""
+    """``"mean ± std"`` of ``values * scale`` (percent by default); one value alone, no spread to show."""
     m, s = mean_std(values)
+    if len(values) == 1:
+        return f"{m * scale:.{digits}f}"
     return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
 
 

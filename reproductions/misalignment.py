@@ -129,6 +129,10 @@ def _fmt_pairs(n):
     return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
 
 
+def _over_seeds(n):
+    return "one seed" if n == 1 else f"mean ± std over {n} seeds"
+
+
 def _of_paper_budget(n):
     """``n`` pairs beside the paper's 614 M (100k steps of batch 6144)."""
     share = n / 614.4e6
@@ -249,8 +253,8 @@ class Misalignment(Experiment):
                 {
                     "caption": f"Setting '{setting['name']}': text sees s_{list(setting['selected'])}, perturbed "
                     f"{list(setting['perturbed'])} → invariant block s_{inv}. R² of the standardised image "
-                    f"embedding after {_fmt_pairs(budget)} pairs ({steps} steps of batch {batch}), mean ± std "
-                    f"over {len(per_seed)} seeds.",
+                    f"embedding after {_fmt_pairs(budget)} pairs ({steps} steps of batch {batch}), "
+                    f"{_over_seeds(len(per_seed))}.",
                     "header": ["latent block"] + [f"{lab}: {r} R²" for lab in labels for r in REGRESSORS],
                     "rows": rows,
                 }
@@ -311,7 +315,7 @@ class Misalignment(Experiment):
             tables.append(
                 {
                     "caption": f"Setting '{setting['name']}': nonlinear R² of the invariant block s_{inv} against "
-                    f"the number of pairs seen (batch {batch}), mean ± std over {len(per_seed)} seeds.",
+                    f"the number of pairs seen (batch {batch}), {_over_seeds(len(per_seed))}.",
                     "header": ["pairs seen"] + labels,
                     "rows": curve_rows,
                 }

@@ -330,3 +330,13 @@ def test_keras_global_clipnorm_is_torch_clip_grad_norm_over_all_weights():
     per_variable = [keras.Variable(np.zeros(2, "float32")) for _ in grads]
     keras.optimizers.SGD(learning_rate=1.0, clipnorm=2.0).apply_gradients(zip(grads, per_variable))
     assert not np.allclose(-np.asarray(per_variable[0]), expected[0])  # clipnorm clips each weight alone
+
+
+def test_mean_std_formatting_shows_a_spread_only_over_several_seeds():
+    from reproductions.common import fmt_mean_std, mean_std
+
+    assert fmt_mean_std([0.5, 0.7]) == "60.0 ± 14.1"  # sample std (ddof=1), in percent
+    assert fmt_mean_std([0.53], 1.0, 2) == "0.53"  # one seed: no "± 0.00" that reads as no spread
+    assert mean_std([0.53]) == (0.53, 0.0)
+    with pytest.raises(ValueError, match="at least one value"):
+        mean_std([])
