@@ -103,12 +103,14 @@ def first_passing(pairs, values, threshold):
 def extrapolated_passing(pairs, values, threshold, last=3):
     """Where ``values`` would reach ``threshold`` if their gain per doubling of ``pairs`` held.
 
-    The gain is measured over the ``last`` budgets (the curves rise about linearly in log pairs
-    there). An extrapolation, not a measurement: a curve that keeps bending down gets there later.
+    The gain is measured over the ``last`` budgets, where the R² curves of this simulation rise
+    roughly linearly in log pairs. An extrapolation, not a measurement: a curve that keeps
+    bending down gets there later, one that turns up sooner.
 
     Returns:
-        ``(pairs at the threshold, gain per doubling)``; ``(None, gain)`` when the curve already
-        reaches the threshold, has fewer than ``last`` points or does not rise over them.
+        ``(pairs at the threshold, gain per doubling)``; ``(None, gain)`` when the curve does not
+        rise over the ``last`` budgets; ``(None, None)`` when it already reaches the threshold
+        or has fewer than ``last`` points.
 
     Example:
         >>> extrapolated_passing([1000, 2000, 4000], [0.5, 0.6, 0.7], 0.9)

@@ -5,8 +5,8 @@ cosine InfoNCE, the authors' encoders, Adam 1e-4, gradient norm clipped at 2, ba
 32x longer: 16384 steps (4.2 M pairs per run, every row drawn afresh: 8.4 M rows with the
 independent negatives), R² at 10 budgets (8 k ... 4.2 M pairs). One seed: measured 141 ms
 (paper's objective) and 82 ms (cosine) per step on one core, 84 / 43 ms with two threads, so
-2 settings x 2 objectives take about 70 min on 2 cores (3 seeds would take 3.5 h, longer than
-a session; the 3-seed spread is in misalignment's record at 131 k pairs). Quick: misalignment's, one seed.
+2 settings x 2 objectives take about 70 min on 2 cores (3 seeds would take 3.5 h; the spread
+over 3 seeds is in misalignment's record, at 131 k pairs). Quick: misalignment's, one seed.
 """
 
 import importlib.util
