@@ -11,7 +11,9 @@ Budget SCALED DOWN for a shared 2-core CPU: batch 256 pairs x 512 steps (131 k p
 2 settings x 2 objectives x 3 seeds within 30 minutes); the authors train batch 6144 x 100k steps
 (614 M pairs) on a GPU. The full budget (on a GPU):
 ``python tools/reproduce.py --config=configs/reproduce/misalignment.py --config.batch_size=6144
---config.steps=100000 --config.n_train=20000000``.
+--config.steps=100000 --config.n_train=20000000``. The largest budget run on this CPU is the
+experiment misalignment_long (configs/reproduce/misalignment_long.py): the same at 32x the pairs,
+one seed, about 70 min on 2 cores.
 """
 
 import importlib.util
