@@ -340,3 +340,17 @@ def test_mean_std_formatting_shows_a_spread_only_over_several_seeds():
     assert mean_std([0.53]) == (0.53, 0.0)
     with pytest.raises(ValueError, match="at least one value"):
         mean_std([])
+
+
+def test_misalignment_long_is_misalignment_at_32x_the_pairs_with_no_row_revisited():
+    short, long = runner.load_config(config_file("misalignment")), runner.load_config(config_file("misalignment_long"))
+    changed = {"num_seeds", "steps", "n_train", "eval_points"}
+    assert {k: v for k, v in long.to_dict().items() if k not in changed} == {
+        k: v for k, v in short.to_dict().items() if k not in changed
+    }
+    assert long.batch_size * long.steps == 32 * short.batch_size * short.steps
+    # The paper's objective encodes an independent sample per pair: 2 fresh rows per pair trained on.
+    assert long.n_train >= 2 * long.batch_size * long.steps
+    from reproductions.misalignment import eval_steps
+
+    assert eval_steps(long.steps, long.eval_points)[0] * long.batch_size == 8192  # the curve starts at 8 k pairs
