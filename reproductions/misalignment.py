@@ -347,13 +347,21 @@ class Misalignment(Experiment):
                 )
             if all(st["rising"] for st in main_stats):
                 verdict += ", still rising at the last budget"
-        verdict += (
-            f" ({_fmt_pairs(budget)} pairs per run"
-            + (f", {100 * budget / 614.4e6:.3f} % of the paper's 614 M, scaled down for the CPU" if scaled else "")
-            + "); the cosine objective reaches "
-            + " / ".join(f"{stats[(k, lab)]['final']:.2f}" for k in settings for lab in labels[1:2])
-            + " at the same budget"
+        verdict += f" ({_fmt_pairs(budget)} pairs per run" + (
+            f", {100 * budget / 614.4e6:.3f} % of the paper's 614 M, scaled down for the CPU)" if scaled else ")"
         )
+        if in_order and not reached:
+            verdict += (
+                "; the order the theorem predicts holds: the invariant block above every other block ("
+                + " / ".join(f"{st['final']:.2f} vs at most {st['worst']:.2f}" for st in main_stats)
+                + ")"
+            )
+        if len(labels) > 1:
+            verdict += (
+                "; the cosine objective reaches "
+                + " / ".join(f"{stats[(k, labels[1])]['final']:.2f}" for k in settings)
+                + " at the same budget"
+            )
         if len(labels) > 1:
             parts = []
             for k in settings:
