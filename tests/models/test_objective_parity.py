@@ -1,4 +1,4 @@
-"""Every objective's loss, gradients, outputs and scores are bit-for-bit the recorded values.
+"""Every objective's loss, gradients, outputs and scores are the recorded values to float32 round-off.
 
 The reference file ``tests/golden/objective_parity.npz`` was written by this module's
 ``__main__`` from the model as it was before objectives became classes (string dispatch inside
@@ -87,14 +87,21 @@ def _golden():
         return {k: data[k] for k in data.files}
 
 
+# Bit-for-bit holds only on the CPU that wrote the file: oneDNN picks its kernels (and so the
+# order of float32 sums) per CPU model, and on another one the values move by up to 1.4e-6 of
+# max(1, |value|) (measured). A refactor that changes the math moves them by far more.
+TOLERANCE = 1e-5
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_objective_matches_the_recorded_values_bit_for_bit(case):
+def test_objective_matches_the_recorded_values_to_float32_round_off(case):
     want = {k.split(":", 1)[1]: v for k, v in _golden().items() if k.startswith(case + ":")}
     assert want, f"no recorded values for {case}"
     got = compute(case)
     assert sorted(got) == sorted(want)
     for key in sorted(want):
-        np.testing.assert_array_equal(got[key], want[key], err_msg=f"{case}: {key}")
+        scale = max(1.0, float(np.max(np.abs(want[key])))) if want[key].size else 1.0
+        np.testing.assert_allclose(got[key], want[key], rtol=0, atol=TOLERANCE * scale, err_msg=f"{case}: {key}")
 
 
 if __name__ == "__main__":
