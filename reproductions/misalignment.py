@@ -362,7 +362,6 @@ class Misalignment(Experiment):
                 + " / ".join(f"{stats[(k, labels[1])]['final']:.2f}" for k in settings)
                 + " at the same budget"
             )
-        if len(labels) > 1:
             parts = []
             for k in settings:
                 lp, cos = stats[(k, main)], stats[(k, labels[1])]

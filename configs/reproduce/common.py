@@ -8,6 +8,20 @@ minutes), as ``--config=configs/reproduce/symile_xor.py:quick`` on the command l
 from __future__ import annotations
 
 
+def sibling(name: str):
+    """The config module ``configs/reproduce/<name>.py`` (configs are files, not a package).
+
+    A derived experiment starts from another's config, e.g. ``sibling("misalignment").get_config()``.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(f"_reproduce_{name}", Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def variant(config, arg: str | None, **variants):
     """``config`` with the settings of the variant named ``arg`` (``None`` or ``""``: unchanged).
 

@@ -15,22 +15,14 @@ of the other (docs/cli.md, "One part at a time"). Quick: 2 seeds, 300 steps.
 import importlib.util
 from pathlib import Path
 
-_here = Path(__file__).parent
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"_reproduce_{name}", _here / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-common = _load("common")
+_spec = importlib.util.spec_from_file_location("_reproduce_common", Path(__file__).with_name("common.py"))
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
 
 
 def get_config(arg=None):
     """The experiment's config; ``arg="quick"``: the quick variant (fewer seeds/steps)."""
-    c = _load("m3_digits").get_config()
+    c = common.sibling("m3_digits").get_config()
     c.dataset_configs = ["symile_m3_5", "symile_m3_10"]
     c.train_pairings = 10
     c.steps = 12000

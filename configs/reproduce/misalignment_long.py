@@ -19,23 +19,18 @@ budgets said near 7.2 M. Every other block is at most 0.01 there.
 import importlib.util
 from pathlib import Path
 
-_here = Path(__file__).parent
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"_reproduce_{name}", _here / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_spec = importlib.util.spec_from_file_location("_reproduce_common", Path(__file__).with_name("common.py"))
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
 
 
 def get_config(arg=None):
     """The experiment's config; ``arg="quick"``: misalignment's quick variant with one seed."""
     if arg:
-        c = _load("misalignment").get_config(arg)
+        c = common.sibling("misalignment").get_config(arg)
         c.num_seeds = 1
         return c
-    c = _load("misalignment").get_config()
+    c = common.sibling("misalignment").get_config()
     c.num_seeds = 1
     c.steps = 16384
     c.n_train = 2 * c.batch_size * c.steps  # one fresh row per row trained on, none revisited

@@ -11,23 +11,19 @@ from pathlib import Path
 
 import ml_collections
 
+_spec = importlib.util.spec_from_file_location("_reproduce_common", Path(__file__).with_name("common.py"))
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+
 
 def _method(label, objective, **options):
     return ml_collections.ConfigDict({"label": label, "objective": objective, "options": options})
 
 
-def _m3_digits_config(arg):
-    spec = importlib.util.spec_from_file_location(
-        "_m3_digits_config", Path(__file__).with_name("m3_digits_pairwise.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 def get_config(arg=None):
     """The experiment's config; ``arg="quick"``: the quick variant (experiment 6b's quick settings)."""
-    c = _m3_digits_config(arg)  # data, encoders, budget and variants (quick) of experiment 6b
+    # Data, encoders, budget and variants (quick) of experiment 6b.
+    c = common.sibling("m3_digits_pairwise").get_config(arg)
     c.snr_dbs = [10, 15, 20]
     c.degraded = ["audio", "image"]
     c.methods = [
